@@ -1,0 +1,17 @@
+"""masksearch: exact, index-accelerated queries over image masks."""
+
+from .api import Database, connect
+from .errors import (
+    BindError,
+    IngestError,
+    MaskSearchError,
+    QueryError,
+    QuerySyntaxError,
+    StoreError,
+    UnsupportedQueryError,
+)
+from .result import QueryStats, Result
+
+__all__ = ["connect", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
+           "QuerySyntaxError", "BindError", "UnsupportedQueryError", "StoreError", "IngestError"]
+__version__ = "0.1.0"

@@ -1,0 +1,100 @@
+"""The Python API: ``connect`` a database, ``ingest`` masks, ``query`` them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from .exec.executor import execute
+from .lang.binder import bind
+from .lang.parser import parse
+from .plan.planner import plan
+from .result import Result
+from .store.sources import mask_sources
+from .store.store import Store
+
+
+class Database:
+    """An open masksearch database (a directory)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    @property
+    def path(self) -> str:
+        return str(self._store.root)
+
+    def ingest(self, masks, *, image_id=None, model_id=None, mask_type=None,
+               metadata: dict | None = None,
+               progress: Callable[[int, int], None] | None = None) -> list[int]:
+        """Add masks with their metadata atomically and return their new mask ids.
+
+        ``masks``: an (N, H, W) array, a sequence of 2-D arrays, or PNG/NPY paths, folders or
+        globs. ``image_id`` (required for arrays; file stems by default for files),
+        ``model_id`` and ``mask_type``: one value for all masks or one per mask.
+        ``metadata``: column name -> one value per mask (numbers, strings, booleans, or
+        boxes given as an (N, 4) integer array or 4-tuples/None).
+        """
+        sources = mask_sources(masks)
+        if image_id is None and any(s.path is None for s in sources):
+            from .errors import IngestError
+
+            raise IngestError("image_id is required when ingesting arrays")
+        return self._store.ingest(sources, image_id=image_id, model_id=model_id,
+                                  mask_type=mask_type, metadata=metadata, progress=progress)
+
+    def query(self, sql: str, *, use_index: bool = True) -> Result:
+        """Run one statement; ``use_index=False`` forces the brute-force path (same results)."""
+        self._store.refresh()
+        bound = bind(parse(sql), sql, self._store.columns())
+        return execute(plan(bound), self._store, use_index=use_index)
+
+    def explain(self, sql: str) -> str:
+        """The logical plan of a statement as text."""
+        self._store.refresh()
+        return plan(bind(parse(sql), sql, self._store.columns())).describe()
+
+    def mask(self, mask_id: int) -> np.ndarray:
+        """The pixels of one mask, in their stored dtype."""
+        self._store.refresh()
+        segment, row = self._store.locate(int(mask_id))
+        return segment.pixels(row)
+
+    def columns(self) -> dict[str, str]:
+        """Queryable columns and their types."""
+        self._store.refresh()
+        return self._store.columns()
+
+    def info(self) -> dict:
+        """Counts, shapes, dtypes and sizes of the database."""
+        self._store.refresh()
+        table = self._store.table()
+        segments = self._store.segments
+        dtypes: dict[str, int] = {}
+        for s in self._store.manifest.segments:
+            dtypes[s.dtype] = dtypes.get(s.dtype, 0) + s.count
+        shapes: dict[str, int] = {}
+        if table.num_rows:
+            h = table.column("height").to_numpy()
+            w = table.column("width").to_numpy()
+            pairs, counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
+            shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
+        pixel_bytes = sum(s.pixel_bytes() for s in segments)
+        index_bytes = sum(s.index_bytes() for s in segments)
+        m = self._store.manifest
+        return {"path": self.path, "masks": table.num_rows, "segments": len(segments),
+                "dtypes": dtypes, "shapes": shapes, "columns": self._store.columns(),
+                "cell_size": m.cell_size, "codec": m.codec, "pixel_bytes": pixel_bytes,
+                "index_bytes": index_bytes,
+                "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0}
+
+    def __repr__(self) -> str:
+        return f"<masksearch.Database {self.path}>"
+
+
+def connect(path: str | os.PathLike, *, cell_size: int | None = None,
+            bin_edges: dict | None = None, codec: str | None = None) -> Database:
+    """Open the database at ``path``, creating it (with these index settings) if absent."""
+    return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec))

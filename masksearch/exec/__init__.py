@@ -1,0 +1,1 @@
+"""Execution: filter-verification over the store and the index."""

@@ -1,0 +1,121 @@
+"""A batch of metadata rows with lazily computed regions, CP bounds and exact CP values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..index.chi import segment_bounds
+from ..lang import ast
+from ..lang.binder import BoundQuery
+from ..store.store import Store
+from .regions import Regions, regions
+from .verify import CountTask, verify_candidates
+
+
+class Batch:
+    """Rows under evaluation. Implements ``exact.Env``.
+
+    ``exact[t]`` holds term t's exact count where ``known[t]`` is set: from the index when
+    its bounds are tight, else from verification.
+    """
+
+    def __init__(self, rows: pa.Table, store: Store, query: BoundQuery, use_index: bool):
+        self.rows = rows
+        self.store = store
+        self.query = query
+        self.use_index = use_index
+        n, t = rows.num_rows, len(query.terms)
+        self._regions: dict = {}
+        self.lower = np.zeros((n, t), np.int64)
+        self.upper = np.zeros((n, t), np.int64)
+        self.null = np.zeros((n, t), bool)
+        self.exact = np.zeros((n, t), np.int64)
+        self.known = np.zeros((n, t), bool)
+        self._bounded = np.zeros(t, bool)
+        self.bytes_read = 0
+        self.verified = 0
+
+    @property
+    def seg(self) -> np.ndarray:
+        return self.rows.column("_seg").to_numpy()
+
+    @property
+    def row(self) -> np.ndarray:
+        return self.rows.column("_row").to_numpy()
+
+    def region(self, roi: ast.Roi) -> Regions:
+        reg = self._regions.get(roi)
+        if reg is None:
+            reg = self._regions[roi] = regions(roi, self.rows)
+        return reg
+
+    # --- bounds ---
+    def bound_term(self, t: int) -> None:
+        if self._bounded[t]:
+            return
+        term = self.query.terms[t]
+        reg = self.region(term.roi)
+        lower = np.zeros(self.rows.num_rows, np.int64)
+        upper = reg.area.copy()
+        if self.use_index and self.rows.num_rows:
+            seg = self.seg
+            for k in np.unique(seg):
+                sel = np.flatnonzero(seg == k)
+                segment = self.store.segments[k]
+                lo, hi = segment_bounds(segment.index, segment.dtype, self.row[sel],
+                                        reg.boxes[sel], term.lo, term.hi)
+                lower[sel], upper[sel] = lo, hi
+        lower[reg.null] = 0
+        upper[reg.null] = 0
+        self.lower[:, t], self.upper[:, t], self.null[:, t] = lower, upper, reg.null
+        tight = lower == upper
+        self.exact[tight, t] = lower[tight]
+        self.known[:, t] |= tight
+        self._bounded[t] = True
+
+    def cp_bounds(self, cp: ast.CP):
+        t = self.query.term_of[cp]
+        self.bound_term(t)
+        return self.lower[:, t], self.upper[:, t], self.null[:, t]
+
+    # --- exact values ---
+    def resolve(self, idx: np.ndarray, terms: list[int]) -> None:
+        """Make ``terms`` exact for rows ``idx``, reading the pixels of rows that need it."""
+        if not len(idx) or not terms:
+            return
+        for t in terms:
+            self.bound_term(t)
+        need = idx[~self.known[np.ix_(idx, terms)].all(axis=1)]
+        if not len(need):
+            return
+        # A mask that has to be read gets every term of the query counted at once.
+        all_terms = list(range(len(self.query.terms)))
+        for t in all_terms:
+            self.bound_term(t)
+        task = CountTask(self.store.segments, self.seg[need], self.row[need],
+                         [self.region(self.query.terms[t].roi).boxes[need] for t in all_terms],
+                         [(self.query.terms[t].lo, self.query.terms[t].hi) for t in all_terms])
+        counts, nbytes = verify_candidates(task)
+        self.exact[need] = counts
+        self.known[need] = True
+        self.verified += len(need)
+        self.bytes_read += nbytes
+
+    def cp_exact(self, cp: ast.CP) -> pa.Array:
+        t = self.query.term_of[cp]
+        if not self.known[:, t].all():
+            raise AssertionError("CP value used before it was resolved")
+        return pa.array(self.exact[:, t], pa.int64(), mask=self.null[:, t])
+
+    def take(self, idx: np.ndarray) -> Batch:
+        """A batch of the rows ``idx`` sharing what is already known about them."""
+        sub = Batch.__new__(Batch)
+        sub.rows = self.rows.take(pa.array(idx, pa.int64()))
+        sub.store, sub.query, sub.use_index = self.store, self.query, self.use_index
+        sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
+        for name in ("lower", "upper", "null", "exact", "known"):
+            setattr(sub, name, getattr(self, name)[idx])
+        sub._bounded = self._bounded.copy()
+        sub.bytes_read = sub.verified = 0
+        return sub

@@ -1,0 +1,96 @@
+"""Exact evaluation of expressions over a batch of rows, with SQL NULL semantics (pyarrow)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..lang import ast
+from .regions import Regions
+
+_COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
+            ">": pc.greater, ">=": pc.greater_equal}
+_ARITH = {"+": pc.add, "-": pc.subtract, "*": pc.multiply}
+
+
+class Env(Protocol):
+    """What expressions are evaluated against: a batch of metadata rows and their CP values."""
+
+    rows: pa.Table
+
+    def region(self, roi: ast.Roi) -> Regions: ...
+
+    def cp_exact(self, cp: ast.CP) -> pa.Array: ...
+
+    def cp_bounds(self, cp: ast.CP) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def area_array(env: Env, roi: ast.Roi) -> pa.Array:
+    reg = env.region(roi)
+    return pa.array(reg.area, pa.int64(), mask=reg.null)
+
+
+def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
+    """The value of ``expr`` for every row of ``env.rows`` as an Arrow array."""
+    out = _eval(expr, env)
+    if isinstance(out, pa.Scalar):
+        out = pa.array([out.as_py()] * env.rows.num_rows, out.type)
+    return out
+
+
+def _eval(e: ast.Expr, env: Env):
+    if isinstance(e, ast.Literal):
+        return pa.scalar(e.value)
+    if isinstance(e, ast.Column):
+        return env.rows.column(e.name).combine_chunks()
+    if isinstance(e, ast.CP):
+        return env.cp_exact(e)
+    if isinstance(e, ast.Area):
+        return area_array(env, e.roi)
+    if isinstance(e, ast.Neg):
+        return pc.negate(_eval(e.operand, env))
+    if isinstance(e, ast.BinOp):
+        left, right = _eval(e.left, env), _eval(e.right, env)
+        if e.op == "/":
+            return divide(left, right)
+        if pa.types.is_null(left.type) or pa.types.is_null(right.type):
+            return pa.scalar(None, pa.float64())
+        return _ARITH[e.op](left, right)
+    if isinstance(e, ast.Compare):
+        left, right = _eval(e.left, env), _eval(e.right, env)
+        if pa.types.is_null(left.type) or pa.types.is_null(right.type):
+            return pa.scalar(None, pa.bool_())
+        return _COMPARE[e.op](left, right)
+    if isinstance(e, ast.And):
+        out = _eval(e.items[0], env)
+        for x in e.items[1:]:
+            out = pc.and_kleene(_as_bool(out), _as_bool(_eval(x, env)))
+        return out
+    if isinstance(e, ast.Or):
+        out = _eval(e.items[0], env)
+        for x in e.items[1:]:
+            out = pc.or_kleene(_as_bool(out), _as_bool(_eval(x, env)))
+        return out
+    if isinstance(e, ast.Not):
+        return pc.invert(_as_bool(_eval(e.operand, env)))
+    if isinstance(e, ast.IsNull):
+        value = _eval(e.operand, env)
+        return pc.is_valid(value) if e.negated else pc.is_null(value)
+    raise TypeError(f"cannot evaluate {type(e).__name__}")
+
+
+def _as_bool(value):
+    return value.cast(pa.bool_()) if pa.types.is_null(value.type) else value
+
+
+def divide(left, right):
+    """Float division where a zero (or NULL) divisor gives NULL."""
+    if pa.types.is_null(left.type) or pa.types.is_null(right.type):
+        return pa.scalar(None, pa.float64())
+    lf, rf = pc.cast(left, pa.float64()), pc.cast(right, pa.float64())
+    zero = pc.equal(rf, 0.0)
+    safe = pc.if_else(zero, pa.scalar(1.0), rf)
+    return pc.if_else(zero, pa.scalar(None, pa.float64()), pc.divide(lf, safe))

@@ -1,0 +1,142 @@
+"""CHI on the Python side: choosing bin edges, building a segment's index, asking for bounds.
+
+A CP range is handled as two *cuts* (see ``kernels.chi_kernels``): the pixels counted are those
+failing the lo cut and passing the hi cut. ``Cut`` values come from the binder already made exact
+for float64 comparison; ``cut_for_dtype`` makes them exact for integer pixels as well.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.chi_kernels import build_chi_one, build_chi_stack, chi_bounds
+
+DEFAULT_CELL_SIZE = 16
+FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
+FEW_INTEGER_VALUES = 64   # up to this many values: one bin per value
+INTEGER_BINS = 16
+
+
+@dataclass(frozen=True)
+class Cut:
+    """``value < t`` (incl False) or ``value <= t`` (incl True)."""
+
+    t: float
+    incl: bool
+
+
+def kernel_view(pixels: np.ndarray) -> np.ndarray:
+    """The pixels in a dtype the kernels compile for (bool -> uint8, float16 -> float32)."""
+    if pixels.dtype == np.bool_:
+        return pixels.view(np.uint8)
+    if pixels.dtype == np.float16:
+        return pixels.astype(np.float32)
+    return pixels
+
+
+def default_edges(dtype: np.dtype, vmin: float, vmax: float) -> np.ndarray:
+    """Bin edges for a segment whose non-NaN values span [vmin, vmax]."""
+    if dtype == np.bool_:
+        return np.array([1.0])
+    if dtype.kind == "u":
+        lo, hi = int(vmin), int(vmax)
+        if hi - lo < FEW_INTEGER_VALUES:
+            return np.arange(lo + 1, max(hi, lo + 1) + 1, dtype=np.float64)
+        return np.unique(np.round(np.linspace(lo, hi + 1, INTEGER_BINS + 1)))[1:-1]
+    if not (math.isfinite(vmin) and math.isfinite(vmax)):
+        finite = [v for v in (vmin, vmax) if math.isfinite(v)]
+        vmin = vmax = finite[0] if finite else 0.0
+    if 0.0 <= vmin and vmax <= 1.0:
+        return np.arange(FLOAT_UNIT_BINS + 1, dtype=np.float64) / FLOAT_UNIT_BINS
+    if vmax == vmin:
+        return np.array([vmin], dtype=np.float64)
+    return np.linspace(vmin, vmax, FLOAT_UNIT_BINS + 1)
+
+
+def count_dtype(max_pixels: int) -> np.dtype:
+    """Smallest unsigned type that holds counts up to ``max_pixels``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_pixels <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def grid_shape(height: int, width: int, cell: int) -> tuple[int, int]:
+    return (height + cell - 1) // cell, (width + cell - 1) // cell
+
+
+def chi_offsets(heights: np.ndarray, widths: np.ndarray, cell: int, n_edges: int) -> np.ndarray:
+    """Start of each mask's counts in the segment's flat count array (length N + 1)."""
+    gh = (heights.astype(np.int64) + cell - 1) // cell
+    gw = (widths.astype(np.int64) + cell - 1) // cell
+    sizes = gh * gw * (n_edges + 1)
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SegmentIndex:
+    """The CHI of every mask of one segment, plus the per-mask geometry the kernels need."""
+
+    cell: int
+    edges: np.ndarray       # (E,) float64
+    counts: np.ndarray      # flat, smallest unsigned type
+    offsets: np.ndarray     # (N + 1,) int64
+    eq: np.ndarray          # (N, E) pixels equal to each edge
+    stats: np.ndarray       # (N, 2) float64 non-NaN min, max
+    heights: np.ndarray     # (N,) int64
+    widths: np.ndarray      # (N,) int64
+
+
+def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -> SegmentIndex:
+    """Build the CHI of a list of 2-D masks of one dtype."""
+    n = len(masks)
+    heights = np.array([m.shape[0] for m in masks], dtype=np.int64)
+    widths = np.array([m.shape[1] for m in masks], dtype=np.int64)
+    n_edges = len(edges)
+    offsets = chi_offsets(heights, widths, cell, n_edges)
+    max_pixels = int((heights * widths).max()) if n else 0
+    counts = np.zeros(int(offsets[-1]), dtype=count_dtype(max_pixels))
+    eq = np.zeros((n, n_edges), dtype=count_dtype(max_pixels))
+    stats = np.zeros((n, 2), dtype=np.float64)
+    i = 0
+    while i < n:
+        # A run of equally shaped masks is built by one parallel kernel call.
+        j = i + 1
+        while j < n and masks[j].shape == masks[i].shape:
+            j += 1
+        h, w = masks[i].shape
+        gh, gw = grid_shape(h, w, cell)
+        block = counts[offsets[i]:offsets[j]].reshape(j - i, gh, gw, n_edges + 1)
+        if j - i == 1:
+            build_chi_one(kernel_view(masks[i]), edges, cell, block[0], eq[i], stats[i])
+        else:
+            stack = np.stack([kernel_view(m) for m in masks[i:j]])
+            build_chi_stack(stack, edges, cell, block, eq[i:j], stats[i:j])
+        i = j
+    return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths)
+
+
+def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:
+    """An equivalent cut for pixels of ``dtype``; integer pixels get strict integer cuts."""
+    if dtype.kind in "ub" and math.isfinite(cut.t):
+        t = math.floor(cut.t) + 1 if cut.incl else math.ceil(cut.t)
+        return Cut(float(t), False)
+    return cut
+
+
+def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
+                   lo: Cut, hi: Cut) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4)."""
+    lo = cut_for_dtype(lo, dtype)
+    hi = cut_for_dtype(hi, dtype)
+    lower = np.empty(len(rows), dtype=np.int64)
+    upper = np.empty(len(rows), dtype=np.int64)
+    if len(rows):
+        chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
+                   index.edges, index.eq, index.stats, rows.astype(np.int64),
+                   np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
+                   lower, upper)
+    return lower, upper

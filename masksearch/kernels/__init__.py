@@ -1,0 +1,1 @@
+"""Numba kernels: plain arrays in, caller-allocated arrays out, no Python orchestration."""

@@ -1,0 +1,199 @@
+"""Build the Cumulative Histogram Index (CHI) of masks and derive CP bounds from it.
+
+Layout of one mask's CHI (H x W pixels, cell size c, E value edges):
+``counts[r, s, k]`` for ``r < gh = ceil(H/c)``, ``s < gw = ceil(W/c)``, ``k <= E`` is the number
+of pixels in rows ``[0, min((r+1)c, H))`` and columns ``[0, min((s+1)c, W))`` that satisfy cut
+``k``: ``value < edges[k]`` for ``k < E``, and "value is not NaN" for ``k == E``.
+Alongside: ``eq[k]`` the number of pixels of the whole mask equal to ``edges[k]``, and the
+mask's non-NaN ``vmin``/``vmax``. A query cut is ``value < t`` (``incl`` False) or
+``value <= t`` (``incl`` True).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _edges_le(v, edges):
+    """Number of edges <= v (edges sorted ascending)."""
+    lo = 0
+    hi = edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if edges[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def _edges_lt(v, edges):
+    """Number of edges < v (edges sorted ascending)."""
+    lo = 0
+    hi = edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if edges[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def build_chi_one(pixels, edges, cell, counts, eq, stats):
+    """Fill ``counts`` (gh, gw, E+1), ``eq`` (E,) and ``stats`` [vmin, vmax] for one 2-D mask.
+
+    ``counts`` must be zeroed by the caller. Returns the number of non-NaN pixels.
+    """
+    h, w = pixels.shape
+    vmin = np.inf
+    vmax = -np.inf
+    nonnan = 0
+    # Histogram: pixel with k = #edges <= v satisfies cuts k..E, so count it in bin k.
+    for y in range(h):
+        r = y // cell
+        for x in range(w):
+            v = np.float64(pixels[y, x])
+            if v != v:
+                continue
+            nonnan += 1
+            if v < vmin:
+                vmin = v
+            if v > vmax:
+                vmax = v
+            k = _edges_le(v, edges)
+            counts[r, x // cell, k] += 1
+            if k > 0 and edges[k - 1] == v:
+                eq[k - 1] += 1
+    gh, gw, nk = counts.shape
+    # Cumulative over value bins, then over columns, then over rows.
+    for r in range(gh):
+        for s in range(gw):
+            for k in range(1, nk):
+                counts[r, s, k] += counts[r, s, k - 1]
+    for r in range(gh):
+        for s in range(1, gw):
+            for k in range(nk):
+                counts[r, s, k] += counts[r, s - 1, k]
+    for r in range(1, gh):
+        for s in range(gw):
+            for k in range(nk):
+                counts[r, s, k] += counts[r - 1, s, k]
+    stats[0] = vmin
+    stats[1] = vmax
+    return nonnan
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def build_chi_stack(stack, edges, cell, counts, eq, stats):
+    """``build_chi_one`` over a (N, H, W) stack; ``counts`` (N, gh, gw, E+1) zeroed by the caller."""
+    for i in prange(stack.shape[0]):
+        build_chi_one(stack[i], edges, cell, counts[i], eq[i], stats[i])
+
+
+@njit(cache=True, nogil=True)
+def _rect_value(counts, r0, s0, r1, s1, k):
+    """Count of cut k in grid rectangle rows [r0, r1), cols [s0, s1) (grid-boundary indices)."""
+    if r1 <= r0 or s1 <= s0:
+        return 0
+    # int64 first: the stored counts are unsigned and narrow.
+    v = np.int64(counts[r1 - 1, s1 - 1, k])
+    if r0 > 0:
+        v -= np.int64(counts[r0 - 1, s1 - 1, k])
+    if s0 > 0:
+        v -= np.int64(counts[r1 - 1, s0 - 1, k])
+    if r0 > 0 and s0 > 0:
+        v += np.int64(counts[r0 - 1, s0 - 1, k])
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _cut_bounds(counts, r0, s0, r1, s1, edges, eq, vmin, vmax, t, incl):
+    """Lower and upper bound of the number of pixels satisfying a cut inside a grid rectangle."""
+    n_edges = edges.shape[0]
+    total = _rect_value(counts, r0, s0, r1, s1, n_edges)
+    if total == 0:
+        return 0, 0
+    if t > vmax or (t == vmax and incl):
+        return total, total
+    if t < vmin or (t == vmin and not incl):
+        return 0, 0
+    k = _edges_lt(t, edges)
+    if k < n_edges and edges[k] == t:
+        exact = _rect_value(counts, r0, s0, r1, s1, k)
+        if not incl or eq[k] == 0:
+            return exact, exact
+        nxt = _rect_value(counts, r0, s0, r1, s1, k + 1)
+        return exact, min(exact + np.int64(eq[k]), nxt)
+    lower = _rect_value(counts, r0, s0, r1, s1, k - 1) if k > 0 else 0
+    upper = _rect_value(counts, r0, s0, r1, s1, k) if k < n_edges else total
+    return lower, upper
+
+
+@njit(cache=True, nogil=True)
+def _range_bounds(counts, r0, s0, r1, s1, edges, eq, vmin, vmax, lo_t, lo_incl, hi_t, hi_incl):
+    """Bounds of #pixels in the rectangle with lo-cut false and hi-cut true."""
+    hl, hu = _cut_bounds(counts, r0, s0, r1, s1, edges, eq, vmin, vmax, hi_t, hi_incl)
+    ll, lu = _cut_bounds(counts, r0, s0, r1, s1, edges, eq, vmin, vmax, lo_t, lo_incl)
+    lower = hl - lu
+    if lower < 0:
+        lower = 0
+    return lower, hu - ll
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
+               rows, boxes, lo_t, lo_incl, hi_t, hi_incl, out_lower, out_upper):
+    """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
+
+    ``boxes[j]`` = (x0, y0, x1, y1) already clipped to mask ``rows[j]`` (x0 <= x1, y0 <= y1).
+    The range is ``lo-cut false and hi-cut true``: lo cut ``v < lo_t`` (``lo_incl`` False) or
+    ``v <= lo_t``; hi cut likewise. Writes ``out_lower[j] <= CP <= out_upper[j]``.
+    """
+    n_cuts = edges.shape[0] + 1
+    for j in prange(rows.shape[0]):
+        i = rows[j]
+        h = heights[i]
+        w = widths[i]
+        gh = (h + cell - 1) // cell
+        gw = (w + cell - 1) // cell
+        start = offsets[i]
+        counts = counts_flat[start:start + gh * gw * n_cuts].reshape((gh, gw, n_cuts))
+        x0 = boxes[j, 0]
+        y0 = boxes[j, 1]
+        x1 = boxes[j, 2]
+        y1 = boxes[j, 3]
+        area = (x1 - x0) * (y1 - y0)
+        if area <= 0:
+            out_lower[j] = 0
+            out_upper[j] = 0
+            continue
+        # Outer grid rectangle covers the box; inner one lies inside it.
+        r0o = y0 // cell
+        s0o = x0 // cell
+        r1o = gh if y1 == h else (y1 + cell - 1) // cell
+        s1o = gw if x1 == w else (x1 + cell - 1) // cell
+        r0i = (y0 + cell - 1) // cell
+        s0i = (x0 + cell - 1) // cell
+        r1i = gh if y1 == h else y1 // cell
+        s1i = gw if x1 == w else x1 // cell
+        oy0 = r0o * cell
+        ox0 = s0o * cell
+        oy1 = min(r1o * cell, h)
+        ox1 = min(s1o * cell, w)
+        outer_area = (oy1 - oy0) * (ox1 - ox0)
+        inner_area = 0
+        if r1i > r0i and s1i > s0i:
+            inner_area = (min(r1i * cell, h) - r0i * cell) * (min(s1i * cell, w) - s0i * cell)
+        vmin = stats[i, 0]
+        vmax = stats[i, 1]
+        ol, ou = _range_bounds(counts, r0o, s0o, r1o, s1o, edges, eq[i], vmin, vmax,
+                               lo_t, lo_incl, hi_t, hi_incl)
+        il, iu = _range_bounds(counts, r0i, s0i, r1i, s1i, edges, eq[i], vmin, vmax,
+                               lo_t, lo_incl, hi_t, hi_incl)
+        lower = max(il, ol - (outer_area - area))
+        upper = min(ou, iu + (area - inner_area), area)
+        out_lower[j] = lower
+        out_upper[j] = upper

@@ -1,0 +1,252 @@
+"""Query text -> AST, with syntax errors located by line, column and caret."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..errors import QuerySyntaxError
+from . import ast
+
+GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "masksearch.lark"
+
+READABLE = {
+    "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "STRING": "a string",
+    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'",
+    "RANGE_OPEN": "'[' or '('", "RANGE_CLOSE": "']' or ')'", "LPAR": "'('", "RPAR": "')'",
+    "COMMA": "','", "SEMICOLON": "';'", "STAR": "'*'", "MINUS": "'-'", "PLUS": "'+'",
+    "INF": "inf", "FULL": "full", "MASK": "mask", "MASK_AGG": "intersect/union/mean",
+    "AGG_NAME": "an aggregate", "$END": "end of query",
+}
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+def _readable(names) -> str:
+    out = sorted({READABLE.get(n, n.lstrip("_").upper()) for n in names})
+    return ", ".join(out[:12]) + (", ..." if len(out) > 12 else "")
+
+
+def _pos(meta) -> ast.Pos:
+    if getattr(meta, "empty", True):
+        return None
+    return (meta.line, meta.column, meta.start_pos, meta.end_pos)
+
+
+def _tok_pos(tok: Token) -> ast.Pos:
+    return (tok.line, tok.column, tok.start_pos, tok.end_pos)
+
+
+def _exact_number(text: str):
+    """An int for integer literals, else a float; the text is kept for exact comparisons."""
+    if all(c.isdigit() for c in text):
+        return int(text)
+    return float(Fraction(text))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def start(self, meta, c):
+        return c[0]
+
+    def explain(self, meta, c):
+        analyze = any(isinstance(t, Token) and t.type == "ANALYZE" for t in c)
+        return ast.Explain(c[-1], analyze, _pos(meta))
+
+    def select(self, meta, c):
+        parts = {"where": None, "group_by": ((), None), "order_by": (), "limit": None}
+        items, table = c[0], c[1]
+        for kind, value in c[2:]:
+            parts[kind] = value
+        group, having = parts["group_by"]
+        return ast.Select(tuple(items), table, parts["where"], group, having, parts["order_by"],
+                          parts["limit"], _pos(meta))
+
+    def select_list(self, meta, c):
+        return c
+
+    def select_item(self, meta, c):
+        alias = str(c[1]) if len(c) > 1 else None
+        return ast.SelectItem(c[0], alias, _pos(meta))
+
+    def star(self, meta, c):
+        return ast.SelectItem(None, None, _pos(meta))
+
+    def table_name(self, meta, c):
+        return str(c[0])
+
+    def where(self, meta, c):
+        return "where", c[0]
+
+    def group_by(self, meta, c):
+        having = c[-1][1] if c and isinstance(c[-1], tuple) else None
+        exprs = tuple(x for x in c if not isinstance(x, tuple))
+        return "group_by", (exprs, having)
+
+    def having(self, meta, c):
+        return "having", c[0]
+
+    def order_by(self, meta, c):
+        return "order_by", tuple(c)
+
+    def order_item(self, meta, c):
+        desc = len(c) > 1 and c[1] == "DESC"
+        return ast.OrderItem(c[0], desc, _pos(meta))
+
+    def direction(self, meta, c):
+        return c[0].upper()
+
+    def limit(self, meta, c):
+        return "limit", int(c[0])
+
+    # --- expressions ---
+    def or_(self, meta, c):
+        items = tuple(x for x in c if not isinstance(x, Token))
+        return items[0] if len(items) == 1 else ast.Or(items, _pos(meta))
+
+    def and_(self, meta, c):
+        items = tuple(x for x in c if not isinstance(x, Token))
+        return items[0] if len(items) == 1 else ast.And(items, _pos(meta))
+
+    def not_(self, meta, c):
+        return ast.Not(c[-1], _pos(meta))
+
+    def compare(self, meta, c):
+        op = "!=" if str(c[1]) == "<>" else str(c[1])
+        return ast.Compare(op, c[0], c[2], _pos(meta))
+
+    def is_null(self, meta, c):
+        negated = any(isinstance(t, Token) and t.type == "NOT" for t in c)
+        return ast.IsNull(c[0], negated, _pos(meta))
+
+    def in_list(self, meta, c):
+        negated = isinstance(c[1], Token) and c[1].type == "NOT"
+        items = tuple(x for x in c[1:] if not isinstance(x, Token))
+        return ast.InList(c[0], items, negated, _pos(meta))
+
+    def between(self, meta, c):
+        negated = isinstance(c[1], Token) and c[1].type == "NOT"
+        rest = [x for x in c[1:] if not isinstance(x, Token)]
+        return ast.Between(c[0], rest[0], rest[1], negated, _pos(meta))
+
+    def binop(self, meta, c):
+        return ast.BinOp(str(c[1]), c[0], c[2], _pos(meta))
+
+    def neg(self, meta, c):
+        inner = c[0]
+        if isinstance(inner, ast.Literal) and isinstance(inner.value, (int, float)) \
+                and not isinstance(inner.value, bool):
+            return ast.Literal(-inner.value, "-" + inner.text, _pos(meta))
+        return ast.Neg(inner, _pos(meta))
+
+    def number(self, meta, c):
+        return ast.Literal(_exact_number(str(c[0])), str(c[0]), _tok_pos(c[0]))
+
+    def string(self, meta, c):
+        return ast.Literal(str(c[0])[1:-1].replace("''", "'"), str(c[0]), _tok_pos(c[0]))
+
+    def true(self, meta, c):
+        return ast.Literal(True, "TRUE", _tok_pos(c[0]))
+
+    def false(self, meta, c):
+        return ast.Literal(False, "FALSE", _tok_pos(c[0]))
+
+    def null(self, meta, c):
+        return ast.Literal(None, "NULL", _tok_pos(c[0]))
+
+    def column(self, meta, c):
+        return ast.Column(str(c[0]), _tok_pos(c[0]))
+
+    def cp(self, meta, c):
+        return ast.CP(c[0], c[1], c[2], _pos(meta))
+
+    def area(self, meta, c):
+        return ast.Area(c[0], _pos(meta))
+
+    def count_star(self, meta, c):
+        return ast.Aggregate("count", None, _pos(meta))
+
+    def agg_call(self, meta, c):
+        return ast.Aggregate(str(c[0]).lower(), c[1], _pos(meta))
+
+    def mask_plain(self, meta, c):
+        return ast.MaskRef(None, _pos(meta))
+
+    def mask_agg(self, meta, c):
+        return ast.MaskRef(str(c[0]).lower(), _pos(meta))
+
+    def roi_full(self, meta, c):
+        return ast.FullRoi(_pos(meta))
+
+    def roi_box(self, meta, c):
+        return ast.BoxRoi(*c, pos=_pos(meta))
+
+    def roi_column(self, meta, c):
+        return ast.ColumnRoi(str(c[0]), _pos(meta))
+
+    def signed_int(self, meta, c):
+        value = int(c[-1])
+        return value if len(c) == 1 and not _has_minus(meta) else -value
+
+    def range(self, meta, c):
+        lo_closed = str(c[0]) == "["
+        hi_closed = str(c[-1]) == "]"
+        return ast.Range(c[1], lo_closed, c[2], hi_closed, _pos(meta))
+
+    def range_end(self, meta, c):
+        text = str(c[-1]).lower()
+        return ("-" if _has_minus(meta) else "") + text
+
+
+def _has_minus(meta) -> bool:
+    return getattr(meta, "_minus", False)
+
+
+def parse(text: str) -> ast.Select | ast.Explain:
+    """Parse one statement, raising ``QuerySyntaxError`` with its position on bad input."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(text, e) from None
+    _note_minus_signs(tree, text)
+    return _ToAst().transform(tree)
+
+
+def _note_minus_signs(tree, text: str) -> None:
+    """Anonymous '-' tokens are filtered out of the tree, so read the sign from the text."""
+    for sub in tree.iter_subtrees():
+        if sub.data in ("signed_int", "range_end") and not sub.meta.empty:
+            sub.meta._minus = text[_offset(text, sub.meta.line, sub.meta.column)] == "-"
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    lines = text.split("\n")
+    return sum(len(x) + 1 for x in lines[:line - 1]) + column - 1
+
+
+def _syntax_error(text: str, e: UnexpectedInput) -> QuerySyntaxError:
+    if isinstance(e, UnexpectedEOF):
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        return QuerySyntaxError(f"unexpected end of query; expected {_readable(e.expected)}",
+                                text, line, col)
+    if isinstance(e, UnexpectedToken):
+        if e.token.type == "$END":
+            lines = text.rstrip().split("\n")
+            line, col = len(lines), len(lines[-1]) + 1
+            return QuerySyntaxError(f"unexpected end of query; expected "
+                                    f"{_readable(e.expected)}", text, line, col)
+        return QuerySyntaxError(f"unexpected {str(e.token)!r}; expected "
+                                f"{_readable(e.expected)}", text, e.line, e.column)
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        return QuerySyntaxError(f"unexpected character {ch!r}", text, e.line, e.column)
+    return QuerySyntaxError(str(e), text, getattr(e, "line", None), getattr(e, "column", None))

@@ -1,0 +1,1 @@
+"""Planning: bounds of expressions and the logical plan of a statement."""

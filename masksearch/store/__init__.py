@@ -1,0 +1,1 @@
+"""The on-disk store: a directory of immutable segments named by an atomically swapped manifest."""

@@ -1,0 +1,119 @@
+"""Turning what users pass to ``ingest`` into a list of named 2-D arrays, refusing bad input."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IngestError
+
+SUPPORTED_DTYPES = ("bool", "uint8", "uint16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """One mask to ingest: where it came from (for errors) and how to load it."""
+
+    label: str               # "mask 3" or a file name, used in error messages
+    array: np.ndarray | None = None
+    path: Path | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem if self.path is not None else self.label
+
+    def load(self) -> np.ndarray:
+        pixels = self.array if self.array is not None else _read_file(self.path)
+        return check_mask(pixels, self.label)
+
+
+def _read_file(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode not in ("L", "1", "I;16", "I;16B", "I;16L", "I"):
+                raise IngestError(f"{path}: PNG mode {im.mode} is not a grayscale mask "
+                                  "(use 8- or 16-bit grayscale)")
+            arr = np.array(im)
+            if im.mode == "I":
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise IngestError(f"{path}: 32-bit PNG values do not fit 16 bits")
+                arr = arr.astype(np.uint16)
+            return arr
+    except IngestError:
+        raise
+    except Exception as e:  # PIL and numpy raise many types for unreadable files
+        raise IngestError(f"{path}: cannot read mask file ({type(e).__name__}: {e})") from None
+
+
+def check_mask(pixels: object, label: str) -> np.ndarray:
+    """A C-contiguous native-endian 2-D array of a supported dtype, or an ``IngestError``."""
+    if not isinstance(pixels, np.ndarray):
+        raise IngestError(f"{label}: expected a NumPy array, got {type(pixels).__name__}")
+    if pixels.ndim != 2:
+        raise IngestError(f"{label}: a mask must be 2-D, got shape {pixels.shape}")
+    if pixels.size == 0:
+        raise IngestError(f"{label}: the mask is empty (shape {pixels.shape})")
+    if pixels.dtype.name not in SUPPORTED_DTYPES:
+        raise IngestError(f"{label}: dtype {pixels.dtype} is not supported; masks are "
+                          f"{', '.join(SUPPORTED_DTYPES)} (convert with .astype(...))")
+    if pixels.dtype.kind == "f" and np.isnan(pixels).all():
+        raise IngestError(f"{label}: every pixel is NaN")
+    pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
+    return np.ascontiguousarray(pixels)
+
+
+def _expand_paths(items: Sequence[str | os.PathLike]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if any(ch in text for ch in "*?["):
+            matched = sorted(glob.glob(text))
+            if not matched:
+                raise IngestError(f"{text}: the pattern matches no file")
+            paths.extend(Path(m) for m in matched)
+        elif Path(text).is_dir():
+            found = sorted(p for p in Path(text).iterdir()
+                           if p.suffix.lower() in (".png", ".npy"))
+            if not found:
+                raise IngestError(f"{text}: the folder holds no .png or .npy file")
+            paths.extend(found)
+        elif Path(text).exists():
+            paths.append(Path(text))
+        else:
+            raise IngestError(f"{text}: no such file")
+    return paths
+
+
+def mask_sources(masks: object) -> list[MaskSource]:
+    """Classify the ``masks`` argument of ``ingest`` into one source per mask."""
+    if isinstance(masks, np.ndarray):
+        if masks.ndim == 3:
+            return [MaskSource(f"mask {i}", array=masks[i]) for i in range(masks.shape[0])]
+        if masks.ndim == 2:
+            return [MaskSource("mask 0", array=masks)]
+        raise IngestError(f"masks: expected an (N, H, W) array or 2-D masks, got shape "
+                          f"{masks.shape}")
+    if isinstance(masks, (str, os.PathLike)):
+        masks = [masks]
+    if not isinstance(masks, Sequence) and not isinstance(masks, Iterator):
+        raise IngestError(f"masks: expected arrays, paths or globs, got {type(masks).__name__}")
+    items = list(masks)
+    if not items:
+        raise IngestError("masks: nothing to ingest")
+    if all(isinstance(x, (str, os.PathLike)) for x in items):
+        return [MaskSource(str(p), path=p) for p in _expand_paths(items)]
+    sources = []
+    for i, x in enumerate(items):
+        if isinstance(x, (str, os.PathLike)):
+            raise IngestError(f"mask {i}: paths and arrays cannot be mixed in one ingest")
+        sources.append(MaskSource(f"mask {i}", array=x))
+    return sources

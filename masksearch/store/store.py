@@ -1,0 +1,267 @@
+"""A database directory: manifest, segments, the writer lock, and atomic ingest."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import IngestError, StoreError
+from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
+from .codec import CODECS
+from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
+from .metadata import ARROW_TYPES, RESERVED, id_column, metadata_column
+from .segments import Segment, write_segment
+from .sources import MaskSource
+
+SEGMENT_MAX_MASKS = 4096
+SEGMENT_MAX_BYTES = 256 << 20
+LOCK_TIMEOUT_S = 30.0
+
+ProgressFn = Callable[[int, int], None]
+
+
+class Store:
+    """The files of one database. Readers see the last committed manifest; one writer at a time."""
+
+    def __init__(self, root: str | os.PathLike, *, cell_size: int | None = None,
+                 bin_edges: dict | None = None, codec: str | None = None):
+        self.root = Path(root)
+        if not (self.root / MANIFEST).exists():
+            self._create(cell_size, bin_edges, codec)
+        elif cell_size is not None or bin_edges is not None or codec is not None:
+            raise StoreError(f"{self.root}: index settings are chosen when a database is "
+                             "created; this one exists already")
+        self._manifest_mtime = None
+        self._manifest: Manifest | None = None
+        self._segments: dict[str, Segment] = {}
+        self._table: pa.Table | None = None
+        self.refresh()
+
+    # --- creation and reading -------------------------------------------------------------
+    def _create(self, cell_size, bin_edges, codec) -> None:
+        if self.root.exists() and any(self.root.iterdir()):
+            raise StoreError(f"{self.root}: the folder exists and is not a masksearch database")
+        cell = DEFAULT_CELL_SIZE if cell_size is None else int(cell_size)
+        if cell < 1:
+            raise StoreError(f"cell_size must be a positive integer, got {cell_size}")
+        codec = codec or "lz4"
+        if codec not in CODECS:
+            raise StoreError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+        edges = {}
+        for dtype, values in (bin_edges or {}).items():
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.ndim != 1 or not len(arr) or np.isnan(arr).any() or (np.diff(arr) <= 0).any():
+                raise StoreError(f"bin_edges[{dtype!r}] must be increasing numbers")
+            edges[np.dtype(dtype).name] = arr.tolist()
+        (self.root / "segments").mkdir(parents=True, exist_ok=True)
+        write_manifest(self.root, Manifest(cell_size=cell, codec=codec, bin_edges=edges))
+
+    def refresh(self) -> None:
+        """Re-read the manifest if another writer committed since."""
+        mtime = (self.root / MANIFEST).stat().st_mtime_ns
+        if mtime == self._manifest_mtime:
+            return
+        self._manifest = read_manifest(self.root)
+        self._manifest_mtime = mtime
+        self._table = None
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    def segment(self, name: str) -> Segment:
+        seg = self._segments.get(name)
+        if seg is None:
+            seg = self._segments[name] = Segment(self.root / "segments" / name)
+        return seg
+
+    @property
+    def segments(self) -> list[Segment]:
+        return [self.segment(s.name) for s in self.manifest.segments]
+
+    def columns(self) -> dict[str, str]:
+        """Every queryable column and its logical type."""
+        return dict(self.manifest.columns)
+
+    def table(self) -> pa.Table:
+        """All masks' metadata, with ``_seg`` and ``_row`` locating each mask's pixels."""
+        if self._table is None:
+            self._table = self._load_table()
+        return self._table
+
+    def _load_table(self) -> pa.Table:
+        columns = self.columns()
+        schema = pa.schema([(n, ARROW_TYPES[t]) for n, t in columns.items()]
+                           + [("_seg", pa.int32()), ("_row", pa.int32())])
+        parts = []
+        for k, seg in enumerate(self.segments):
+            meta = seg.meta
+            arrays = []
+            for name, kind in columns.items():
+                if name in meta.column_names:
+                    arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
+                else:
+                    arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
+            arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
+            arrays.append(pa.array(np.arange(meta.num_rows, dtype=np.int32)))
+            parts.append(pa.Table.from_arrays(arrays, schema=schema))
+        if not parts:
+            return schema.empty_table()
+        return pa.concat_tables(parts).combine_chunks()
+
+    def locate(self, mask_id: int) -> tuple[Segment, int]:
+        for info in self.manifest.segments:
+            seg = self.segment(info.name)
+            ids = seg.meta.column("mask_id").to_numpy()
+            hit = np.flatnonzero(ids == mask_id)
+            if len(hit):
+                return seg, int(hit[0])
+        raise StoreError(f"mask_id {mask_id} does not exist")
+
+    # --- writing --------------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self, timeout: float = LOCK_TIMEOUT_S):
+        path = self.root / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"{self.root}: another process is writing to the "
+                                         f"database (waited {timeout:.0f} s for {path})") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def _remove_leftovers(self) -> None:
+        """Delete what a killed writer left: temp manifests and uncommitted segment folders."""
+        committed = {s.name for s in self.manifest.segments}
+        for p in self.root.glob(f"{MANIFEST}.tmp-*"):
+            p.unlink(missing_ok=True)
+        for p in (self.root / "segments").iterdir():
+            if p.name not in committed:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def ingest(self, sources: list[MaskSource], *, image_id, model_id, mask_type, metadata,
+               progress: ProgressFn | None = None) -> list[int]:
+        n = len(sources)
+        user = self._user_columns(metadata, n)
+        ids = {"image_id": id_column("image_id", image_id if image_id is not None else
+                                     [s.stem for s in sources], n, nullable=False),
+               "model_id": id_column("model_id", model_id, n, nullable=True),
+               "mask_type": id_column("mask_type", mask_type, n, nullable=True)}
+        with self.write_lock():
+            self.refresh()
+            self._remove_leftovers()
+            columns = self._merged_columns(ids, user)
+            written: list[Path] = []
+            try:
+                new = self._write_segments(sources, ids, user, columns, written, progress)
+                manifest = self.manifest.with_segments(
+                    new, self.manifest.next_mask_id + n, columns)
+                write_manifest(self.root, manifest)
+            except BaseException:
+                for d in written:
+                    shutil.rmtree(d, ignore_errors=True)
+                raise
+            self.refresh()
+        first = manifest.next_mask_id - n
+        return list(range(first, first + n))
+
+    def _user_columns(self, metadata: dict | None, n: int) -> dict[str, tuple[str, pa.Array]]:
+        user = {}
+        for name, values in (metadata or {}).items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise IngestError(f"metadata column name {name!r} is not a valid identifier")
+            if name.lower() in RESERVED:
+                raise IngestError(f"metadata column {name!r} is reserved")
+            user[name] = metadata_column(name, values, n)
+        return user
+
+    def _merged_columns(self, ids: dict, user: dict) -> dict[str, str]:
+        columns = dict(self.manifest.columns) or {"mask_id": "int64"}
+        for name, (kind, _) in list(ids.items()) + list(user.items()):
+            old = columns.get(name)
+            if kind == "null":
+                columns.setdefault(name, "int64")
+                continue
+            if old is not None and old != kind and not (
+                    name in ("model_id", "mask_type") and self._all_null(name)):
+                raise IngestError(f"column {name!r} holds {old} values; this ingest gives {kind}")
+            columns[name] = kind
+        columns.setdefault("height", "int64")
+        columns.setdefault("width", "int64")
+        system = ["mask_id", "image_id", "model_id", "mask_type", "height", "width"]
+        return {k: columns[k] for k in system} | {k: v for k, v in columns.items()
+                                                   if k not in system}
+
+    def _all_null(self, name: str) -> bool:
+        return not self.manifest.segments or self.table().column(name).null_count == len(
+            self.table())
+
+    def _write_segments(self, sources, ids, user, columns, written, progress) -> list[SegmentInfo]:
+        m = self.manifest
+        new: list[SegmentInfo] = []
+        n = len(sources)
+        pending: dict[str, list[int]] = {}
+        pending_bytes: dict[str, int] = {}
+        loaded: dict[int, np.ndarray] = {}
+
+        def flush(dtype_name: str) -> None:
+            rows = pending.pop(dtype_name)
+            pending_bytes.pop(dtype_name)
+            masks = [loaded.pop(i) for i in rows]
+            take = pa.array(rows, pa.int64())
+            arrays = {"mask_id": pa.array(np.asarray(rows, np.int64) + m.next_mask_id)}
+            for name, (_, arr) in ids.items():
+                arrays[name] = arr.take(take).cast(ARROW_TYPES[columns[name]])
+            arrays["height"] = pa.array([mk.shape[0] for mk in masks], pa.int64())
+            arrays["width"] = pa.array([mk.shape[1] for mk in masks], pa.int64())
+            for name, (_, arr) in user.items():
+                arrays[name] = arr.take(take)
+            name = f"seg-{uuid.uuid4().hex[:16]}"
+            tmp = self.root / "segments" / f"tmp-{name}"
+            written.append(tmp)
+            write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
+                          m.codec, workers=os.cpu_count() or 1)
+            final = self.root / "segments" / name
+            os.replace(tmp, final)
+            written.append(final)
+            new.append(SegmentInfo(name, len(masks), dtype_name, int(arrays["mask_id"][0].as_py())))
+
+        for i, src in enumerate(sources):
+            pixels = src.load()
+            key = pixels.dtype.name
+            loaded[i] = pixels
+            pending.setdefault(key, []).append(i)
+            pending_bytes[key] = pending_bytes.get(key, 0) + pixels.nbytes
+            if len(pending[key]) >= SEGMENT_MAX_MASKS or pending_bytes[key] >= SEGMENT_MAX_BYTES:
+                flush(key)
+            if progress is not None:
+                progress(i + 1, n)
+        for key in list(pending):
+            flush(key)
+        return new
+
+    def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
+        dtype = masks[0].dtype
+        override = self.manifest.bin_edges.get(dtype.name)
+        if override is not None:
+            return np.asarray(override, dtype=np.float64)
+        lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
+        hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
+        return default_edges(dtype, lo, hi)
