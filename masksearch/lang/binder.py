@@ -122,8 +122,7 @@ class _Binder:
             self.require(where, BOOL, "WHERE")
         order = []
         for item in select.order_by:
-            if isinstance(item.expr, ast.Literal) and isinstance(item.expr.value, int) \
-                    and not isinstance(item.expr.value, bool):
+            if isinstance(item.expr, ast.Literal) and item.expr.text.isdigit():
                 n = item.expr.value
                 if not 1 <= n <= len(outputs):
                     raise self.error(f"ORDER BY {n}: the select list has {len(outputs)} "

@@ -13,7 +13,7 @@ from ..errors import IngestError
 BOX_TYPE = pa.struct([("x0", pa.int64()), ("y0", pa.int64()), ("x1", pa.int64()),
                       ("y1", pa.int64())])
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
-               "bool": pa.bool_(), "box": BOX_TYPE}
+               "bool": pa.bool_(), "box": BOX_TYPE, "null": pa.null()}
 SYSTEM_COLUMNS = {"mask_id": "int64", "image_id": None, "model_id": None, "mask_type": None,
                   "height": "int64", "width": "int64"}
 RESERVED = set(SYSTEM_COLUMNS) | {"mask"}
@@ -64,7 +64,7 @@ def _scalar_type(name: str, values: list) -> str:
         return "float64"
     if len(kinds) > 1:
         raise IngestError(f"metadata column {name!r} mixes types: {', '.join(sorted(kinds))}")
-    return kinds.pop() if kinds else "float64"
+    return kinds.pop()
 
 
 def metadata_column(name: str, values: object, n: int) -> tuple[str, pa.Array]:
@@ -79,6 +79,8 @@ def metadata_column(name: str, values: object, n: int) -> tuple[str, pa.Array]:
         raise IngestError(f"metadata column {name!r}: expected one value per mask, got shape "
                           f"{values.shape} (boxes are (N, 4) integer arrays)")
     items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if all(v is None or (isinstance(v, float) and math.isnan(v)) for v in items):
+        return "null", pa.nulls(n)
     kind = _scalar_type(name, items)
     if kind == "float64":
         items = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
@@ -91,10 +93,19 @@ def id_column(name: str, values: object, n: int, nullable: bool) -> tuple[str, p
     if values is None or isinstance(values, (str, int, np.integer)):
         values = [values] * n
     kind, arr = metadata_column(name, values, n)
-    if kind not in ("int64", "string") and not (kind == "float64" and arr.null_count == n):
-        raise IngestError(f"{name} must be integers or strings, got {kind}")
     if not nullable and arr.null_count:
         raise IngestError(f"{name} is required for every mask")
-    if arr.null_count == n:
-        return "null", arr
+    if kind not in ("int64", "string", "null"):
+        raise IngestError(f"{name} must be integers or strings, got {kind}")
     return kind, arr
+
+
+def merged_type(name: str, old: str | None, new: str) -> str:
+    """The column type after an ingest giving ``new`` values to a column holding ``old``."""
+    if old is None or old == "null" or old == new:
+        return new
+    if new == "null":
+        return old
+    if {old, new} == {"int64", "float64"}:
+        return "float64"
+    raise IngestError(f"column {name!r} holds {old} values; this ingest gives {new}")

@@ -18,7 +18,7 @@ from ..errors import IngestError, StoreError
 from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
 from .codec import CODECS
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
-from .metadata import ARROW_TYPES, RESERVED, id_column, metadata_column
+from .metadata import ARROW_TYPES, RESERVED, id_column, merged_type, metadata_column
 from .segments import Segment, write_segment
 from .sources import MaskSource
 
@@ -195,23 +195,12 @@ class Store:
     def _merged_columns(self, ids: dict, user: dict) -> dict[str, str]:
         columns = dict(self.manifest.columns) or {"mask_id": "int64"}
         for name, (kind, _) in list(ids.items()) + list(user.items()):
-            old = columns.get(name)
-            if kind == "null":
-                columns.setdefault(name, "int64")
-                continue
-            if old is not None and old != kind and not (
-                    name in ("model_id", "mask_type") and self._all_null(name)):
-                raise IngestError(f"column {name!r} holds {old} values; this ingest gives {kind}")
-            columns[name] = kind
+            columns[name] = merged_type(name, columns.get(name), kind)
         columns.setdefault("height", "int64")
         columns.setdefault("width", "int64")
         system = ["mask_id", "image_id", "model_id", "mask_type", "height", "width"]
         return {k: columns[k] for k in system} | {k: v for k, v in columns.items()
                                                    if k not in system}
-
-    def _all_null(self, name: str) -> bool:
-        return not self.manifest.segments or self.table().column(name).null_count == len(
-            self.table())
 
     def _write_segments(self, sources, ids, user, columns, written, progress) -> list[SegmentInfo]:
         m = self.manifest

@@ -1,0 +1,328 @@
+"""The ``masksearch`` command line: a thin layer over the Python API.
+
+    masksearch create PATH [--cell-size N] [--codec lz4|zstd]
+    masksearch ingest PATH FILES_OR_GLOBS... [--image-id ID] [--model-id X] [--mask-type X]
+                      [--metadata FILE.csv|FILE.parquet] [--quiet]
+    masksearch query PATH "SQL" [--format table|csv|json] [--max-rows N] [--no-index] [--stats]
+    masksearch info PATH [--json]
+    masksearch explain PATH "SQL"
+    masksearch demo
+
+Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import MaskSearchError
+
+MANIFEST = "manifest.json"
+ID_COLUMNS = ("image_id", "model_id", "mask_type")
+_BOX_TEXT = re.compile(r"^\s*[\(\[{]?\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]}]?\s*$")
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+class CLIError(MaskSearchError):
+    """A problem with the command line's own input (paths, options, metadata files)."""
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _open(path: str):
+    """An existing database; never creates one."""
+    import masksearch as ms
+
+    if not (Path(path) / MANIFEST).is_file():
+        raise CLIError(f"no masksearch database at {path} "
+                       f"(create one with: masksearch create {path})")
+    return ms.connect(path)
+
+
+def _id_value(text: str) -> int | str:
+    """Command-line id values: integers when they look like integers, else strings."""
+    text = text.strip()
+    return int(text) if _INT_TEXT.match(text) else text
+
+
+def _parse_ids(text: str | None):
+    """``--image-id``: one value for every mask, or a comma-separated list, one per mask."""
+    if text is None:
+        return None
+    parts = [_id_value(p) for p in text.split(",")]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _box_strings(values: list) -> list | None:
+    """The values as 4-tuples if every non-null one is a string like ``"x0,y0,x1,y1"``."""
+    present = [v for v in values if v is not None]
+    if not present or not all(isinstance(v, str) for v in present):
+        return None
+    boxes = []
+    for v in values:
+        if v is None:
+            boxes.append(None)
+            continue
+        m = _BOX_TEXT.match(v)
+        if m is None:
+            return None
+        boxes.append(tuple(int(g) for g in m.groups()))
+    return boxes
+
+
+def _column_values(column) -> list:
+    """One metadata column as a list the library accepts (boxes become 4-tuples)."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    kind = column.type
+    if pa.types.is_struct(kind) and {f.name for f in kind} >= {"x0", "y0", "x1", "y1"}:
+        return [None if v is None else (v["x0"], v["y0"], v["x1"], v["y1"]) for v in values]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _box_strings(values) or values
+    return values
+
+
+def _read_metadata(path: str) -> dict[str, list]:
+    """Columns of a CSV or Parquet file, one row per input mask, as name -> list of values."""
+    import pyarrow as pa
+
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"{path}: no such metadata file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(p)
+        elif suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(p)
+        else:
+            raise CLIError(f"{path}: metadata must be a .csv or .parquet file")
+    except (pa.ArrowException, OSError) as e:
+        raise CLIError(f"{path}: cannot read metadata ({e})") from None
+    return {name: _column_values(table.column(name)) for name in table.column_names}
+
+
+class _Progress:
+    """A tqdm bar on stderr fed by ``Database.ingest(progress=...)``."""
+
+    def __init__(self, enabled: bool, desc: str = "ingest"):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr,
+                        disable=not enabled, leave=False, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+            self.bar.refresh()
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _counts(d: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"
+
+
+def _read_sql(text: str) -> str:
+    return sys.stdin.read() if text == "-" else text
+
+
+# --- subcommands ---------------------------------------------------------------------------
+def cmd_create(args) -> int:
+    import masksearch as ms
+
+    root = Path(args.path)
+    if (root / MANIFEST).exists():
+        raise CLIError(f"a masksearch database exists at {args.path} already")
+    db = ms.connect(root, cell_size=args.cell_size, codec=args.codec)
+    info = db.info()
+    print(f"created an empty database at {db.path} "
+          f"(cell size {info['cell_size']}, codec {info['codec']})")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    db = _open(args.path)
+    metadata = _read_metadata(args.metadata) if args.metadata else {}
+    ids = {"image_id": _parse_ids(args.image_id), "model_id": _parse_ids(args.model_id),
+           "mask_type": _parse_ids(args.mask_type)}
+    for name in ID_COLUMNS:
+        if name in metadata:
+            if ids[name] is not None:
+                raise CLIError(f"{name} is given both by --{name.replace('_', '-')} and by a "
+                               f"column of {args.metadata}")
+            ids[name] = metadata.pop(name)
+    show = not args.quiet and sys.stderr.isatty()
+    progress = _Progress(show)
+    try:
+        new = db.ingest(args.files, metadata=metadata or None, progress=progress, **ids)
+    finally:
+        progress.close()
+    if new:
+        print(f"ingested {len(new)} masks into {db.path} (mask_id {new[0]}..{new[-1]})")
+    else:
+        print(f"ingested 0 masks into {db.path}")
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .format import format_csv, format_json, format_table
+
+    db = _open(args.path)
+    result = db.query(_read_sql(args.sql), use_index=not args.no_index)
+    table = result.to_arrow()
+    if args.format == "csv":
+        sys.stdout.write(format_csv(table))
+    elif args.format == "json":
+        print(format_json(table))
+    else:
+        print(format_table(table, max_rows=args.max_rows))
+        print(f"({len(result)} row{'s' if len(result) != 1 else ''})")
+    if args.stats:
+        print(result.stats.summary(), file=sys.stderr)
+    return 0
+
+
+def format_info(info: dict) -> str:
+    """``Database.info()`` as readable text."""
+    segs = info["segments"]
+    lines = [
+        f"database   {info['path']}",
+        f"masks      {info['masks']} in {segs} segment{'s' if segs != 1 else ''}",
+        f"dtypes     {_counts(info['dtypes'])}",
+        f"shapes     {_counts(info['shapes'])}",
+        f"cell size  {info['cell_size']} px",
+        f"codec      {info['codec']}",
+        f"pixels     {_human_bytes(info['pixel_bytes'])} (compressed)",
+        f"index      {_human_bytes(info['index_bytes'])} "
+        f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
+        "columns",
+    ]
+    width = max((len(c) for c in info["columns"]), default=0)
+    lines += [f"  {name.ljust(width)}  {kind}" for name, kind in info["columns"].items()]
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    info = _open(args.path).info()
+    print(json.dumps(info, indent=1) if args.json else format_info(info))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    print(_open(args.path).explain(_read_sql(args.sql)))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import main as demo_main
+
+    demo_main()
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masksearch",
+        description="Exact, index-accelerated queries over image masks.")
+    parser.add_argument("--version", action="version", version=f"masksearch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("create", help="create an empty database",
+                       description="Create an empty database; index settings are fixed here.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--cell-size", type=_positive_int, default=None,
+                   help="index cell size in pixels (default 16)")
+    p.add_argument("--codec", choices=("lz4", "zstd"), default=None,
+                   help="pixel compression (default lz4)")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser(
+        "ingest", help="add PNG/NPY masks",
+        description="Add PNG/NPY masks (files, folders or globs) atomically. image_id defaults "
+                    "to each file's stem. A --metadata file has one row per mask in input "
+                    "order; its columns become metadata (image_id/model_id/mask_type columns "
+                    "set those ids; strings like 'x0,y0,x1,y1' become boxes).")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("files", metavar="FILES_OR_GLOBS", nargs="+")
+    p.add_argument("--image-id", help="one id for all masks, or comma-separated, one per mask")
+    p.add_argument("--model-id", help="one id for all masks, or comma-separated, one per mask")
+    p.add_argument("--mask-type", help="one value for all masks, or comma-separated, one per mask")
+    p.add_argument("--metadata", metavar="CSV_OR_PARQUET",
+                   help="a .csv or .parquet file with one row per mask")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("query", help="run one statement and print its rows",
+                       description="Run one statement ('-' reads it from stdin).")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--max-rows", type=_positive_int, default=None,
+                   help="table format: show at most N rows (default: all)")
+    p.add_argument("--no-index", action="store_true",
+                   help="brute force: verify every mask (same results, slower)")
+    p.add_argument("--stats", action="store_true", help="print query statistics to stderr")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("info", help="describe a database")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("explain", help="print the plan of a statement")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("sql", metavar="SQL")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="build a sample database and run the paper's queries")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MaskSearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `masksearch query ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

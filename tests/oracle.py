@@ -1,0 +1,186 @@
+"""A brute-force reference: query specs rendered to SQL for the engine and evaluated here
+directly over the pixels with NumPy and plain Python (SQL NULL semantics by hand)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from .strategies import brute_cp
+
+
+def num_text(v: float | int) -> str:
+    """A literal whose exact decimal value is the given float64 (no rounding in the engine)."""
+    if isinstance(v, int):
+        return str(v)
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return str(Decimal(v))
+
+
+def roi_text(roi) -> str:
+    if roi[0] == "full":
+        return "full"
+    if roi[0] == "box":
+        return "box({}, {}, {}, {})".format(*roi[1:])
+    return roi[1]
+
+
+def range_text(rng) -> str:
+    lo, lo_closed, hi, hi_closed = rng
+    return f"{'[' if lo_closed else '('}{num_text(lo)}, {num_text(hi)}{']' if hi_closed else ')'}"
+
+
+def render(e) -> str:
+    kind = e[0]
+    if kind == "cp":
+        return f"CP(mask, {roi_text(e[1])}, {range_text(e[2])})"
+    if kind == "area":
+        return f"area({roi_text(e[1])})"
+    if kind == "num":
+        return repr(e[1]) if isinstance(e[1], float) else str(e[1])
+    if kind == "str":
+        return "'" + e[1].replace("'", "''") + "'"
+    if kind == "col":
+        return e[1]
+    if kind == "neg":
+        return f"-({render(e[1])})"
+    if kind in ("bin", "cmp"):
+        return f"({render(e[2])} {e[1]} {render(e[3])})"
+    if kind in ("and", "or"):
+        return f"({render(e[1])} {kind.upper()} {render(e[2])})"
+    if kind == "not":
+        return f"(NOT {render(e[1])})"
+    if kind == "isnull":
+        return f"({render(e[1])} IS {'NOT ' if e[2] else ''}NULL)"
+    if kind == "between":
+        return f"({render(e[1])} BETWEEN {render(e[2])} AND {render(e[3])})"
+    if kind == "in":
+        return f"({render(e[1])} IN ({', '.join(render(x) for x in e[2])}))"
+    raise ValueError(kind)
+
+
+def _box(row, roi):
+    h, w = row["pixels"].shape
+    if roi[0] == "full":
+        return (0, 0, w, h)
+    if roi[0] == "box":
+        return roi[1:]
+    return row[roi[1]]          # a 4-tuple or None
+
+
+def _area(row, roi):
+    box = _box(row, roi)
+    if box is None:
+        return None
+    h, w = row["pixels"].shape
+    x0, y0, x1, y1 = box
+    x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
+    y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
+    return max(x1 - x0, 0) * max(y1 - y0, 0)
+
+
+_CMP = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def evaluate(e, row):
+    kind = e[0]
+    if kind == "cp":
+        box = _box(row, e[1])
+        return None if box is None else brute_cp(row["pixels"], box, e[2])
+    if kind == "area":
+        return _area(row, e[1])
+    if kind in ("num", "str"):
+        return e[1]
+    if kind == "col":
+        return row[e[1]]
+    if kind == "neg":
+        v = evaluate(e[1], row)
+        return None if v is None else -v
+    if kind == "bin":
+        a, b = evaluate(e[2], row), evaluate(e[3], row)
+        if a is None or b is None:
+            return None
+        if e[1] == "/":
+            return None if b == 0 else float(a) / float(b)
+        return {"+": a + b, "-": a - b, "*": a * b}[e[1]]
+    if kind == "cmp":
+        a, b = evaluate(e[2], row), evaluate(e[3], row)
+        return None if a is None or b is None else _CMP[e[1]](a, b)
+    if kind == "and":
+        a, b = evaluate(e[1], row), evaluate(e[2], row)
+        if a is False or b is False:
+            return False
+        return None if a is None or b is None else True
+    if kind == "or":
+        a, b = evaluate(e[1], row), evaluate(e[2], row)
+        if a is True or b is True:
+            return True
+        return None if a is None or b is None else False
+    if kind == "not":
+        a = evaluate(e[1], row)
+        return None if a is None else not a
+    if kind == "isnull":
+        v = evaluate(e[1], row)
+        return (v is not None) if e[2] else (v is None)
+    if kind == "between":
+        return evaluate(("and", ("cmp", ">=", e[1], e[2]), ("cmp", "<=", e[1], e[3])), row)
+    if kind == "in":
+        out = False
+        for x in e[2]:
+            hit = evaluate(("cmp", "=", e[1], x), row)
+            if hit is True:
+                return True
+            if hit is None:
+                out = None
+        return out
+    raise ValueError(kind)
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    select: tuple          # expressions
+    where: object = None
+    order: tuple = ()      # (expr, descending)
+    limit: int | None = None
+
+    def sql(self) -> str:
+        items = ", ".join(f"{render(e)} AS c{i}" for i, e in enumerate(self.select))
+        text = f"SELECT mask_id, {items} FROM masks" if items else "SELECT mask_id FROM masks"
+        if self.where is not None:
+            text += f"\nWHERE {render(self.where)}"
+        if self.order:
+            text += "\nORDER BY " + ", ".join(f"{render(x)} {'DESC' if d else 'ASC'}"
+                                              for x, d in self.order)
+        if self.limit is not None:
+            text += f"\nLIMIT {self.limit}"
+        return text
+
+
+def run(spec: QuerySpec, rows: list[dict]) -> list[tuple]:
+    """The rows the statement must return, in order."""
+    keep = [r for r in rows if spec.where is None or evaluate(spec.where, r) is True]
+    keep.sort(key=lambda r: r["mask_id"])
+    for expr, desc in reversed(spec.order):
+        vals = [(evaluate(expr, r), r) for r in keep]
+        present = [x for x in vals if x[0] is not None]
+        present.sort(key=lambda x: x[0], reverse=desc)
+        keep = [r for _, r in present] + [r for v, r in vals if v is None]
+    if spec.limit is not None:
+        keep = keep[:spec.limit]
+    return [(r["mask_id"], *[evaluate(e, r) for e in spec.select]) for r in keep]
+
+
+def as_rows(masks: list[np.ndarray], first_id: int, metadata: dict) -> list[dict]:
+    out = []
+    for i, m in enumerate(masks):
+        row = {"mask_id": first_id + i, "pixels": m}
+        for name, values in metadata.items():
+            v = values[i]
+            row[name] = tuple(int(c) for c in v) if name == "bbox" and v is not None else v
+        out.append(row)
+    return out

@@ -1,0 +1,119 @@
+"""The CHI's bounds are sound for any mask, box and range, and exact when aligned."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from masksearch.exec.regions import clip_boxes
+from masksearch.index.chi import (
+    Cut,
+    build_segment_index,
+    count_dtype,
+    cut_for_dtype,
+    default_edges,
+    kernel_view,
+    segment_bounds,
+)
+from masksearch.kernels.count_kernels import count_in_range
+
+from .strategies import boxes, brute_cp, masks, value_ranges
+
+
+def cuts(rng):
+    lo, lo_closed, hi, hi_closed = rng
+    return Cut(lo, not lo_closed), Cut(hi, hi_closed)
+
+
+def edges_for(m: np.ndarray) -> np.ndarray:
+    v = kernel_view(m).astype(np.float64)
+    return default_edges(m.dtype, float(np.nanmin(v)), float(np.nanmax(v)))
+
+
+def bounds_of(index, m, box, rng):
+    lo, hi = cuts(rng)
+    clipped = clip_boxes(np.array([box]), np.array([m.shape[0]]), np.array([m.shape[1]]))
+    lower, upper = segment_bounds(index, m.dtype, np.array([0]), clipped, lo, hi)
+    return int(lower[0]), int(upper[0])
+
+
+@st.composite
+def case(draw):
+    m = draw(masks())
+    return m, draw(boxes(*m.shape)), draw(value_ranges(m)), draw(st.sampled_from([1, 2, 3, 4, 16]))
+
+
+@settings(max_examples=400)
+@given(case())
+def test_bounds_contain_exact(c):
+    m, box, rng, cell = c
+    index = build_segment_index([m], edges_for(m), cell)
+    lower, upper = bounds_of(index, m, box, rng)
+    exact = brute_cp(m, box, rng)
+    assert 0 <= lower <= exact <= upper
+
+
+@settings(max_examples=200)
+@given(case(), st.data())
+def test_aligned_box_and_bin_range_is_exact(c, data):
+    m, _, _, cell = c
+    h, w = m.shape
+    edges = edges_for(m)
+    index = build_segment_index([m], edges, cell)
+    gy = sorted({min(k * cell, h) for k in range(h // cell + 2)})
+    gx = sorted({min(k * cell, w) for k in range(w // cell + 2)})
+    y0, y1 = sorted(data.draw(st.lists(st.sampled_from(gy), min_size=2, max_size=2)))
+    x0, x1 = sorted(data.draw(st.lists(st.sampled_from(gx), min_size=2, max_size=2)))
+    ends = [-math.inf] + [float(e) for e in edges] + [math.inf]
+    i, j = sorted(data.draw(st.lists(st.integers(0, len(ends) - 1), min_size=2, max_size=2,
+                                     unique=True)))
+    lo, hi = ends[i], ends[j]
+    # [e_i, e_j) with the infinite ends taken as open/closed so that the cut is stored exactly.
+    rng = (lo, not math.isinf(lo), hi, math.isinf(hi))
+    lower, upper = bounds_of(index, m, (x0, y0, x1, y1), rng)
+    assert lower == upper == brute_cp(m, (x0, y0, x1, y1), rng)
+
+
+@settings(max_examples=300)
+@given(case())
+def test_count_kernel_matches_numpy(c):
+    m, box, rng, _ = c
+    lo, hi = cuts(rng)
+    lo, hi = cut_for_dtype(lo, m.dtype), cut_for_dtype(hi, m.dtype)
+    (x0, y0, x1, y1), = clip_boxes(np.array([box]), np.array([m.shape[0]]),
+                                   np.array([m.shape[1]]))
+    got = count_in_range(kernel_view(m), x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
+    assert got == brute_cp(m, box, rng)
+
+
+@settings(max_examples=100)
+@given(st.lists(masks(dtype="float32", max_side=20), min_size=1, max_size=6), st.data())
+def test_segment_of_mixed_shapes(ms_, data):
+    """Offsets into one flat count array stay right when shapes differ within a segment."""
+    edges = np.linspace(-100, 100, 9)
+    index = build_segment_index(ms_, edges, 3)
+    rows = np.arange(len(ms_))
+    box_list = [data.draw(boxes(*m.shape)) for m in ms_]
+    rng = data.draw(value_ranges())
+    lo, hi = cuts(rng)
+    clipped = clip_boxes(np.array(box_list), np.array([m.shape[0] for m in ms_]),
+                         np.array([m.shape[1] for m in ms_]))
+    lower, upper = segment_bounds(index, np.dtype("float32"), rows, clipped, lo, hi)
+    for k, m in enumerate(ms_):
+        assert lower[k] <= brute_cp(m, box_list[k], rng) <= upper[k]
+
+
+def test_count_dtype_is_smallest_that_fits():
+    assert count_dtype(255) == np.uint8
+    assert count_dtype(224 * 224) == np.uint16
+    assert count_dtype(448 * 448) == np.uint32
+
+
+def test_default_edges_per_dtype():
+    assert list(default_edges(np.dtype("bool"), 0, 1)) == [1.0]
+    # Few integer values: one bin per value.
+    assert list(default_edges(np.dtype("uint8"), 0, 5)) == [1, 2, 3, 4, 5]
+    assert len(default_edges(np.dtype("uint16"), 0, 60000)) <= 16
+    unit = default_edges(np.dtype("float32"), 0.0, 1.0)
+    assert 0.6 in unit and 0.8 in unit and 0.0 in unit and 1.0 in unit

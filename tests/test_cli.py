@@ -1,0 +1,222 @@
+"""End-to-end tests of the ``masksearch`` command line, run as a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+N_EACH = 20  # float32 NPY masks (model 1) and uint8 PNG masks (model 2)
+SIZE = 32
+LABELS = ("cat", "dog", "fox")
+
+
+def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]]
+                                                       if env.get("PYTHONPATH") else []))
+    return subprocess.run([sys.executable, "-m", "masksearch", *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def failed(proc: subprocess.CompletedProcess) -> str:
+    """The error message of a run that must fail cleanly."""
+    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert proc.stderr.startswith("error: "), proc.stderr
+    return proc.stderr
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    lines = text.rstrip("\n").splitlines()
+    header = [h.strip() for h in lines[0].split("|")]
+    assert set(lines[1]) <= {"-", "+"}
+    rows = []
+    for line in lines[2:]:
+        if (line.startswith("(") and line.endswith(")")) or line.startswith("... "):
+            break
+        cells = [c.strip() for c in line.split("|")]
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Mask files, metadata CSVs, and a database built from them through the CLI."""
+    work = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(11)
+    floats = rng.random((N_EACH, SIZE, SIZE)).astype(np.float32)
+    floats[3] = 0.0  # one empty map
+    ints = (rng.random((N_EACH, SIZE, SIZE)) * 256).astype(np.uint8)
+    (work / "npy").mkdir()
+    for i, m in enumerate(floats):
+        np.save(work / "npy" / f"n{i:02d}.npy", m)
+    for i, m in enumerate(ints):
+        Image.fromarray(m).save(work / f"p{i:02d}.png")
+    boxes = np.stack([rng.integers(0, 12, 2 * N_EACH), rng.integers(0, 12, 2 * N_EACH),
+                      rng.integers(14, 40, 2 * N_EACH), rng.integers(14, 40, 2 * N_EACH)], 1)
+    labels = [LABELS[i % 3] for i in range(2 * N_EACH)]
+    for name, part in (("npy_meta.csv", slice(0, N_EACH)), ("png_meta.csv", slice(N_EACH, None))):
+        with open(work / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["label", "bbox", "score"])
+            for b, lab, k in zip(boxes[part], labels[part], range(N_EACH), strict=True):
+                w.writerow([lab, ",".join(str(int(v)) for v in b), k / 4])
+
+    db = work / "db.msdb"
+    created = ok(run("create", str(db), "--cell-size", "8", cwd=work))
+    ingest_npy = ok(run("ingest", str(db), "npy/*.npy", "--metadata", "npy_meta.csv",
+                        "--model-id", "1", "--mask-type", "saliency", cwd=work))
+    png_files = sorted(str(p.name) for p in work.glob("p*.png"))
+    ingest_png = ok(run("ingest", str(db), *png_files, "--metadata", "png_meta.csv",
+                        "--model-id", "2", "--mask-type", "saliency", "--quiet", cwd=work))
+    masks = list(floats) + list(ints)
+    image_ids = [f"n{i:02d}" for i in range(N_EACH)] + [f"p{i:02d}" for i in range(N_EACH)]
+    return {"work": work, "db": str(db), "masks": masks, "boxes": boxes, "labels": labels,
+            "image_ids": image_ids, "outputs": (created, ingest_npy, ingest_png)}
+
+
+def cp(mask: np.ndarray, box, lo: float) -> int:
+    """CP(mask, box, (lo, inf)) in NumPy."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return int((mask[y0:y1, x0:x1] > lo).sum())
+
+
+def test_create_and_ingest_report(data):
+    created, ingest_npy, ingest_png = data["outputs"]
+    assert "created" in created.stdout and "cell size 8" in created.stdout
+    assert f"ingested {N_EACH} masks" in ingest_npy.stdout
+    assert "mask_id 0..19" in ingest_npy.stdout
+    assert "mask_id 20..39" in ingest_png.stdout
+    # Not a TTY: no progress bar on stderr.
+    assert ingest_npy.stderr == "" and ingest_png.stderr == ""
+
+
+def test_info_json_and_text(data):
+    info = json.loads(ok(run("info", data["db"], "--json", cwd=data["work"])).stdout)
+    assert info["masks"] == 2 * N_EACH
+    assert info["dtypes"] == {"float32": N_EACH, "uint8": N_EACH}
+    assert info["shapes"] == {f"{SIZE}x{SIZE}": 2 * N_EACH}
+    assert info["cell_size"] == 8 and info["codec"] == "lz4"
+    assert info["columns"]["bbox"] == "box"
+    assert info["columns"]["label"] == "string"
+    assert info["columns"]["score"] == "float64"
+    assert info["columns"]["image_id"] == "string"
+    text = ok(run("info", data["db"], cwd=data["work"])).stdout
+    assert f"masks      {2 * N_EACH} in 2 segments" in text
+    assert "bbox" in text and "index" in text and "%" in text
+
+
+def test_query_table_values(data):
+    sql = ("SELECT mask_id, image_id, label, CP(mask, bbox, (0.5, inf)) AS c FROM masks "
+           "WHERE model_id = 1 ORDER BY mask_id")
+    proc = ok(run("query", data["db"], sql, "--stats", cwd=data["work"]))
+    rows = parse_table(proc.stdout)
+    assert len(rows) == N_EACH
+    assert proc.stdout.rstrip().endswith(f"({N_EACH} rows)")
+    for i, row in enumerate(rows):
+        assert int(row["mask_id"]) == i
+        assert row["image_id"] == data["image_ids"][i]
+        assert row["label"] == data["labels"][i]
+        assert int(row["c"]) == cp(data["masks"][i], data["boxes"][i], 0.5)
+    assert "masks:" in proc.stderr and "verified" in proc.stderr
+
+
+def test_query_csv_all_masks_with_and_without_index(data):
+    sql = "SELECT mask_id, model_id, CP(mask, bbox, (0.5, inf)) AS c FROM masks ORDER BY mask_id"
+    out = ok(run("query", data["db"], sql, "--format", "csv", cwd=data["work"])).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 2 * N_EACH
+    for i, row in enumerate(rows):
+        assert int(row["mask_id"]) == i
+        assert int(row["model_id"]) == (1 if i < N_EACH else 2)
+        assert int(row["c"]) == cp(data["masks"][i], data["boxes"][i], 0.5)
+    brute = ok(run("query", data["db"], sql, "--format", "csv", "--no-index",
+                   cwd=data["work"])).stdout
+    assert brute == out
+
+
+def test_query_json_filter(data):
+    threshold = 600
+    sql = (f"SELECT mask_id, label, CP(mask, full, (100, inf)) AS hot FROM masks "
+           f"WHERE model_id = 2 AND CP(mask, full, (100, inf)) > {threshold} "
+           f"ORDER BY hot DESC")
+    out = ok(run("query", data["db"], sql, "--format", "json", cwd=data["work"])).stdout
+    rows = json.loads(out)
+    full = (0, 0, SIZE, SIZE)
+    expected = sorted(((cp(data["masks"][i], full, 100), i) for i in range(N_EACH, 2 * N_EACH)
+                       if cp(data["masks"][i], full, 100) > threshold),
+                      key=lambda t: (-t[0], t[1]))
+    assert expected, "the test data should give some rows"
+    assert [(r["hot"], r["mask_id"]) for r in rows] == expected
+    assert all(r["label"] == data["labels"][r["mask_id"]] for r in rows)
+
+
+def test_query_from_stdin_and_max_rows(data):
+    proc = ok(run("query", data["db"], "-", "--max-rows", "3", cwd=data["work"],
+                  stdin="SELECT mask_id FROM masks ORDER BY mask_id"))
+    assert [r["mask_id"] for r in parse_table(proc.stdout)] == ["0", "1", "2"]
+    assert f"{2 * N_EACH - 3} more rows not shown" in proc.stdout
+
+
+def test_explain(data):
+    out = ok(run("explain", data["db"], "SELECT mask_id FROM masks WHERE label = 'cat' "
+                 "AND CP(mask, full, (0.5, inf)) > 10", cwd=data["work"])).stdout
+    assert "Scan" in out and "CP(" in out
+
+
+def test_syntax_error_has_position_and_caret(data):
+    sql = "SELECT mask_id,\n  CP(mask, full, (0.5 1]) AS c\nFROM masks"
+    err = failed(run("query", data["db"], sql, cwd=data["work"]))
+    assert "line 2, column" in err
+    lines = err.splitlines()
+    caret = next(i for i, line in enumerate(lines) if line.strip() == "^")
+    source = lines[caret - 1]
+    assert "CP(mask, full, (0.5 1])" in source
+    assert lines[caret].index("^") == source.index("1]")
+
+
+def test_unknown_column_lists_columns(data):
+    err = failed(run("query", data["db"], "SELECT nope FROM masks", cwd=data["work"]))
+    assert "unknown column 'nope'" in err
+    for name in ("mask_id", "image_id", "label", "bbox", "score"):
+        assert name in err
+    assert "^" in err
+
+
+def test_missing_database_is_an_error_not_a_create(data, tmp_path):
+    missing = tmp_path / "nowhere.msdb"
+    for args in (("query", str(missing), "SELECT mask_id FROM masks"),
+                 ("info", str(missing)),
+                 ("ingest", str(missing), str(data["work"] / "p00.png"))):
+        err = failed(run(*args, cwd=tmp_path))
+        assert f"no masksearch database at {missing}" in err
+        assert not missing.exists()
+
+
+def test_create_twice_and_bad_ingest_leave_database_unchanged(data):
+    err = failed(run("create", data["db"], cwd=data["work"]))
+    assert "exists" in err
+    err = failed(run("ingest", data["db"], "nothing-*.png", cwd=data["work"]))
+    assert "matches no file" in err
+    # Metadata with the wrong number of rows is refused before anything is written.
+    err = failed(run("ingest", data["db"], "p00.png", "p01.png", "--metadata", "png_meta.csv",
+                     cwd=data["work"]))
+    assert "values for 2 masks" in err
+    info = json.loads(ok(run("info", data["db"], "--json", cwd=data["work"])).stdout)
+    assert info["masks"] == 2 * N_EACH
