@@ -43,8 +43,17 @@ def format_csv(table: pa.Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(table.column_names)
     for row in zip(*[c.to_pylist() for c in table.columns], strict=True):
-        w.writerow(["" if v is None else v for v in row])
+        w.writerow([_csv_cell(v) for v in row])
     return buf.getvalue()
+
+
+def _csv_cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, dict):
+        # Boxes as "x0,y0,x1,y1": the form `masksearch ingest --metadata` reads back.
+        return ",".join(str(x) for x in v.values())
+    return v
 
 
 def format_json(table: pa.Table) -> str:

@@ -67,12 +67,14 @@ def _scalar_type(name: str, values: list) -> str:
     return kinds.pop()
 
 
-def metadata_column(name: str, values: object, n: int) -> tuple[str, pa.Array]:
+def metadata_column(name: str, values: object, n: int,
+                    label: str | None = None) -> tuple[str, pa.Array]:
     """The logical type and Arrow array of one user metadata column of length ``n``."""
+    label = label or f"metadata column {name!r}"
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise IngestError(f"metadata column {name!r}: expected a sequence of {n} values")
+        raise IngestError(f"{label}: expected a sequence of {n} values")
     if len(values) != n:
-        raise IngestError(f"metadata column {name!r} has {len(values)} values for {n} masks")
+        raise IngestError(f"{label} has {len(values)} values for {n} masks")
     if _is_box_like(values):
         return "box", _box_array(name, values)
     if isinstance(values, np.ndarray) and values.ndim != 1:
@@ -92,7 +94,7 @@ def id_column(name: str, values: object, n: int, nullable: bool) -> tuple[str, p
     """image_id / model_id / mask_type: a scalar for every mask or one value per mask."""
     if values is None or isinstance(values, (str, int, np.integer)):
         values = [values] * n
-    kind, arr = metadata_column(name, values, n)
+    kind, arr = metadata_column(name, values, n, label=name)
     if not nullable and arr.null_count:
         raise IngestError(f"{name} is required for every mask")
     if kind not in ("int64", "string", "null"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,12 +38,22 @@ def _fsync_file(path: Path) -> None:
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
-                  cell: int, codec: str, workers: int) -> None:
-    """Write a complete segment into ``directory`` (which must not exist) and fsync it."""
+                  cell: int, codec: str, workers: int,
+                  on_encoded: Callable[[int], None] | None = None) -> None:
+    """Write a complete segment into ``directory`` (which must not exist) and fsync it.
+
+    ``on_encoded(k)`` is told after every batch of k masks compressed (for progress bars).
+    """
     directory.mkdir(parents=True)
     dtype = masks[0].dtype
+    blobs: list[pa.Buffer] = []
+    step = 256
     with ThreadPoolExecutor(workers) as pool:
-        blobs = list(pool.map(lambda m: encode_mask(m, codec), masks))
+        for start in range(0, len(masks), step):
+            part = masks[start:start + step]
+            blobs.extend(pool.map(lambda m: encode_mask(m, codec), part))
+            if on_encoded is not None:
+                on_encoded(len(part))
     index = build_segment_index(masks, edges, cell)
     with pa.OSFile(str(directory / "pixels.arrow"), "wb") as sink:
         with pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
@@ -96,7 +107,9 @@ class Segment:
         path = self.directory / "pixels.arrow"
         try:
             table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-            column = table.column("blob").combine_chunks()
+            chunks = table.column("blob").chunks
+            # One chunk is the written layout: use it in place (combining would copy).
+            column = chunks[0] if len(chunks) == 1 else table.column("blob").combine_chunks()
         except (OSError, pa.ArrowException) as e:
             raise StoreError(f"{path}: cannot read pixels ({e})") from None
         _, offsets, data = column.buffers()

@@ -96,6 +96,8 @@ def _expand_paths(items: Sequence[str | os.PathLike]) -> list[Path]:
 def mask_sources(masks: object) -> list[MaskSource]:
     """Classify the ``masks`` argument of ``ingest`` into one source per mask."""
     if isinstance(masks, np.ndarray):
+        if masks.ndim == 3 and masks.shape[0] == 0:
+            raise IngestError("masks: nothing to ingest (the array holds 0 masks)")
         if masks.ndim == 3:
             return [MaskSource(f"mask {i}", array=masks[i]) for i in range(masks.shape[0])]
         if masks.ndim == 2:

@@ -206,6 +206,17 @@ class Store:
         m = self.manifest
         new: list[SegmentInfo] = []
         n = len(sources)
+        done = {"loaded": 0, "written": 0}
+
+        def report() -> None:
+            # Loading and writing are each half the work; 100% only once all is written.
+            if progress is not None:
+                progress((done["loaded"] + done["written"]) // 2, n)
+
+        def encoded(k: int) -> None:
+            done["written"] += k
+            report()
+
         pending: dict[str, list[int]] = {}
         pending_bytes: dict[str, int] = {}
         loaded: dict[int, np.ndarray] = {}
@@ -226,7 +237,7 @@ class Store:
             tmp = self.root / "segments" / f"tmp-{name}"
             written.append(tmp)
             write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
-                          m.codec, workers=os.cpu_count() or 1)
+                          m.codec, workers=os.cpu_count() or 1, on_encoded=encoded)
             final = self.root / "segments" / name
             os.replace(tmp, final)
             written.append(final)
@@ -238,10 +249,10 @@ class Store:
             loaded[i] = pixels
             pending.setdefault(key, []).append(i)
             pending_bytes[key] = pending_bytes.get(key, 0) + pixels.nbytes
+            done["loaded"] += 1
+            report()
             if len(pending[key]) >= SEGMENT_MAX_MASKS or pending_bytes[key] >= SEGMENT_MAX_BYTES:
                 flush(key)
-            if progress is not None:
-                progress(i + 1, n)
         for key in list(pending):
             flush(key)
         return new
