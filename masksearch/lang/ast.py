@@ -26,7 +26,7 @@ class Expr:
 @dataclass(frozen=True)
 class Literal(Expr):
     value: object           # int, float, str, bool or None
-    text: str = ""          # the literal as written (numbers keep their exact decimal form)
+    text: str = field(default="", compare=False)  # as written, e.g. to tell `ORDER BY 2` apart
     pos: Pos = _pos()
 
 

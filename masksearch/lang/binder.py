@@ -199,6 +199,8 @@ class _Binder:
 
     def roi(self, roi):
         if isinstance(roi, ast.BoxRoi):
+            if any(abs(v) > 2**62 for v in (roi.x0, roi.y0, roi.x1, roi.y1)):
+                raise self.error("box coordinates are out of range", roi)
             if roi.x1 < roi.x0 or roi.y1 < roi.y0:
                 raise self.error(f"box({roi.x0}, {roi.y0}, {roi.x1}, {roi.y1}) has x1 < x0 or "
                                  "y1 < y0 (a box is x0, y0, x1, y1)", roi)

@@ -7,7 +7,13 @@ from functools import cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from ..errors import QuerySyntaxError
 from . import ast
@@ -54,6 +60,9 @@ def _exact_number(text: str):
 
 @v_args(meta=True)
 class _ToAst(Transformer):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
     def start(self, meta, c):
         return c[0]
 
@@ -105,6 +114,9 @@ class _ToAst(Transformer):
         return c[0].upper()
 
     def limit(self, meta, c):
+        if c[0].type != "INT":
+            raise QuerySyntaxError(f"LIMIT needs a whole number, got {c[0]}", self.text,
+                                   c[0].line, c[0].column)
         return "limit", int(c[0])
 
     # --- expressions ---
@@ -217,7 +229,12 @@ def parse(text: str) -> ast.Select | ast.Explain:
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
     _note_minus_signs(tree, text)
-    return _ToAst().transform(tree)
+    try:
+        return _ToAst(text).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, QuerySyntaxError):
+            raise e.orig_exc from None
+        raise
 
 
 def _note_minus_signs(tree, text: str) -> None:

@@ -1,0 +1,92 @@
+"""Binding: columns, aliases, positions, types and exact range ends."""
+
+import math
+
+import pytest
+
+from masksearch.errors import BindError, UnsupportedQueryError
+from masksearch.index.chi import Cut
+from masksearch.lang import ast
+from masksearch.lang.binder import bind, exact_cut
+from masksearch.lang.parser import parse
+
+COLUMNS = {"mask_id": "int64", "image_id": "int64", "model_id": "string", "mask_type": "null",
+           "height": "int64", "width": "int64", "bbox": "box", "label": "string",
+           "score": "float64"}
+
+
+def b(text):
+    return bind(parse(text), text, COLUMNS)
+
+
+def test_alias_in_where_and_order_and_position():
+    q = b("SELECT mask_id, CP(mask, bbox, (0.6, 1.0]) / area(bbox) AS r FROM masks "
+          "WHERE r < 0.2 ORDER BY 2 DESC, r LIMIT 3")
+    assert q.where.left == q.outputs[1]
+    assert q.order_by[0].expr == q.outputs[1] and q.order_by[1].expr == q.outputs[1]
+    assert q.names == ("mask_id", "r")
+    assert len(q.terms) == 1   # the same CP term is shared
+
+
+def test_star_and_expression_names():
+    q = b("SELECT *, CP(mask, full, [0.5, 1]) FROM masks")
+    assert q.names[:len(COLUMNS)] == tuple(COLUMNS)
+    assert q.names[-1] == "CP(mask, full, [0.5, 1])"
+
+
+def test_between_and_in_are_desugared():
+    q = b("SELECT mask_id FROM masks WHERE score NOT BETWEEN 0 AND 1 AND label IN ('a', 'b')")
+    nb, inn = q.where.items
+    assert isinstance(nb, ast.Not) and isinstance(nb.operand, ast.And)
+    assert isinstance(inn, ast.Or) and all(isinstance(x, ast.Compare) for x in inn.items)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("SELECT mask_id FROM masks WHERE labl = 'a'", "unknown column 'labl'; columns are: mask_id"),
+    ("SELECT mask_id FROM masks WHERE label = 1", "cannot compare string with number"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, label, [0, 1]) > 1", "not a box column"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, nobox, [0, 1]) > 1", "unknown column 'nobox'"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, full, [0.5, 0.5)) > 1", "empty range [0.5, 0.5)"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, full, [0.7, 0.5]) > 1", "empty range"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, box(5, 0, 2, 3), [0, 1]) > 1", "x1 < x0"),
+    ("SELECT mask FROM masks", "mask can only be used inside CP"),
+    ("SELECT mask_id FROM masks WHERE label + 1 > 2", "'+' needs a number, got string"),
+    ("SELECT mask_id FROM masks WHERE score", "WHERE needs a predicate, got number"),
+    ("SELECT mask_id FROM masks WHERE bbox > 1", "a box cannot be compared"),
+    ("SELECT mask_id FROM masks ORDER BY 3", "ORDER BY 3: the select list has 1 items"),
+    ("SELECT mask_id FROM images", "unknown table 'images'"),
+    ("SELECT mask_id FROM masks WHERE NOT score", "NOT needs a predicate"),
+])
+def test_bind_errors_name_the_problem_and_place(text, message):
+    with pytest.raises(BindError) as e:
+        b(text)
+    assert message in str(e.value)
+    assert e.value.line is not None and "^" in str(e.value)
+
+
+def test_alias_not_visible_in_select_list():
+    with pytest.raises(BindError, match="unknown column 'c'"):
+        b("SELECT CP(mask, full, [0, 1]) AS c, c + 1 FROM masks")
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT COUNT(*) FROM masks",
+    "SELECT image_id FROM masks GROUP BY image_id",
+    "SELECT image_id, CP(intersect(mask), full, (0.5, 1]) FROM masks",
+    "EXPLAIN SELECT mask_id FROM masks",
+])
+def test_later_features_are_refused_clearly(text):
+    with pytest.raises(UnsupportedQueryError, match="not supported yet"):
+        b(text)
+
+
+def test_exact_cut_is_exact_for_decimal_literals():
+    # 0.1 is not a float: `v < 0.1` and `v <= 0.1` both mean `v <= largest float below 0.1`.
+    below = math.nextafter(0.1, 0)
+    assert exact_cut("0.1", False) == Cut(below, True)
+    assert exact_cut("0.1", True) == Cut(below, True)
+    assert exact_cut("0.5", False) == Cut(0.5, False)
+    assert exact_cut("-inf", False) == Cut(-math.inf, False)
+    assert exact_cut("1e-1", True) == Cut(below, True)
+    # A decimal just above a float keeps that float inside `v < d`.
+    assert exact_cut("0.5000000000000000001", False) == Cut(0.5, True)

@@ -1,0 +1,145 @@
+"""Execution semantics on small hand-made databases, and the index doing its job."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import masksearch as ms
+from masksearch.synth import saliency_maps
+
+
+@pytest.fixture
+def small(tmp_path):
+    """Four 4x4 float32 masks; mask 3 has a NULL box, mask 2 a box outside the mask."""
+    m = np.zeros((4, 4, 4), np.float32)
+    m[0, :2, :2] = 1.0
+    m[1, :, :] = 0.7
+    m[2, 0, 0] = np.float32(0.1)
+    m[3, :, :] = np.nan
+    m[3, 0, :] = 0.9
+    db = ms.connect(tmp_path / "db", cell_size=2)
+    db.ingest(m, image_id=[1, 1, 2, 2], model_id=["a", "b", "a", "b"],
+              metadata={"bbox": [(0, 0, 2, 2), (1, 1, 4, 4), (10, 10, 12, 12), None],
+                        "label": ["x", "y", "x", None]})
+    return db
+
+
+def rows(db, sql, **kw):
+    out = db.query(sql, **kw).rows()
+    assert out == db.query(sql, use_index=not kw.get("use_index", True)).rows()
+    return out
+
+
+def test_null_box_and_division_by_zero(small):
+    assert rows(small, "SELECT mask_id, CP(mask, bbox, [0, 1]), area(bbox), "
+                "CP(mask, bbox, [0, 1]) / area(bbox) FROM masks") == [
+        (0, 4, 4, 1.0), (1, 9, 9, 1.0), (2, 0, 0, None), (3, None, None, None)]
+    assert rows(small, "SELECT mask_id FROM masks WHERE CP(mask, bbox, [0, 1]) IS NULL") == [(3,)]
+    assert rows(small, "SELECT mask_id FROM masks WHERE CP(mask, bbox, [0, 1]) / area(bbox) "
+                "IS NULL") == [(2,), (3,)]
+    # NULL fails every comparison, also under NOT.
+    assert rows(small, "SELECT mask_id FROM masks WHERE NOT CP(mask, bbox, [0, 1]) > 100") == [
+        (0,), (1,), (2,)]
+
+
+def test_nan_pixels_are_in_no_range(small):
+    assert rows(small, "SELECT CP(mask, full, [-inf, inf]) FROM masks WHERE mask_id = 3") == [(4,)]
+    assert rows(small, "SELECT CP(mask, full, (-inf, inf)) FROM masks WHERE mask_id = 3") == [(4,)]
+
+
+def test_range_ends_compare_exactly(small):
+    # The pixel float32(0.1) = 0.100000001490116... lies above the decimal 0.1.
+    q = "SELECT CP(mask, box(0, 0, 1, 1), {}) FROM masks WHERE mask_id = 2"
+    assert rows(small, q.format("[0.1, 1]")) == [(1,)]
+    assert rows(small, q.format("(-inf, 0.1]")) == [(0,)]
+    assert rows(small, q.format("(0.100000001490116119384765625, 1]")) == [(0,)]
+    assert rows(small, q.format("[0.100000001490116119384765625, 1]")) == [(1,)]
+    # An open upper end at 1.0 leaves out pixels equal to 1.0.
+    q0 = "SELECT CP(mask, full, {}) FROM masks WHERE mask_id = 0"
+    assert rows(small, q0.format("(0.6, 1.0)")) == [(0,)]
+    assert rows(small, q0.format("(0.6, 1.0]")) == [(4,)]
+
+
+def test_order_nulls_last_and_ties_by_mask_id(small):
+    q = "SELECT mask_id, CP(mask, bbox, (0.5, 1]) AS c FROM masks ORDER BY c {} LIMIT {}"
+    assert rows(small, q.format("DESC", 4)) == [(1, 9), (0, 4), (2, 0), (3, None)]
+    assert rows(small, q.format("ASC", 4)) == [(2, 0), (0, 4), (1, 9), (3, None)]
+    assert rows(small, q.format("ASC", 2)) == [(2, 0), (0, 4)]
+    ties = "SELECT mask_id, CP(mask, full, [0.85, 1]) AS c FROM masks ORDER BY c {} LIMIT {}"
+    assert rows(small, ties.format("DESC", 4)) == [(0, 4), (3, 4), (1, 0), (2, 0)]
+    assert rows(small, ties.format("ASC", 3)) == [(1, 0), (2, 0), (0, 4)]
+    assert rows(small, "SELECT mask_id, label FROM masks ORDER BY 2 DESC") == [
+        (1, "y"), (0, "x"), (2, "x"), (3, None)]
+
+
+def test_limit_without_order_is_by_mask_id(small):
+    assert rows(small, "SELECT mask_id FROM masks WHERE CP(mask, full, (0, 1]) > 0 LIMIT 2") == [
+        (0,), (1,)]
+
+
+def test_metadata_predicates_alias_and_view_name(small):
+    assert rows(small, "SELECT mask_id, CP(mask, full, (0.5, 1]) AS hi FROM MasksDatabaseView "
+                "WHERE model_id = 'a' AND hi > 0") == [(0, 4)]
+    assert rows(small, "SELECT mask_id FROM masks WHERE label IN ('y') OR label IS NULL") == [
+        (1,), (3,)]
+    assert rows(small, "SELECT mask_id FROM masks WHERE image_id BETWEEN 2 AND 3 "
+                "AND CP(mask, full, [0.89999997615814208984375, 0.89999997615814208984375]) = 4") == [(3,)]
+
+
+def test_result_api(small):
+    r = small.query("SELECT mask_id, image_id AS img FROM masks WHERE mask_id < 2")
+    table = r.to_arrow()
+    assert isinstance(table, pa.Table) and table.column_names == ["mask_id", "img"]
+    assert r.to_pylist() == [{"mask_id": 0, "img": 1}, {"mask_id": 1, "img": 1}]
+    assert len(r) == 2 and r.stats.masks_total == 4
+    assert "mask_id" in repr(r)
+
+
+@pytest.fixture(scope="module")
+def saliency(tmp_path_factory):
+    maps, boxes = saliency_maps(600, size=96, coarse=7, seed=3)
+    db = ms.connect(tmp_path_factory.mktemp("sal") / "db")
+    db.ingest(maps, image_id=np.arange(600) // 2, model_id=np.arange(600) % 2,
+              mask_type="saliency", metadata={"bbox": boxes})
+    return db, maps, boxes
+
+
+def test_index_prunes_a_selective_filter(saliency):
+    db, maps, _ = saliency
+    region = maps[:, 17:83, 13:71]
+    counts = ((region > 0.8) & (region <= 1.0)).sum((1, 2))
+    threshold = int(np.quantile(counts, 0.99))
+    q = f"SELECT mask_id FROM masks WHERE CP(mask, box(13, 17, 71, 83), (0.8, 1.0]) > {threshold}"
+    fast, slow = db.query(q), db.query(q, use_index=False)
+    want = [(int(i),) for i in np.flatnonzero(counts > threshold)]
+    assert fast.rows() == slow.rows() == want
+    s = fast.stats
+    assert s.accepted_by_index + s.rejected_by_index + s.verified >= 600
+    assert s.verified < 0.3 * 600, s
+    assert slow.stats.verified == 600
+
+
+def test_topk_stops_early(saliency):
+    db, maps, boxes = saliency
+    region = maps[:, 17:83, 13:71]
+    counts = ((region >= 0.6) & (region <= 1.0)).sum((1, 2))
+    want = sorted(range(600), key=lambda i: (-counts[i], i))[:10]
+    q = ("SELECT mask_id, CP(mask, box(13, 17, 71, 83), [0.6, 1.0]) AS c FROM masks "
+         "ORDER BY c DESC LIMIT 10")
+    fast = db.query(q)
+    assert fast.rows() == [(i, int(counts[i])) for i in want]
+    assert fast.rows() == db.query(q, use_index=False).rows()
+    assert fast.stats.verified < 0.5 * 600, fast.stats
+
+
+def test_per_mask_box_ratio(saliency):
+    db, maps, boxes = saliency
+    share = []
+    for m, (x0, y0, x1, y1) in zip(maps, boxes, strict=True):
+        inside = m[y0:y1, x0:x1]
+        share.append(((inside > 0.6) & (inside <= 1.0)).sum() / inside.size)
+    share = np.array(share)
+    q = "SELECT mask_id FROM masks WHERE CP(mask, bbox, (0.6, 1.0]) / area(bbox) < 0.05"
+    fast = db.query(q)
+    assert fast.rows() == [(int(i),) for i in np.flatnonzero(share < 0.05)]
+    assert fast.stats.verified < 600
