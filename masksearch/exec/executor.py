@@ -90,8 +90,7 @@ class _Selector:
         check = idx[self.undecided[idx]]
         if len(check):
             ok = _truth(evaluate(_conj(self.plan.cp_filter), self.batch.take(check)))
-            failed = set(check[~ok].tolist())
-            idx = np.array([i for i in idx if i not in failed], dtype=np.int64)
+            idx = idx[~np.isin(idx, check[~ok])]
         return idx
 
     def sort(self, idx: np.ndarray) -> np.ndarray:
