@@ -33,18 +33,25 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
     workers = workers or os.cpu_count() or 1
     chunks = np.array_split(np.arange(m), min(m, workers * 4))
 
+    # Cuts depend on the segment's dtype only: work them out once, not per mask.
+    cuts_of = {}
+    for k in np.unique(task.seg_of):
+        dtype = task.segments[k].dtype
+        cuts_of[k] = [(cut_for_dtype(lo, dtype), cut_for_dtype(hi, dtype))
+                      for lo, hi in task.cuts]
+    boxes = np.stack(task.boxes, axis=1) if n_terms else np.zeros((m, 0, 4), np.int64)
+
     def run(chunk: np.ndarray) -> int:
         nbytes = 0
         for j in chunk:
-            seg = task.segments[task.seg_of[j]]
+            k = task.seg_of[j]
+            seg = task.segments[k]
             row = int(task.row_of[j])
             pixels = kernel_view(seg.pixels(row))
             nbytes += seg.blob_size(row)
-            for t, (lo, hi) in enumerate(task.cuts):
-                lo_c, hi_c = cut_for_dtype(lo, seg.dtype), cut_for_dtype(hi, seg.dtype)
-                x0, y0, x1, y1 = task.boxes[t][j]
-                out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo_c.t, lo_c.incl,
-                                           hi_c.t, hi_c.incl)
+            for t, (lo, hi) in enumerate(cuts_of[k]):
+                x0, y0, x1, y1 = boxes[j, t]
+                out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
         return nbytes
 
     if workers == 1 or m < 8:

@@ -1,22 +1,52 @@
-"""Byte shuffling: group the k-th byte of every value so that float pixels compress better."""
+"""Byte shuffling: group the k-th byte of every value so that float pixels compress better.
 
+Shuffled layout of n values of ``itemsize`` bytes: byte plane b (bytes b of every value) is
+``shuffled[b * n:(b + 1) * n]``. The kernels read and write whole words on the value side:
+byte-at-a-time strided stores were 20x slower.
+"""
+
+import numpy as np
 from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def shuffle_bytes(src, itemsize, out):
-    """``out[b * n + i] = src[i * itemsize + b]`` for n = len(src) // itemsize values."""
+def unshuffle_bytes(src, itemsize, out):
+    """Values from byte planes: ``out`` (n * itemsize bytes) from shuffled ``src``."""
     n = src.shape[0] // itemsize
-    for i in range(n):
+    if itemsize == 4:
+        words = out.view(np.uint32)
+        for i in range(n):
+            words[i] = (np.uint32(src[i]) | (np.uint32(src[n + i]) << 8)
+                        | (np.uint32(src[2 * n + i]) << 16) | (np.uint32(src[3 * n + i]) << 24))
+    elif itemsize == 2:
+        halves = out.view(np.uint16)
+        for i in range(n):
+            halves[i] = np.uint16(src[i]) | (np.uint16(src[n + i]) << 8)
+    else:
         for b in range(itemsize):
-            out[b * n + i] = src[i * itemsize + b]
+            for i in range(n):
+                out[i * itemsize + b] = src[b * n + i]
 
 
 @njit(cache=True, nogil=True)
-def unshuffle_bytes(src, itemsize, out):
-    """Inverse of ``shuffle_bytes``."""
+def shuffle_bytes(src, itemsize, out):
+    """Byte planes from values: the inverse of ``unshuffle_bytes``."""
     n = src.shape[0] // itemsize
-    for b in range(itemsize):
-        base = b * n
+    if itemsize == 4:
+        words = src.view(np.uint32)
         for i in range(n):
-            out[i * itemsize + b] = src[base + i]
+            w = words[i]
+            out[i] = w & 0xFF
+            out[n + i] = (w >> 8) & 0xFF
+            out[2 * n + i] = (w >> 16) & 0xFF
+            out[3 * n + i] = w >> 24
+    elif itemsize == 2:
+        halves = src.view(np.uint16)
+        for i in range(n):
+            h = halves[i]
+            out[i] = h & 0xFF
+            out[n + i] = h >> 8
+    else:
+        for b in range(itemsize):
+            for i in range(n):
+                out[b * n + i] = src[i * itemsize + b]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pyarrow as pa
 
@@ -10,6 +12,7 @@ from ..kernels.codec_kernels import shuffle_bytes, unshuffle_bytes
 CODECS = ("lz4", "zstd")
 
 
+@cache
 def _codec(name: str) -> pa.Codec:
     return pa.Codec("zstd", compression_level=1) if name == "zstd" else pa.Codec(name)
 
