@@ -31,10 +31,10 @@ def edges_for(m: np.ndarray) -> np.ndarray:
     return default_edges(m.dtype, float(np.nanmin(v)), float(np.nanmax(v)))
 
 
-def bounds_of(index, m, box, rng):
+def bounds_of(index, m, box, rng, refine=True):
     lo, hi = cuts(rng)
     clipped = clip_boxes(np.array([box]), np.array([m.shape[0]]), np.array([m.shape[1]]))
-    lower, upper = segment_bounds(index, m.dtype, np.array([0]), clipped, lo, hi)
+    lower, upper = segment_bounds(index, m.dtype, np.array([0]), clipped, lo, hi, refine)
     return int(lower[0]), int(upper[0])
 
 
@@ -49,9 +49,12 @@ def case(draw):
 def test_bounds_contain_exact(c):
     m, box, rng, cell = c
     index = build_segment_index([m], edges_for(m), cell)
-    lower, upper = bounds_of(index, m, box, rng)
     exact = brute_cp(m, box, rng)
-    assert 0 <= lower <= exact <= upper
+    coarse = bounds_of(index, m, box, rng, refine=False)
+    fine = bounds_of(index, m, box, rng, refine=True)
+    assert 0 <= coarse[0] <= exact <= coarse[1]
+    # Refinement only narrows, and stays sound.
+    assert coarse[0] <= fine[0] <= exact <= fine[1] <= coarse[1]
 
 
 @settings(max_examples=200)

@@ -33,6 +33,7 @@ class Batch:
         self.exact = np.zeros((n, t), np.int64)
         self.known = np.zeros((n, t), bool)
         self._bounded = np.zeros(t, bool)
+        self._refined = np.zeros((n, t), bool)
         self.bytes_read = 0
         self.verified = 0
 
@@ -51,28 +52,51 @@ class Batch:
         return reg
 
     # --- bounds ---
+    def _index_bounds(self, t: int, idx: np.ndarray, refine: bool):
+        term = self.query.terms[t]
+        boxes = self.region(term.roi).boxes
+        seg, row = self.seg[idx], self.row[idx]
+        lower = np.zeros(len(idx), np.int64)
+        upper = np.zeros(len(idx), np.int64)
+        for k in np.unique(seg):
+            sel = np.flatnonzero(seg == k)
+            segment = self.store.segments[k]
+            lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
+                                                    boxes[idx[sel]], term.lo, term.hi, refine)
+        return lower, upper
+
+    def _set_bounds(self, t: int, idx: np.ndarray, lower, upper) -> None:
+        null = self.region(self.query.terms[t].roi).null[idx]
+        lower[null] = 0
+        upper[null] = 0
+        self.lower[idx, t], self.upper[idx, t], self.null[idx, t] = lower, upper, null
+        tight = lower == upper
+        self.exact[idx[tight], t] = lower[tight]
+        self.known[idx[tight], t] = True
+
     def bound_term(self, t: int) -> None:
+        """Cheap bounds of term t for every row ([0, area] without the index)."""
         if self._bounded[t]:
             return
-        term = self.query.terms[t]
-        reg = self.region(term.roi)
-        lower = np.zeros(self.rows.num_rows, np.int64)
-        upper = reg.area.copy()
-        if self.use_index and self.rows.num_rows:
-            seg = self.seg
-            for k in np.unique(seg):
-                sel = np.flatnonzero(seg == k)
-                segment = self.store.segments[k]
-                lo, hi = segment_bounds(segment.index, segment.dtype, self.row[sel],
-                                        reg.boxes[sel], term.lo, term.hi)
-                lower[sel], upper[sel] = lo, hi
-        lower[reg.null] = 0
-        upper[reg.null] = 0
-        self.lower[:, t], self.upper[:, t], self.null[:, t] = lower, upper, reg.null
-        tight = lower == upper
-        self.exact[tight, t] = lower[tight]
-        self.known[:, t] |= tight
+        idx = np.arange(self.rows.num_rows)
+        if self.use_index and len(idx):
+            lower, upper = self._index_bounds(t, idx, refine=False)
+        else:
+            lower, upper = np.zeros(len(idx), np.int64), self.region(
+                self.query.terms[t].roi).area.copy()
+        self._set_bounds(t, idx, lower, upper)
         self._bounded[t] = True
+
+    def refine(self, idx: np.ndarray) -> None:
+        """Narrow the bounds of rows ``idx`` cell by cell (where not tight already)."""
+        if not self.use_index or not len(idx):
+            return
+        for t in range(len(self.query.terms)):
+            self.bound_term(t)
+            todo = idx[~self.known[idx, t] & ~self._refined[idx, t]]
+            if len(todo):
+                self._set_bounds(t, todo, *self._index_bounds(t, todo, refine=True))
+                self._refined[todo, t] = True
 
     def cp_bounds(self, cp: ast.CP):
         t = self.query.term_of[cp]
@@ -114,7 +138,7 @@ class Batch:
         sub.rows = self.rows.take(pa.array(idx, pa.int64()))
         sub.store, sub.query, sub.use_index = self.store, self.query, self.use_index
         sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
-        for name in ("lower", "upper", "null", "exact", "known"):
+        for name in ("lower", "upper", "null", "exact", "known", "_refined"):
             setattr(sub, name, getattr(self, name)[idx])
         sub._bounded = self._bounded.copy()
         sub.bytes_read = sub.verified = 0

@@ -41,14 +41,24 @@ def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
         table = table.filter(pa.array(keep))
     stats.rejected_by_metadata = stats.masks_total - table.num_rows
     batch = Batch(table, store, q, use_index)
+    for t in range(len(q.terms)):
+        batch.bound_term(t)   # once here; sub-batches share these bounds
     n = table.num_rows
     undecided = np.zeros(n, bool)
     if plan.cp_filter and n:
-        o = outcomes(_conj(plan.cp_filter), batch)
+        where = _conj(plan.cp_filter)
+        o = outcomes(where, batch)
         keep = o.may_true
         undecided = keep & ~o.must_true
+        if undecided.any():
+            # Second look at the undecided rows with cell-by-cell bounds.
+            idx = np.flatnonzero(undecided)
+            batch.refine(idx)
+            o2 = outcomes(where, batch.take(idx))
+            keep[idx] = o2.may_true
+            undecided[idx] = o2.may_true & ~o2.must_true
         stats.rejected_by_index = int((~keep).sum())
-        stats.accepted_by_index = int(o.must_true.sum())
+        stats.accepted_by_index = int((keep & ~undecided).sum())
         candidates = np.flatnonzero(keep)
     else:
         candidates = np.arange(n)
@@ -143,12 +153,19 @@ class _Selector:
         ordered = candidates[order]
         best, never_value = best[order], bounds.must_null[order]
         top = np.zeros(0, np.int64)
+        kth = None
         pos, size = 0, max(k, FIRST_BATCH)
         while pos < len(ordered):
-            part = self.qualify(ordered[pos:pos + size])
+            part = ordered[pos:pos + size]
             pos += size
             size = min(size * 2, MAX_BATCH)
-            top = self.sort(np.concatenate([top, part]))[:k]
+            if kth is not None:
+                # Cell-by-cell bounds may show that some of these cannot beat the k-th value.
+                self.batch.refine(part)
+                fine = interval(first.expr, self.batch.take(part))
+                reach = fine.hi if desc else fine.lo
+                part = part[~fine.must_null & ((reach >= kth) if desc else (reach <= kth))]
+            top = self.sort(np.concatenate([top, self.qualify(part)]))[:k]
             if len(top) < k or pos >= len(ordered):
                 continue
             kth = evaluate(first.expr, self.batch.take(top[-1:]))[0].as_py()

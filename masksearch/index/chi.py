@@ -128,8 +128,11 @@ def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:
 
 
 def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
-                   lo: Cut, hi: Cut) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4)."""
+                   lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4).
+
+    ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
+    """
     lo = cut_for_dtype(lo, dtype)
     hi = cut_for_dtype(hi, dtype)
     lower = np.empty(len(rows), dtype=np.int64)
@@ -138,5 +141,5 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
         chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
                    index.edges, index.eq, index.stats, rows.astype(np.int64),
                    np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
-                   lower, upper)
+                   refine, lower, upper)
     return lower, upper

@@ -63,7 +63,11 @@ class Store:
                 raise StoreError(f"bin_edges[{dtype!r}] must be increasing numbers")
             edges[np.dtype(dtype).name] = arr.tolist()
         (self.root / "segments").mkdir(parents=True, exist_ok=True)
-        write_manifest(self.root, Manifest(cell_size=cell, codec=codec, bin_edges=edges))
+        # An empty database already has the system columns (types of ids are set by data).
+        columns = {"mask_id": "int64", "image_id": "null", "model_id": "null",
+                   "mask_type": "null", "height": "int64", "width": "int64"}
+        write_manifest(self.root, Manifest(cell_size=cell, codec=codec, bin_edges=edges,
+                                           columns=columns))
 
     def refresh(self) -> None:
         """Re-read the manifest if another writer committed since."""
