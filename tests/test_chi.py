@@ -120,3 +120,12 @@ def test_default_edges_per_dtype():
     assert len(default_edges(np.dtype("uint16"), 0, 60000)) <= 16
     unit = default_edges(np.dtype("float32"), 0.0, 1.0)
     assert 0.6 in unit and 0.8 in unit and 0.0 in unit and 1.0 in unit
+
+
+def test_single_edge_with_infinite_pixels():
+    """A single bin edge and inf pixels once sent the build kernel out of bounds."""
+    m = np.array([[np.inf, 1.0], [-np.inf, np.nan]], np.float32)
+    index = build_segment_index([m], np.array([1.0]), 1)
+    lower, upper = bounds_of(index, m, (0, 0, 2, 2), (-np.inf, False, np.inf, True))
+    assert lower <= 2 <= upper
+    assert bounds_of(index, m, (0, 0, 2, 2), (-np.inf, True, np.inf, True)) == (3, 3)

@@ -14,20 +14,6 @@ from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
-def _edges_le(v, edges):
-    """Number of edges <= v (edges sorted ascending)."""
-    lo = 0
-    hi = edges.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if edges[mid] <= v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, nogil=True)
 def _edges_lt(v, edges):
     """Number of edges < v (edges sorted ascending)."""
     lo = 0
@@ -42,6 +28,22 @@ def _edges_lt(v, edges):
 
 
 @njit(cache=True, nogil=True)
+def _edges_le_guided(v, edges, first, inv_step):
+    """``_edges_le`` starting from a guess for evenly spaced edges, corrected to be exact."""
+    n = edges.shape[0]
+    if v < first:
+        return 0
+    g = (v - first) * inv_step
+    # The guess may be NaN (inf * 0) or out of range: start at the end then, never index off.
+    k = int(g) + 1 if 0.0 <= g < n else n
+    while k > 0 and edges[k - 1] > v:
+        k -= 1
+    while k < n and edges[k] <= v:
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
 def build_chi_one(pixels, edges, cell, counts, eq, stats):
     """Fill ``counts`` (gh, gw, E+1), ``eq`` (E,) and ``stats`` [vmin, vmax] for one 2-D mask.
 
@@ -51,6 +53,9 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     vmin = np.inf
     vmax = -np.inf
     nonnan = 0
+    n_edges = edges.shape[0]
+    first = edges[0]
+    inv_step = (n_edges - 1) / (edges[n_edges - 1] - first) if n_edges > 1 else 0.0
     # Histogram: pixel with k = #edges <= v satisfies cuts k..E, so count it in bin k.
     for y in range(h):
         r = y // cell
@@ -63,7 +68,7 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
                 vmin = v
             if v > vmax:
                 vmax = v
-            k = _edges_le(v, edges)
+            k = _edges_le_guided(v, edges, first, inv_step)
             counts[r, x // cell, k] += 1
             if k > 0 and edges[k - 1] == v:
                 eq[k - 1] += 1
