@@ -1,5 +1,11 @@
 import os
 
+# Kernels index raw arrays; in tests an out-of-bounds index raises instead of corrupting memory.
+# Bounds-checked builds get their own cache: Numba's cache does not key on this setting.
+os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..",
+                                                      ".numba-cache-boundscheck"))
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(

@@ -129,3 +129,11 @@ def test_single_edge_with_infinite_pixels():
     lower, upper = bounds_of(index, m, (0, 0, 2, 2), (-np.inf, False, np.inf, True))
     assert lower <= 2 <= upper
     assert bounds_of(index, m, (0, 0, 2, 2), (-np.inf, True, np.inf, True)) == (3, 3)
+
+
+def test_kernels_are_bounds_checked_in_tests():
+    """conftest turns on Numba bounds checks, so a bad index fails a test, not memory."""
+    import pytest
+
+    with pytest.raises(IndexError):
+        count_in_range(np.zeros((3, 3), np.float32), 0, 0, 5, 5, 0.0, False, 1.0, True)
