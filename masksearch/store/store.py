@@ -44,6 +44,7 @@ class Store:
         self._manifest: Manifest | None = None
         self._segments: dict[str, Segment] = {}
         self._table: pa.Table | None = None
+        self._id_order: np.ndarray | None = None
         self.refresh()
 
     # --- creation and reading -------------------------------------------------------------
@@ -77,6 +78,7 @@ class Store:
         self._manifest = read_manifest(self.root)
         self._manifest_mtime = mtime
         self._table = None
+        self._id_order = None
 
     @property
     def manifest(self) -> Manifest:
@@ -123,12 +125,16 @@ class Store:
         return pa.concat_tables(parts).combine_chunks()
 
     def locate(self, mask_id: int) -> tuple[Segment, int]:
-        for info in self.manifest.segments:
-            seg = self.segment(info.name)
-            ids = seg.meta.column("mask_id").to_numpy()
-            hit = np.flatnonzero(ids == mask_id)
-            if len(hit):
-                return seg, int(hit[0])
+        """The segment and row holding ``mask_id`` (binary search over a sorted id index)."""
+        if self._id_order is None:
+            self._id_order = np.argsort(self.table().column("mask_id").to_numpy(), kind="stable")
+        table = self.table()
+        ids = table.column("mask_id").to_numpy()
+        k = np.searchsorted(ids, mask_id, sorter=self._id_order)
+        if k < len(ids) and ids[self._id_order[k]] == mask_id:
+            i = self._id_order[k]
+            seg = int(table.column("_seg")[i].as_py())
+            return self.segments[seg], int(table.column("_row")[i].as_py())
         raise StoreError(f"mask_id {mask_id} does not exist")
 
     # --- writing --------------------------------------------------------------------------
