@@ -60,6 +60,8 @@ def render(e) -> str:
         return f"({render(e[1])} BETWEEN {render(e[2])} AND {render(e[3])})"
     if kind == "in":
         return f"({render(e[1])} IN ({', '.join(render(x) for x in e[2])}))"
+    if kind == "agg":
+        return "COUNT(*)" if e[1] == "count" else f"{e[1].upper()}({render(e[2])})"
     raise ValueError(kind)
 
 
@@ -87,8 +89,29 @@ _CMP = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a
         "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
+def aggregate(func: str, values: list, n_rows: int):
+    """SQL aggregates; float sums are correctly rounded (math.fsum)."""
+    if func == "count":
+        return n_rows
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if func == "min":
+        return min(values)
+    if func == "max":
+        return max(values)
+    if func == "sum":
+        return sum(values) if all(isinstance(v, int) for v in values) else math.fsum(values)
+    return math.fsum(values) / len(values)
+
+
 def evaluate(e, row):
+    """Value of ``e`` for a row, or for a group given as {"_rows": [...], key: value}."""
     kind = e[0]
+    if kind == "agg":
+        rows = row["_rows"]
+        values = [] if e[2] is None else [evaluate(e[2], r) for r in rows]
+        return aggregate(e[1], values, len(rows))
     if kind == "cp":
         box = _box(row, e[1])
         return None if box is None else brute_cp(row["pixels"], box, e[2])
@@ -141,6 +164,63 @@ def evaluate(e, row):
     raise ValueError(kind)
 
 
+def _order(units: list[dict], order, tie) -> list[dict]:
+    """Sort by ``order`` (NULLs last both ways), ties by ``tie`` ascending (NULLs last)."""
+    units = sorted(units, key=lambda u: [(u[k] is None, u[k] if u[k] is not None else 0)
+                                         for k in tie])
+    for expr, desc in reversed(order):
+        vals = [(evaluate(expr, u), u) for u in units]
+        present = [x for x in vals if x[0] is not None]
+        present.sort(key=lambda x: x[0], reverse=desc)
+        units = [u for _, u in present] + [u for v, u in vals if v is None]
+    return units
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """SELECT keys..., select... FROM masks [WHERE] [GROUP BY keys] [HAVING] [ORDER BY] [LIMIT]."""
+
+    keys: tuple            # group key column names; () = one group of all rows
+    select: tuple          # group-level expressions
+    where: object = None
+    having: object = None
+    order: tuple = ()
+    limit: int | None = None
+
+    def sql(self) -> str:
+        items = list(self.keys) + [f"{render(e)} AS g{i}" for i, e in enumerate(self.select)]
+        text = f"SELECT {', '.join(items)} FROM masks"
+        if self.where is not None:
+            text += f"\nWHERE {render(self.where)}"
+        if self.keys:
+            text += f"\nGROUP BY {', '.join(self.keys)}"
+        if self.having is not None:
+            text += f"\nHAVING {render(self.having)}"
+        if self.order:
+            text += "\nORDER BY " + ", ".join(f"{render(x)} {'DESC' if d else 'ASC'}"
+                                              for x, d in self.order)
+        if self.limit is not None:
+            text += f"\nLIMIT {self.limit}"
+        return text
+
+
+def run_groups(spec: GroupSpec, rows: list[dict]) -> list[tuple]:
+    keep = [r for r in rows if spec.where is None or evaluate(spec.where, r) is True]
+    groups: dict = {}
+    for r in keep:
+        groups.setdefault(tuple(r[k] for k in spec.keys), []).append(r)
+    if not spec.keys:
+        groups = {(): keep}
+    units = [dict(zip(spec.keys, key, strict=True), _rows=members)
+             for key, members in groups.items()]
+    units = [u for u in units if spec.having is None or evaluate(spec.having, u) is True]
+    units = _order(units, spec.order, spec.keys)
+    if spec.limit is not None:
+        units = units[:spec.limit]
+    return [tuple(u[k] for k in spec.keys) + tuple(evaluate(e, u) for e in spec.select)
+            for u in units]
+
+
 @dataclass(frozen=True)
 class QuerySpec:
     select: tuple          # expressions
@@ -164,12 +244,7 @@ class QuerySpec:
 def run(spec: QuerySpec, rows: list[dict]) -> list[tuple]:
     """The rows the statement must return, in order."""
     keep = [r for r in rows if spec.where is None or evaluate(spec.where, r) is True]
-    keep.sort(key=lambda r: r["mask_id"])
-    for expr, desc in reversed(spec.order):
-        vals = [(evaluate(expr, r), r) for r in keep]
-        present = [x for x in vals if x[0] is not None]
-        present.sort(key=lambda x: x[0], reverse=desc)
-        keep = [r for _, r in present] + [r for v, r in vals if v is None]
+    keep = _order(keep, spec.order, ("mask_id",))
     if spec.limit is not None:
         keep = keep[:spec.limit]
     return [(r["mask_id"], *[evaluate(e, r) for e in spec.select]) for r in keep]
@@ -178,7 +253,7 @@ def run(spec: QuerySpec, rows: list[dict]) -> list[tuple]:
 def as_rows(masks: list[np.ndarray], first_id: int, metadata: dict) -> list[dict]:
     out = []
     for i, m in enumerate(masks):
-        row = {"mask_id": first_id + i, "pixels": m}
+        row = {"mask_id": first_id + i, "image_id": (first_id + i) // 2, "pixels": m}
         for name, values in metadata.items():
             v = values[i]
             row[name] = tuple(int(c) for c in v) if name == "bbox" and v is not None else v

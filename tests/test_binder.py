@@ -70,14 +70,44 @@ def test_alias_not_visible_in_select_list():
 
 
 @pytest.mark.parametrize("text", [
-    "SELECT COUNT(*) FROM masks",
-    "SELECT image_id FROM masks GROUP BY image_id",
-    "SELECT image_id, CP(intersect(mask), full, (0.5, 1]) FROM masks",
+    "SELECT image_id, CP(intersect(mask), full, (0.5, 1]) FROM masks GROUP BY image_id",
     "EXPLAIN SELECT mask_id FROM masks",
 ])
 def test_later_features_are_refused_clearly(text):
     with pytest.raises(UnsupportedQueryError, match="not supported yet"):
         b(text)
+
+
+def test_grouped_query_binds():
+    q = b("SELECT image_id, AVG(CP(mask, bbox, (0.6, 1.0]) / area(bbox)) AS attn FROM masks "
+          "WHERE model_id IN ('a', 'b') GROUP BY image_id HAVING attn > 0.5 "
+          "ORDER BY attn DESC LIMIT 10")
+    assert q.grouped and q.group_by == (ast.Column("image_id"),)
+    assert len(q.aggregates) == 1 and q.aggregates[0].func == "avg"
+    assert q.having.left == q.aggregates[0] and q.order_by[0].expr == q.aggregates[0]
+    assert len(q.terms) == 1    # the CP inside the aggregate is a per-mask term
+    assert b("SELECT COUNT(*) FROM masks").grouped
+    assert b("SELECT COUNT(*) FROM masks HAVING COUNT(*) > 2").having is not None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("SELECT image_id, label FROM masks GROUP BY image_id",
+     "column 'label' must be in GROUP BY or inside an aggregate"),
+    ("SELECT mask_id FROM masks WHERE COUNT(*) > 1", "aggregate COUNT cannot be used in WHERE"),
+    ("SELECT MAX(MIN(score)) FROM masks", "aggregates cannot be nested"),
+    ("SELECT SUM(label) FROM masks", "SUM needs a number, got string"),
+    ("SELECT *, COUNT(*) FROM masks", "SELECT * cannot be used with GROUP BY"),
+    ("SELECT image_id FROM masks GROUP BY image_id + 1", "GROUP BY takes column names"),
+    ("SELECT COUNT(*) FROM masks GROUP BY bbox", "cannot group by the box column"),
+    ("SELECT image_id, CP(mask, full, [0, 1]) FROM masks GROUP BY image_id",
+     "CP(mask, ...) over single masks must be inside an aggregate"),
+    ("SELECT image_id, area(bbox) FROM masks GROUP BY image_id", "put it inside an aggregate"),
+    ("SELECT mask_id, CP(union(mask), full, [0, 1]) FROM masks", "union(mask) needs GROUP BY"),
+])
+def test_grouping_errors(text, message):
+    with pytest.raises(BindError) as e:
+        b(text)
+    assert message in str(e.value) and "^" in str(e.value)
 
 
 def test_exact_cut_is_exact_for_decimal_literals():

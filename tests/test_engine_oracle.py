@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import masksearch as ms
 
 from . import oracle
-from .oracle import QuerySpec
+from .oracle import GroupSpec, QuerySpec
 from .strategies import masks, value_ranges
 
 LABELS = ["cat", "dog", "o'kapi"]
@@ -98,11 +98,55 @@ def queries():
     )
 
 
+def group_numeric():
+    leaf = st.one_of(
+        st.just(("agg", "count", None)),
+        st.builds(lambda f, a: ("agg", f, a), st.sampled_from(["sum", "avg", "min", "max"]),
+                  numeric()),
+        st.builds(lambda v: ("num", v), st.sampled_from([0, 2, 0.5, 1.5])),
+    )
+    return st.recursive(leaf, lambda inner: st.builds(
+        lambda op, a, b: ("bin", op, a, b), st.sampled_from("+-*/"), inner, inner),
+        max_leaves=3)
+
+
+def group_predicates():
+    cmp = st.builds(lambda op, a, b: ("cmp", op, a, b),
+                    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), group_numeric(),
+                    st.one_of(thresholds(), group_numeric()))
+    leaf = st.one_of(cmp, cmp, st.builds(lambda c, neg: ("isnull", c, neg), group_numeric(),
+                                         st.booleans()))
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.builds(lambda a, b: ("and", a, b), inner, inner),
+        st.builds(lambda a, b: ("or", a, b), inner, inner),
+        st.builds(lambda a: ("not", a), inner)), max_leaves=3)
+
+
+def _is_grouped(spec: GroupSpec) -> bool:
+    exprs = list(spec.select) + [e for e, _ in spec.order]
+    return bool(spec.keys) or spec.having is not None or any(
+        "'agg'" in repr(e) for e in exprs)
+
+
+def group_queries():
+    return st.builds(
+        GroupSpec,
+        keys=st.sampled_from([(), ("image_id",), ("label",)]),
+        select=st.lists(group_numeric(), min_size=1, max_size=2).map(tuple),
+        where=st.one_of(st.none(), predicates()),
+        having=st.one_of(st.none(), group_predicates()),
+        order=st.lists(st.tuples(group_numeric().filter(
+            lambda e: not (e[0] == "num" and isinstance(e[1], int))), st.booleans()),
+            max_size=2).map(tuple),
+        limit=st.one_of(st.none(), st.integers(0, 4)),
+    ).filter(_is_grouped)
+
+
 def _build(tmp: str, ms_, meta, cell, split) -> ms.Database:
     db = ms.connect(tmp + "/db", cell_size=cell)
     for lo, hi in ((0, split), (split, len(ms_))):
         if hi > lo:
-            db.ingest(ms_[lo:hi], image_id=list(range(lo, hi)),
+            db.ingest(ms_[lo:hi], image_id=[i // 2 for i in range(lo, hi)],
                       metadata={k: v[lo:hi] for k, v in meta.items()})
     return db
 
@@ -122,12 +166,19 @@ def _check(ms_, meta, cell, split, specs) -> None:
         db = _build(tmp, ms_, meta, cell, split)
         rows = oracle.as_rows(ms_, 0, meta)
         for spec in specs:
-            want = oracle.run(spec, rows)
+            want = (oracle.run_groups if isinstance(spec, GroupSpec) else oracle.run)(spec, rows)
             for use_index in (True, False):
                 got = db.query(spec.sql(), use_index=use_index).rows()
                 assert _same(got, want), (spec.sql(), use_index, got, want)
     finally:
         shutil.rmtree(tmp)
+
+
+@settings(max_examples=80)
+@given(databases(), st.lists(group_queries(), min_size=1, max_size=3))
+def test_grouped_queries_equal_oracle(database, specs):
+    ms_, meta, cell, split = database
+    _check(ms_, meta, cell, split, specs)
 
 
 @settings(max_examples=120)
@@ -151,7 +202,8 @@ def saliency_db(draw):
 
 
 @settings(max_examples=40)
-@given(saliency_db(), st.lists(queries(), min_size=1, max_size=4), st.sampled_from([4, 8, 16]))
+@given(saliency_db(), st.lists(st.one_of(queries(), group_queries()), min_size=1, max_size=4),
+       st.sampled_from([4, 8, 16]))
 def test_engine_equals_oracle_on_saliency(database, specs, cell):
     ms_, meta = database
     _check(ms_, meta, cell, len(ms_), specs)

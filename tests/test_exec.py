@@ -143,3 +143,39 @@ def test_per_mask_box_ratio(saliency):
     fast = db.query(q)
     assert fast.rows() == [(int(i),) for i in np.flatnonzero(share < 0.05)]
     assert fast.stats.verified < 600
+
+
+def test_aggregates_without_group_by(small):
+    assert rows(small, "SELECT COUNT(*), SUM(CP(mask, full, (0.5, 1])), "
+                "MIN(area(bbox)), MAX(CP(mask, bbox, [0, 1])) FROM masks") == [(4, 24, 0, 9)]
+    # Over no rows: COUNT is 0, the others NULL; there is still one row.
+    assert rows(small, "SELECT COUNT(*), SUM(height), AVG(height) FROM masks "
+                "WHERE label = 'none'") == [(0, None, None)]
+    # AVG skips NULLs (the NULL box of mask 3 and the empty box of mask 2 give NULL).
+    assert rows(small, "SELECT AVG(CP(mask, bbox, [0, 1]) / area(bbox)) FROM masks") == [(1.0,)]
+    assert rows(small, "SELECT COUNT(*) FROM masks HAVING COUNT(*) > 4") == []
+
+
+def test_group_by_having_order_and_null_keys(small):
+    assert rows(small, "SELECT image_id, COUNT(*), SUM(CP(mask, full, (0.5, 1])) AS hot "
+                "FROM masks GROUP BY image_id ORDER BY hot DESC") == [(1, 2, 20), (2, 2, 4)]
+    assert rows(small, "SELECT label, COUNT(*) AS n FROM masks GROUP BY label "
+                "ORDER BY n DESC") == [("x", 2), ("y", 1), (None, 1)]
+    assert rows(small, "SELECT image_id FROM masks GROUP BY image_id "
+                "HAVING MAX(CP(mask, full, [0.85, 1])) >= 4 AND COUNT(*) = 2") == [(1,), (2,)]
+    assert rows(small, "SELECT model_id, AVG(CP(mask, full, (0.5, 1])) AS a FROM masks "
+                "GROUP BY model_id ORDER BY a DESC LIMIT 1") == [("b", 10.0)]
+
+
+def test_topk_over_groups_stops_early(saliency):
+    db, maps, _ = saliency
+    region = maps[:, 17:83, 13:71]
+    counts = ((region >= 0.6) & (region <= 1.0)).sum((1, 2))
+    per_image = counts.reshape(300, 2).mean(axis=1)
+    want = sorted(range(300), key=lambda i: (-per_image[i], i))[:5]
+    q = ("SELECT image_id, AVG(CP(mask, box(13, 17, 71, 83), [0.6, 1.0])) AS a FROM masks "
+         "GROUP BY image_id ORDER BY a DESC LIMIT 5")
+    fast = db.query(q)
+    assert fast.rows() == [(i, float(per_image[i])) for i in want]
+    assert fast.rows() == db.query(q, use_index=False).rows()
+    assert fast.stats.verified < 0.5 * 600, fast.stats

@@ -36,6 +36,7 @@ class Batch:
         self._refined = np.zeros((n, t), bool)
         self.bytes_read = 0
         self.verified = 0
+        self.tie_columns = ["mask_id"]
 
     @property
     def seg(self) -> np.ndarray:
@@ -98,10 +99,11 @@ class Batch:
                 self._set_bounds(t, todo, *self._index_bounds(t, todo, refine=True))
                 self._refined[todo, t] = True
 
-    def cp_bounds(self, cp: ast.CP):
+    def term_bounds(self, cp: ast.CP):
         t = self.query.term_of[cp]
         self.bound_term(t)
-        return self.lower[:, t], self.upper[:, t], self.null[:, t]
+        null = self.null[:, t]
+        return self.lower[:, t], self.upper[:, t], null, null
 
     # --- exact values ---
     def resolve(self, idx: np.ndarray, terms: list[int]) -> None:
@@ -126,7 +128,7 @@ class Batch:
         self.verified += len(need)
         self.bytes_read += nbytes
 
-    def cp_exact(self, cp: ast.CP) -> pa.Array:
+    def term_exact(self, cp: ast.CP) -> pa.Array:
         t = self.query.term_of[cp]
         if not self.known[:, t].all():
             raise AssertionError("CP value used before it was resolved")
@@ -142,4 +144,5 @@ class Batch:
             setattr(sub, name, getattr(self, name)[idx])
         sub._bounded = self._bounded.copy()
         sub.bytes_read = sub.verified = 0
+        sub.tie_columns = self.tie_columns
         return sub

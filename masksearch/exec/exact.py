@@ -23,9 +23,11 @@ class Env(Protocol):
 
     def region(self, roi: ast.Roi) -> Regions: ...
 
-    def cp_exact(self, cp: ast.CP) -> pa.Array: ...
+    def term_exact(self, node: ast.Expr) -> pa.Array:
+        """Exact values of a CP term (rows) or an aggregate (groups)."""
 
-    def cp_bounds(self, cp: ast.CP) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def term_bounds(self, node: ast.Expr) -> tuple[np.ndarray, ...]:
+        """(lo, hi, may_null, must_null) of a CP term (rows) or an aggregate (groups)."""
 
 
 def area_array(env: Env, roi: ast.Roi) -> pa.Array:
@@ -46,8 +48,8 @@ def _eval(e: ast.Expr, env: Env):
         return pa.scalar(e.value)
     if isinstance(e, ast.Column):
         return env.rows.column(e.name).combine_chunks()
-    if isinstance(e, ast.CP):
-        return env.cp_exact(e)
+    if isinstance(e, (ast.CP, ast.Aggregate)):
+        return env.term_exact(e)
     if isinstance(e, ast.Area):
         return area_array(env, e.roi)
     if isinstance(e, ast.Neg):

@@ -15,6 +15,7 @@ from ..result import QueryStats, Result
 from ..store.store import Store
 from .batch import Batch
 from .exact import evaluate
+from .groups import GroupBatch, form_groups
 
 FIRST_BATCH = 64
 MAX_BATCH = 4096
@@ -28,6 +29,23 @@ def _truth(value: pa.Array) -> np.ndarray:
     if pa.types.is_null(value.type):
         return np.zeros(len(value), bool)
     return value.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def bound_filter(units, where, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (or groups) that may satisfy ``where``, and which of those bounds cannot decide.
+
+    Undecided units get a second look with cell-by-cell bounds before they count as such.
+    """
+    o = outcomes(where, units)
+    keep = o.may_true
+    undecided = keep & ~o.must_true
+    if refine and undecided.any():
+        idx = np.flatnonzero(undecided)
+        units.refine(idx)
+        o2 = outcomes(where, units.take(idx))
+        keep[idx] = o2.may_true
+        undecided[idx] = o2.may_true & ~o2.must_true
+    return keep, undecided
 
 
 def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
@@ -45,33 +63,19 @@ def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
         batch.bound_term(t)   # once here; sub-batches share these bounds
     n = table.num_rows
     undecided = np.zeros(n, bool)
+    candidates = np.arange(n)
     if plan.cp_filter and n:
-        where = _conj(plan.cp_filter)
-        o = outcomes(where, batch)
-        keep = o.may_true
-        undecided = keep & ~o.must_true
-        if undecided.any():
-            # Second look at the undecided rows with cell-by-cell bounds.
-            idx = np.flatnonzero(undecided)
-            batch.refine(idx)
-            o2 = outcomes(where, batch.take(idx))
-            keep[idx] = o2.may_true
-            undecided[idx] = o2.may_true & ~o2.must_true
+        keep, undecided = bound_filter(batch, _conj(plan.cp_filter))
         stats.rejected_by_index = int((~keep).sum())
         stats.accepted_by_index = int((keep & ~undecided).sum())
         candidates = np.flatnonzero(keep)
+    if plan.grouped:
+        units, chosen = _select_groups(plan, batch, candidates, undecided)
     else:
-        candidates = np.arange(n)
-    selector = _Selector(plan, batch, undecided)
-    if plan.limit == 0:
-        chosen = np.zeros(0, np.int64)
-    elif plan.strategy == "bounded_topk":
-        chosen = selector.bounded_topk(candidates)
-    elif plan.strategy == "ordered_scan":
-        chosen = selector.ordered_scan(candidates)
-    else:
-        chosen = selector.full(candidates)
-    out = batch.take(chosen)
+        selector = _Selector(plan, batch, _conj(plan.cp_filter) if plan.cp_filter else None,
+                             undecided, list(range(len(q.terms))))
+        units, chosen = batch, selector.choose(candidates)
+    out = units.take(chosen)
     columns = [evaluate(e, out) for e in q.outputs]
     result = pa.Table.from_arrays(columns, names=list(q.names))
     stats.verified = batch.verified
@@ -80,15 +84,53 @@ def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
     return Result(result, stats, plan.describe())
 
 
+def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: np.ndarray):
+    """Settle WHERE exactly for the candidate rows, form groups, then choose groups."""
+    q = plan.query
+    check = candidates[undecided[candidates]]
+    if len(check):
+        # Group membership must be exact: verify the rows bounds could not decide.
+        batch.resolve(check, list(range(len(q.terms))))
+        ok = _truth(evaluate(_conj(plan.cp_filter), batch.take(check)))
+        candidates = candidates[~np.isin(candidates, check[~ok])]
+    members = batch.take(candidates)
+    keys, member_rows = form_groups(members, plan.group_by)
+    # Keep verification counters on the query's batch.
+    members.verified, members.bytes_read = batch.verified, batch.bytes_read
+    groups = GroupBatch(keys, member_rows, members, q)
+    groups.bound_all()
+    g_undecided = np.zeros(len(member_rows), bool)
+    g_candidates = np.arange(len(member_rows))
+    if plan.having is not None and len(member_rows):
+        keep, g_undecided = bound_filter(groups, plan.having, refine=batch.use_index)
+        g_candidates = np.flatnonzero(keep)
+    selector = _Selector(plan, groups, plan.having, g_undecided,
+                         list(range(len(q.aggregates))))
+    chosen = selector.choose(g_candidates)
+    batch.verified, batch.bytes_read = members.verified, members.bytes_read
+    return groups, chosen
+
+
 class _Selector:
     """Chooses the output rows (indices into the batch, in output order)."""
 
-    def __init__(self, plan: Plan, batch: Batch, undecided: np.ndarray):
+    def __init__(self, plan: Plan, units, condition, undecided: np.ndarray,
+                 all_terms: list[int]):
         self.plan = plan
-        self.batch = batch
+        self.batch = units            # a Batch of rows or a GroupBatch
+        self.condition = condition    # WHERE (rows) or HAVING (groups) part left to check
         self.undecided = undecided
-        self.all_terms = list(range(len(plan.query.terms)))
+        self.all_terms = all_terms
         self.output_terms = sorted(plan.output_terms)
+
+    def choose(self, candidates: np.ndarray) -> np.ndarray:
+        if self.plan.limit == 0:
+            return np.zeros(0, np.int64)
+        if self.plan.strategy == "bounded_topk":
+            return self.bounded_topk(candidates)
+        if self.plan.strategy == "ordered_scan":
+            return self.ordered_scan(candidates)
+        return self.full(candidates)
 
     def qualify(self, idx: np.ndarray) -> np.ndarray:
         """The rows of ``idx`` that satisfy WHERE, with every output CP value made exact."""
@@ -99,7 +141,7 @@ class _Selector:
         self.batch.resolve(idx, self.output_terms)
         check = idx[self.undecided[idx]]
         if len(check):
-            ok = _truth(evaluate(_conj(self.plan.cp_filter), self.batch.take(check)))
+            ok = _truth(evaluate(self.condition, self.batch.take(check)))
             idx = idx[~np.isin(idx, check[~ok])]
         return idx
 
@@ -112,8 +154,9 @@ class _Selector:
         for i, item in enumerate(self.plan.order_by):
             arrays.append(evaluate(item.expr, sub))
             keys.append((f"k{i}", "descending" if item.descending else "ascending", "at_end"))
-        arrays.append(sub.rows.column("mask_id"))
-        keys.append(("mask_id", "ascending", "at_end"))
+        for name in self.batch.tie_columns:
+            arrays.append(sub.rows.column(name))
+            keys.append((f"t_{name}", "ascending", "at_end"))
         names = [k[0] for k in keys]
         order = pc.sort_indices(pa.Table.from_arrays(arrays, names=names),
                                 sort_keys=keys).to_numpy()
@@ -147,9 +190,9 @@ class _Selector:
         bounds = interval(first.expr, sub)
         desc = first.descending
         best = bounds.hi if desc else bounds.lo
-        mask_ids = sub.rows.column("mask_id").to_numpy()
-        # Candidates that can only be NULL sort after all others.
-        order = np.lexsort((mask_ids, -best if desc else best, bounds.must_null))
+        # Candidates that can only be NULL sort after all others; among equals, input order.
+        order = np.lexsort((np.arange(len(candidates)), -best if desc else best,
+                            bounds.must_null))
         ordered = candidates[order]
         best, never_value = best[order], bounds.must_null[order]
         top = np.zeros(0, np.int64)

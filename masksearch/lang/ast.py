@@ -216,3 +216,8 @@ def walk(node: Expr):
     yield node
     for child in children(node):
         yield from walk(child)
+
+
+def has_terms(node) -> bool:
+    """Whether an expression needs bounds: it holds a CP term or an aggregate."""
+    return any(isinstance(n, (CP, Aggregate)) for n in walk(node))

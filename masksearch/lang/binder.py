@@ -38,10 +38,14 @@ class BoundQuery:
     where: ast.Expr | None
     order_by: tuple[ast.OrderItem, ...]
     limit: int | None
-    terms: tuple[CPTerm, ...]              # distinct CP terms
+    terms: tuple[CPTerm, ...]              # distinct row-level CP terms
     term_of: dict                          # ast.CP -> index into terms
     explain: bool = False
     analyze: bool = False
+    grouped: bool = False                  # GROUP BY, HAVING or aggregates: rows are groups
+    group_by: tuple[ast.Column, ...] = ()
+    having: ast.Expr | None = None
+    aggregates: tuple[ast.Aggregate, ...] = ()   # distinct aggregates (group-level terms)
 
 
 def exact_cut(text: str, incl: bool) -> Cut:
@@ -99,13 +103,16 @@ class _Binder:
         if select.table.lower() not in TABLE_NAMES:
             raise self.error(f"unknown table {select.table!r}; the table is 'masks' (or "
                              "'MasksDatabaseView')", select)
-        if select.group_by or select.having is not None:
-            node = select.group_by[0] if select.group_by else select.having
-            raise self.error("GROUP BY and HAVING are not supported yet", node,
-                             UnsupportedQueryError)
+        grouped = bool(select.group_by) or select.having is not None or any(
+            item.expr is not None and _has_aggregate(item.expr) for item in select.items) or any(
+            _has_aggregate(o.expr) for o in select.order_by)
+        group_by = tuple(self.group_key(e) for e in select.group_by)
         names, outputs = [], []
         for item in select.items:
             if item.expr is None:
+                if grouped:
+                    raise self.error("SELECT * cannot be used with GROUP BY or aggregates",
+                                     item)
                 for name in self.columns:
                     names.append(name)
                     outputs.append(ast.Column(name))
@@ -120,6 +127,11 @@ class _Binder:
         if select.where is not None:
             where = self.expr(select.where, allow_alias=True)
             self.require(where, BOOL, "WHERE")
+            self.check_row_level(where, "WHERE")
+        having = None
+        if select.having is not None:
+            having = self.expr(select.having, allow_alias=True)
+            self.require(having, BOOL, "HAVING")
         order = []
         for item in select.order_by:
             if isinstance(item.expr, ast.Literal) and item.expr.text.isdigit():
@@ -133,8 +145,61 @@ class _Binder:
             if self.type_of(expr) == BOX:
                 raise self.error("cannot order by a box", item.expr)
             order.append(ast.OrderItem(expr, item.descending, item.pos))
+        aggregates: list[ast.Aggregate] = []
+        if grouped:
+            keys = set(group_by)
+            for e in [*outputs, *(o.expr for o in order)] + ([having] if having else []):
+                self.check_group_level(e, keys, aggregates)
+        else:
+            for e in [*outputs, *(o.expr for o in order)]:
+                self.check_row_level(e, "a query without GROUP BY")
         return BoundQuery(self.text, tuple(names), tuple(outputs), where, tuple(order),
-                          select.limit, tuple(self.terms), dict(self.term_of), explain, analyze)
+                          select.limit, tuple(self.terms), dict(self.term_of), explain, analyze,
+                          grouped, group_by, having, tuple(aggregates))
+
+    def group_key(self, node) -> ast.Column:
+        if not isinstance(node, ast.Column):
+            raise self.error("GROUP BY takes column names", node)
+        col = self.column(node, allow_alias=False)
+        if self.types[col.name] == BOX:
+            raise self.error(f"cannot group by the box column {col.name!r}", node)
+        return col
+
+    def check_row_level(self, e, where: str) -> None:
+        """No aggregates and no mask aggregation outside grouped queries."""
+        for n in ast.walk(e):
+            if isinstance(n, ast.Aggregate):
+                raise self.error(f"aggregate {n.func.upper()} cannot be used in {where}", n)
+            if isinstance(n, ast.CP) and n.mask.aggregate is not None:
+                raise self.error(f"{n.mask.aggregate}(mask) needs GROUP BY", n.mask)
+
+    def check_group_level(self, e, keys: set, aggregates: list) -> None:
+        """Outside aggregates only group keys, literals and per-group CP terms may appear."""
+        if isinstance(e, ast.Aggregate):
+            if e.arg is not None:
+                for n in ast.walk(e.arg):
+                    if isinstance(n, ast.Aggregate):
+                        raise self.error("aggregates cannot be nested", n)
+                    if isinstance(n, ast.CP) and n.mask.aggregate is not None:
+                        raise self.error(f"{n.mask.aggregate}(mask) is a per-group mask; "
+                                         "it cannot be used inside an aggregate", n.mask)
+            if e not in aggregates:
+                aggregates.append(e)
+            return
+        if isinstance(e, ast.Column) and e not in keys:
+            raise self.error(f"column {e.name!r} must be in GROUP BY or inside an aggregate",
+                             e)
+        if isinstance(e, ast.CP):
+            if e.mask.aggregate is None:
+                raise self.error("CP(mask, ...) over single masks must be inside an aggregate "
+                                 "in a grouped query (or use intersect/union/mean(mask))", e)
+            raise self.error(f"{e.mask.aggregate}(mask) is not supported yet", e.mask,
+                             UnsupportedQueryError)
+        if isinstance(e, ast.Area):
+            raise self.error("area(...) is per mask: in a grouped query put it inside an "
+                             "aggregate", e)
+        for child in ast.children(e):
+            self.check_group_level(child, keys, aggregates)
 
     def require(self, expr, kind: str, where: str) -> None:
         t = self.type_of(expr)
@@ -159,8 +224,7 @@ class _Binder:
         if isinstance(node, ast.Area):
             return replace(node, roi=self.roi(node.roi))
         if isinstance(node, ast.Aggregate):
-            raise self.error(f"aggregate {node.func.upper()} is not supported yet", node,
-                             UnsupportedQueryError)
+            return replace(node, arg=None if node.arg is None else rec(node.arg))
         if isinstance(node, ast.Neg):
             return replace(node, operand=rec(node.operand))
         if isinstance(node, (ast.BinOp, ast.Compare)):
@@ -214,9 +278,6 @@ class _Binder:
         return roi
 
     def cp(self, node: ast.CP):
-        if node.mask.aggregate is not None:
-            raise self.error(f"{node.mask.aggregate}(mask) needs GROUP BY, which is not "
-                             "supported yet", node.mask, UnsupportedQueryError)
         roi = self.roi(node.roi)
         r = node.range
         lo_v, hi_v = _end_value(r.lo), _end_value(r.hi)
@@ -227,7 +288,7 @@ class _Binder:
             raise self.error(f"empty range {self.source(r)}", r)
         term = CPTerm(roi, exact_cut(r.lo, not r.lo_closed), exact_cut(r.hi, r.hi_closed))
         bound = replace(node, roi=roi)
-        if bound not in self.term_of:
+        if bound.mask.aggregate is None and bound not in self.term_of:
             self.term_of[bound] = len(self.terms)
             self.terms.append(term)
         return bound
@@ -270,6 +331,10 @@ class _Binder:
         if isinstance(e, ast.IsNull):
             self.type_of(e.operand)
             return BOOL
+        if isinstance(e, ast.Aggregate):
+            if e.arg is not None:
+                self.require(e.arg, NUMBER, e.func.upper())
+            return NUMBER
         raise self.error(f"unexpected {type(e).__name__}", e)
 
 
@@ -278,5 +343,5 @@ def bind(stmt, text: str, columns: dict[str, str]) -> BoundQuery:
     return _Binder(text, columns).bind(stmt)
 
 
-def contains_cp(expr) -> bool:
-    return any(isinstance(n, ast.CP) for n in ast.walk(expr))
+def _has_aggregate(expr) -> bool:
+    return any(isinstance(n, ast.Aggregate) for n in ast.walk(expr))

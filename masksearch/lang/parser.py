@@ -71,13 +71,12 @@ class _ToAst(Transformer):
         return ast.Explain(c[-1], analyze, _pos(meta))
 
     def select(self, meta, c):
-        parts = {"where": None, "group_by": ((), None), "order_by": (), "limit": None}
+        parts = {"where": None, "group_by": (), "having": None, "order_by": (), "limit": None}
         items, table = c[0], c[1]
         for kind, value in c[2:]:
             parts[kind] = value
-        group, having = parts["group_by"]
-        return ast.Select(tuple(items), table, parts["where"], group, having, parts["order_by"],
-                          parts["limit"], _pos(meta))
+        return ast.Select(tuple(items), table, parts["where"], parts["group_by"],
+                          parts["having"], parts["order_by"], parts["limit"], _pos(meta))
 
     def select_list(self, meta, c):
         return c
@@ -96,9 +95,7 @@ class _ToAst(Transformer):
         return "where", c[0]
 
     def group_by(self, meta, c):
-        having = c[-1][1] if c and isinstance(c[-1], tuple) else None
-        exprs = tuple(x for x in c if not isinstance(x, tuple))
-        return "group_by", (exprs, having)
+        return "group_by", tuple(c)
 
     def having(self, meta, c):
         return "having", c[0]

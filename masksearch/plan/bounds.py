@@ -41,8 +41,8 @@ class Outcomes:
         return self.may_true & ~self.may_false & ~self.may_null
 
 
-def _has_cp(e) -> bool:
-    return any(isinstance(n, ast.CP) for n in ast.walk(e))
+def _has_terms(e) -> bool:
+    return ast.has_terms(e)
 
 
 def exact_interval(values: pa.Array) -> Interval:
@@ -63,11 +63,11 @@ def exact_interval(values: pa.Array) -> Interval:
 
 def interval(e: ast.Expr, env: Env) -> Interval:
     """Bounds of a numeric expression for every row of ``env.rows``."""
-    if not _has_cp(e):
+    if not _has_terms(e):
         return exact_interval(evaluate(e, env))
-    if isinstance(e, ast.CP):
-        lo, hi, null = env.cp_bounds(e)
-        return Interval(lo.astype(np.float64), hi.astype(np.float64), null, null.copy())
+    if isinstance(e, (ast.CP, ast.Aggregate)):
+        lo, hi, may_null, must_null = env.term_bounds(e)
+        return Interval(lo.astype(np.float64), hi.astype(np.float64), may_null, must_null)
     if isinstance(e, ast.Neg):
         a = interval(e.operand, env)
         return Interval(-a.hi, -a.lo, a.may_null, a.must_null)
@@ -115,7 +115,7 @@ def _divide(a: Interval, b: Interval, may_null, must_null) -> Interval:
 
 def outcomes(e: ast.Expr, env: Env) -> Outcomes:
     """Possible outcomes of a predicate for every row of ``env.rows``."""
-    if not _has_cp(e):
+    if not _has_terms(e):
         v = evaluate(e, env)
         null = v.is_null().to_numpy(zero_copy_only=False).astype(bool)
         if pa.types.is_null(v.type):

@@ -26,7 +26,10 @@ class Plan:
     order_by: tuple[ast.OrderItem, ...]
     limit: int | None
     strategy: str
-    output_terms: frozenset[int]
+    output_terms: frozenset[int]     # terms the output needs exact: CP (rows) or aggregates
+    grouped: bool = False
+    group_by: tuple[ast.Column, ...] = ()
+    having: ast.Expr | None = None
 
     def describe(self) -> str:
         """The plan as an indented tree, root first."""
@@ -41,6 +44,12 @@ class Plan:
             lines.append(f"{label[self.strategy]} k={self.limit} by {keys}")
         elif self.order_by:
             lines.append("Sort by " + ", ".join(src(o.expr) for o in self.order_by))
+        if self.grouped:
+            if self.having is not None:
+                lines.append(f"GroupBoundFilter+Verify [{src(self.having)}]")
+            keys = ", ".join(k.name for k in self.group_by) or "(all rows)"
+            aggs = ", ".join(src(a) for a in q.aggregates)
+            lines.append(f"Aggregate by {keys} [{aggs}]")
         if self.cp_filter:
             lines.append(f"BoundFilter+Verify [{' AND '.join(map(src, self.cp_filter))}]")
         if self.meta_filter:

@@ -8,7 +8,7 @@ from .logical import Plan
 
 
 def _has_cp(e) -> bool:
-    return any(isinstance(n, ast.CP) for n in ast.walk(e))
+    return ast.has_terms(e)
 
 
 def _conjuncts(e):
@@ -37,6 +37,9 @@ def plan(q: BoundQuery) -> Plan:
     output_terms = set()
     for e in list(q.outputs) + [o.expr for o in keys]:
         for n in ast.walk(e):
-            if isinstance(n, ast.CP):
+            if q.grouped and isinstance(n, ast.Aggregate):
+                output_terms.add(q.aggregates.index(n))
+            elif not q.grouped and isinstance(n, ast.CP):
                 output_terms.add(q.term_of[n])
-    return Plan(q, tuple(meta), tuple(cp), keys, q.limit, strategy, frozenset(output_terms))
+    return Plan(q, tuple(meta), tuple(cp), keys, q.limit, strategy, frozenset(output_terms),
+                q.grouped, q.group_by, q.having)

@@ -1,0 +1,91 @@
+"""Aggregates over a group's rows: exact values, and sound bounds from the rows' intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_U = 2.0 ** -52
+
+
+def exact_aggregate(func: str, values: list, n_rows: int):
+    """The SQL value of ``func`` over one group; ``values`` are the non-NULL argument values."""
+    if func == "count":
+        return n_rows
+    if not values:
+        return None
+    if func == "min":
+        return min(values)
+    if func == "max":
+        return max(values)
+    if all(isinstance(v, int) for v in values):
+        total = sum(values)
+        return total if func == "sum" else math.fsum(values) / len(values)
+    # Correctly rounded sums: rounding is monotone, so bounds from summed ends stay sound.
+    total = math.fsum(values)
+    return total if func == "sum" else total / len(values)
+
+
+def _reduce(op, x: np.ndarray, starts: np.ndarray, empty: float) -> np.ndarray:
+    """``op.reduceat`` per group, with ``empty`` for groups without rows."""
+    out = np.full(len(starts) - 1, empty)
+    nonempty = starts[1:] > starts[:-1]
+    if len(x) and nonempty.any():
+        out[nonempty] = op.reduceat(x, starts[:-1][nonempty])
+    return out
+
+
+def aggregate_bounds(func: str, lo, hi, may_null, must_null, starts: np.ndarray):
+    """Bounds of ``func`` per group from row intervals sorted by group (``starts``: offsets).
+
+    Returns (lo, hi, may_null, must_null) per group.
+    """
+    n_groups = len(starts) - 1
+    sizes = np.diff(starts)
+    if func == "count":
+        c = sizes.astype(np.float64)
+        return c, c.copy(), np.zeros(n_groups, bool), np.zeros(n_groups, bool)
+    maybe_value = ~must_null
+    sure_value = ~may_null
+    all_may_null = _reduce(np.logical_and, may_null, starts, True).astype(bool)
+    all_must_null = _reduce(np.logical_and, must_null, starts, True).astype(bool)
+    if func in ("min", "max"):
+        inf = np.inf
+        lo_any = _reduce(np.minimum, np.where(maybe_value, lo, inf), starts, inf)
+        hi_any = _reduce(np.maximum, np.where(maybe_value, hi, -inf), starts, -inf)
+        has_sure = _reduce(np.logical_or, sure_value, starts, False).astype(bool)
+        if func == "min":
+            hi_sure = _reduce(np.minimum, np.where(sure_value, hi, inf), starts, inf)
+            return lo_any, np.where(has_sure, hi_sure, hi_any), all_may_null, all_must_null
+        lo_sure = _reduce(np.maximum, np.where(sure_value, lo, -inf), starts, -inf)
+        return np.where(has_sure, lo_sure, lo_any), hi_any, all_may_null, all_must_null
+    # SUM and AVG. A row that may or may not be NULL adds between min(lo, 0) and max(hi, 0).
+    unsure = may_null & ~must_null
+    add_lo = np.where(sure_value, lo, np.where(unsure, np.minimum(lo, 0.0), 0.0))
+    add_hi = np.where(sure_value, hi, np.where(unsure, np.maximum(hi, 0.0), 0.0))
+    with np.errstate(invalid="ignore"):
+        s_lo = _reduce(np.add, add_lo, starts, 0.0)
+        s_hi = _reduce(np.add, add_hi, starts, 0.0)
+        # Floating sums in any order are within (n + 2) u sum|x| of the exact sum.
+        slack = (sizes + 2) * _U * _reduce(np.add, np.maximum(np.abs(add_lo), np.abs(add_hi)),
+                                             starts, 0.0) + 1e-300
+        s_lo, s_hi = s_lo - slack, s_hi + slack
+        if func == "sum":
+            return s_lo, s_hi, all_may_null, all_must_null
+        count = _reduce(np.add, sure_value.astype(np.float64), starts, 0.0)
+        exact_count = _reduce(np.logical_and, may_null == must_null, starts, True).astype(bool)
+        safe = np.maximum(count, 1.0)
+        a_lo = s_lo / safe
+        a_hi = s_hi / safe
+        # Without exact NULL-ness the count is unknown: a mean lies between its extremes.
+        inf = np.inf
+        m_lo = _reduce(np.minimum, np.where(maybe_value, lo, inf), starts, inf)
+        m_hi = _reduce(np.maximum, np.where(maybe_value, hi, -inf), starts, -inf)
+        pad = 4 * _U
+        m_lo = m_lo - np.abs(m_lo) * pad - 1e-300
+        m_hi = m_hi + np.abs(m_hi) * pad + 1e-300
+        use_sum = exact_count & (count > 0)
+        out_lo = np.where(use_sum, np.maximum(a_lo - np.abs(a_lo) * pad, m_lo), m_lo)
+        out_hi = np.where(use_sum, np.minimum(a_hi + np.abs(a_hi) * pad, m_hi), m_hi)
+    return out_lo, out_hi, all_may_null, all_must_null
