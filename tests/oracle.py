@@ -62,6 +62,8 @@ def render(e) -> str:
         return f"({render(e[1])} IN ({', '.join(render(x) for x in e[2])}))"
     if kind == "agg":
         return "COUNT(*)" if e[1] == "count" else f"{e[1].upper()}({render(e[2])})"
+    if kind == "gcp":
+        return f"CP({e[1]}(mask), {roi_text(e[2])}, {range_text(e[3])})"
     raise ValueError(kind)
 
 
@@ -96,6 +98,8 @@ def aggregate(func: str, values: list, n_rows: int):
     values = [v for v in values if v is not None]
     if not values:
         return None
+    if any(isinstance(v, float) and math.isnan(v) for v in values):
+        return math.nan
     if func == "min":
         return min(values)
     if func == "max":
@@ -105,9 +109,29 @@ def aggregate(func: str, values: list, n_rows: int):
     return math.fsum(values) / len(values)
 
 
+class ShapeMismatch(Exception):
+    """A group's masks differ in shape: mask aggregation must fail."""
+
+
+def group_cp(rows: list[dict], kind: str, roi, rng):
+    """CP over the pixel-wise min / max / mean (float64; NaN propagates) of a group's masks."""
+    if not rows:
+        return None
+    shapes = {r["pixels"].shape for r in rows}
+    if len(shapes) > 1:
+        raise ShapeMismatch
+    stack = np.stack([r["pixels"].astype(np.float64) for r in rows])
+    pixels = {"intersect": np.min, "union": np.max, "mean": np.mean}[kind](stack, axis=0)
+    h, w = pixels.shape
+    box = (0, 0, w, h) if roi[0] == "full" else roi[1:]
+    return brute_cp(pixels, box, rng)
+
+
 def evaluate(e, row):
     """Value of ``e`` for a row, or for a group given as {"_rows": [...], key: value}."""
     kind = e[0]
+    if kind == "gcp":
+        return group_cp(row["_rows"], e[1], e[2], e[3])
     if kind == "agg":
         rows = row["_rows"]
         values = [] if e[2] is None else [evaluate(e[2], r) for r in rows]
@@ -213,6 +237,10 @@ def run_groups(spec: GroupSpec, rows: list[dict]) -> list[tuple]:
         groups = {(): keep}
     units = [dict(zip(spec.keys, key, strict=True), _rows=members)
              for key, members in groups.items()]
+    uses_masks = any("'gcp'" in repr(e) for e in
+                     [*spec.select, spec.having, *(x for x, _ in spec.order)])
+    if uses_masks and any(len({r["pixels"].shape for r in u["_rows"]}) > 1 for u in units):
+        raise ShapeMismatch
     units = [u for u in units if spec.having is None or evaluate(spec.having, u) is True]
     units = _order(units, spec.order, spec.keys)
     if spec.limit is not None:

@@ -70,7 +70,6 @@ def test_alias_not_visible_in_select_list():
 
 
 @pytest.mark.parametrize("text", [
-    "SELECT image_id, CP(intersect(mask), full, (0.5, 1]) FROM masks GROUP BY image_id",
     "EXPLAIN SELECT mask_id FROM masks",
 ])
 def test_later_features_are_refused_clearly(text):
@@ -83,8 +82,8 @@ def test_grouped_query_binds():
           "WHERE model_id IN ('a', 'b') GROUP BY image_id HAVING attn > 0.5 "
           "ORDER BY attn DESC LIMIT 10")
     assert q.grouped and q.group_by == (ast.Column("image_id"),)
-    assert len(q.aggregates) == 1 and q.aggregates[0].func == "avg"
-    assert q.having.left == q.aggregates[0] and q.order_by[0].expr == q.aggregates[0]
+    assert len(q.group_terms) == 1 and q.group_terms[0].func == "avg"
+    assert q.having.left == q.group_terms[0] and q.order_by[0].expr == q.group_terms[0]
     assert len(q.terms) == 1    # the CP inside the aggregate is a per-mask term
     assert b("SELECT COUNT(*) FROM masks").grouped
     assert b("SELECT COUNT(*) FROM masks HAVING COUNT(*) > 2").having is not None
@@ -102,7 +101,12 @@ def test_grouped_query_binds():
     ("SELECT image_id, CP(mask, full, [0, 1]) FROM masks GROUP BY image_id",
      "CP(mask, ...) over single masks must be inside an aggregate"),
     ("SELECT image_id, area(bbox) FROM masks GROUP BY image_id", "put it inside an aggregate"),
-    ("SELECT mask_id, CP(union(mask), full, [0, 1]) FROM masks", "union(mask) needs GROUP BY"),
+    ("SELECT mask_id, CP(union(mask), full, [0, 1]) FROM masks",
+     "column 'mask_id' must be in GROUP BY"),
+    ("SELECT mask_id FROM masks WHERE CP(union(mask), full, [0, 1]) > 1",
+     "union(mask) is one mask per group; it cannot be used in WHERE"),
+    ("SELECT image_id, CP(union(mask), bbox, [0, 1]) FROM masks GROUP BY image_id",
+     "must be full or box(...)"),
 ])
 def test_grouping_errors(text, message):
     with pytest.raises(BindError) as e:

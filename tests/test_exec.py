@@ -179,3 +179,63 @@ def test_topk_over_groups_stops_early(saliency):
     assert fast.rows() == [(i, float(per_image[i])) for i in want]
     assert fast.rows() == db.query(q, use_index=False).rows()
     assert fast.stats.verified < 0.5 * 600, fast.stats
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    m = np.array([[0.1, 0.5, 1.0, 0.0]], np.float32)
+    db = ms.connect(tmp_path / "db", cell_size=2)
+    db.ingest([m, m * 0.5], image_id=[1, 2], metadata={"flag": [True, False]})
+    return db
+
+
+@pytest.mark.parametrize("sql, want", [
+    # Predicates holding CP compared as truth values, and ordered by.
+    ("SELECT mask_id FROM masks WHERE (CP(mask, full, [0.5, 1]) > 1) = TRUE", [(0,)]),
+    ("SELECT mask_id FROM masks WHERE (CP(mask, full, [0.5, 1]) > 1) = flag", [(0,), (1,)]),
+    ("SELECT mask_id FROM masks ORDER BY CP(mask, full, [0.5, 1]) > 1 LIMIT 1", [(1,)]),
+    # Range ends beyond the float range.
+    ("SELECT CP(mask, full, [0, 1e400]) FROM masks", [(4,), (4,)]),
+    ("SELECT CP(mask, full, [-1e400, 0.25]) FROM masks", [(2,), (3,)]),
+    # Integer arithmetic beyond 2**53 is exact; the bounds must allow for it.
+    ("SELECT mask_id FROM masks WHERE CP(mask, full, [0.5, 1]) * 4503599627370496 * 2 + 1 "
+     "> CP(mask, full, [0.5, 1]) * 4503599627370496 * 2", [(0,), (1,)]),
+    ("SELECT mask_id FROM masks WHERE CP(mask, full, [0.5, 1]) < 9007199254740993",
+     [(0,), (1,)]),
+])
+def test_reviewed_edge_cases(tiny, sql, want):
+    assert rows(tiny, sql) == want
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT CP(mask, full, [0.5, 1]) * 1000000000000 * 10000000 FROM masks", "overflow"),
+    ("SELECT 1e400 FROM masks", "out of range"),
+    ("SELECT 99999999999999999999 FROM masks", "out of range"),
+])
+def test_out_of_range_numbers_are_errors(tiny, sql, message):
+    for use_index in (True, False):
+        with pytest.raises(ms.QueryError, match=message):
+            tiny.query(sql, use_index=use_index)
+
+
+def test_mask_aggregation(saliency):
+    db, maps, _ = saliency
+    a, b = maps[0::2].astype(np.float64), maps[1::2].astype(np.float64)
+    inter = ((np.minimum(a, b) > 0.5) & (np.minimum(a, b) <= 1)).sum((1, 2))
+    union = ((np.maximum(a, b) > 0.5) & (np.maximum(a, b) <= 1)).sum((1, 2))
+    q = ("SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) AS i, "
+         "CP(union(mask), full, (0.5, 1.0]) AS u FROM masks GROUP BY image_id")
+    assert rows(db, q) == [(i, int(inter[i]), int(union[i])) for i in range(300)]
+    iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    want = sorted((i for i in range(300) if union[i] > 0), key=lambda i: (-iou[i], i))[:10]
+    q = ("SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) / "
+         "CP(union(mask), full, (0.5, 1.0]) AS iou FROM masks GROUP BY image_id "
+         "ORDER BY iou DESC LIMIT 10")
+    assert [r[0] for r in rows(db, q)] == want
+
+
+def test_mask_aggregation_needs_one_shape_per_group(tmp_path):
+    db = ms.connect(tmp_path / "db")
+    db.ingest([np.zeros((4, 4), np.float32), np.zeros((4, 5), np.float32)], image_id=[7, 7])
+    with pytest.raises(ms.QueryError, match="image_id 7: its masks differ in shape"):
+        db.query("SELECT image_id, CP(union(mask), full, [0, 1]) FROM masks GROUP BY image_id")

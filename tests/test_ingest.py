@@ -223,3 +223,31 @@ def test_kill_during_ingest_leaves_a_consistent_database(tmp_path):
     db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[0], metadata={"batch": [-1]})
     committed = {s.name for s in db._store.manifest.segments}
     assert {p.name for p in (path / "segments").iterdir()} == committed
+
+
+def test_bool_masks_with_odd_bytes_count_as_true(tmp_path):
+    m = np.array([[0, 255, 1, 2]], np.uint8).view(np.bool_)
+    db = ms.connect(tmp_path / "db")
+    db.ingest([m], image_id=[1])
+    assert db.query("SELECT CP(mask, full, [1, 1]), CP(mask, full, (0, 1]) FROM masks").rows() \
+        == [(3, 3)]
+    np.testing.assert_array_equal(db.mask(0), [[False, True, True, True]])
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"_seg": [1]}, "reserved"),
+    ({"Score": [1], "score": [2]}, "clashes with column 'Score'"),
+])
+def test_reserved_and_clashing_names(tmp_path, metadata, message):
+    db = ms.connect(tmp_path / "db")
+    with pytest.raises(IngestError, match=message):
+        db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[1], metadata=metadata)
+
+
+def test_clash_with_an_existing_column(tmp_path):
+    db = ms.connect(tmp_path / "db")
+    db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[1], metadata={"Score": [1]})
+    with pytest.raises(IngestError, match="clashes"):
+        db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[2], metadata={"score": [1]})
+    with pytest.raises(IngestError, match="reserved"):
+        db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[2], metadata={"IMAGE_ID": [1]})

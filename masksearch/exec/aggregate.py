@@ -15,6 +15,8 @@ def exact_aggregate(func: str, values: list, n_rows: int):
         return n_rows
     if not values:
         return None
+    if any(isinstance(v, float) and math.isnan(v) for v in values):
+        return math.nan      # NaN propagates (min/max of NaN would depend on order)
     if func == "min":
         return min(values)
     if func == "max":

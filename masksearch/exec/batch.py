@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..index.chi import segment_bounds
+from ..index.chi import Cut, segment_bounds
 from ..lang import ast
 from ..lang.binder import BoundQuery
 from ..store.store import Store
@@ -55,7 +55,14 @@ class Batch:
     # --- bounds ---
     def _index_bounds(self, t: int, idx: np.ndarray, refine: bool):
         term = self.query.terms[t]
-        boxes = self.region(term.roi).boxes
+        return self.cut_bounds(idx, term.roi, term.lo, term.hi, refine)
+
+    def cut_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut, refine: bool = True):
+        """Bounds of CP(mask, roi, range given as cuts) for rows ``idx`` ([0, area] unindexed)."""
+        boxes = self.region(roi).boxes
+        if not self.use_index:
+            area = self.region(roi).area[idx]
+            return np.zeros(len(idx), np.int64), area.copy()
         seg, row = self.seg[idx], self.row[idx]
         lower = np.zeros(len(idx), np.int64)
         upper = np.zeros(len(idx), np.int64)
@@ -63,7 +70,7 @@ class Batch:
             sel = np.flatnonzero(seg == k)
             segment = self.store.segments[k]
             lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
-                                                    boxes[idx[sel]], term.lo, term.hi, refine)
+                                                    boxes[idx[sel]], lo, hi, refine)
         return lower, upper
 
     def _set_bounds(self, t: int, idx: np.ndarray, lower, upper) -> None:

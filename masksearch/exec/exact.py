@@ -8,12 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import QueryError
 from ..lang import ast
 from .regions import Regions
 
 _COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
             ">": pc.greater, ">=": pc.greater_equal}
-_ARITH = {"+": pc.add, "-": pc.subtract, "*": pc.multiply}
+# Checked: integer overflow is an error, never a wrapped value.
+_ARITH = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
 
 
 class Env(Protocol):
@@ -37,7 +39,10 @@ def area_array(env: Env, roi: ast.Roi) -> pa.Array:
 
 def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     """The value of ``expr`` for every row of ``env.rows`` as an Arrow array."""
-    out = _eval(expr, env)
+    try:
+        out = _eval(expr, env)
+    except pa.ArrowInvalid as e:
+        raise QueryError(f"cannot evaluate the expression: {e}") from None
     if isinstance(out, pa.Scalar):
         out = pa.array([out.as_py()] * env.rows.num_rows, out.type)
     return out
@@ -92,7 +97,8 @@ def divide(left, right):
     """Float division where a zero (or NULL) divisor gives NULL."""
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
         return pa.scalar(None, pa.float64())
-    lf, rf = pc.cast(left, pa.float64()), pc.cast(right, pa.float64())
+    lf = pc.cast(left, pa.float64(), safe=False)
+    rf = pc.cast(right, pa.float64(), safe=False)
     zero = pc.equal(rf, 0.0)
     safe = pc.if_else(zero, pa.scalar(1.0), rf)
     return pc.if_else(zero, pa.scalar(None, pa.float64()), pc.divide(lf, safe))

@@ -17,7 +17,7 @@ from .batch import Batch
 from .exact import evaluate
 from .groups import GroupBatch, form_groups
 
-FIRST_BATCH = 64
+FIRST_BATCH = 16
 MAX_BATCH = 4096
 
 
@@ -105,7 +105,7 @@ def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: 
         keep, g_undecided = bound_filter(groups, plan.having, refine=batch.use_index)
         g_candidates = np.flatnonzero(keep)
     selector = _Selector(plan, groups, plan.having, g_undecided,
-                         list(range(len(q.aggregates))))
+                         list(range(len(q.group_terms))))
     chosen = selector.choose(g_candidates)
     batch.verified, batch.bytes_read = members.verified, members.bytes_read
     return groups, chosen
@@ -181,6 +181,20 @@ class _Selector:
         rows = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
         return rows[:k]
 
+    def _tie_ranks(self, idx: np.ndarray) -> np.ndarray | None:
+        """Ranks of the tie-break key of ``idx`` when one key orders and one column breaks
+        ties without NULLs; then a candidate that can at best tie the k-th value but has a
+        larger tie key cannot enter the result."""
+        cols = self.batch.tie_columns
+        if len(self.plan.order_by) != 1 or len(cols) != 1:
+            return None
+        col = self.batch.rows.column(cols[0]).take(pa.array(idx, pa.int64()))
+        if col.null_count:
+            return None
+        values = np.asarray(col.to_pylist(), dtype=object if pa.types.is_string(col.type)
+                            else None)
+        return np.unique(values, return_inverse=True)[1].reshape(-1)
+
     def bounded_topk(self, candidates: np.ndarray) -> np.ndarray:
         """Verify in order of the best value each candidate could reach; stop when the k-th
         exact value beats every unread candidate's bound."""
@@ -190,13 +204,16 @@ class _Selector:
         bounds = interval(first.expr, sub)
         desc = first.descending
         best = bounds.hi if desc else bounds.lo
-        # Candidates that can only be NULL sort after all others; among equals, input order.
-        order = np.lexsort((np.arange(len(candidates)), -best if desc else best,
-                            bounds.must_null))
+        ties = self._tie_ranks(candidates)
+        tie_rank = ties if ties is not None else np.arange(len(candidates))
+        # Candidates that can only be NULL sort after all others; then by best reachable
+        # value, then by tie key.
+        order = np.lexsort((tie_rank, -best if desc else best, bounds.must_null))
         ordered = candidates[order]
-        best, never_value = best[order], bounds.must_null[order]
+        best, never_value, tie_rank = best[order], bounds.must_null[order], tie_rank[order]
+        rank_of = dict(zip(ordered.tolist(), tie_rank.tolist(), strict=True))
         top = np.zeros(0, np.int64)
-        kth = None
+        kth = kth_tie = None
         pos, size = 0, max(k, FIRST_BATCH)
         while pos < len(ordered):
             part = ordered[pos:pos + size]
@@ -207,14 +224,21 @@ class _Selector:
                 self.batch.refine(part)
                 fine = interval(first.expr, self.batch.take(part))
                 reach = fine.hi if desc else fine.lo
-                part = part[~fine.must_null & ((reach >= kth) if desc else (reach <= kth))]
+                beats = (reach > kth) if desc else (reach < kth)
+                can_tie = reach == kth
+                if ties is not None:
+                    can_tie &= np.array([rank_of[i] for i in part.tolist()]) < kth_tie
+                part = part[~fine.must_null & (beats | can_tie)]
             top = self.sort(np.concatenate([top, self.qualify(part)]))[:k]
             if len(top) < k or pos >= len(ordered):
                 continue
             kth = evaluate(first.expr, self.batch.take(top[-1:]))[0].as_py()
             if kth is None:
                 continue  # a NULL k-th value can still be displaced by any row
+            kth_tie = rank_of.get(int(top[-1]), -1) if ties is not None else None
             nxt = best[pos]
             if never_value[pos] or (nxt < kth if desc else nxt > kth):
+                break
+            if ties is not None and nxt == kth and tie_rank[pos] > kth_tie:
                 break
         return top

@@ -10,11 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ..errors import QueryError
+from ..kernels.count_kernels import count_in_range
 from ..lang import ast
 from ..plan.bounds import interval
 from .aggregate import aggregate_bounds, exact_aggregate
 from .batch import Batch
 from .exact import evaluate
+from .mask_aggregate import aggregate_pixels, mask_aggregate_bounds
+from .regions import clip_boxes
 
 
 def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, list]:
@@ -40,16 +44,51 @@ class GroupBatch:
         self.members = members
         self.member_rows = member_rows
         self.query = query
-        self.aggregates = list(query.aggregates)
+        self.aggregates = list(query.group_terms)   # aggregates and per-group CP terms
         n, g = len(member_rows), len(self.aggregates)
         self.lower = np.zeros((n, g))
         self.upper = np.zeros((n, g))
         self.may_null = np.zeros((n, g), bool)
         self.must_null = np.zeros((n, g), bool)
+        self.may_nan = np.zeros((n, g), bool)
         self.exact = np.empty((n, g), dtype=object)
         self.known = np.zeros((n, g), bool)
         self.tie_columns = [k.name for k in query.group_by]
         self._refined = np.zeros(n, bool)
+        self.shapes = self._group_shapes() if any(
+            isinstance(t, ast.CP) for t in self.aggregates) else None
+
+    def _group_name(self, g: int) -> str:
+        keys = {k: v for k, v in self.rows.slice(g, 1).to_pylist()[0].items() if k != "_group"}
+        if not keys:
+            return "the group of all rows"
+        return ", ".join(f"{k} {v!r}" for k, v in keys.items())
+
+    def _group_shapes(self) -> np.ndarray:
+        """(G, 2) common height and width per group; a mixed group is an error."""
+        h = self.members.rows.column("height").to_numpy()
+        w = self.members.rows.column("width").to_numpy()
+        out = np.zeros((len(self.member_rows), 2), np.int64)
+        for g, rows in enumerate(self.member_rows):
+            if not len(rows):
+                continue
+            shapes = set(zip(h[rows].tolist(), w[rows].tolist(), strict=True))
+            if len(shapes) > 1:
+                listed = ", ".join(f"{a}x{b}" for a, b in sorted(shapes))
+                raise QueryError(f"{self._group_name(g)}: its masks differ in shape ({listed});"
+                                 " intersect/union/mean need one shape per group")
+            out[g] = shapes.pop()
+        return out
+
+    def _group_boxes(self, roi, groups: np.ndarray) -> np.ndarray:
+        shape = self.shapes[groups]
+        if isinstance(roi, ast.FullRoi):
+            raw = np.stack([np.zeros(len(groups), np.int64), np.zeros(len(groups), np.int64),
+                            shape[:, 1], shape[:, 0]], axis=1)
+        else:
+            raw = np.tile(np.array([roi.x0, roi.y0, roi.x1, roi.y1], np.int64),
+                          (len(groups), 1))
+        return clip_boxes(raw, shape[:, 0], shape[:, 1])
 
     @property
     def verified(self) -> int:
@@ -74,6 +113,9 @@ class GroupBatch:
         flat, starts = self._starts(groups)
         sub = self.members.take(flat)
         for a, agg in enumerate(self.aggregates):
+            if isinstance(agg, ast.CP):
+                self._bound_mask_aggregate(a, agg, groups, flat, starts)
+                continue
             if agg.arg is None:
                 z = np.zeros(len(flat))
                 lo, hi, mn, Mn = aggregate_bounds("count", z, z, z.astype(bool),
@@ -82,15 +124,66 @@ class GroupBatch:
                 iv = interval(agg.arg, sub)
                 lo, hi, mn, Mn = aggregate_bounds(agg.func, iv.lo, iv.hi, iv.may_null,
                                                   iv.must_null, starts)
+                # A NaN member makes the aggregate NaN: then its bounds say nothing.
+                nan = np.zeros(len(groups), bool)
+                nonempty = starts[1:] > starts[:-1]
+                if len(flat) and nonempty.any():
+                    nan[nonempty] = np.logical_or.reduceat(iv.nan(), starts[:-1][nonempty])
+                lo, hi = np.where(nan, -np.inf, lo), np.where(nan, np.inf, hi)
+                self.may_nan[groups, a] = nan
             self.lower[groups, a], self.upper[groups, a] = lo, hi
             self.may_null[groups, a], self.must_null[groups, a] = mn, Mn
             if agg.arg is None:
                 self.exact[groups, a] = [int(v) for v in lo]
                 self.known[groups, a] = True
 
+    def _bound_mask_aggregate(self, a: int, cp: ast.CP, groups, flat, starts) -> None:
+        term = self.query.group_cuts[cp]
+        boxes = self._group_boxes(term.roi, groups)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+        def member_bounds(lo, hi):
+            return self.members.cut_bounds(flat, term.roi, lo, hi)
+
+        lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
+                                       area, starts)
+        empty = starts[1:] == starts[:-1]
+        self.lower[groups, a], self.upper[groups, a] = lo, hi
+        self.may_null[groups, a] = self.must_null[groups, a] = empty
+        tight = (lo == hi) & ~empty
+        self.exact[groups[tight], a] = [int(v) for v in lo[tight]]
+        self.known[groups[tight], a] = True
+        self.exact[groups[empty], a] = None
+        self.known[groups[empty], a] = True
+
+    def _exact_mask_aggregates(self, terms: list[int], groups: np.ndarray) -> None:
+        """Exact per-group CP terms ``terms``: each group's masks are decoded once for all."""
+        segments = self.members.store.segments
+        seg, row = self.members.seg, self.members.row
+        cuts = [self.query.group_cuts[self.aggregates[a]] for a in terms]
+        boxes = [self._group_boxes(c.roi, groups) for c in cuts]
+        for j, g in enumerate(groups):
+            rows = self.member_rows[g]
+            if not len(rows):
+                continue
+            masks = [segments[seg[r]].pixels(int(row[r])) for r in rows]
+            self.members.verified += len(rows)
+            self.members.bytes_read += sum(segments[seg[r]].blob_size(int(row[r]))
+                                           for r in rows)
+            aggregated = {}
+            for a, c, b in zip(terms, cuts, boxes, strict=True):
+                kind = self.aggregates[a].mask.aggregate
+                if kind not in aggregated:
+                    aggregated[kind] = aggregate_pixels(kind, masks)
+                x0, y0, x1, y1 = b[j]
+                self.exact[g, a] = int(count_in_range(aggregated[kind], x0, y0, x1, y1,
+                                                      c.lo.t, c.lo.incl, c.hi.t, c.hi.incl))
+        self.known[np.ix_(groups, terms)] = True
+
     def term_bounds(self, node):
         a = self.aggregates.index(node)
-        return self.lower[:, a], self.upper[:, a], self.may_null[:, a], self.must_null[:, a]
+        return (self.lower[:, a], self.upper[:, a], self.may_null[:, a], self.must_null[:, a],
+                self.may_nan[:, a])
 
     def term_exact(self, node) -> pa.Array:
         a = self.aggregates.index(node)
@@ -121,9 +214,14 @@ class GroupBatch:
         flat, starts = self._starts(need)
         self.members.resolve(flat, list(range(len(self.query.terms))))
         sub = self.members.take(flat)
+        mask_terms = [a for a in terms if isinstance(self.aggregates[a], ast.CP)]
+        if mask_terms:
+            todo = need[~self.known[np.ix_(need, mask_terms)].all(axis=1)]
+            if len(todo):
+                self._exact_mask_aggregates(mask_terms, todo)
         for a in terms:
             agg = self.aggregates[a]
-            if agg.arg is None:
+            if isinstance(agg, ast.CP) or agg.arg is None:
                 continue
             values = evaluate(agg.arg, sub).to_pylist()
             for j, g in enumerate(need):
@@ -136,7 +234,9 @@ class GroupBatch:
         sub.rows = self.rows.take(pa.array(idx, pa.int64()))
         sub.members, sub.query, sub.aggregates = self.members, self.query, self.aggregates
         sub.member_rows = [self.member_rows[i] for i in idx]
-        for name in ("lower", "upper", "may_null", "must_null", "exact", "known", "_refined"):
+        for name in ("lower", "upper", "may_null", "must_null", "may_nan", "exact", "known",
+                     "_refined"):
             setattr(sub, name, getattr(self, name)[idx])
         sub.tie_columns = self.tie_columns
+        sub.shapes = None if self.shapes is None else self.shapes[idx]
         return sub

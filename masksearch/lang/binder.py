@@ -8,7 +8,8 @@ distinct CP terms. Everything after it can assume a well-typed query.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import sys
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from ..errors import BindError, UnsupportedQueryError
@@ -45,7 +46,8 @@ class BoundQuery:
     grouped: bool = False                  # GROUP BY, HAVING or aggregates: rows are groups
     group_by: tuple[ast.Column, ...] = ()
     having: ast.Expr | None = None
-    aggregates: tuple[ast.Aggregate, ...] = ()   # distinct aggregates (group-level terms)
+    group_terms: tuple = ()                # distinct aggregates and per-group CP terms
+    group_cuts: dict = field(default_factory=dict)   # per-group ast.CP -> its CPTerm
 
 
 def exact_cut(text: str, incl: bool) -> Cut:
@@ -54,6 +56,11 @@ def exact_cut(text: str, incl: bool) -> Cut:
     if lowered in ("inf", "-inf"):
         return Cut(math.inf if lowered == "inf" else -math.inf, incl)
     frac = Fraction(text)
+    biggest = Fraction(sys.float_info.max)
+    if frac > biggest:        # beyond every finite float: `v < d` is `v <= max float`
+        return Cut(sys.float_info.max, True)
+    if frac < -biggest:       # below every finite float: only -inf pixels are below
+        return Cut(-math.inf, True)
     f = float(frac)
     if Fraction(f) == frac:
         return Cut(f, incl)
@@ -80,6 +87,7 @@ class _Binder:
         self.terms: list[CPTerm] = []
         self.term_of: dict[ast.CP, int] = {}
         self.aliases: dict[str, ast.Expr] = {}
+        self.cuts: dict[ast.CP, CPTerm] = {}
 
     # --- errors ---
     def error(self, message: str, node, cls=BindError):
@@ -145,17 +153,18 @@ class _Binder:
             if self.type_of(expr) == BOX:
                 raise self.error("cannot order by a box", item.expr)
             order.append(ast.OrderItem(expr, item.descending, item.pos))
-        aggregates: list[ast.Aggregate] = []
+        group_terms: list = []
         if grouped:
             keys = set(group_by)
             for e in [*outputs, *(o.expr for o in order)] + ([having] if having else []):
-                self.check_group_level(e, keys, aggregates)
+                self.check_group_level(e, keys, group_terms)
         else:
             for e in [*outputs, *(o.expr for o in order)]:
                 self.check_row_level(e, "a query without GROUP BY")
         return BoundQuery(self.text, tuple(names), tuple(outputs), where, tuple(order),
                           select.limit, tuple(self.terms), dict(self.term_of), explain, analyze,
-                          grouped, group_by, having, tuple(aggregates))
+                          grouped, group_by, having, tuple(group_terms),
+                          {c: self.cuts[c] for c in group_terms if isinstance(c, ast.CP)})
 
     def group_key(self, node) -> ast.Column:
         if not isinstance(node, ast.Column):
@@ -171,9 +180,10 @@ class _Binder:
             if isinstance(n, ast.Aggregate):
                 raise self.error(f"aggregate {n.func.upper()} cannot be used in {where}", n)
             if isinstance(n, ast.CP) and n.mask.aggregate is not None:
-                raise self.error(f"{n.mask.aggregate}(mask) needs GROUP BY", n.mask)
+                raise self.error(f"{n.mask.aggregate}(mask) is one mask per group; it cannot "
+                                 f"be used in {where}", n.mask)
 
-    def check_group_level(self, e, keys: set, aggregates: list) -> None:
+    def check_group_level(self, e, keys: set, group_terms: list) -> None:
         """Outside aggregates only group keys, literals and per-group CP terms may appear."""
         if isinstance(e, ast.Aggregate):
             if e.arg is not None:
@@ -183,8 +193,8 @@ class _Binder:
                     if isinstance(n, ast.CP) and n.mask.aggregate is not None:
                         raise self.error(f"{n.mask.aggregate}(mask) is a per-group mask; "
                                          "it cannot be used inside an aggregate", n.mask)
-            if e not in aggregates:
-                aggregates.append(e)
+            if e not in group_terms:
+                group_terms.append(e)
             return
         if isinstance(e, ast.Column) and e not in keys:
             raise self.error(f"column {e.name!r} must be in GROUP BY or inside an aggregate",
@@ -193,13 +203,17 @@ class _Binder:
             if e.mask.aggregate is None:
                 raise self.error("CP(mask, ...) over single masks must be inside an aggregate "
                                  "in a grouped query (or use intersect/union/mean(mask))", e)
-            raise self.error(f"{e.mask.aggregate}(mask) is not supported yet", e.mask,
-                             UnsupportedQueryError)
+            if isinstance(e.roi, ast.ColumnRoi):
+                raise self.error(f"{e.mask.aggregate}(mask) is one mask per group: its region "
+                                 "must be full or box(...), not a per-mask box column", e.roi)
+            if e not in group_terms:
+                group_terms.append(e)
+            return
         if isinstance(e, ast.Area):
             raise self.error("area(...) is per mask: in a grouped query put it inside an "
                              "aggregate", e)
         for child in ast.children(e):
-            self.check_group_level(child, keys, aggregates)
+            self.check_group_level(child, keys, group_terms)
 
     def require(self, expr, kind: str, where: str) -> None:
         t = self.type_of(expr)
@@ -288,6 +302,7 @@ class _Binder:
             raise self.error(f"empty range {self.source(r)}", r)
         term = CPTerm(roi, exact_cut(r.lo, not r.lo_closed), exact_cut(r.hi, r.hi_closed))
         bound = replace(node, roi=roi)
+        self.cuts[bound] = term
         if bound.mask.aggregate is None and bound not in self.term_of:
             self.term_of[bound] = len(self.terms)
             self.terms.append(term)
@@ -344,4 +359,6 @@ def bind(stmt, text: str, columns: dict[str, str]) -> BoundQuery:
 
 
 def _has_aggregate(expr) -> bool:
-    return any(isinstance(n, ast.Aggregate) for n in ast.walk(expr))
+    """An aggregate or a mask aggregation (both make one row per group)."""
+    return any(isinstance(n, ast.Aggregate) or (isinstance(n, ast.CP) and n.mask.aggregate)
+               for n in ast.walk(expr))

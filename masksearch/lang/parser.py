@@ -55,7 +55,8 @@ def _exact_number(text: str):
     """An int for integer literals, else a float; the text is kept for exact comparisons."""
     if all(c.isdigit() for c in text):
         return int(text)
-    return float(Fraction(text))
+    frac = Fraction(text)
+    return float("inf") if frac > Fraction(1.7976931348623157e308) else float(frac)
 
 
 @v_args(meta=True)
@@ -157,7 +158,11 @@ class _ToAst(Transformer):
         return ast.Neg(inner, _pos(meta))
 
     def number(self, meta, c):
-        return ast.Literal(_exact_number(str(c[0])), str(c[0]), _tok_pos(c[0]))
+        value = _exact_number(str(c[0]))
+        if (isinstance(value, int) and value >= 2**63) or value == float("inf"):
+            raise QuerySyntaxError(f"number {c[0]} is out of range", self.text, c[0].line,
+                                   c[0].column)
+        return ast.Literal(value, str(c[0]), _tok_pos(c[0]))
 
     def string(self, meta, c):
         return ast.Literal(str(c[0])[1:-1].replace("''", "'"), str(c[0]), _tok_pos(c[0]))

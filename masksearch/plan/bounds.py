@@ -1,15 +1,19 @@
 """Sound bounds of expressions from CP bounds: interval arithmetic and three-valued outcomes.
 
-For every row, the exact value of a numeric expression lies in [lo, hi] unless it is NULL;
-``may_null``/``must_null`` say whether NULL is possible / certain. Predicates get the set of
-outcomes (TRUE, FALSE, NULL) they may take. Rounding is no threat to soundness: the exact
-evaluator uses the same float64 operations, and rounding is monotone, so applying an
-operation to the interval ends rounds them the same way it rounds the exact value.
+For every row, the exact value of a numeric expression lies in [lo, hi] unless it is NULL or
+NaN; ``may_null``/``must_null`` say whether NULL is possible / certain, ``may_nan`` whether the
+value may be NaN (inf - inf and the like). Predicates get the set of outcomes (TRUE, FALSE,
+NULL) they may take.
+
+Rounding: float operations are monotone, so applying an operation to the interval ends rounds
+them the way it rounds the exact value. Integer +, -, * are exact in the evaluator (and fail
+on overflow), while the ends here are float64: beyond 2**53 an end is moved one float outward
+so that the exact integer stays inside.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +22,7 @@ from ..exec.exact import Env, evaluate
 from ..lang import ast
 
 _EXACT_INT_LIMIT = 2.0 ** 53
+_PREDICATES = (ast.Compare, ast.And, ast.Or, ast.Not, ast.IsNull)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,10 @@ class Interval:
     hi: np.ndarray
     may_null: np.ndarray
     must_null: np.ndarray
+    may_nan: np.ndarray = field(default=None)
+
+    def nan(self) -> np.ndarray:
+        return np.zeros(self.lo.shape, bool) if self.may_nan is None else self.may_nan
 
 
 @dataclass(frozen=True)
@@ -41,50 +50,87 @@ class Outcomes:
         return self.may_true & ~self.may_false & ~self.may_null
 
 
-def _has_terms(e) -> bool:
-    return ast.has_terms(e)
+def _widen(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move ends beyond 2**53 one float outward (integers there are not all floats)."""
+    big_lo = np.abs(lo) >= _EXACT_INT_LIMIT
+    big_hi = np.abs(hi) >= _EXACT_INT_LIMIT
+    if big_lo.any():
+        lo = np.where(big_lo, np.nextafter(lo, -np.inf), lo)
+    if big_hi.any():
+        hi = np.where(big_hi, np.nextafter(hi, np.inf), hi)
+    return lo, hi
 
 
 def exact_interval(values: pa.Array) -> Interval:
-    """An exact numeric column as a (degenerate) interval."""
+    """An exact column as a (degenerate) interval; booleans count as 0 and 1."""
     null = values.is_null().to_numpy(zero_copy_only=False).astype(bool)
     if pa.types.is_null(values.type):
         v = np.zeros(len(values))
     else:
-        v = values.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
-    lo, hi = v.copy(), v.copy()
+        v = values.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy(zero_copy_only=False)
+    nan = np.isnan(v)
+    lo, hi = np.where(nan, -np.inf, v), np.where(nan, np.inf, v)
     if pa.types.is_integer(values.type):
-        # Integers beyond 2**53 may have been rounded on the way to float64.
-        big = np.abs(v) >= _EXACT_INT_LIMIT
-        lo[big] = np.nextafter(lo[big], -np.inf)
-        hi[big] = np.nextafter(hi[big], np.inf)
-    return Interval(lo, hi, null, null.copy())
+        lo, hi = _widen(lo, hi)
+    return Interval(lo, hi, null, null.copy(), nan)
+
+
+def _from_outcomes(o: Outcomes) -> Interval:
+    """A predicate as a number: FALSE is 0, TRUE is 1 (the order results sort in)."""
+    lo = np.where(o.may_false, 0.0, 1.0)
+    hi = np.where(o.may_true, 1.0, 0.0)
+    return Interval(lo, hi, o.may_null, ~o.may_true & ~o.may_false)
 
 
 def interval(e: ast.Expr, env: Env) -> Interval:
-    """Bounds of a numeric expression for every row of ``env.rows``."""
-    if not _has_terms(e):
+    """Bounds of a numeric (or boolean, as 0/1) expression for every row of ``env.rows``."""
+    if not ast.has_terms(e):
         return exact_interval(evaluate(e, env))
+    if isinstance(e, _PREDICATES):
+        return _from_outcomes(outcomes(e, env))
     if isinstance(e, (ast.CP, ast.Aggregate)):
-        lo, hi, may_null, must_null = env.term_bounds(e)
-        return Interval(lo.astype(np.float64), hi.astype(np.float64), may_null, must_null)
+        lo, hi, may_null, must_null, *nan = env.term_bounds(e)
+        return Interval(lo.astype(np.float64), hi.astype(np.float64), may_null, must_null,
+                        nan[0] if nan else None)
     if isinstance(e, ast.Neg):
         a = interval(e.operand, env)
-        return Interval(-a.hi, -a.lo, a.may_null, a.must_null)
+        return Interval(-a.hi, -a.lo, a.may_null, a.must_null, a.may_nan)
     if isinstance(e, ast.BinOp):
         a, b = interval(e.left, env), interval(e.right, env)
         may_null = a.may_null | b.may_null
         must_null = a.must_null | b.must_null
+        inf = np.inf
         with np.errstate(all="ignore"):
             if e.op == "+":
-                return Interval(a.lo + b.lo, a.hi + b.hi, may_null, must_null)
-            if e.op == "-":
-                return Interval(a.lo - b.hi, a.hi - b.lo, may_null, must_null)
-            if e.op == "*":
+                lo, hi = a.lo + b.lo, a.hi + b.hi
+                nan = ((a.hi == inf) & (b.lo == -inf)) | ((a.lo == -inf) & (b.hi == inf))
+            elif e.op == "-":
+                lo, hi = a.lo - b.hi, a.hi - b.lo
+                nan = ((a.hi == inf) & (b.hi == inf)) | ((a.lo == -inf) & (b.lo == -inf))
+            elif e.op == "*":
                 lo, hi = _corners(np.multiply, a, b)
-                return Interval(lo, hi, may_null, must_null)
-            return _divide(a, b, may_null, must_null)
+                nan = (_has_zero(a) & _unbounded(b)) | (_has_zero(b) & _unbounded(a))
+            else:
+                return _divide(a, b, may_null, must_null)
+            lo, hi = _widen(lo, hi)
+        return _checked(lo, hi, may_null, must_null, nan | a.nan() | b.nan())
     raise TypeError(f"no bounds for {type(e).__name__}")
+
+
+def _has_zero(a: Interval) -> np.ndarray:
+    return (a.lo <= 0) & (a.hi >= 0)
+
+
+def _unbounded(a: Interval) -> np.ndarray:
+    return np.isinf(a.lo) | np.isinf(a.hi)
+
+
+def _checked(lo, hi, may_null, must_null, nan) -> Interval:
+    """Where NaN is possible the ends say nothing: make them unbounded."""
+    nan = nan | np.isnan(lo) | np.isnan(hi)
+    lo = np.where(nan, -np.inf, lo)
+    hi = np.where(nan, np.inf, hi)
+    return Interval(lo, hi, may_null, must_null, nan)
 
 
 def _corners(op, a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
@@ -97,33 +143,40 @@ def _corners(op, a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _divide(a: Interval, b: Interval, may_null, must_null) -> Interval:
-    b_zero_possible = (b.lo <= 0) & (b.hi >= 0)
+    b_zero_possible = _has_zero(b)
     b_only_zero = (b.lo == 0) & (b.hi == 0)
     away = ~b_zero_possible
     lo = np.full(a.lo.shape, -np.inf)
     hi = np.full(a.lo.shape, np.inf)
-    if away.any():
-        clo, chi = _corners(np.divide, a, b)
-        lo[away], hi[away] = clo[away], chi[away]
-    # A non-negative numerator over a non-negative divisor (CP / CP, CP / area): when the
-    # divisor is not zero it is at least its smallest positive value.
-    nonneg = b_zero_possible & ~b_only_zero & (b.lo >= 0) & (a.lo >= 0)
-    if nonneg.any():
-        lo[nonneg] = a.lo[nonneg] / b.hi[nonneg]
-    return Interval(lo, hi, may_null | b_zero_possible, must_null | b_only_zero)
+    with np.errstate(all="ignore"):
+        if away.any():
+            clo, chi = _corners(np.divide, a, b)
+            lo[away], hi[away] = clo[away], chi[away]
+        # A non-negative numerator over a non-negative divisor (CP / CP, CP / area): when the
+        # divisor is not zero it is at most its upper end.
+        nonneg = b_zero_possible & ~b_only_zero & (b.lo >= 0) & (a.lo >= 0)
+        if nonneg.any():
+            lo[nonneg] = a.lo[nonneg] / b.hi[nonneg]
+    nan = (_unbounded(a) & _unbounded(b)) | a.nan() | b.nan()
+    return _checked(lo, hi, may_null | b_zero_possible, must_null | b_only_zero, nan)
+
+
+def _exact_outcomes(v: pa.Array) -> Outcomes:
+    null = v.is_null().to_numpy(zero_copy_only=False).astype(bool)
+    if pa.types.is_null(v.type):
+        t = np.zeros(len(v), bool)
+    else:
+        t = v.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    return Outcomes(t & ~null, ~t & ~null, null)
 
 
 def outcomes(e: ast.Expr, env: Env) -> Outcomes:
     """Possible outcomes of a predicate for every row of ``env.rows``."""
-    if not _has_terms(e):
-        v = evaluate(e, env)
-        null = v.is_null().to_numpy(zero_copy_only=False).astype(bool)
-        if pa.types.is_null(v.type):
-            t = np.zeros(len(v), bool)
-        else:
-            t = v.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-        return Outcomes(t & ~null, ~t & ~null, null)
+    if not ast.has_terms(e):
+        return _exact_outcomes(evaluate(e, env))
     if isinstance(e, ast.Compare):
+        if isinstance(e.left, _PREDICATES) or isinstance(e.right, _PREDICATES):
+            return _compare_truths(e.op, outcomes(e.left, env), outcomes(e.right, env))
         return _compare(e.op, interval(e.left, env), interval(e.right, env))
     if isinstance(e, ast.Not):
         o = outcomes(e.operand, env)
@@ -143,7 +196,7 @@ def outcomes(e: ast.Expr, env: Env) -> Outcomes:
                     & np.logical_or.reduce([o.may_null for o in items]))
         return Outcomes(may_true, may_false, may_null)
     if isinstance(e, ast.IsNull):
-        if isinstance(e.operand, (ast.Compare, ast.And, ast.Or, ast.Not, ast.IsNull)):
+        if isinstance(e.operand, _PREDICATES):
             o = outcomes(e.operand, env)
             may_null, must_null = o.may_null, ~o.may_true & ~o.may_false
         else:
@@ -155,9 +208,26 @@ def outcomes(e: ast.Expr, env: Env) -> Outcomes:
     raise TypeError(f"no outcomes for {type(e).__name__}")
 
 
+def _compare_truths(op: str, a: Outcomes, b: Outcomes) -> Outcomes:
+    """Comparing two truth values (FALSE < TRUE): try every pair of possible values."""
+    fns = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+           ">": np.greater, ">=": np.greater_equal}
+    may_true = np.zeros(a.may_true.shape, bool)
+    may_false = np.zeros(a.may_true.shape, bool)
+    for x, x_possible in ((True, a.may_true), (False, a.may_false)):
+        for y, y_possible in ((True, b.may_true), (False, b.may_false)):
+            both = x_possible & y_possible
+            if fns[op](x, y):
+                may_true |= both
+            else:
+                may_false |= both
+    return Outcomes(may_true, may_false, a.may_null | b.may_null)
+
+
 def _compare(op: str, a: Interval, b: Interval) -> Outcomes:
     value_possible = ~a.must_null & ~b.must_null
     may_null = a.may_null | b.may_null
+    nan = a.nan() | b.nan()
     if op in (">", ">="):
         op = {">": "<", ">=": "<="}[op]
         a, b = b, a
@@ -169,4 +239,9 @@ def _compare(op: str, a: Interval, b: Interval) -> Outcomes:
         overlap = (a.lo <= b.hi) & (b.lo <= a.hi)
         single = (a.lo == a.hi) & (b.lo == b.hi) & (a.lo == b.lo)
         may_true, may_false = (overlap, ~single) if op == "=" else (~single, overlap)
+    # NaN compares FALSE, except with != where it is TRUE.
+    if op == "!=":
+        may_true = may_true | nan
+    else:
+        may_false = may_false | nan
     return Outcomes(value_possible & may_true, value_possible & may_false, may_null)

@@ -48,7 +48,8 @@ class Plan:
             if self.having is not None:
                 lines.append(f"GroupBoundFilter+Verify [{src(self.having)}]")
             keys = ", ".join(k.name for k in self.group_by) or "(all rows)"
-            aggs = ", ".join(src(a) for a in q.aggregates)
+            aggs = ", ".join(src(a) for a in q.group_terms)
+
             lines.append(f"Aggregate by {keys} [{aggs}]")
         if self.cp_filter:
             lines.append(f"BoundFilter+Verify [{' AND '.join(map(src, self.cp_filter))}]")

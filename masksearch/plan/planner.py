@@ -37,8 +37,9 @@ def plan(q: BoundQuery) -> Plan:
     output_terms = set()
     for e in list(q.outputs) + [o.expr for o in keys]:
         for n in ast.walk(e):
-            if q.grouped and isinstance(n, ast.Aggregate):
-                output_terms.add(q.aggregates.index(n))
+            if q.grouped and (isinstance(n, ast.Aggregate) or (
+                    isinstance(n, ast.CP) and n.mask.aggregate is not None)):
+                output_terms.add(q.group_terms.index(n))
             elif not q.grouped and isinstance(n, ast.CP):
                 output_terms.add(q.term_of[n])
     return Plan(q, tuple(meta), tuple(cp), keys, q.limit, strategy, frozenset(output_terms),

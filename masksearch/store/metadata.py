@@ -87,6 +87,10 @@ def metadata_column(name: str, values: object, n: int,
     if kind == "float64":
         items = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
                  for v in items]
+        bad = next((i for i, v in enumerate(items) if v is not None and math.isinf(v)), None)
+        if bad is not None:
+            raise IngestError(f"{label}, row {bad}: infinite values are not supported "
+                              "(use NULL)")
     return kind, pa.array(items, ARROW_TYPES[kind])
 
 

@@ -68,6 +68,11 @@ def check_mask(pixels: object, label: str) -> np.ndarray:
     if pixels.dtype.kind == "f" and np.isnan(pixels).all():
         raise IngestError(f"{label}: every pixel is NaN")
     pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
+    if pixels.dtype == np.bool_:
+        # A bool array viewed from other bytes may hold values other than 0 and 1.
+        raw = np.ascontiguousarray(pixels).view(np.uint8)
+        if raw.max() > 1:
+            pixels = raw != 0
     return np.ascontiguousarray(pixels)
 
 

@@ -194,11 +194,19 @@ class Store:
 
     def _user_columns(self, metadata: dict | None, n: int) -> dict[str, tuple[str, pa.Array]]:
         user = {}
+        known = {c.lower(): c for c in self.manifest.columns}
         for name, values in (metadata or {}).items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise IngestError(f"metadata column name {name!r} is not a valid identifier")
-            if name.lower() in RESERVED:
-                raise IngestError(f"metadata column {name!r} is reserved")
+            if name.lower() in RESERVED or name.startswith("_"):
+                raise IngestError(f"metadata column {name!r} is reserved (so are names "
+                                  "starting with '_')")
+            # Column names are case-insensitive in queries: 'Score' and 'score' would clash.
+            other = known.get(name.lower())
+            if other is not None and other != name:
+                raise IngestError(f"metadata column {name!r} clashes with column {other!r} "
+                                  "(names are case-insensitive)")
+            known[name.lower()] = name
             user[name] = metadata_column(name, values, n)
         return user
 
