@@ -8,10 +8,9 @@ from .errors import (
     QueryError,
     QuerySyntaxError,
     StoreError,
-    UnsupportedQueryError,
 )
 from .result import QueryStats, Result
 
 __all__ = ["connect", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
-           "QuerySyntaxError", "BindError", "UnsupportedQueryError", "StoreError", "IngestError"]
+           "QuerySyntaxError", "BindError", "StoreError", "IngestError"]
 __version__ = "0.1.0"

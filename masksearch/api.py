@@ -6,12 +6,13 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+import pyarrow as pa
 
 from .exec.executor import execute
 from .lang.binder import bind
 from .lang.parser import parse
 from .plan.planner import plan
-from .result import Result
+from .result import QueryStats, Result
 from .store.sources import mask_sources
 from .store.store import Store
 
@@ -49,7 +50,16 @@ class Database:
         """Run one statement; ``use_index=False`` forces the brute-force path (same results)."""
         self._store.refresh()
         bound = bind(parse(sql), sql, self._store.columns())
-        return execute(plan(bound), self._store, use_index=use_index)
+        logical = plan(bound)
+        if not bound.explain:
+            return execute(logical, self._store, use_index=use_index)
+        lines = logical.describe().splitlines()
+        stats = QueryStats(used_index=use_index)
+        if bound.analyze:
+            result = execute(logical, self._store, use_index=use_index)
+            stats = result.stats
+            lines += ["", f"{len(result)} rows", *_stats_lines(stats)]
+        return Result(pa.table({"plan": lines}), stats, logical.describe())
 
     def explain(self, sql: str) -> str:
         """The logical plan of a statement as text."""
@@ -92,6 +102,15 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<masksearch.Database {self.path}>"
+
+
+def _stats_lines(s: QueryStats) -> list[str]:
+    return [f"masks: {s.masks_total}",
+            f"rejected by metadata: {s.rejected_by_metadata}",
+            f"accepted by the index: {s.accepted_by_index}",
+            f"rejected by the index: {s.rejected_by_index}",
+            f"verified (pixels read): {s.verified} masks, {s.bytes_read} bytes",
+            f"time: {s.seconds * 1e3:.1f} ms" + ("" if s.used_index else " (index off)")]
 
 
 def connect(path: str | os.PathLike, *, cell_size: int | None = None,

@@ -36,10 +36,6 @@ class BindError(QueryError):
     """The query is well-formed but names unknown columns or mixes types."""
 
 
-class UnsupportedQueryError(QueryError):
-    """A statement the language defines but this version does not execute yet."""
-
-
 class StoreError(MaskSearchError):
     """The database directory or one of its files is unusable."""
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from masksearch.errors import BindError, UnsupportedQueryError
+from masksearch.errors import BindError
 from masksearch.index.chi import Cut
 from masksearch.lang import ast
 from masksearch.lang.binder import bind, exact_cut
@@ -69,12 +69,9 @@ def test_alias_not_visible_in_select_list():
         b("SELECT CP(mask, full, [0, 1]) AS c, c + 1 FROM masks")
 
 
-@pytest.mark.parametrize("text", [
-    "EXPLAIN SELECT mask_id FROM masks",
-])
-def test_later_features_are_refused_clearly(text):
-    with pytest.raises(UnsupportedQueryError, match="not supported yet"):
-        b(text)
+def test_explain_binds_the_inner_statement():
+    q = b("EXPLAIN ANALYZE SELECT mask_id FROM masks WHERE CP(mask, full, [0.5, 1]) > 3")
+    assert q.explain and q.analyze and len(q.terms) == 1
 
 
 def test_grouped_query_binds():

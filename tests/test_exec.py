@@ -239,3 +239,19 @@ def test_mask_aggregation_needs_one_shape_per_group(tmp_path):
     db.ingest([np.zeros((4, 4), np.float32), np.zeros((4, 5), np.float32)], image_id=[7, 7])
     with pytest.raises(ms.QueryError, match="image_id 7: its masks differ in shape"):
         db.query("SELECT image_id, CP(union(mask), full, [0, 1]) FROM masks GROUP BY image_id")
+
+
+def test_explain_and_explain_analyze(saliency):
+    db, _, _ = saliency
+    sql = ("SELECT mask_id FROM masks WHERE model_id = 1 AND "
+           "CP(mask, box(13, 17, 71, 83), (0.8, 1.0]) > 500")
+    plan = [r[0] for r in db.query("EXPLAIN " + sql).rows()]
+    assert plan[0].startswith("Project") and plan[-1].strip().endswith("Scan masks")
+    assert any("MetaFilter [model_id = 1]" in line for line in plan)
+    assert any("BoundFilter+Verify" in line for line in plan)
+    analyzed = db.query("EXPLAIN ANALYZE " + sql)
+    text = "\n".join(r[0] for r in analyzed.rows())
+    real = db.query(sql)
+    assert f"{len(real)} rows" in text
+    assert f"rejected by metadata: {real.stats.rejected_by_metadata}" in text
+    assert f"verified (pixels read): {real.stats.verified} masks" in text

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from ..errors import BindError, UnsupportedQueryError
+from ..errors import BindError
 from ..index.chi import Cut
 from . import ast
 
@@ -106,7 +106,7 @@ class _Binder:
     def bind(self, stmt) -> BoundQuery:
         explain = analyze = False
         if isinstance(stmt, ast.Explain):
-            raise self.error("EXPLAIN is not supported yet", stmt, UnsupportedQueryError)
+            explain, analyze, stmt = True, stmt.analyze, stmt.select
         select: ast.Select = stmt
         if select.table.lower() not in TABLE_NAMES:
             raise self.error(f"unknown table {select.table!r}; the table is 'masks' (or "
