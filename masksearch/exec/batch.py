@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..index.chi import Cut, segment_bounds
+from ..index.chi import Cut, segment_bounds, segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import BoundQuery
 from ..store.store import Store
@@ -72,6 +72,23 @@ class Batch:
             lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
                                                     boxes[idx[sel]], lo, hi, refine)
         return lower, upper
+
+    def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut):
+        """Per-cell (lower, upper, covered), each (len(idx), cells), for rows of one shape."""
+        boxes = self.region(roi).boxes
+        seg, row = self.seg[idx], self.row[idx]
+        parts = {}
+        for k in np.unique(seg):
+            sel = np.flatnonzero(seg == k)
+            segment = self.store.segments[k]
+            parts[k] = (sel, segment_cell_bounds(segment.index, segment.dtype, row[sel],
+                                                 boxes[idx[sel]], lo, hi))
+        n_cells = next(iter(parts.values()))[1][0].shape[1]
+        out = [np.empty((len(idx), n_cells), np.int64) for _ in range(3)]
+        for sel, arrays in parts.values():
+            for o, a in zip(out, arrays, strict=True):
+                o[sel] = a
+        return tuple(out)
 
     def _set_bounds(self, t: int, idx: np.ndarray, lower, upper) -> None:
         null = self.region(self.query.terms[t].roi).null[idx]

@@ -17,7 +17,11 @@ from ..plan.bounds import interval
 from .aggregate import aggregate_bounds, exact_aggregate
 from .batch import Batch
 from .exact import evaluate
-from .mask_aggregate import aggregate_pixels, mask_aggregate_bounds
+from .mask_aggregate import (
+    aggregate_pixels,
+    mask_aggregate_bounds,
+    mask_aggregate_cell_bounds,
+)
 from .regions import clip_boxes
 
 
@@ -148,6 +152,8 @@ class GroupBatch:
         lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
                                        area, starts)
         empty = starts[1:] == starts[:-1]
+        if self.members.use_index and cp.mask.aggregate != "mean":
+            lo, hi = self._cell_bounds(cp, term, groups, empty, lo, hi)
         self.lower[groups, a], self.upper[groups, a] = lo, hi
         self.may_null[groups, a] = self.must_null[groups, a] = empty
         tight = (lo == hi) & ~empty
@@ -155,6 +161,23 @@ class GroupBatch:
         self.known[groups[tight], a] = True
         self.exact[groups[empty], a] = None
         self.known[groups[empty], a] = True
+
+    def _cell_bounds(self, cp: ast.CP, term, groups, empty, lo, hi):
+        """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape."""
+        lo, hi = lo.copy(), hi.copy()
+        shapes = self.shapes[groups]
+        for shape in np.unique(shapes[~empty], axis=0):
+            sel = np.flatnonzero((shapes == shape).all(axis=1) & ~empty)
+            flat, starts = self._starts(groups[sel])
+
+            def cells(lo_cut, hi_cut, flat=flat):
+                return self.members.cell_bounds(flat, term.roi, lo_cut, hi_cut)
+
+            c_lo, c_hi = mask_aggregate_cell_bounds(cp.mask.aggregate, term.lo, term.hi,
+                                                    cells, starts)
+            lo[sel] = np.maximum(lo[sel], c_lo)
+            hi[sel] = np.minimum(hi[sel], c_hi)
+        return lo, hi
 
     def _exact_mask_aggregates(self, terms: list[int], groups: np.ndarray) -> None:
         """Exact per-group CP terms ``terms``: each group's masks are decoded once for all."""

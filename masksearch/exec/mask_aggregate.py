@@ -1,6 +1,7 @@
 """Per-group masks: intersect (pixel-wise min), union (max), mean, and bounds of their CP.
 
-Bounds come from the members' CHIs by inclusion-exclusion. With A_i the pixels of member i
+Bounds come from the members' CHIs by inclusion-exclusion, over the whole region and cell
+by cell (the same relations hold inside every cell; summed, they see where members overlap). With A_i the pixels of member i
 above the range's lower end, B_i those within its upper end, C_i those above it:
   intersect: |A_1 & ... & A_n & (B_1 | ... | B_n)|, at most min |A_i|, at least
              sum |A_i| - (n - 1) area - min |C_i|;
@@ -68,3 +69,32 @@ def mask_aggregate_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, bounds, area: np.
     total_missing = np.repeat(_reduce(np.add, missing, starts, 0.0), np.diff(starts))
     lower = _reduce(np.maximum, ab_lo - (total_missing - missing), starts, 0.0)
     return np.maximum(lower, 0.0), upper
+
+
+def mask_aggregate_cell_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, cells, starts: np.ndarray):
+    """Per-group (lower, upper) from the relations applied in every grid cell.
+
+    ``cells(lo, hi)`` gives the members' per-cell (lower, upper, covered), each (M, cells),
+    rows sorted by group (all of one shape).
+    """
+    sizes = np.diff(starts)
+    first = starts[:-1]
+    if kind == "mean":
+        raise ValueError("no per-cell bounds for mean")
+    if kind == "intersect":
+        a_lo, a_hi, cov = cells(lo_cut, ALL)
+        _, c_hi, _ = cells(hi_cut, ALL)
+        cov_g = cov[first]
+        upper = np.minimum.reduceat(a_hi, first, axis=0)
+        lower = (np.add.reduceat(a_lo, first, axis=0) - (sizes - 1)[:, None] * cov_g
+                 - np.minimum.reduceat(c_hi, first, axis=0))
+        return np.maximum(lower, 0).sum(axis=1), upper.sum(axis=1)
+    ab_lo, ab_hi, cov = cells(lo_cut, hi_cut)
+    b_lo, b_hi, _ = cells(NONE, hi_cut)
+    cov_g = cov[first]
+    upper = np.minimum(np.minimum(np.add.reduceat(ab_hi, first, axis=0),
+                                  np.minimum.reduceat(b_hi, first, axis=0)), cov_g)
+    missing = cov - b_lo
+    total_missing = np.repeat(np.add.reduceat(missing, first, axis=0), sizes, axis=0)
+    lower = np.maximum.reduceat(ab_lo - (total_missing - missing), first, axis=0)
+    return np.maximum(lower, 0).sum(axis=1), upper.sum(axis=1)

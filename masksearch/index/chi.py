@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.chi_kernels import build_chi_one, build_chi_stack, chi_bounds
+from ..kernels.chi_kernels import build_chi_one, build_chi_stack, chi_bounds, chi_cell_bounds
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
@@ -143,3 +143,20 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
                    np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
                    refine, lower, upper)
     return lower, upper
+
+
+def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
+                        boxes: np.ndarray, lo: Cut, hi: Cut):
+    """Per-cell (lower, upper, covered), each (M, gh * gw), for ``rows`` sharing one shape."""
+    lo = cut_for_dtype(lo, dtype)
+    hi = cut_for_dtype(hi, dtype)
+    gh, gw = grid_shape(int(index.heights[rows[0]]), int(index.widths[rows[0]]), index.cell)
+    shape = (len(rows), gh, gw)
+    lower, upper = np.empty(shape, np.int64), np.empty(shape, np.int64)
+    covered = np.empty(shape, np.int64)
+    chi_cell_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
+                    index.edges, index.eq, index.stats, rows.astype(np.int64),
+                    np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
+                    lower, upper, covered)
+    return (lower.reshape(len(rows), -1), upper.reshape(len(rows), -1),
+            covered.reshape(len(rows), -1))

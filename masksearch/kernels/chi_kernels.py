@@ -263,3 +263,52 @@ def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
             upper = min(upper, iu + cu)
         out_lower[j] = lower
         out_upper[j] = upper
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def chi_cell_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
+                    lo_t, lo_incl, hi_t, hi_incl, out_lower, out_upper, out_covered):
+    """Per grid cell, bounds of the pixels of ``box`` in the range, for masks ``rows``.
+
+    All rows must share one grid (gh, gw) = out_lower.shape[1:]. Cells the box misses get 0;
+    a partly covered cell gets [max(0, lower - uncovered), min(upper, covered)].
+    ``out_covered[j, r, s]`` is the number of the cell's pixels inside the box.
+    """
+    n_cuts = edges.shape[0] + 1
+    n_edges = edges.shape[0]
+    for j in prange(rows.shape[0]):
+        i = rows[j]
+        h = heights[i]
+        w = widths[i]
+        gh = (h + cell - 1) // cell
+        gw = (w + cell - 1) // cell
+        start = offsets[i]
+        counts = counts_flat[start:start + gh * gw * n_cuts].reshape((gh, gw, n_cuts))
+        x0 = boxes[j, 0]
+        y0 = boxes[j, 1]
+        x1 = boxes[j, 2]
+        y1 = boxes[j, 3]
+        lo_kind, lo_k, lo_slack = _cut_plan(edges, eq[i], stats[i, 0], stats[i, 1],
+                                            lo_t, lo_incl)
+        hi_kind, hi_k, hi_slack = _cut_plan(edges, eq[i], stats[i, 0], stats[i, 1],
+                                            hi_t, hi_incl)
+        for r in range(gh):
+            cy0 = r * cell
+            cy1 = min(cy0 + cell, h)
+            oy = min(cy1, y1) - max(cy0, y0)
+            for s in range(gw):
+                cx0 = s * cell
+                cx1 = min(cx0 + cell, w)
+                ox = min(cx1, x1) - max(cx0, x0)
+                if oy <= 0 or ox <= 0:
+                    out_lower[j, r, s] = 0
+                    out_upper[j, r, s] = 0
+                    out_covered[j, r, s] = 0
+                    continue
+                covered = oy * ox
+                cl, cu = _range_bounds(counts, r, s, r + 1, s + 1, n_edges, lo_kind, lo_k,
+                                       lo_slack, hi_kind, hi_k, hi_slack)
+                uncovered = (cy1 - cy0) * (cx1 - cx0) - covered
+                out_lower[j, r, s] = max(0, cl - uncovered)
+                out_upper[j, r, s] = min(cu, covered)
+                out_covered[j, r, s] = covered
