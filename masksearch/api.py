@@ -29,14 +29,16 @@ class Database:
 
     def ingest(self, masks, *, image_id=None, model_id=None, mask_type=None,
                metadata: dict | None = None,
-               progress: Callable[[int, int], None] | None = None) -> list[int]:
+               progress: Callable[[int, int], None] | None = None,
+               index: bool | None = None) -> list[int]:
         """Add masks with their metadata atomically and return their new mask ids.
 
         ``masks``: an (N, H, W) array, a sequence of 2-D arrays, or PNG/NPY paths, folders or
         globs. ``image_id`` (required for arrays; file stems by default for files),
         ``model_id`` and ``mask_type``: one value for all masks or one per mask.
         ``metadata``: column name -> one value per mask (numbers, strings, booleans, or
-        boxes given as an (N, 4) integer array or 4-tuples/None).
+        boxes given as an (N, 4) integer array or 4-tuples/None). ``index``: build the CHIs
+        now (default: as the database was created, eager or lazy).
         """
         sources = mask_sources(masks)
         if image_id is None and any(s.path is None for s in sources):
@@ -44,7 +46,12 @@ class Database:
 
             raise IngestError("image_id is required when ingesting arrays")
         return self._store.ingest(sources, image_id=image_id, model_id=model_id,
-                                  mask_type=mask_type, metadata=metadata, progress=progress)
+                                  mask_type=mask_type, metadata=metadata, progress=progress,
+                                  index=index)
+
+    def build_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Build every CHI that lazy indexing has not built yet; returns how many."""
+        return self._store.build_index(progress)
 
     def query(self, sql: str, *, use_index: bool = True) -> Result:
         """Run one statement; ``use_index=False`` forces the brute-force path (same results)."""
@@ -92,11 +99,13 @@ class Database:
             pairs, counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
             shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
         pixel_bytes = sum(s.pixel_bytes() for s in segments)
+        indexed = sum(int(s.index.built.sum()) for s in segments)
         index_bytes = sum(s.index_bytes() for s in segments)
         m = self._store.manifest
         return {"path": self.path, "masks": table.num_rows, "segments": len(segments),
                 "dtypes": dtypes, "shapes": shapes, "columns": self._store.columns(),
-                "cell_size": m.cell_size, "codec": m.codec, "pixel_bytes": pixel_bytes,
+                "cell_size": m.cell_size, "codec": m.codec, "index_mode": m.index,
+                "indexed_masks": indexed, "pixel_bytes": pixel_bytes,
                 "index_bytes": index_bytes,
                 "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0}
 
@@ -114,6 +123,12 @@ def _stats_lines(s: QueryStats) -> list[str]:
 
 
 def connect(path: str | os.PathLike, *, cell_size: int | None = None,
-            bin_edges: dict | None = None, codec: str | None = None) -> Database:
-    """Open the database at ``path``, creating it (with these index settings) if absent."""
-    return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec))
+            bin_edges: dict | None = None, codec: str | None = None,
+            index: str | None = None) -> Database:
+    """Open the database at ``path``, creating it (with these settings) if absent.
+
+    ``index="lazy"`` defers the CHIs: each mask gets its CHI when a query first reads it
+    (or from ``build_index()``); ``"eager"`` (default) builds them at ingest.
+    """
+    return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
+                          index=index))

@@ -1,9 +1,10 @@
 """The ``masksearch`` command line: a thin layer over the Python API.
 
-    masksearch create PATH [--cell-size N] [--codec lz4|zstd]
+    masksearch create PATH [--cell-size N] [--codec lz4|zstd] [--index eager|lazy]
     masksearch ingest PATH FILES_OR_GLOBS... [--image-id ID] [--model-id X] [--mask-type X]
                       [--metadata FILE.csv|FILE.parquet] [--quiet]
     masksearch query PATH "SQL" [--format table|csv|json] [--max-rows N] [--no-index] [--stats]
+    masksearch index PATH [--quiet]
     masksearch info PATH [--json]
     masksearch explain PATH "SQL"
     masksearch demo
@@ -154,10 +155,11 @@ def cmd_create(args) -> int:
     root = Path(args.path)
     if (root / MANIFEST).exists():
         raise CLIError(f"a masksearch database exists at {args.path} already")
-    db = ms.connect(root, cell_size=args.cell_size, codec=args.codec)
+    db = ms.connect(root, cell_size=args.cell_size, codec=args.codec, index=args.index)
     info = db.info()
     print(f"created an empty database at {db.path} "
-          f"(cell size {info['cell_size']}, codec {info['codec']})")
+          f"(cell size {info['cell_size']}, codec {info['codec']}, "
+          f"{info['index_mode']} indexing)")
     return 0
 
 
@@ -213,6 +215,8 @@ def format_info(info: dict) -> str:
         f"shapes     {_counts(info['shapes'])}",
         f"cell size  {info['cell_size']} px",
         f"codec      {info['codec']}",
+        f"indexing   {info['index_mode']}: {info['indexed_masks']} of {info['masks']} masks "
+        "have a CHI",
         f"pixels     {_human_bytes(info['pixel_bytes'])} (compressed)",
         f"index      {_human_bytes(info['index_bytes'])} "
         f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
@@ -226,6 +230,19 @@ def format_info(info: dict) -> str:
 def cmd_info(args) -> int:
     info = _open(args.path).info()
     print(json.dumps(info, indent=1) if args.json else format_info(info))
+    return 0
+
+
+def cmd_index(args) -> int:
+    db = _open(args.path)
+    progress = _Progress(not args.quiet and sys.stderr.isatty(), desc="index")
+    try:
+        built = db.build_index(progress=progress)
+    finally:
+        progress.close()
+    info = db.info()
+    print(f"built {built} missing CHIs; {info['indexed_masks']} of {info['masks']} masks "
+          f"indexed ({_human_bytes(info['index_bytes'])})")
     return 0
 
 
@@ -267,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index cell size in pixels (default 16)")
     p.add_argument("--codec", choices=("lz4", "zstd"), default=None,
                    help="pixel compression (default lz4)")
+    p.add_argument("--index", choices=("eager", "lazy"), default=None,
+                   help="build CHIs at ingest (eager, default) or as queries read masks")
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser(
@@ -296,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="brute force: verify every mask (same results, slower)")
     p.add_argument("--stats", action="store_true", help="print query statistics to stderr")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("index", help="build the CHIs lazy indexing has not built yet")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("info", help="describe a database")
     p.add_argument("path", metavar="PATH")

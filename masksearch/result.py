@@ -17,6 +17,7 @@ class QueryStats:
     rejected_by_index: int = 0    # WHERE proved false from bounds
     verified: int = 0             # masks whose pixels were read and counted
     bytes_read: int = 0           # compressed pixel bytes read
+    chis_built: int = 0           # CHIs built on the way (lazy indexing)
     used_index: bool = True
     seconds: float = 0.0
 
@@ -31,7 +32,8 @@ class QueryStats:
     def summary(self) -> str:
         return (f"{self.masks_total} masks: {self.rejected_by_metadata} rejected by metadata, "
                 f"{self.accepted_by_index} accepted and {self.rejected_by_index} rejected by the "
-                f"index, {self.verified} verified ({self.bytes_read / 1e6:.1f} MB read); "
+                f"index, {self.verified} verified ({self.bytes_read / 1e6:.1f} MB read"
+                f"{f', {self.chis_built} CHIs built' if self.chis_built else ''}); "
                 f"{self.seconds * 1e3:.1f} ms")
 
 

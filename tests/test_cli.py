@@ -220,3 +220,20 @@ def test_create_twice_and_bad_ingest_leave_database_unchanged(data):
     assert "values for 2 masks" in err
     info = json.loads(ok(run("info", data["db"], "--json", cwd=data["work"])).stdout)
     assert info["masks"] == 2 * N_EACH
+
+
+def test_lazy_database_and_index_command(data, tmp_path):
+    """create --index lazy, a query builds some CHIs, `index` builds the rest."""
+    work = data["work"]
+    db = str(tmp_path / "lazy.msdb")
+    assert "lazy indexing" in ok(run("create", db, "--index", "lazy", cwd=work)).stdout
+    ok(run("ingest", db, "npy/*.npy", "--quiet", cwd=work))
+    info = json.loads(ok(run("info", db, "--json", cwd=work)).stdout)
+    assert info["index_mode"] == "lazy" and info["indexed_masks"] == 0
+    sql = "SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1]) > 500"
+    want = ok(run("query", db, sql, "--format", "csv", cwd=work)).stdout
+    info = json.loads(ok(run("info", db, "--json", cwd=work)).stdout)
+    assert info["indexed_masks"] == info["masks"]      # the query read every mask once
+    out = ok(run("index", db, "--quiet", cwd=work)).stdout
+    assert f"{info['masks']} of {info['masks']} masks indexed" in out
+    assert ok(run("query", db, sql, "--format", "csv", cwd=work)).stdout == want

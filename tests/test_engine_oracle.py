@@ -37,6 +37,8 @@ def databases(draw):
         bbox[0] = (0, 0, 1, 1)
     cell = draw(st.sampled_from([2, 3, 4, 16]))
     split = draw(st.integers(0, n))   # two ingests: several segments, schema merged
+    # Lazy indexing: CHIs appear as queries read masks, so later queries see a partial index.
+    cell = (cell, draw(st.sampled_from(["eager", "lazy"])))
     return ms_, {"label": label, "score": score, "bbox": bbox}, cell, split
 
 
@@ -161,7 +163,8 @@ def group_queries():
 
 
 def _build(tmp: str, ms_, meta, cell, split) -> ms.Database:
-    db = ms.connect(tmp + "/db", cell_size=cell)
+    cell, mode = cell if isinstance(cell, tuple) else (cell, "eager")
+    db = ms.connect(tmp + "/db", cell_size=cell, index=mode)
     for lo, hi in ((0, split), (split, len(ms_))):
         if hi > lo:
             db.ingest(ms_[lo:hi], image_id=[i // 2 for i in range(lo, hi)],

@@ -36,6 +36,7 @@ class Batch:
         self._refined = np.zeros((n, t), bool)
         self.bytes_read = 0
         self.verified = 0
+        self.chis_built = 0
         self.tie_columns = ["mask_id"]
 
     @property
@@ -65,12 +66,15 @@ class Batch:
             return np.zeros(len(idx), np.int64), area.copy()
         seg, row = self.seg[idx], self.row[idx]
         lower = np.zeros(len(idx), np.int64)
-        upper = np.zeros(len(idx), np.int64)
+        upper = self.region(roi).area[idx].copy()   # masks without a CHI yet: [0, area]
         for k in np.unique(seg):
-            sel = np.flatnonzero(seg == k)
             segment = self.store.segments[k]
-            lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
-                                                    boxes[idx[sel]], lo, hi, refine)
+            sel = np.flatnonzero(seg == k)
+            sel = sel[segment.index.built[row[sel]]]
+            if len(sel):
+                lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype,
+                                                        row[sel], boxes[idx[sel]], lo, hi,
+                                                        refine)
         return lower, upper
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut):
@@ -88,6 +92,11 @@ class Batch:
         for sel, arrays in parts.values():
             for o, a in zip(out, arrays, strict=True):
                 o[sel] = a
+        # Masks without a CHI yet: each cell holds between 0 and its covered pixels.
+        unbuilt = np.array([not self.store.segments[s].index.built[r]
+                            for s, r in zip(seg, row, strict=True)], dtype=bool)
+        out[0][unbuilt] = 0
+        out[1][unbuilt] = out[2][unbuilt]
         return tuple(out)
 
     def _set_bounds(self, t: int, idx: np.ndarray, lower, upper) -> None:
@@ -146,11 +155,12 @@ class Batch:
         task = CountTask(self.store.segments, self.seg[need], self.row[need],
                          [self.region(self.query.terms[t].roi).boxes[need] for t in all_terms],
                          [(self.query.terms[t].lo, self.query.terms[t].hi) for t in all_terms])
-        counts, nbytes = verify_candidates(task)
+        counts, nbytes, built = verify_candidates(task)
         self.exact[need] = counts
         self.known[need] = True
         self.verified += len(need)
         self.bytes_read += nbytes
+        self.chis_built += built
 
     def term_exact(self, cp: ast.CP) -> pa.Array:
         t = self.query.term_of[cp]
@@ -167,6 +177,6 @@ class Batch:
         for name in ("lower", "upper", "null", "exact", "known", "_refined"):
             setattr(sub, name, getattr(self, name)[idx])
         sub._bounded = self._bounded.copy()
-        sub.bytes_read = sub.verified = 0
+        sub.bytes_read = sub.verified = sub.chis_built = 0
         sub.tie_columns = self.tie_columns
         return sub

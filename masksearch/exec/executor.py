@@ -80,6 +80,7 @@ def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
     result = pa.Table.from_arrays(columns, names=list(q.names))
     stats.verified = batch.verified
     stats.bytes_read = batch.bytes_read
+    stats.chis_built = batch.chis_built
     stats.seconds = time.perf_counter() - start
     return Result(result, stats, plan.describe())
 
@@ -97,6 +98,7 @@ def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: 
     keys, member_rows = form_groups(members, plan.group_by)
     # Keep verification counters on the query's batch.
     members.verified, members.bytes_read = batch.verified, batch.bytes_read
+    members.chis_built = batch.chis_built
     groups = GroupBatch(keys, member_rows, members, q)
     groups.bound_all()
     g_undecided = np.zeros(len(member_rows), bool)
@@ -108,6 +110,7 @@ def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: 
                          list(range(len(q.group_terms))))
     chosen = selector.choose(g_candidates)
     batch.verified, batch.bytes_read = members.verified, members.bytes_read
+    batch.chis_built = members.chis_built
     return groups, chosen
 
 

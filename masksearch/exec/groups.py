@@ -190,6 +190,10 @@ class GroupBatch:
             if not len(rows):
                 continue
             masks = [segments[seg[r]].pixels(int(row[r])) for r in rows]
+            for r, m in zip(rows, masks, strict=True):
+                if not segments[seg[r]].index.built[row[r]]:
+                    self.members.chis_built += segments[seg[r]].add_index(
+                        np.array([row[r]]), [m])
             self.members.verified += len(rows)
             self.members.bytes_read += sum(segments[seg[r]].blob_size(int(row[r]))
                                            for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,12 +25,16 @@ class CountTask:
     cuts: list[tuple[Cut, Cut]]  # per term: (lo cut, hi cut)
 
 
-def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.ndarray, int]:
-    """Exact counts (M, T) for every mask and term, and the compressed bytes read."""
+def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.ndarray, int, int]:
+    """Exact counts (M, T) for every mask and term, the compressed bytes read, and how many
+    CHIs were built on the way (masks of lazily indexed segments get theirs from the pixels
+    read here, persisted for later queries)."""
     m, n_terms = len(task.seg_of), len(task.cuts)
     out = np.zeros((m, n_terms), dtype=np.int64)
     if m == 0:
-        return out, 0
+        return out, 0, 0
+    unindexed: dict[int, list] = {}
+    lock = threading.Lock()
     workers = workers or os.cpu_count() or 1
     chunks = np.array_split(np.arange(m), min(m, workers * 4))
 
@@ -47,8 +52,12 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
             k = task.seg_of[j]
             seg = task.segments[k]
             row = int(task.row_of[j])
-            pixels = kernel_view(seg.pixels(row))
+            raw = seg.pixels(row)
+            pixels = kernel_view(raw)
             nbytes += seg.blob_size(row)
+            if not seg.index.built[row]:
+                with lock:
+                    unindexed.setdefault(k, []).append((row, raw))
             for t, (lo, hi) in enumerate(cuts_of[k]):
                 x0, y0, x1, y1 = boxes[j, t]
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
@@ -59,4 +68,8 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
     else:
         with ThreadPoolExecutor(workers) as pool:
             total = sum(pool.map(run, chunks))
-    return out, total
+    built = 0
+    for k, items in unindexed.items():
+        rows = np.array([r for r, _ in items], np.int64)
+        built += task.segments[k].add_index(rows, [p for _, p in items])
+    return out, total, built

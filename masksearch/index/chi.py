@@ -88,6 +88,7 @@ class SegmentIndex:
     stats: np.ndarray       # (N, 2) float64 non-NaN min, max
     heights: np.ndarray     # (N,) int64
     widths: np.ndarray      # (N,) int64
+    built: np.ndarray       # (N,) bool: False for masks not indexed yet (lazy indexing)
 
 
 def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -> SegmentIndex:
@@ -116,7 +117,8 @@ def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -
             stack = np.stack([kernel_view(m) for m in masks[i:j]])
             build_chi_stack(stack, edges, cell, block, eq[i:j], stats[i:j])
         i = j
-    return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths)
+    return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
+                        np.ones(n, bool))
 
 
 def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:

@@ -27,6 +27,7 @@ class Manifest:
     next_mask_id: int = 0
     cell_size: int = 16
     codec: str = "lz4"
+    index: str = "eager"        # "eager": CHIs built at ingest; "lazy": built as queries read
     bin_edges: dict = field(default_factory=dict)  # dtype name -> list of edges (user override)
     columns: dict = field(default_factory=dict)    # column name -> logical type
     segments: tuple = ()

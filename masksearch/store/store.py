@@ -33,11 +33,13 @@ class Store:
     """The files of one database. Readers see the last committed manifest; one writer at a time."""
 
     def __init__(self, root: str | os.PathLike, *, cell_size: int | None = None,
-                 bin_edges: dict | None = None, codec: str | None = None):
+                 bin_edges: dict | None = None, codec: str | None = None,
+                 index: str | None = None):
         self.root = Path(root)
         if not (self.root / MANIFEST).exists():
-            self._create(cell_size, bin_edges, codec)
-        elif cell_size is not None or bin_edges is not None or codec is not None:
+            self._create(cell_size, bin_edges, codec, index)
+        elif cell_size is not None or bin_edges is not None or codec is not None \
+                or index is not None:
             raise StoreError(f"{self.root}: index settings are chosen when a database is "
                              "created; this one exists already")
         self._manifest_mtime = None
@@ -48,12 +50,15 @@ class Store:
         self.refresh()
 
     # --- creation and reading -------------------------------------------------------------
-    def _create(self, cell_size, bin_edges, codec) -> None:
+    def _create(self, cell_size, bin_edges, codec, index) -> None:
         if self.root.exists() and any(self.root.iterdir()):
             raise StoreError(f"{self.root}: the folder exists and is not a masksearch database")
         cell = DEFAULT_CELL_SIZE if cell_size is None else int(cell_size)
         if cell < 1:
             raise StoreError(f"cell_size must be a positive integer, got {cell_size}")
+        index = index or "eager"
+        if index not in ("eager", "lazy"):
+            raise StoreError(f"index must be 'eager' or 'lazy', got {index!r}")
         codec = codec or "lz4"
         if codec not in CODECS:
             raise StoreError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
@@ -68,7 +73,7 @@ class Store:
         columns = {"mask_id": "int64", "image_id": "null", "model_id": "null",
                    "mask_type": "null", "height": "int64", "width": "int64"}
         write_manifest(self.root, Manifest(cell_size=cell, codec=codec, bin_edges=edges,
-                                           columns=columns))
+                                           columns=columns, index=index))
 
     def refresh(self) -> None:
         """Re-read the manifest if another writer committed since."""
@@ -165,9 +170,27 @@ class Store:
         for p in (self.root / "segments").iterdir():
             if p.name not in committed:
                 shutil.rmtree(p, ignore_errors=True)
+            else:
+                for tmp in list(p.glob("*.tmp")) + list(p.glob("*.tmp.npy")):
+                    tmp.unlink(missing_ok=True)
+
+    def build_index(self, progress: ProgressFn | None = None) -> int:
+        """Build every missing CHI (lazy indexing); returns how many masks got one."""
+        with self.write_lock():
+            self.refresh()
+            self._remove_leftovers()
+            segments = self.segments
+            total = sum(len(s._shape[0]) for s in segments)
+            done = built = 0
+            for seg in segments:
+                built += seg.build_index()
+                done += len(seg._shape[0])
+                if progress is not None:
+                    progress(done, total)
+            return built
 
     def ingest(self, sources: list[MaskSource], *, image_id, model_id, mask_type, metadata,
-               progress: ProgressFn | None = None) -> list[int]:
+               progress: ProgressFn | None = None, index: bool | None = None) -> list[int]:
         n = len(sources)
         user = self._user_columns(metadata, n)
         ids = {"image_id": id_column("image_id", image_id if image_id is not None else
@@ -180,7 +203,9 @@ class Store:
             columns = self._merged_columns(ids, user)
             written: list[Path] = []
             try:
-                new = self._write_segments(sources, ids, user, columns, written, progress)
+                build = self.manifest.index == "eager" if index is None else bool(index)
+                new = self._write_segments(sources, ids, user, columns, written, progress,
+                                           build)
                 manifest = self.manifest.with_segments(
                     new, self.manifest.next_mask_id + n, columns)
                 write_manifest(self.root, manifest)
@@ -220,7 +245,8 @@ class Store:
         return {k: columns[k] for k in system} | {k: v for k, v in columns.items()
                                                    if k not in system}
 
-    def _write_segments(self, sources, ids, user, columns, written, progress) -> list[SegmentInfo]:
+    def _write_segments(self, sources, ids, user, columns, written, progress,
+                        build_index: bool) -> list[SegmentInfo]:
         m = self.manifest
         new: list[SegmentInfo] = []
         n = len(sources)
@@ -255,7 +281,8 @@ class Store:
             tmp = self.root / "segments" / f"tmp-{name}"
             written.append(tmp)
             write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
-                          m.codec, workers=os.cpu_count() or 1, on_encoded=encoded)
+                          m.codec, workers=os.cpu_count() or 1, on_encoded=encoded,
+                          build_index=build_index)
             final = self.root / "segments" / name
             os.replace(tmp, final)
             written.append(final)
