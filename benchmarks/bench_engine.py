@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +28,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import masksearch as ms  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    engine_version,
+    fail,
+    fmt_ms,
+    log,
+    machine,
+    ms_stats,
+    timed,
+    write_json,
+)
 from masksearch.synth import saliency_maps  # noqa: E402
 
 SIZE = 224
@@ -42,10 +49,6 @@ BBOX_RANGE = (0.6, 1.0)       # (lo, hi]
 BBOX_SHARE = 0.05
 SELECTIVITY = 0.005           # share of masks the selective filter should return
 TOPK = 25
-
-
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
 # --- data and database ----------------------------------------------------------------------
@@ -213,18 +216,6 @@ def make_queries(d: Data, threshold: int) -> list[Query]:
     ]
 
 
-def timed(fn: Callable):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
-
-
-def fail(msg: str) -> None:
-    bar = "!" * 78
-    print(f"\n{bar}\n!!! RESULT MISMATCH: {msg}\n{bar}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
 def run_query(d: Data, q: Query, repeat: int) -> dict:
     log(f"\n== {q.name}\n   {q.sql}")
     # Warm-up: compiles the Numba kernels, opens segments, pages the .npy into memory.
@@ -278,37 +269,7 @@ def check(q: Query, fast: ms.Result, slow: ms.Result, want: list[int]) -> None:
              f"only numpy: {only_np}\n   engine: {got[:TOPK]}\n   numpy:  {want[:TOPK]}")
 
 
-def ms_stats(times: list[float]) -> dict:
-    return {"median": statistics.median(times) * 1e3, "min": min(times) * 1e3,
-            "all": [round(t * 1e3, 2) for t in times]}
-
-
-def fmt_ms(times: list[float]) -> str:
-    return f"{statistics.median(times) * 1e3:,.1f} ms (min {min(times) * 1e3:,.1f})"
-
-
 # --- reporting --------------------------------------------------------------------------------
-def engine_version() -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "engine_dirty": bool(git("status", "--porcelain", "--", "masksearch"))}
-
-
-def machine() -> dict:
-    import numba
-    import pyarrow
-
-    return {"platform": platform.platform(), "processor": platform.processor() or None,
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "pyarrow": pyarrow.__version__}
-
-
 def markdown_table(rows: list[dict]) -> str:
     head = ["query", "rows", "index ms", "no-index ms", "numpy ms", "vs no-index", "vs numpy",
             "verified", "accepted / rejected by index"]
@@ -323,13 +284,6 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['verified']:,}",
             f"{r['accepted_by_index']:,} / {r['rejected_by_index']:,}"]) + " |")
     return "\n".join(lines)
-
-
-def write_json(path: Path, summary: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,11 +60,12 @@ class Database:
         logical = plan(bound)
         if not bound.explain:
             return execute(logical, self._store, use_index=use_index)
-        lines = logical.describe().splitlines()
         stats = QueryStats(used_index=use_index)
+        lines = logical.describe().splitlines()
         if bound.analyze:
             result = execute(logical, self._store, use_index=use_index)
             stats = result.stats
+            lines = logical.describe(stats.operators).splitlines()
             lines += ["", f"{len(result)} rows", *_stats_lines(stats)]
         return Result(pa.table({"plan": lines}), stats, logical.describe())
 
@@ -119,6 +120,7 @@ def _stats_lines(s: QueryStats) -> list[str]:
             f"accepted by the index: {s.accepted_by_index}",
             f"rejected by the index: {s.rejected_by_index}",
             f"verified (pixels read): {s.verified} masks, {s.bytes_read} bytes",
+            f"CHIs built: {s.chis_built}",
             f"time: {s.seconds * 1e3:.1f} ms" + ("" if s.used_index else " (index off)")]
 
 

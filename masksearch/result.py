@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
@@ -20,6 +20,7 @@ class QueryStats:
     chis_built: int = 0           # CHIs built on the way (lazy indexing)
     used_index: bool = True
     seconds: float = 0.0
+    operators: dict = field(default_factory=dict)   # per plan operator (EXPLAIN ANALYZE)
 
     @property
     def pruned(self) -> int:

@@ -248,10 +248,31 @@ def test_explain_and_explain_analyze(saliency):
     plan = [r[0] for r in db.query("EXPLAIN " + sql).rows()]
     assert plan[0].startswith("Project") and plan[-1].strip().endswith("Scan masks")
     assert any("MetaFilter [model_id = 1]" in line for line in plan)
-    assert any("BoundFilter+Verify" in line for line in plan)
+    assert any("BoundFilter [" in line for line in plan)
     analyzed = db.query("EXPLAIN ANALYZE " + sql)
     text = "\n".join(r[0] for r in analyzed.rows())
     real = db.query(sql)
     assert f"{len(real)} rows" in text
     assert f"rejected by metadata: {real.stats.rejected_by_metadata}" in text
     assert f"verified (pixels read): {real.stats.verified} masks" in text
+    # Per operator: what each saw and decided.
+    ops = real.stats.operators
+    assert ops["meta"]["seen"] == 600 and ops["meta"]["passed"] == 300
+    assert ops["bound"]["seen"] == 300
+    assert ops["bound"]["accepted"] + ops["bound"]["rejected"] + ops["bound"]["undecided"] == 300
+    assert ops["select"]["chosen"] == len(real)
+    assert ops["select"].get("verified", 0) == real.stats.verified
+    assert f"(seen 300, accepted {ops['bound']['accepted']}" in text
+
+
+def test_explain_analyze_of_a_grouped_query(saliency):
+    db, _, _ = saliency
+    sql = ("SELECT image_id, AVG(CP(mask, bbox, (0.6, 1.0]) / area(bbox)) AS a FROM masks "
+           "GROUP BY image_id HAVING a > 0.4 ORDER BY a DESC LIMIT 3")
+    text = "\n".join(r[0] for r in db.query("EXPLAIN ANALYZE " + sql).rows())
+    ops = db.query(sql).stats.operators
+    assert ops["aggregate"] == {**ops["aggregate"], "rows": 600, "groups": 300}
+    h = ops["having"]
+    assert h["seen"] == 300 and h["accepted"] + h["rejected"] + h["undecided"] == 300
+    assert "GroupBoundFilter+Verify [a > 0.4]  (seen 300" in text
+    assert "Aggregate by image_id" in text and "(rows 600, groups 300" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -11,6 +13,18 @@ from ..lang.binder import BoundQuery
 from ..store.store import Store
 from .regions import Regions, regions
 from .verify import CountTask, verify_candidates
+
+
+@dataclass
+class Work:
+    """Pixel work done for one query, shared by a batch and every batch taken from it."""
+
+    verified: int = 0       # masks decoded and counted
+    bytes_read: int = 0     # compressed pixel bytes read
+    chis_built: int = 0     # CHIs built on the way (lazy indexing)
+
+    def snapshot(self) -> Work:
+        return Work(self.verified, self.bytes_read, self.chis_built)
 
 
 class Batch:
@@ -34,9 +48,7 @@ class Batch:
         self.known = np.zeros((n, t), bool)
         self._bounded = np.zeros(t, bool)
         self._refined = np.zeros((n, t), bool)
-        self.bytes_read = 0
-        self.verified = 0
-        self.chis_built = 0
+        self.work = Work()
         self.tie_columns = ["mask_id"]
 
     @property
@@ -93,8 +105,9 @@ class Batch:
             for o, a in zip(out, arrays, strict=True):
                 o[sel] = a
         # Masks without a CHI yet: each cell holds between 0 and its covered pixels.
-        unbuilt = np.array([not self.store.segments[s].index.built[r]
-                            for s, r in zip(seg, row, strict=True)], dtype=bool)
+        unbuilt = np.zeros(len(idx), bool)
+        for k, (sel, _) in parts.items():
+            unbuilt[sel] = ~self.store.segments[k].index.built[row[sel]]
         out[0][unbuilt] = 0
         out[1][unbuilt] = out[2][unbuilt]
         return tuple(out)
@@ -158,9 +171,9 @@ class Batch:
         counts, nbytes, built = verify_candidates(task)
         self.exact[need] = counts
         self.known[need] = True
-        self.verified += len(need)
-        self.bytes_read += nbytes
-        self.chis_built += built
+        self.work.verified += len(need)
+        self.work.bytes_read += nbytes
+        self.work.chis_built += built
 
     def term_exact(self, cp: ast.CP) -> pa.Array:
         t = self.query.term_of[cp]
@@ -177,6 +190,6 @@ class Batch:
         for name in ("lower", "upper", "null", "exact", "known", "_refined"):
             setattr(sub, name, getattr(self, name)[idx])
         sub._bounded = self._bounded.copy()
-        sub.bytes_read = sub.verified = sub.chis_built = 0
+        sub.work = self.work
         sub.tie_columns = self.tie_columns
         return sub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ from ..plan.bounds import interval, outcomes
 from ..plan.logical import Plan
 from ..result import QueryStats, Result
 from ..store.store import Store
-from .batch import Batch
+from .batch import Batch, Work
 from .exact import evaluate
 from .groups import GroupBatch, form_groups
 
@@ -48,69 +49,107 @@ def bound_filter(units, where, refine: bool = True) -> tuple[np.ndarray, np.ndar
     return keep, undecided
 
 
+class _Trace:
+    """Per-operator statistics for EXPLAIN ANALYZE: counts, time and pixel work."""
+
+    def __init__(self, work: Work):
+        self.work = work
+        self.ops: dict[str, dict] = {}
+
+    @contextmanager
+    def op(self, key: str):
+        record: dict = {}
+        before, start = self.work.snapshot(), time.perf_counter()
+        yield record
+        record["ms"] = (time.perf_counter() - start) * 1e3
+        for name in ("verified", "bytes_read", "chis_built"):
+            delta = getattr(self.work, name) - getattr(before, name)
+            if delta:
+                record[name] = delta
+        self.ops[key] = record
+
+
 def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
     start = time.perf_counter()
     table = store.table()
     stats = QueryStats(masks_total=table.num_rows, used_index=use_index)
     q = plan.query
+    work = Work()
+    trace = _Trace(work)
+    trace.ops["scan"] = {"masks": table.num_rows}
     if plan.meta_filter and table.num_rows:
-        probe = Batch(table, store, q, use_index)
-        keep = _truth(evaluate(_conj(plan.meta_filter), probe))
-        table = table.filter(pa.array(keep))
+        with trace.op("meta") as rec:
+            probe = Batch(table, store, q, use_index)
+            keep = _truth(evaluate(_conj(plan.meta_filter), probe))
+            table = table.filter(pa.array(keep))
+            rec.update(seen=len(keep), passed=table.num_rows)
     stats.rejected_by_metadata = stats.masks_total - table.num_rows
     batch = Batch(table, store, q, use_index)
-    for t in range(len(q.terms)):
-        batch.bound_term(t)   # once here; sub-batches share these bounds
+    batch.work = work
     n = table.num_rows
     undecided = np.zeros(n, bool)
     candidates = np.arange(n)
-    if plan.cp_filter and n:
-        keep, undecided = bound_filter(batch, _conj(plan.cp_filter))
-        stats.rejected_by_index = int((~keep).sum())
-        stats.accepted_by_index = int((keep & ~undecided).sum())
-        candidates = np.flatnonzero(keep)
+    with trace.op("bound") as rec:
+        for t in range(len(q.terms)):
+            batch.bound_term(t)   # once here; sub-batches share these bounds
+        if plan.cp_filter and n:
+            keep, undecided = bound_filter(batch, _conj(plan.cp_filter))
+            stats.rejected_by_index = int((~keep).sum())
+            stats.accepted_by_index = int((keep & ~undecided).sum())
+            candidates = np.flatnonzero(keep)
+            rec.update(seen=n, accepted=stats.accepted_by_index,
+                       rejected=stats.rejected_by_index, undecided=int(undecided.sum()))
     if plan.grouped:
-        units, chosen = _select_groups(plan, batch, candidates, undecided)
+        units, chosen = _select_groups(plan, batch, candidates, undecided, trace)
     else:
-        selector = _Selector(plan, batch, _conj(plan.cp_filter) if plan.cp_filter else None,
-                             undecided, list(range(len(q.terms))))
-        units, chosen = batch, selector.choose(candidates)
-    out = units.take(chosen)
-    columns = [evaluate(e, out) for e in q.outputs]
-    result = pa.Table.from_arrays(columns, names=list(q.names))
-    stats.verified = batch.verified
-    stats.bytes_read = batch.bytes_read
-    stats.chis_built = batch.chis_built
+        with trace.op("select") as rec:
+            selector = _Selector(plan, batch,
+                                 _conj(plan.cp_filter) if plan.cp_filter else None,
+                                 undecided, list(range(len(q.terms))))
+            units, chosen = batch, selector.choose(candidates)
+            rec.update(candidates=len(candidates), chosen=len(chosen))
+    with trace.op("project") as rec:
+        out = units.take(chosen)
+        columns = [evaluate(e, out) for e in q.outputs]
+        result = pa.Table.from_arrays(columns, names=list(q.names))
+        rec.update(rows=result.num_rows)
+    stats.verified = work.verified
+    stats.bytes_read = work.bytes_read
+    stats.chis_built = work.chis_built
     stats.seconds = time.perf_counter() - start
+    stats.operators = trace.ops
     return Result(result, stats, plan.describe())
 
 
-def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: np.ndarray):
+def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: np.ndarray,
+                   trace: _Trace):
     """Settle WHERE exactly for the candidate rows, form groups, then choose groups."""
     q = plan.query
-    check = candidates[undecided[candidates]]
-    if len(check):
-        # Group membership must be exact: verify the rows bounds could not decide.
-        batch.resolve(check, list(range(len(q.terms))))
-        ok = _truth(evaluate(_conj(plan.cp_filter), batch.take(check)))
-        candidates = candidates[~np.isin(candidates, check[~ok])]
-    members = batch.take(candidates)
-    keys, member_rows = form_groups(members, plan.group_by)
-    # Keep verification counters on the query's batch.
-    members.verified, members.bytes_read = batch.verified, batch.bytes_read
-    members.chis_built = batch.chis_built
-    groups = GroupBatch(keys, member_rows, members, q)
-    groups.bound_all()
+    with trace.op("aggregate") as rec:
+        check = candidates[undecided[candidates]]
+        if len(check):
+            # Group membership must be exact: verify the rows bounds could not decide.
+            batch.resolve(check, list(range(len(q.terms))))
+            ok = _truth(evaluate(_conj(plan.cp_filter), batch.take(check)))
+            candidates = candidates[~np.isin(candidates, check[~ok])]
+        members = batch.take(candidates)
+        keys, member_rows = form_groups(members, plan.group_by)
+        groups = GroupBatch(keys, member_rows, members, q)
+        groups.bound_all()
+        rec.update(rows=len(candidates), groups=len(member_rows))
     g_undecided = np.zeros(len(member_rows), bool)
     g_candidates = np.arange(len(member_rows))
     if plan.having is not None and len(member_rows):
-        keep, g_undecided = bound_filter(groups, plan.having, refine=batch.use_index)
-        g_candidates = np.flatnonzero(keep)
-    selector = _Selector(plan, groups, plan.having, g_undecided,
-                         list(range(len(q.group_terms))))
-    chosen = selector.choose(g_candidates)
-    batch.verified, batch.bytes_read = members.verified, members.bytes_read
-    batch.chis_built = members.chis_built
+        with trace.op("having") as rec:
+            keep, g_undecided = bound_filter(groups, plan.having, refine=batch.use_index)
+            g_candidates = np.flatnonzero(keep)
+            rec.update(seen=len(keep), accepted=int((keep & ~g_undecided).sum()),
+                       rejected=int((~keep).sum()), undecided=int(g_undecided.sum()))
+    with trace.op("select") as rec:
+        selector = _Selector(plan, groups, plan.having, g_undecided,
+                             list(range(len(q.group_terms))))
+        chosen = selector.choose(g_candidates)
+        rec.update(candidates=len(g_candidates), chosen=len(chosen))
     return groups, chosen
 
 

@@ -95,12 +95,8 @@ class GroupBatch:
         return clip_boxes(raw, shape[:, 0], shape[:, 1])
 
     @property
-    def verified(self) -> int:
-        return self.members.verified
-
-    @property
-    def bytes_read(self) -> int:
-        return self.members.bytes_read
+    def work(self):
+        return self.members.work
 
     def _starts(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = [self.member_rows[g] for g in groups]
@@ -192,10 +188,10 @@ class GroupBatch:
             masks = [segments[seg[r]].pixels(int(row[r])) for r in rows]
             for r, m in zip(rows, masks, strict=True):
                 if not segments[seg[r]].index.built[row[r]]:
-                    self.members.chis_built += segments[seg[r]].add_index(
+                    self.work.chis_built += segments[seg[r]].add_index(
                         np.array([row[r]]), [m])
-            self.members.verified += len(rows)
-            self.members.bytes_read += sum(segments[seg[r]].blob_size(int(row[r]))
+            self.work.verified += len(rows)
+            self.work.bytes_read += sum(segments[seg[r]].blob_size(int(row[r]))
                                            for r in rows)
             aggregated = {}
             for a, c, b in zip(terms, cuts, boxes, strict=True):

@@ -31,32 +31,53 @@ class Plan:
     group_by: tuple[ast.Column, ...] = ()
     having: ast.Expr | None = None
 
-    def describe(self) -> str:
-        """The plan as an indented tree, root first."""
+    def operators(self) -> list[tuple[str, str]]:
+        """(key, label) of each operator, root first; keys match the executor's trace."""
         q = self.query
         src = lambda e: _source(q.text, e)  # noqa: E731
-        lines = [f"Project [{', '.join(q.names)}]"]
+        ops = [("project", f"Project [{', '.join(q.names)}]")]
         if self.limit is not None:
             keys = ", ".join(f"{src(o.expr)} {'DESC' if o.descending else 'ASC'}"
-                             for o in self.order_by) or "mask_id"
+                             for o in self.order_by) or ("group key" if self.grouped
+                                                         else "mask_id")
             label = {"bounded_topk": "TopK (bound order, early stop)",
                      "ordered_scan": "Limit (key order, early stop)", "full": "TopK (full)"}
-            lines.append(f"{label[self.strategy]} k={self.limit} by {keys}")
+            ops.append(("select", f"{label[self.strategy]} k={self.limit} by {keys}"))
         elif self.order_by:
-            lines.append("Sort by " + ", ".join(src(o.expr) for o in self.order_by))
+            ops.append(("select", "Sort by " + ", ".join(src(o.expr) for o in self.order_by)))
+        else:
+            ops.append(("select", "Verify"))
         if self.grouped:
             if self.having is not None:
-                lines.append(f"GroupBoundFilter+Verify [{src(self.having)}]")
+                ops.append(("having", f"GroupBoundFilter+Verify [{src(self.having)}]"))
             keys = ", ".join(k.name for k in self.group_by) or "(all rows)"
             aggs = ", ".join(src(a) for a in q.group_terms)
-
-            lines.append(f"Aggregate by {keys} [{aggs}]")
+            ops.append(("aggregate", f"Aggregate by {keys} [{aggs}]"))
         if self.cp_filter:
-            lines.append(f"BoundFilter+Verify [{' AND '.join(map(src, self.cp_filter))}]")
+            ops.append(("bound", f"BoundFilter [{' AND '.join(map(src, self.cp_filter))}]"))
         if self.meta_filter:
-            lines.append(f"MetaFilter [{' AND '.join(map(src, self.meta_filter))}]")
-        lines.append("Scan masks")
-        return "\n".join("  " * i + ("-> " if i else "") + line for i, line in enumerate(lines))
+            ops.append(("meta", f"MetaFilter [{' AND '.join(map(src, self.meta_filter))}]"))
+        ops.append(("scan", "Scan masks"))
+        return ops
+
+    def describe(self, stats: dict | None = None) -> str:
+        """The plan as an indented tree, root first; with ``stats`` (from a run, per
+        operator) each line also says what its operator saw, decided, read and took."""
+        lines = []
+        for depth, (key, label) in enumerate(self.operators()):
+            line = "  " * depth + ("-> " if depth else "") + label
+            if stats is not None and key in stats:
+                line += "  (" + ", ".join(_stat(k, v) for k, v in stats[key].items()) + ")"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def _stat(name: str, value) -> str:
+    if name == "ms":
+        return f"{value:.1f} ms"
+    if name == "bytes_read":
+        return f"{value / 1e6:.2f} MB read"
+    return f"{name.replace('_', ' ')} {value}"
 
 
 def _source(text: str, e) -> str:
