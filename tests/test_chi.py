@@ -137,3 +137,20 @@ def test_kernels_are_bounds_checked_in_tests():
 
     with pytest.raises(IndexError):
         count_in_range(np.zeros((3, 3), np.float32), 0, 0, 5, 5, 0.0, False, 1.0, True)
+
+
+def test_decimal_range_ends_hit_the_edges():
+    """(0.6, 0.8] on edges at multiples of 0.05 is exact for an aligned box, although
+    neither 0.6 nor 0.8 is a float (the binder makes them `v <= float below`)."""
+    from masksearch.lang.binder import exact_cut
+
+    rng = np.random.default_rng(3)
+    m = rng.random((32, 32)).astype(np.float32)
+    index = build_segment_index([m], np.arange(21) / 20, 16)
+    box = np.array([[0, 0, 32, 32]])
+    for lo, lo_closed, hi, hi_closed in [("0.4", False, "0.8", True), ("0.6", True, "0.7", False),
+                                         ("0.1", False, "0.3", True)]:
+        lo_cut, hi_cut = exact_cut(lo, not lo_closed), exact_cut(hi, hi_closed)
+        lower, upper = segment_bounds(index, m.dtype, np.array([0]), box, lo_cut, hi_cut)
+        exact = brute_cp(m, (0, 0, 32, 32), (float(lo), lo_closed, float(hi), hi_closed))
+        assert lower[0] == upper[0] == exact

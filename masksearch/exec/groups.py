@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import QueryError
+from ..index.agg_cache import entry_key
 from ..kernels.count_kernels import count_in_range
 from ..lang import ast
 from ..plan.bounds import interval
@@ -150,6 +151,13 @@ class GroupBatch:
         empty = starts[1:] == starts[:-1]
         if self.members.use_index and cp.mask.aggregate != "mean":
             lo, hi = self._cell_bounds(cp, term, groups, empty, lo, hi)
+        if self.members.use_index:
+            keys = [self._cache_key(cp, g) for g in groups]
+            found, c_lo, c_hi = self.members.store.aggregate_cache.bounds(
+                keys, boxes, term.lo, term.hi)
+            found &= ~empty
+            lo = np.where(found, np.maximum(lo, c_lo), lo)
+            hi = np.where(found, np.minimum(hi, c_hi), hi)
         self.lower[groups, a], self.upper[groups, a] = lo, hi
         self.may_null[groups, a] = self.must_null[groups, a] = empty
         tight = (lo == hi) & ~empty
@@ -157,6 +165,10 @@ class GroupBatch:
         self.known[groups[tight], a] = True
         self.exact[groups[empty], a] = None
         self.known[groups[empty], a] = True
+
+    def _cache_key(self, cp: ast.CP, g: int) -> str:
+        ids = self.members.rows.column("mask_id").to_numpy()[self.member_rows[g]]
+        return entry_key(cp.mask.aggregate, ids)
 
     def _cell_bounds(self, cp: ast.CP, term, groups, empty, lo, hi):
         """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape."""
@@ -181,6 +193,7 @@ class GroupBatch:
         seg, row = self.members.seg, self.members.row
         cuts = [self.query.group_cuts[self.aggregates[a]] for a in terms]
         boxes = [self._group_boxes(c.roi, groups) for c in cuts]
+        new: dict = {}
         for j, g in enumerate(groups):
             rows = self.member_rows[g]
             if not len(rows):
@@ -198,10 +211,20 @@ class GroupBatch:
                 kind = self.aggregates[a].mask.aggregate
                 if kind not in aggregated:
                     aggregated[kind] = aggregate_pixels(kind, masks)
+                    if self.members.use_index:
+                        # Keep its CHI: later queries over this group get exact bounds.
+                        seg0 = segments[seg[rows[0]]].index
+                        new.setdefault((kind, seg0.edges.tobytes()), (seg0.edges, [], []))
+                        entry = new[(kind, seg0.edges.tobytes())]
+                        entry[1].append(self._cache_key(self.aggregates[a], g))
+                        entry[2].append(aggregated[kind])
                 x0, y0, x1, y1 = b[j]
                 self.exact[g, a] = int(count_in_range(aggregated[kind], x0, y0, x1, y1,
                                                       c.lo.t, c.lo.incl, c.hi.t, c.hi.incl))
         self.known[np.ix_(groups, terms)] = True
+        cache = self.members.store.aggregate_cache
+        for edges, keys, pixels in new.values():
+            self.work.chis_built += cache.add(keys, pixels, edges, segments[0].index.cell)
 
     def term_bounds(self, node):
         a = self.aggregates.index(node)

@@ -129,14 +129,26 @@ def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:
     return cut
 
 
+def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
+    """``v <= t`` as ``v < e`` when e is the next float after t and an edge: the same cut for
+    every float, and one the index holds exactly. (A decimal end such as 0.6 becomes
+    ``v <= largest float below 0.6``, which would otherwise miss the edge at 0.6.)"""
+    if cut.incl and math.isfinite(cut.t):
+        up = math.nextafter(cut.t, math.inf)
+        k = int(np.searchsorted(edges, up))
+        if k < len(edges) and edges[k] == up:
+            return Cut(up, False)
+    return cut
+
+
 def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
                    lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4).
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
-    lo = cut_for_dtype(lo, dtype)
-    hi = cut_for_dtype(hi, dtype)
+    lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
+    hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
     lower = np.empty(len(rows), dtype=np.int64)
     upper = np.empty(len(rows), dtype=np.int64)
     if len(rows):
@@ -150,8 +162,8 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
 def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
                         boxes: np.ndarray, lo: Cut, hi: Cut):
     """Per-cell (lower, upper, covered), each (M, gh * gw), for ``rows`` sharing one shape."""
-    lo = cut_for_dtype(lo, dtype)
-    hi = cut_for_dtype(hi, dtype)
+    lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
+    hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
     gh, gw = grid_shape(int(index.heights[rows[0]]), int(index.widths[rows[0]]), index.cell)
     shape = (len(rows), gh, gw)
     lower, upper = np.empty(shape, np.int64), np.empty(shape, np.int64)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import IngestError, StoreError
+from ..index.agg_cache import AggregateCache
 from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
 from .codec import CODECS
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
@@ -47,6 +48,7 @@ class Store:
         self._segments: dict[str, Segment] = {}
         self._table: pa.Table | None = None
         self._id_order: np.ndarray | None = None
+        self.aggregate_cache = AggregateCache(self.root)
         self.refresh()
 
     # --- creation and reading -------------------------------------------------------------
@@ -173,6 +175,8 @@ class Store:
             else:
                 for tmp in list(p.glob("*.tmp")) + list(p.glob("*.tmp.npy")):
                     tmp.unlink(missing_ok=True)
+        for tmp in (self.root / "aggcache").glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def build_index(self, progress: ProgressFn | None = None) -> int:
         """Build every missing CHI (lazy indexing); returns how many masks got one."""

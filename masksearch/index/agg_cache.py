@@ -1,0 +1,104 @@
+"""CHIs of aggregated masks (intersect / union / mean of a group's masks), cached on disk.
+
+An entry is keyed by the aggregation and the exact member mask ids, so a group whose
+membership changes (a new ingest, another WHERE) simply has another key: a stale CHI is
+never used. Entries are written in files of their own (written whole, then renamed in), one
+per batch of new entries, so concurrent readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from .chi import Cut, SegmentIndex, build_segment_index, chi_offsets, segment_bounds
+
+DIRECTORY = "aggcache"
+
+
+def entry_key(kind: str, mask_ids) -> str:
+    ids = ",".join(str(int(i)) for i in sorted(mask_ids))
+    return hashlib.sha1(f"{kind}:{ids}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Part:
+    index: SegmentIndex
+    dtype: np.dtype
+
+
+class AggregateCache:
+    """The cached CHIs of one database; loads its files on first use."""
+
+    def __init__(self, root: Path):
+        self.directory = root / DIRECTORY
+        self._parts: list[_Part] | None = None
+        self._where: dict[str, tuple[int, int]] = {}
+
+    def _load(self) -> None:
+        if self._parts is not None:
+            return
+        self._parts = []
+        if not self.directory.exists():
+            return
+        for path in sorted(self.directory.glob("*.npz")):
+            try:
+                with np.load(path) as f:
+                    self._add(list(f["keys"]), f["heights"], f["widths"], int(f["cell"]),
+                              f["edges"], f["counts"], f["eq"], f["stats"],
+                              np.dtype(str(f["dtype"])))
+            except (OSError, ValueError, KeyError) as e:
+                raise StoreError(f"{path}: cannot read cached CHIs ({e})") from None
+
+    def _add(self, keys, heights, widths, cell, edges, counts, eq, stats, dtype) -> None:
+        offsets = chi_offsets(heights, widths, cell, len(edges))
+        index = SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
+                             np.ones(len(keys), bool))
+        self._parts.append(_Part(index, dtype))
+        for row, key in enumerate(keys):
+            self._where[str(key)] = (len(self._parts) - 1, row)
+
+    def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut):
+        """(found, lower, upper) for entries ``keys`` over clipped ``boxes`` (M, 4)."""
+        self._load()
+        found = np.array([k in self._where for k in keys], dtype=bool)
+        lower = np.zeros(len(keys), np.int64)
+        upper = np.zeros(len(keys), np.int64)
+        by_part: dict[int, list[int]] = {}
+        for j, key in enumerate(keys):
+            if found[j]:
+                by_part.setdefault(self._where[key][0], []).append(j)
+        for p, js in by_part.items():
+            part = self._parts[p]
+            rows = np.array([self._where[keys[j]][1] for j in js], np.int64)
+            lo_b, hi_b = segment_bounds(part.index, part.dtype, rows, boxes[js], lo, hi)
+            lower[js], upper[js] = lo_b, hi_b
+        return found, lower, upper
+
+    def add(self, keys: list[str], masks: list[np.ndarray], edges: np.ndarray,
+            cell: int) -> int:
+        """Build and persist the CHIs of aggregated ``masks``; returns how many were new."""
+        self._load()
+        todo = [(k, m) for k, m in zip(keys, masks, strict=True) if k not in self._where]
+        by_dtype: dict[str, list] = {}
+        for k, m in todo:
+            by_dtype.setdefault(m.dtype.name, []).append((k, m))
+        for dtype, items in by_dtype.items():
+            part = build_segment_index([m for _, m in items], edges, cell)
+            self.directory.mkdir(exist_ok=True)
+            path = self.directory / f"{uuid.uuid4().hex[:16]}.npz"
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=np.array([k for k, _ in items]), heights=part.heights,
+                         widths=part.widths, cell=cell, edges=edges, counts=part.counts,
+                         eq=part.eq, stats=part.stats, dtype=dtype)
+            os.replace(tmp, path)
+            self._add([k for k, _ in items], part.heights, part.widths, cell, edges,
+                      part.counts, part.eq, part.stats, np.dtype(dtype))
+        return len(todo)
