@@ -188,6 +188,23 @@ def evaluate(e, row):
     raise ValueError(kind)
 
 
+def statement(items, where, keys, having, order, limit) -> str:
+    """SELECT text from its parts (expressions as specs)."""
+    text = f"SELECT {', '.join(items)} FROM masks"
+    if where is not None:
+        text += f"\nWHERE {render(where)}"
+    if keys:
+        text += f"\nGROUP BY {', '.join(keys)}"
+    if having is not None:
+        text += f"\nHAVING {render(having)}"
+    if order:
+        text += "\nORDER BY " + ", ".join(f"{render(x)} {'DESC' if d else 'ASC'}"
+                                          for x, d in order)
+    if limit is not None:
+        text += f"\nLIMIT {limit}"
+    return text
+
+
 def _order(units: list[dict], order, tie) -> list[dict]:
     """Sort by ``order`` (NULLs last both ways), ties by ``tie`` ascending (NULLs last)."""
     units = sorted(units, key=lambda u: [(u[k] is None, u[k] if u[k] is not None else 0)
@@ -213,19 +230,7 @@ class GroupSpec:
 
     def sql(self) -> str:
         items = list(self.keys) + [f"{render(e)} AS g{i}" for i, e in enumerate(self.select)]
-        text = f"SELECT {', '.join(items)} FROM masks"
-        if self.where is not None:
-            text += f"\nWHERE {render(self.where)}"
-        if self.keys:
-            text += f"\nGROUP BY {', '.join(self.keys)}"
-        if self.having is not None:
-            text += f"\nHAVING {render(self.having)}"
-        if self.order:
-            text += "\nORDER BY " + ", ".join(f"{render(x)} {'DESC' if d else 'ASC'}"
-                                              for x, d in self.order)
-        if self.limit is not None:
-            text += f"\nLIMIT {self.limit}"
-        return text
+        return statement(items, self.where, self.keys, self.having, self.order, self.limit)
 
 
 def run_groups(spec: GroupSpec, rows: list[dict]) -> list[tuple]:
@@ -257,16 +262,8 @@ class QuerySpec:
     limit: int | None = None
 
     def sql(self) -> str:
-        items = ", ".join(f"{render(e)} AS c{i}" for i, e in enumerate(self.select))
-        text = f"SELECT mask_id, {items} FROM masks" if items else "SELECT mask_id FROM masks"
-        if self.where is not None:
-            text += f"\nWHERE {render(self.where)}"
-        if self.order:
-            text += "\nORDER BY " + ", ".join(f"{render(x)} {'DESC' if d else 'ASC'}"
-                                              for x, d in self.order)
-        if self.limit is not None:
-            text += f"\nLIMIT {self.limit}"
-        return text
+        items = ["mask_id"] + [f"{render(e)} AS c{i}" for i, e in enumerate(self.select)]
+        return statement(items, self.where, (), None, self.order, self.limit)
 
 
 def run(spec: QuerySpec, rows: list[dict]) -> list[tuple]:

@@ -168,6 +168,17 @@ def _range_bounds(counts, r0, s0, r1, s1, n_edges, lo_kind, lo_k, lo_slack,
 
 
 @njit(cache=True, nogil=True)
+def _mask_counts(counts_flat, offsets, heights, widths, cell, n_cuts, i):
+    """Mask i's shape, grid and its CHI as a (gh, gw, n_cuts) view of the flat counts."""
+    h = heights[i]
+    w = widths[i]
+    gh = (h + cell - 1) // cell
+    gw = (w + cell - 1) // cell
+    start = offsets[i]
+    return h, w, gh, gw, counts_flat[start:start + gh * gw * n_cuts].reshape((gh, gw, n_cuts))
+
+
+@njit(cache=True, nogil=True)
 def _boundary_bounds(counts, h, w, cell, x0, y0, x1, y1, r0o, s0o, r1o, s1o, r0i, s0i, r1i,
                      s1i, n_edges, lo_kind, lo_k, lo_slack, hi_kind, hi_k, hi_slack):
     """Bounds of the in-range pixels of the box inside the cells of the outer grid rectangle
@@ -209,12 +220,8 @@ def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
     n_cuts = edges.shape[0] + 1
     for j in prange(rows.shape[0]):
         i = rows[j]
-        h = heights[i]
-        w = widths[i]
-        gh = (h + cell - 1) // cell
-        gw = (w + cell - 1) // cell
-        start = offsets[i]
-        counts = counts_flat[start:start + gh * gw * n_cuts].reshape((gh, gw, n_cuts))
+        h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
+                                            n_cuts, i)
         x0 = boxes[j, 0]
         y0 = boxes[j, 1]
         x1 = boxes[j, 2]
@@ -278,12 +285,8 @@ def chi_cell_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stat
     n_edges = edges.shape[0]
     for j in prange(rows.shape[0]):
         i = rows[j]
-        h = heights[i]
-        w = widths[i]
-        gh = (h + cell - 1) // cell
-        gw = (w + cell - 1) // cell
-        start = offsets[i]
-        counts = counts_flat[start:start + gh * gw * n_cuts].reshape((gh, gw, n_cuts))
+        h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
+                                            n_cuts, i)
         x0 = boxes[j, 0]
         y0 = boxes[j, 1]
         x1 = boxes[j, 2]
