@@ -151,7 +151,7 @@ class GroupBatch:
         empty = starts[1:] == starts[:-1]
         if self.members.use_index and cp.mask.aggregate != "mean":
             lo, hi = self._cell_bounds(cp, term, groups, empty, lo, hi)
-        if self.members.use_index:
+        if self.members.use_index and not self.members.store.aggregate_cache.empty():
             keys = [self._cache_key(cp, g) for g in groups]
             found, c_lo, c_hi = self.members.store.aggregate_cache.bounds(
                 keys, boxes, term.lo, term.hi)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..index.chi import Cut, cut_for_dtype, kernel_view
+from ..index.chi import Cut, build_segment_index, cut_for_dtype, kernel_view
 from ..kernels.count_kernels import count_in_range
 from ..store.segments import Segment
 
@@ -56,8 +56,11 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
             pixels = kernel_view(raw)
             nbytes += seg.blob_size(row)
             if not seg.index.built[row]:
+                # Build its CHI here, in this thread, from the pixels just decoded; keep only
+                # the (small) CHI, not the pixels.
+                chi = build_segment_index([raw], seg.index.edges, seg.index.cell)
                 with lock:
-                    unindexed.setdefault(k, []).append((row, raw))
+                    unindexed.setdefault(k, []).append((row, chi))
             for t, (lo, hi) in enumerate(cuts_of[k]):
                 x0, y0, x1, y1 = boxes[j, t]
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
@@ -70,6 +73,9 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
             total = sum(pool.map(run, chunks))
     built = 0
     for k, items in unindexed.items():
+        items.sort(key=lambda item: item[0])
         rows = np.array([r for r, _ in items], np.int64)
-        built += task.segments[k].add_index(rows, [p for _, p in items])
+        built += task.segments[k].add_built(
+            rows, np.concatenate([c.counts for _, c in items]),
+            np.concatenate([c.eq for _, c in items]), np.concatenate([c.stats for _, c in items]))
     return out, total, built

@@ -8,7 +8,6 @@ per batch of new entries, so concurrent readers never see half a file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ DIRECTORY = "aggcache"
 
 
 def entry_key(kind: str, mask_ids) -> str:
-    ids = ",".join(str(int(i)) for i in sorted(mask_ids))
-    return hashlib.sha1(f"{kind}:{ids}".encode()).hexdigest()
+    return kind + ":" + ",".join(map(str, sorted(int(i) for i in mask_ids)))
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,10 @@ class AggregateCache:
         self._parts.append(_Part(index, dtype))
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
+
+    def empty(self) -> bool:
+        self._load()
+        return not self._where
 
     def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut):
         """(found, lower, upper) for entries ``keys`` over clipped ``boxes`` (M, 4)."""

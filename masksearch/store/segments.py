@@ -191,13 +191,22 @@ class Segment:
             return 0
         rows_todo = np.array([r for r, _ in todo], np.int64)
         part = build_segment_index([m for _, m in todo], index.edges, index.cell)
+        return self.add_built(rows_todo, part.counts, part.eq, part.stats)
+
+    def add_built(self, rows: np.ndarray, counts: np.ndarray, eq: np.ndarray,
+                  stats: np.ndarray) -> int:
+        """Persist CHIs built elsewhere for ``rows`` (counts concatenated in row order)."""
+        index = self.index
+        new = ~index.built[rows]
+        if not new.any():
+            return 0
         path = self.directory / f"chi-delta-{uuid.uuid4().hex[:16]}.npz"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, rows=rows_todo, counts=part.counts, eq=part.eq, stats=part.stats)
+            np.savez(f, rows=rows, counts=counts, eq=eq, stats=stats)
         os.replace(tmp, path)
-        self._merge(index, rows_todo, part.counts, part.eq, part.stats)
-        return len(todo)
+        self._merge(index, rows, counts, eq, stats)
+        return int(new.sum())
 
     def build_index(self) -> int:
         """Write the full index from the pixels (what lazy indexing has not built yet)."""
