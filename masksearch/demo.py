@@ -53,6 +53,16 @@ QUERIES = [
      "FROM masks\n"
      "WHERE model_id = 1 AND CP(mask, full, (0.3, 1.0]) > 0.6 * area(full)\n"
      "ORDER BY spread DESC LIMIT 10"),
+    ("Mask aggregation: images where the two models' high-saliency regions overlap most (IoU)",
+     "SELECT image_id,\n"
+     "       CP(intersect(mask), full, (0.5, 1.0]) / CP(union(mask), full, (0.5, 1.0]) AS iou\n"
+     "FROM masks WHERE model_id IN (0, 1)\n"
+     "GROUP BY image_id ORDER BY iou DESC LIMIT 10"),
+    ("Aggregation: images where both models attend to the object (mean share inside the box)",
+     "SELECT image_id, label, AVG(CP(mask, bbox, (0.6, 1.0]) / area(bbox)) AS attn\n"
+     "FROM masks\n"
+     "GROUP BY image_id, label HAVING attn > 0.9\n"
+     "ORDER BY attn DESC LIMIT 10"),
 ]
 
 
