@@ -276,3 +276,68 @@ def test_explain_analyze_of_a_grouped_query(saliency):
     assert h["seen"] == 300 and h["accepted"] + h["rejected"] + h["undecided"] == 300
     assert "GroupBoundFilter+Verify [a > 0.4]  (seen 300" in text
     assert "Aggregate by image_id" in text and "(rows 600, groups 300" in text
+
+
+def test_topk_with_a_nan_kth_value(tmp_path):
+    """score*score overflows to inf for one row, so its value is NaN; NaN sorts last and
+    must not stop the top-k from finding the better rows."""
+    m = np.zeros((17, 4, 4), np.float32)
+    for i in range(17):
+        m[i] = 0.9
+        m[i].flat[:i] = 0.1                      # CP(mask, full, [0, 0.5]) == i
+    score = [1.0] * 17
+    score[0] = 1e200
+    db = ms.connect(tmp_path / "db")
+    db.ingest(m, image_id=np.arange(17), metadata={"score": score})
+    expr = "score * score - score * score + CP(mask, full, [0, 0.5])"
+    want = [(i, float(i)) for i in range(16, 0, -1)]
+    for use_index in (True, False):
+        full = db.query(f"SELECT mask_id, {expr} AS s FROM masks ORDER BY s DESC",
+                        use_index=use_index).rows()
+        assert full[:16] == want and full[16][0] == 0 and np.isnan(full[16][1])
+        top = db.query(f"SELECT mask_id, {expr} AS s FROM masks ORDER BY s DESC LIMIT 16",
+                       use_index=use_index).rows()
+        assert top == want
+        grouped = db.query(f"SELECT image_id, SUM({expr}) AS s FROM masks GROUP BY image_id "
+                           "ORDER BY s DESC LIMIT 16", use_index=use_index).rows()
+        assert grouped == want
+
+
+def test_integer_sum_overflow_is_an_error(tmp_path):
+    db = ms.connect(tmp_path / "db")
+    db.ingest([np.zeros((8, 8), np.float32)] * 3, image_id=[1, 1, 2],
+              metadata={"big": [2**62, 2**62, 1]})
+    for use_index in (True, False):
+        with pytest.raises(ms.QueryError, match="overflow in SUM"):
+            db.query("SELECT image_id, SUM(big) FROM masks GROUP BY image_id",
+                     use_index=use_index)
+
+
+def test_a_repeated_group_key_counts_once(small):
+    assert rows(small, "SELECT image_id, COUNT(*) FROM masks GROUP BY image_id, image_id") == [
+        (1, 2), (2, 2)]
+
+
+def test_lazy_index_survives_deltas_removed_by_a_concurrent_build(tmp_path):
+    """A reader that listed delta files which build_index() then removed loads the full
+    index instead of failing."""
+    db = ms.connect(tmp_path / "db", index="lazy")
+    db.ingest(np.random.default_rng(1).random((6, 16, 16)).astype(np.float32),
+              image_id=list(range(6)))
+    db.query("SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1]) > 100")
+    seg_dir = next((tmp_path / "db" / "segments").iterdir())
+    deltas = sorted(seg_dir.glob("chi-delta-*.npz"))
+    assert deltas
+    ms.connect(tmp_path / "db").build_index()
+    from masksearch.store.segments import Segment
+
+    reader = Segment(seg_dir)
+    listed = deltas  # as listed before the build removed them
+    original = type(seg_dir).glob
+    try:
+        type(seg_dir).glob = lambda self, pattern: iter(listed) if "delta" in pattern \
+            else original(self, pattern)
+        index = reader.index
+    finally:
+        type(seg_dir).glob = original
+    assert index.built.all()

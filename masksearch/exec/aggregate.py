@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ..errors import QueryError
+
 _U = 2.0 ** -52
 
 
@@ -23,6 +25,8 @@ def exact_aggregate(func: str, values: list, n_rows: int):
         return max(values)
     if all(isinstance(v, int) for v in values):
         total = sum(values)
+        if func == "sum" and not -2**63 <= total < 2**63:
+            raise QueryError(f"integer overflow in SUM (the sum is {total})")
         return total if func == "sum" else math.fsum(values) / len(values)
     # Correctly rounded sums: rounding is monotone, so bounds from summed ends stay sound.
     total = math.fsum(values)

@@ -275,8 +275,9 @@ class _Selector:
             if len(top) < k or pos >= len(ordered):
                 continue
             kth = evaluate(first.expr, self.batch.take(top[-1:]))[0].as_py()
-            if kth is None:
-                continue  # a NULL k-th value can still be displaced by any row
+            if kth is None or kth != kth:
+                kth = None
+                continue  # a NULL or NaN k-th value can still be displaced by any row
             kth_tie = rank_of.get(int(top[-1]), -1) if ties is not None else None
             nxt = best[pos]
             if never_value[pos] or (nxt < kth if desc else nxt > kth):

@@ -114,7 +114,8 @@ class _Binder:
         grouped = bool(select.group_by) or select.having is not None or any(
             item.expr is not None and _has_aggregate(item.expr) for item in select.items) or any(
             _has_aggregate(o.expr) for o in select.order_by)
-        group_by = tuple(self.group_key(e) for e in select.group_by)
+        # A key named twice groups the same way as once.
+        group_by = tuple(dict.fromkeys(self.group_key(e) for e in select.group_by))
         names, outputs = [], []
         for item in select.items:
             if item.expr is None:

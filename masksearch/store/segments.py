@@ -169,9 +169,18 @@ class Segment:
                 with np.load(path) as delta:
                     self._merge(index, delta["rows"], delta["counts"], delta["eq"],
                                 delta["stats"])
+            except FileNotFoundError:
+                if (self.directory / "chi.npy").exists():
+                    # build_index() completed meanwhile and removed the deltas.
+                    return self.index_from_files()
+                raise StoreError(f"{path}: the index delta vanished") from None
             except (OSError, ValueError, KeyError) as e:
                 raise StoreError(f"{path}: cannot read the index delta ({e})") from None
         return index
+
+    def index_from_files(self) -> SegmentIndex:
+        """The full index as written by ingest or build_index()."""
+        return self.__class__.index.func(self)
 
     @staticmethod
     def _merge(index: SegmentIndex, rows, counts, eq, stats) -> None:
