@@ -67,7 +67,7 @@ class Database:
             stats = result.stats
             lines = logical.describe(stats.operators).splitlines()
             lines += ["", f"{len(result)} rows", *_stats_lines(stats)]
-        return Result(pa.table({"plan": lines}), stats, logical.describe())
+        return Result(pa.table({"plan": lines}), stats)
 
     def explain(self, sql: str) -> str:
         """The logical plan of a statement as text."""

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MaskSearchError
+from .store.manifest import MANIFEST
 
-MANIFEST = "manifest.json"
 ID_COLUMNS = ("image_id", "model_id", "mask_type")
 _BOX_TEXT = re.compile(r"^\s*[\(\[{]?\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]}]?\s*$")
 _INT_TEXT = re.compile(r"^[+-]?\d+$")

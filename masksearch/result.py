@@ -41,10 +41,9 @@ class QueryStats:
 class Result:
     """Rows of a query. Convert with ``to_arrow()``, ``to_pylist()`` or ``to_pandas()``."""
 
-    def __init__(self, table: pa.Table, stats: QueryStats, plan_text: str = ""):
+    def __init__(self, table: pa.Table, stats: QueryStats):
         self._table = table
         self.stats = stats
-        self.plan_text = plan_text
 
     @property
     def columns(self) -> list[str]:

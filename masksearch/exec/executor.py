@@ -118,7 +118,7 @@ def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
     stats.chis_built = work.chis_built
     stats.seconds = time.perf_counter() - start
     stats.operators = trace.ops
-    return Result(result, stats, plan.describe())
+    return Result(result, stats)
 
 
 def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: np.ndarray,

@@ -7,10 +7,6 @@ from ..lang.binder import BoundQuery
 from .logical import Plan
 
 
-def _has_cp(e) -> bool:
-    return ast.has_terms(e)
-
-
 def _conjuncts(e):
     if isinstance(e, ast.And):
         for x in e.items:
@@ -24,13 +20,13 @@ def plan(q: BoundQuery) -> Plan:
     meta, cp = [], []
     if q.where is not None:
         for c in _conjuncts(q.where):
-            (cp if _has_cp(c) else meta).append(c)
+            (cp if ast.has_terms(c) else meta).append(c)
     keys = q.order_by
     if q.limit is None:
         strategy = "full"
-    elif not any(_has_cp(o.expr) for o in keys):
+    elif not any(ast.has_terms(o.expr) for o in keys):
         strategy = "ordered_scan"
-    elif _has_cp(keys[0].expr):
+    elif ast.has_terms(keys[0].expr):
         strategy = "bounded_topk"
     else:
         strategy = "full"
