@@ -4,12 +4,12 @@ An entry is keyed by the aggregation and the exact member mask ids, so a group w
 membership changes (a new ingest, another WHERE) simply has another key: a stale CHI is
 never used. Entries are written in files of their own (written whole with the digest of
 their arrays, fsynced, then renamed in), one per batch of new entries, so concurrent readers
-never see half a file, and a damaged file is reported, never used.
+never see half a file; each is named by the digest of its bytes, so a damaged file is
+reported, never used.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +48,7 @@ class AggregateCache:
             return
         for path in sorted(self.directory.glob("*.npz")):
             try:
-                # Files written before checksums (no digest) are accepted: zip CRCs cover them.
-                f = load_checked_npz(path, "cached CHIs", legacy_ok=True)
+                f = load_checked_npz(path, "cached CHIs")
             except FileNotFoundError:
                 continue  # removed by an index rebuild meanwhile
             try:
@@ -99,8 +98,7 @@ class AggregateCache:
         for dtype, items in by_dtype.items():
             part = build_segment_index([m for _, m in items], edges, cell)
             self.directory.mkdir(exist_ok=True)
-            path = self.directory / f"{uuid.uuid4().hex[:16]}.npz"
-            save_checked_npz(path, {"keys": np.array([k for k, _ in items]),
+            save_checked_npz(self.directory, "", {"keys": np.array([k for k, _ in items]),
                                     "heights": part.heights, "widths": part.widths,
                                     "cell": np.array(cell), "edges": edges,
                                     "counts": part.counts, "eq": part.eq, "stats": part.stats,

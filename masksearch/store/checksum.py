@@ -1,5 +1,5 @@
 """Checksums of stored data: XXH64 digests of buffers and files, JSON files that carry the
-digest of their own content ("sealed"), and NPZ files that carry the digest of their arrays.
+digest of their own content ("sealed"), and NPZ files named by the digest of their bytes.
 
 Every check failure is a ``StoreError`` that names the file (and what is wrong with it).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import mmap
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .durable import write_atomic, write_bytes
 
 DIGEST_KEY = "xxh64"
 _NO_WORDS = np.zeros(0, np.uint64)
+_NPZ_NAME = re.compile(r"xxh64-([0-9a-f]{16})\.npz$")
 
 
 def digest(data) -> str:
@@ -120,38 +122,34 @@ def read_sealed_json(path: Path, what: str, *, legacy_ok: bool = False) -> dict:
     return body
 
 
-# --- NPZ files with a digest of their arrays -----------------------------------------------
-def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    parts = []
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        parts.append(f"{name}:{a.dtype.str}:{a.shape}:{digest(a)}")
-    return digest("\n".join(parts).encode())
-
-
-def save_checked_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an NPZ file (whole, fsynced, renamed in) holding ``arrays`` and their digest."""
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+# --- NPZ files named by their digest --------------------------------------------------------
+def save_checked_npz(directory: Path, prefix: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write an NPZ file named ``<prefix>xxh64-<digest of its bytes>.npz`` (written whole,
+    fsynced, renamed in) and return its path: the name is the checksum of the whole file."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays, **{DIGEST_KEY: np.array(_arrays_digest(arrays))})
-    write_atomic(path, buf.getbuffer())
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    data = buf.getbuffer()
+    path = directory / f"{prefix}{DIGEST_KEY}-{digest(data)}.npz"
+    write_atomic(path, data)
+    return path
 
 
-def load_checked_npz(path: Path, what: str, *, legacy_ok: bool = False) -> dict[str, np.ndarray]:
-    """The arrays of a file written by ``save_checked_npz``, verified (with ``legacy_ok``, a
-    file without a digest, written before checksums existed, is accepted unverified).
+def load_checked_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """The arrays of a file written by ``save_checked_npz``, verified against its name. Files
+    named otherwise (written before checksums) are read with only the zip CRCs to check them.
     ``FileNotFoundError`` passes through: callers decide whether a vanished file is damage."""
+    name = _NPZ_NAME.search(path.name)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        data = path.read_bytes()
     except FileNotFoundError:
         raise
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    if name is not None and digest(data) != name.group(1):
+        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
     except Exception as e:  # zipfile, zlib and numpy raise many types for damaged files
         raise StoreError(f"{path}: the {what} file is damaged ({type(e).__name__}: {e})") \
             from None
-    sealed = arrays.pop(DIGEST_KEY, None)
-    if sealed is None and legacy_ok:
-        return arrays
-    if sealed is None or str(sealed) != _arrays_digest(arrays):
-        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
-    return arrays

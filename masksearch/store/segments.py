@@ -11,9 +11,9 @@ Files of a segment directory (format 2; every file is covered by a checksum):
   chi.json        sizes and digests of the three chi files; written last, so its presence
                   means the full index is complete. Verified whenever the index is loaded
                   (a damaged CHI would give wrong bounds without any pixel being read).
-  chi-delta-*.npz with lazy indexing, until the full index is built: the CHIs of the masks
-                  that queries have read so far (each file written whole with the digest of
-                  its arrays, fsynced, then renamed in)
+  chi-delta-xxh64-<digest>.npz  with lazy indexing, until the full index is built: the
+                  CHIs of the masks that queries have read so far (each file written whole,
+                  fsynced, then renamed in; named by the digest of its bytes)
 
 Segments written before checksums (format 1: no "format" key in segment.json) are read
 without verification; ``Store.check`` reports them as unverifiable.
@@ -22,7 +22,6 @@ without verification; ``Store.check`` reports them as unverifiable.
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -255,7 +254,7 @@ class Segment:
                              np.zeros(n, bool))
         for path in sorted(self.directory.glob(DELTA_GLOB)):
             try:
-                delta = load_checked_npz(path, "index delta", legacy_ok=not self.sealed)
+                delta = load_checked_npz(path, "index delta")
             except FileNotFoundError:
                 if self.has_full_index():
                     # build_index() completed meanwhile and removed the deltas.
@@ -333,8 +332,8 @@ class Segment:
         new = ~index.built[rows]
         if not new.any():
             return 0
-        path = self.directory / f"chi-delta-{uuid.uuid4().hex[:16]}.npz"
-        save_checked_npz(path, {"rows": rows, "counts": counts, "eq": eq, "stats": stats})
+        save_checked_npz(self.directory, "chi-delta-",
+                         {"rows": rows, "counts": counts, "eq": eq, "stats": stats})
         self._merge(index, rows, counts, eq, stats)
         return int(new.sum())
 
