@@ -211,14 +211,23 @@ class Segment:
                              "match the masks)")
         return data, offsets
 
+    @cached_property
+    def _verified(self) -> np.ndarray:
+        """Masks whose blob this process has verified already: the file is immutable and
+        memory-mapped, so a blob is checked on its first read, not on every query."""
+        return np.zeros(len(self._shape[0]), bool)
+
     def pixels(self, row: int) -> np.ndarray:
-        """Decode the pixels of the mask at ``row`` (only its own bytes are read and verified)."""
+        """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
+        verified against the mask's digest on the first read in this process)."""
         data, offsets = self._blobs
         start, end = int(offsets[row]), int(offsets[row + 1])
         blob = data.slice(start, end - start)
-        if self.sealed and digest(blob) != self.info["blobs_xxh64"][row]:
-            raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} is "
-                             "damaged (checksum mismatch)")
+        if self.sealed and not self._verified[row]:
+            if digest(blob) != self.info["blobs_xxh64"][row]:
+                raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
+                                 "is damaged (checksum mismatch)")
+            self._verified[row] = True
         heights, widths = self._shape
         try:
             return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
