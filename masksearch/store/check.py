@@ -82,10 +82,12 @@ def check_store(root: Path) -> CheckReport:
         report.problems.append(Problem(str(root / "manifest.json"), str(e)))
         return report
     report.files += 1
+    seen: set[int] = set()
     for info in manifest.segments:
         report.segments += 1
         report.masks += info.count
-        _check_segment(Segment(root / "segments" / info.name), info, report)
+        _check_segment(Segment(root / "segments" / info.name), info, manifest.next_mask_id,
+                       seen, report)
     cache = root / AGGCACHE
     for path in sorted(cache.glob("*.npz")) if cache.is_dir() else []:
         report.files += 1
@@ -96,11 +98,13 @@ def check_store(root: Path) -> CheckReport:
     return report
 
 
-def _check_segment(seg: Segment, info, report: CheckReport) -> None:
-    all_ids = tuple(range(info.first_mask_id, info.first_mask_id + info.count))
+def _check_segment(seg: Segment, info, next_mask_id: int, seen: set[int],
+                   report: CheckReport) -> None:
+    all_ids: tuple[int, ...] = ()  # the segment's mask ids, once its metadata is verified
 
-    def damaged(path: Path, error: Exception, ids=all_ids) -> None:
-        report.problems.append(Problem(str(path), str(error), tuple(ids)))
+    def damaged(path: Path, error: Exception, ids=None) -> None:
+        report.problems.append(Problem(str(path), str(error),
+                                       tuple(all_ids if ids is None else ids)))
 
     try:
         seg.info  # noqa: B018 - loading verifies segment.json
@@ -117,12 +121,16 @@ def _check_segment(seg: Segment, info, report: CheckReport) -> None:
         meta = seg.meta
         report.files += 1
         ids = meta.column("mask_id").to_numpy()
-        if len(ids) != info.count or (ids != np.arange(info.first_mask_id, info.first_mask_id
-                                                       + info.count)).any():
+        # Ids increase within a segment (an ingest of several dtypes interleaves segments).
+        if len(ids) != info.count or (len(ids) and (
+                ids[0] != info.first_mask_id or ids[-1] >= next_mask_id
+                or (np.diff(ids) <= 0).any() or seen.intersection(ids.tolist()))):
             raise StoreError(f"{seg.directory / 'meta.parquet'}: mask ids do not match the "
                              "manifest")
+        seen.update(ids.tolist())
     except StoreError as e:
         return damaged(seg.directory / "meta.parquet", e)
+    all_ids = tuple(int(i) for i in ids)
     pixels = seg.directory / "pixels.arrow"
     try:
         if seg.sealed:
@@ -138,7 +146,7 @@ def _check_segment(seg: Segment, info, report: CheckReport) -> None:
             try:
                 seg.pixels(row)
             except StoreError:
-                bad.append(info.first_mask_id + row)
+                bad.append(all_ids[row])
     except StoreError as e:  # the file's structure is unreadable: every mask is affected
         return damaged(pixels, e)
     if bad:

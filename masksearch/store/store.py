@@ -18,7 +18,7 @@ from ..errors import IngestError, StoreError
 from ..index.agg_cache import AggregateCache
 from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
 from .codec import CODECS
-from .durable import remove_file, remove_tree, replace
+from .durable import fsync_path, remove_file, remove_tree, replace
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
 from .metadata import ARROW_TYPES, RESERVED, id_column, merged_type, metadata_column
 from .segments import DELTA_GLOB, INDEX_FILES, INDEX_SEAL, Segment, write_segment
@@ -56,7 +56,9 @@ class Store:
 
     # --- creation and reading -------------------------------------------------------------
     def _create(self, cell_size, bin_edges, codec, index) -> None:
-        if self.root.exists() and any(self.root.iterdir()):
+        """Create an empty database; the manifest, written last, makes it one. A creation
+        killed before that leaves only what ``_unfinished_creation`` recognizes."""
+        if self.root.exists() and any(not _unfinished_creation(p) for p in self.root.iterdir()):
             raise StoreError(f"{self.root}: the folder exists and is not a masksearch database")
         cell = DEFAULT_CELL_SIZE if cell_size is None else int(cell_size)
         if cell < 1:
@@ -74,6 +76,8 @@ class Store:
                 raise StoreError(f"bin_edges[{dtype!r}] must be increasing numbers")
             edges[np.dtype(dtype).name] = arr.tolist()
         (self.root / "segments").mkdir(parents=True, exist_ok=True)
+        fsync_path(self.root)
+        fsync_path(self.root.parent)
         # An empty database already has the system columns (types of ids are set by data).
         columns = {"mask_id": "int64", "image_id": "null", "model_id": "null",
                    "mask_type": "null", "height": "int64", "width": "int64"}
@@ -370,6 +374,14 @@ class Store:
         lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
         hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
         return default_edges(dtype, lo, hi)
+
+
+def _unfinished_creation(path: Path) -> bool:
+    """What a creation killed before its manifest leaves: an empty segments folder, a
+    temporary manifest, the lock file."""
+    if path.name == "segments":
+        return path.is_dir() and not any(path.iterdir())
+    return path.name == "lock" or path.name.startswith(f"{MANIFEST}.tmp-")
 
 
 def _sealed(segment: Segment) -> bool:
