@@ -6,7 +6,7 @@ from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -19,6 +19,11 @@ from ..errors import QuerySyntaxError
 from . import ast
 
 GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "masksearch.lark"
+# Deepest parse tree accepted (about 120 levels of parentheses, or a chain of about 240
+# operators, NOT or unary minus): the binder, planner and executor recurse over the tree.
+MAX_TREE_DEPTH = 250
+MAX_INT_DIGITS = 19        # every integer literal that fits int64 has at most 19 digits
+MAX_EXPONENT = 10_000      # |decimal exponent| of number literals (10^10000 is still exact)
 
 READABLE = {
     "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "STRING": "a string",
@@ -52,15 +57,40 @@ def _tok_pos(tok: Token) -> ast.Pos:
 
 
 def _exact_number(text: str):
-    """An int for integer literals, else a float; the text is kept for exact comparisons."""
+    """An int for integer literals, else a float (inf when out of range); the text is kept
+    for exact comparisons."""
     if all(c.isdigit() for c in text):
-        return int(text)
+        return int(text) if len(text.lstrip("0")) <= MAX_INT_DIGITS else float("inf")
+    if not _exponent_ok(text):
+        return float("inf")
     frac = Fraction(text)
     return float("inf") if frac > Fraction(1.7976931348623157e308) else float(frac)
 
 
+def _exponent_ok(text: str) -> bool:
+    """False for literals like 1e999999999, whose exact value is too big to compute."""
+    mantissa, _, exponent = text.lower().partition("e")
+    if not exponent:
+        return len(mantissa) <= MAX_EXPONENT
+    digits = exponent.lstrip("+-").lstrip("0")
+    return len(digits) <= 6 and int(digits or "0") <= MAX_EXPONENT \
+        and len(mantissa) <= MAX_EXPONENT
+
+
+def _small_int(tok: Token, text: str, what: str) -> int:
+    """An integer token as an int, refusing digit strings beyond int64 before converting."""
+    if len(str(tok).lstrip("0")) > MAX_INT_DIGITS:
+        raise QuerySyntaxError(f"{what} {_short(str(tok))} is out of range", text, tok.line,
+                               tok.column)
+    return int(tok)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 30 else f"{text[:12]}...{text[-12:]} ({len(text)} characters)"
+
+
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, text: str):
         super().__init__()
         self.text = text
@@ -113,9 +143,10 @@ class _ToAst(Transformer):
 
     def limit(self, meta, c):
         if c[0].type != "INT":
-            raise QuerySyntaxError(f"LIMIT needs a whole number, got {c[0]}", self.text,
-                                   c[0].line, c[0].column)
-        return "limit", int(c[0])
+            raise QuerySyntaxError(f"LIMIT needs a whole number, got {_short(str(c[0]))}",
+                                   self.text, c[0].line, c[0].column)
+        digits = str(c[0]).lstrip("0")  # a LIMIT beyond int64 limits nothing
+        return "limit", int(digits or "0") if len(digits) <= MAX_INT_DIGITS else 2**63 - 1
 
     # --- expressions ---
     def or_(self, meta, c):
@@ -160,8 +191,8 @@ class _ToAst(Transformer):
     def number(self, meta, c):
         value = _exact_number(str(c[0]))
         if (isinstance(value, int) and value >= 2**63) or value == float("inf"):
-            raise QuerySyntaxError(f"number {c[0]} is out of range", self.text, c[0].line,
-                                   c[0].column)
+            raise QuerySyntaxError(f"number {_short(str(c[0]))} is out of range", self.text,
+                                   c[0].line, c[0].column)
         return ast.Literal(value, str(c[0]), _tok_pos(c[0]))
 
     def string(self, meta, c):
@@ -207,7 +238,7 @@ class _ToAst(Transformer):
         return ast.ColumnRoi(str(c[0]), _pos(meta))
 
     def signed_int(self, meta, c):
-        value = int(c[-1])
+        value = _small_int(c[-1], self.text, "box coordinate")
         return value if len(c) == 1 and not _has_minus(meta) else -value
 
     def range(self, meta, c):
@@ -216,6 +247,9 @@ class _ToAst(Transformer):
         return ast.Range(c[1], lo_closed, c[2], hi_closed, _pos(meta))
 
     def range_end(self, meta, c):
+        if c[-1].type != "INF" and not _exponent_ok(str(c[-1])):
+            raise QuerySyntaxError(f"number {_short(str(c[-1]))} is out of range", self.text,
+                                   c[-1].line, c[-1].column)
         text = str(c[-1]).lower()
         return ("-" if _has_minus(meta) else "") + text
 
@@ -226,10 +260,14 @@ def _has_minus(meta) -> bool:
 
 def parse(text: str) -> ast.Select | ast.Explain:
     """Parse one statement, raising ``QuerySyntaxError`` with its position on bad input."""
+    if not isinstance(text, str):
+        raise QuerySyntaxError(f"a query is a string, got {type(text).__name__}")
+    _check_unicode(text)
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
+    _check_depth(tree, text)
     _note_minus_signs(tree, text)
     try:
         return _ToAst(text).transform(tree)
@@ -237,6 +275,32 @@ def parse(text: str) -> ast.Select | ast.Explain:
         if isinstance(e.orig_exc, QuerySyntaxError):
             raise e.orig_exc from None
         raise
+
+
+def _check_unicode(text: str) -> None:
+    """Lone surrogates (possible in Python strings) are not text: refuse them here, located."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        column = e.start - (text.rfind("\n", 0, e.start) + 1) + 1
+        raise QuerySyntaxError(f"the query holds a character that is not valid Unicode "
+                               f"(U+{ord(text[e.start]):04X})", text, line, column) from None
+
+
+def _check_depth(tree: Tree, text: str) -> None:
+    """Refuse trees deeper than ``MAX_TREE_DEPTH`` (walked without recursion), located at
+    the first node beyond the limit."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            line, column = (1, 1) if meta.empty else (meta.line, meta.column)
+            raise QuerySyntaxError(f"the query nests too deeply (more than {MAX_TREE_DEPTH} "
+                                   "levels of parentheses, operators, NOT or signs)", text,
+                                   line, column)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
 def _note_minus_signs(tree, text: str) -> None:
