@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string
 SYSTEM_COLUMNS = {"mask_id": "int64", "image_id": None, "model_id": None, "mask_type": None,
                   "height": "int64", "width": "int64"}
 RESERVED = set(SYSTEM_COLUMNS) | {"mask"}
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 def _is_box_like(values: Sequence) -> bool:
@@ -35,9 +36,10 @@ def _box_array(name: str, values: Sequence) -> pa.Array:
             continue
         try:
             coords = [int(c) for c in v]
-            if any(float(c) != ic for c, ic in zip(v, coords, strict=True)):
+            if any(float(c) != ic for c, ic in zip(v, coords, strict=True)) or any(
+                    not INT64[0] <= ic <= INT64[1] for ic in coords):
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise IngestError(f"metadata column {name!r}, row {i}: a box needs 4 integers "
                               f"(x0, y0, x1, y1), got {v!r}") from None
         rows.append(dict(zip(("x0", "y0", "x1", "y1"), coords, strict=True)))
@@ -71,8 +73,9 @@ def metadata_column(name: str, values: object, n: int,
                     label: str | None = None) -> tuple[str, pa.Array]:
     """The logical type and Arrow array of one user metadata column of length ``n``."""
     label = label or f"metadata column {name!r}"
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise IngestError(f"{label}: expected a sequence of {n} values")
+    if isinstance(values, (str, bytes, Mapping, Set)) or not hasattr(values, "__len__"):
+        raise IngestError(f"{label}: expected a sequence of {n} values, got "
+                          f"{type(values).__name__}")
     if len(values) != n:
         raise IngestError(f"{label} has {len(values)} values for {n} masks")
     if _is_box_like(values):
@@ -85,13 +88,29 @@ def metadata_column(name: str, values: object, n: int,
         return "null", pa.nulls(n)
     kind = _scalar_type(name, items)
     if kind == "float64":
-        items = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-                 for v in items]
+        try:
+            items = [None if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+                     else float(v) for v in items]
+        except OverflowError:
+            raise IngestError(f"{label}: a value is beyond the float64 range") from None
         bad = next((i for i, v in enumerate(items) if v is not None and math.isinf(v)), None)
         if bad is not None:
             raise IngestError(f"{label}, row {bad}: infinite values are not supported "
                               "(use NULL)")
+    for i, v in enumerate(items):
+        if kind == "int64" and v is not None and not INT64[0] <= v <= INT64[1]:
+            raise IngestError(f"{label}, row {i}: {v} does not fit a 64-bit integer")
+        if kind == "string" and v is not None and not _is_unicode(v):
+            raise IngestError(f"{label}, row {i}: {v!r} is not valid Unicode text")
     return kind, pa.array(items, ARROW_TYPES[kind])
+
+
+def _is_unicode(v) -> bool:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def id_column(name: str, values: object, n: int, nullable: bool) -> tuple[str, pa.Array]:

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import IngestError
 
 SUPPORTED_DTYPES = ("bool", "uint8", "uint16", "float16", "float32")
+FLOAT32_EXACT_INTS = 2 ** 24   # every integer of at most this magnitude is a float32
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class MaskSource:
         return self.path.stem if self.path is not None else self.label
 
     def load(self) -> np.ndarray:
-        pixels = self.array if self.array is not None else _read_file(self.path)
+        pixels = self.array if self.path is None else _read_file(self.path)
         return check_mask(pixels, self.label)
 
 
@@ -55,7 +56,9 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def check_mask(pixels: object, label: str) -> np.ndarray:
-    """A C-contiguous native-endian 2-D array of a supported dtype, or an ``IngestError``."""
+    """A C-contiguous native-endian 2-D array of a supported dtype, or an ``IngestError``.
+
+    Other integer and float dtypes are converted when no value changes (see ``_lossless``)."""
     if not isinstance(pixels, np.ndarray):
         raise IngestError(f"{label}: expected a NumPy array, got {type(pixels).__name__}")
     if pixels.ndim != 2:
@@ -63,8 +66,7 @@ def check_mask(pixels: object, label: str) -> np.ndarray:
     if pixels.size == 0:
         raise IngestError(f"{label}: the mask is empty (shape {pixels.shape})")
     if pixels.dtype.name not in SUPPORTED_DTYPES:
-        raise IngestError(f"{label}: dtype {pixels.dtype} is not supported; masks are "
-                          f"{', '.join(SUPPORTED_DTYPES)} (convert with .astype(...))")
+        pixels = _lossless(pixels, label)
     if pixels.dtype.kind == "f" and np.isnan(pixels).all():
         raise IngestError(f"{label}: every pixel is NaN")
     pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
@@ -74,6 +76,34 @@ def check_mask(pixels: object, label: str) -> np.ndarray:
         if raw.max() > 1:
             pixels = raw != 0
     return np.ascontiguousarray(pixels)
+
+
+def _lossless(pixels: np.ndarray, label: str) -> np.ndarray:
+    """Integers as uint8, uint16 or float32 (the first that holds every value exactly);
+    floats as float32 when every value is a float32. Anything else is refused."""
+    kind = pixels.dtype.kind
+    refuse = (f"{label}: dtype {pixels.dtype} is not supported; masks are "
+              f"{', '.join(SUPPORTED_DTYPES)}")
+    if kind in "iu":
+        lo, hi = int(pixels.min()), int(pixels.max())
+        for target in (np.uint8, np.uint16):
+            if 0 <= lo and hi <= np.iinfo(target).max:
+                return pixels.astype(target)
+        if -FLOAT32_EXACT_INTS <= lo and hi <= FLOAT32_EXACT_INTS:
+            return pixels.astype(np.float32)
+        raise IngestError(f"{refuse}; its values ({lo}..{hi}) fit none of them exactly "
+                          "(convert with .astype(...))")
+    if kind == "f":
+        with np.errstate(over="ignore"):
+            narrow = pixels.astype(np.float32)
+        same = (narrow == pixels) | (np.isnan(narrow) & np.isnan(pixels))
+        if same.all():
+            return narrow
+        r, c = (int(i) for i in np.argwhere(~same)[0])
+        raise IngestError(f"{refuse}; its values are not all float32 values (pixel ({r}, "
+                          f"{c}) = {pixels[r, c]} would change); convert with "
+                          ".astype(np.float32) if rounding is acceptable")
+    raise IngestError(f"{refuse} (convert with .astype(...))")
 
 
 def _expand_paths(items: Sequence[str | os.PathLike]) -> list[Path]:

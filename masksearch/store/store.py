@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -282,6 +282,9 @@ class Store:
                 remove_tree(d)
 
     def _user_columns(self, metadata: dict | None, n: int) -> dict[str, tuple[str, pa.Array]]:
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise IngestError(f"metadata must map column names to values, got "
+                              f"{type(metadata).__name__}")
         user = {}
         known = {c.lower(): c for c in self.manifest.columns}
         for name, values in (metadata or {}).items():
