@@ -168,6 +168,8 @@ class Segment:
                 table = pq.read_table(path)
         except FileNotFoundError:
             raise StoreError(f"{path}: the metadata file is missing") from None
+        except MemoryError:
+            raise
         except (OSError, pa.ArrowException) as e:
             raise StoreError(f"{path}: cannot read metadata ({e})") from None
         if not {"mask_id", "height", "width"} <= set(table.column_names) or (
@@ -202,6 +204,8 @@ class Segment:
                                                        column.offset + len(column) + 1]
         except FileNotFoundError:
             raise StoreError(f"{path}: the pixels file is missing") from None
+        except MemoryError:
+            raise
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as e:
             raise StoreError(f"{path}: the pixels file is damaged ({e})") from None
         n = len(self._shape[0])
@@ -232,6 +236,8 @@ class Segment:
         try:
             return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
                                self.info["codec"])
+        except MemoryError:  # pyarrow's ArrowMemoryError is one: not damage
+            raise
         except (pa.ArrowException, ValueError, OSError) as e:
             raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
                              f"cannot be decoded ({e})") from None
