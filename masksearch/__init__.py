@@ -5,12 +5,15 @@ from .errors import (
     BindError,
     IngestError,
     MaskSearchError,
+    QueryCancelled,
     QueryError,
     QuerySyntaxError,
+    QueryTimeout,
     StoreError,
 )
 from .result import QueryStats, Result
 
 __all__ = ["connect", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
-           "QuerySyntaxError", "BindError", "StoreError", "IngestError"]
+           "QuerySyntaxError", "BindError", "StoreError", "IngestError",
+           "QueryCancelled", "QueryTimeout"]
 __version__ = "0.1.0"
