@@ -138,3 +138,24 @@ def test_ctrl_c_cancels_a_running_query_and_keeps_the_shell(dbpath, tmp_path):
     finally:
         term.close()
     assert not any(name.endswith(".tmp") for name in os.listdir(path))
+
+
+def test_statements_piped_to_the_shell_run_as_a_script(dbpath):
+    import subprocess
+
+    path, maps = dbpath
+    script = (".mode csv\nSELECT mask_id FROM masks\nWHERE CP(mask, full, (0.5, 1.0]) > 800\n"
+              "ORDER BY mask_id;\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "masksearch", str(path)], input=script,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    want = np.flatnonzero((maps > 0.5).sum(axis=(1, 2)) > 800)
+    assert proc.stdout.split() == ["mask_id"] + [str(i) for i in want]
+    proc = subprocess.run([sys.executable, "-m", "masksearch", "repl", str(path)],
+                          input="SELECT nope FROM masks;\nSELECT 1 FROM", capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert "unknown column 'nope'" in proc.stderr
+    assert "input ends inside a statement with no ';'" in proc.stderr
+    assert "Traceback" not in proc.stderr
