@@ -171,3 +171,35 @@ def test_index_off_gives_the_same_rows(db):
     off.run(".index off\n" + q)
     assert out_on.getvalue() == out_off.getvalue()
     assert f"of {N} masks read" in err_off.getvalue()
+
+
+# --- highlighting and completion (the editor's parts that need no terminal) ----------------
+def test_lexer_classes():
+    from prompt_toolkit.document import Document
+
+    from masksearch.repl.editor import QueryLexer
+
+    line = QueryLexer().lex_document(Document(
+        "SELECT CP(mask, full, (0.5, 1]) AS c FROM masks -- note\n.mode csv"))
+    tokens = [(style, text) for style, text in line(0) if text.strip()]
+    assert ("class:keyword", "SELECT") in tokens and ("class:function", "CP") in tokens
+    assert ("class:keyword", "mask") in tokens and ("class:number", "0.5") in tokens
+    assert ("class:comment", "-- note") in tokens and ("", "c") in tokens
+    assert line(1) == [("class:command", ".mode csv")]
+
+
+def test_completer_offers_columns_keywords_functions_and_commands():
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from masksearch.repl.editor import QueryCompleter
+
+    completer = QueryCompleter(lambda: ["bbox", "label", "mask_id"])
+
+    def complete(text):
+        return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+    assert complete("SELECT b") == ["bbox", "BETWEEN", "BY", "BOX("]
+    assert complete("select ma") == ["mask_id", "mask", "max("]
+    assert complete(".m") == [".mode"] and complete(".mode j") == ["json"]
+    assert complete("SELECT ") == []

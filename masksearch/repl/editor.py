@@ -92,17 +92,21 @@ class QueryCompleter(Completer):
         if not word:
             return
         low = word.lower()
-        upper = word[:1].isupper()
+        # Keywords follow the case the user writes them in: the word's own, else that of
+        # the statement's first word.
+        first = re.match(r"\s*([A-Za-z]+)", before)
+        upper = word.isupper() if not word.islower() else bool(
+            first and first.end() < len(before) and first.group(1).isupper())
         for name in self.columns():
             if name.lower().startswith(low) and name != word:
                 yield Completion(name, -len(word), display_meta="column")
         for kw in keywords():
             if kw.startswith(low):
-                yield Completion(kw.upper() if upper or word.isupper() else kw, -len(word),
+                yield Completion(kw.upper() if upper else kw, -len(word),
                                  display_meta="keyword")
         for fn in functions():
             if fn.startswith(low):
-                text = fn.upper() if word.isupper() else fn
+                text = fn.upper() if upper else fn
                 yield Completion(text + "(", -len(word), display=text,
                                  display_meta="function")
 
