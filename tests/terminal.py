@@ -50,7 +50,7 @@ class Terminal:
         """The screen as text, trailing blanks stripped."""
         return "\n".join(line.rstrip() for line in self.screen.display).rstrip()
 
-    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
+    def wait_for(self, needle: str, timeout: float = 120.0) -> str:
         """Read output until ``needle`` appears on the screen; return the screen."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -64,7 +64,9 @@ class Terminal:
                 if needle in screen:
                     return screen
                 break
-        raise AssertionError(f"{needle!r} not on the screen after {timeout} s:\n{self.text()}")
+        state = "running" if self.child.isalive() else f"exited ({self.child.exitstatus})"
+        raise AssertionError(f"{needle!r} not on the screen after {timeout} s; the program "
+                             f"is {state}. Screen:\n{self.text()}")
 
     def settle(self, quiet: float = 0.5, timeout: float = 30.0) -> str:
         """Read until nothing new arrives for ``quiet`` seconds."""
