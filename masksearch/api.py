@@ -15,6 +15,7 @@ from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
 from .plan.planner import plan
 from .result import QueryStats, Result
+from .store.check import CheckReport, check_store
 from .store.sources import mask_sources
 from .store.store import Store
 
@@ -54,6 +55,17 @@ class Database:
     def build_index(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
         return self._store.build_index(progress)
+
+    def check(self) -> CheckReport:
+        """Read every file of the database and verify it against its checksums (pixels of
+        every mask, metadata, index); ``report.ok`` is False and ``report.problems`` names
+        the damaged files and mask ids when anything is damaged."""
+        return check_store(self._store.root)
+
+    def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuild every CHI from the pixels (after ``check`` found a damaged index); returns
+        how many masks were indexed. Fails naming the mask if pixels are damaged."""
+        return self._store.build_index(progress, rebuild=True)
 
     def query(self, sql: str, *, use_index: bool = True, timeout: float | None = None,
               progress: Callable[[int, int], None] | None = None) -> Result:

@@ -4,13 +4,15 @@
     masksearch ingest PATH FILES_OR_GLOBS... [--image-id ID] [--model-id X] [--mask-type X]
                       [--metadata FILE.csv|FILE.parquet] [--quiet]
     masksearch query PATH "SQL" [--format table|csv|json] [--max-rows N] [--no-index] [--stats]
-    masksearch index PATH [--quiet]
+    masksearch index PATH [--rebuild] [--quiet]
+    masksearch check PATH
     masksearch info PATH [--json]
     masksearch explain PATH "SQL"
     masksearch repl PATH            (or just: masksearch PATH)
     masksearch demo
 
-Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1.
+Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1;
+``check`` exits with 3 when it finds damage.
 """
 
 from __future__ import annotations
@@ -211,13 +213,24 @@ def cmd_index(args) -> int:
     db = _open(args.path)
     progress = _Progress(not args.quiet and sys.stderr.isatty(), desc="index")
     try:
-        built = db.build_index(progress=progress)
+        if args.rebuild:
+            built = db.rebuild_index(progress=progress)
+        else:
+            built = db.build_index(progress=progress)
     finally:
         progress.close()
     info = db.info()
-    print(f"built {built} missing CHIs; {info['indexed_masks']} of {info['masks']} masks "
-          f"indexed ({human_bytes(info['index_bytes'])})")
+    print(f"{'rebuilt' if args.rebuild else 'built'} {built} "
+          f"{'' if args.rebuild else 'missing '}CHIs; {info['indexed_masks']} of "
+          f"{info['masks']} masks indexed ({human_bytes(info['index_bytes'])})")
     return 0
+
+
+def cmd_check(args) -> int:
+    """Verify every file; exit 0 when nothing is damaged, 3 when something is."""
+    report = _open(args.path).check()
+    print(report.summary())
+    return 0 if report.ok else 3
 
 
 def cmd_explain(args) -> int:
@@ -298,8 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="build the CHIs lazy indexing has not built yet")
     p.add_argument("path", metavar="PATH")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild every CHI from the pixels (repairs a damaged index)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("check", help="verify every file against its checksums",
+                       description="Verify every file of the database; exit code 3 when "
+                                   "anything is damaged.")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("info", help="describe a database")
     p.add_argument("path", metavar="PATH")

@@ -31,6 +31,17 @@ def _mark_worker() -> None:
     _inside.worker = True
 
 
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: a pool inherited from the parent
+    # would accept work that no thread ever runs.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
     """Call ``fn(start, stop)`` for consecutive chunks of ``range(n)``, in parallel when
     there is more than one chunk. ``fn`` must write only its own part of any output."""

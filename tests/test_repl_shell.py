@@ -146,7 +146,7 @@ def test_dot_commands(db, tmp_path):
     shell.run(".schema\n.info")
     text = out.getvalue()
     assert "bbox" in text and "box" in text and "mask_id" in text
-    assert f"masks      {N} in 1 segment" in text and "indexing   eager" in text
+    assert f"masks      {N} in 1 segment" in text and "indexing   eager" in text, err.getvalue()
     shell.run(".timer off\nSELECT COUNT(*) FROM masks;")
     assert err.getvalue().splitlines()[-1] == "1 row"
     script = tmp_path / "s.sql"

@@ -2,20 +2,21 @@
 
 An entry is keyed by the aggregation and the exact member mask ids, so a group whose
 membership changes (a new ingest, another WHERE) simply has another key: a stale CHI is
-never used. Entries are written in files of their own (written whole, then renamed in), one
-per batch of new entries, so concurrent readers never see half a file.
+never used. Entries are written in files of their own (written whole with the digest of
+their arrays, fsynced, then renamed in), one per batch of new entries, so concurrent readers
+never see half a file; each is named by the digest of its bytes, so a damaged file is
+reported, never used.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import StoreError
+from ..store.checksum import load_checked_npz, save_checked_npz
 from .chi import Cut, SegmentIndex, build_segment_index, chi_offsets, segment_bounds
 
 DIRECTORY = "aggcache"
@@ -47,11 +48,14 @@ class AggregateCache:
             return
         for path in sorted(self.directory.glob("*.npz")):
             try:
-                with np.load(path) as f:
-                    self._add(list(f["keys"]), f["heights"], f["widths"], int(f["cell"]),
-                              f["edges"], f["counts"], f["eq"], f["stats"],
-                              np.dtype(str(f["dtype"])))
-            except (OSError, ValueError, KeyError) as e:
+                f = load_checked_npz(path, "cached CHIs")
+            except FileNotFoundError:
+                continue  # removed by an index rebuild meanwhile
+            try:
+                self._add(list(f["keys"]), f["heights"], f["widths"], int(f["cell"]),
+                          f["edges"], f["counts"], f["eq"], f["stats"],
+                          np.dtype(str(f["dtype"])))
+            except (OSError, ValueError, KeyError, TypeError) as e:
                 raise StoreError(f"{path}: cannot read cached CHIs ({e})") from None
 
     def _add(self, keys, heights, widths, cell, edges, counts, eq, stats, dtype) -> None:
@@ -94,13 +98,11 @@ class AggregateCache:
         for dtype, items in by_dtype.items():
             part = build_segment_index([m for _, m in items], edges, cell)
             self.directory.mkdir(exist_ok=True)
-            path = self.directory / f"{uuid.uuid4().hex[:16]}.npz"
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                np.savez(f, keys=np.array([k for k, _ in items]), heights=part.heights,
-                         widths=part.widths, cell=cell, edges=edges, counts=part.counts,
-                         eq=part.eq, stats=part.stats, dtype=dtype)
-            os.replace(tmp, path)
+            save_checked_npz(self.directory, "", {"keys": np.array([k for k, _ in items]),
+                                    "heights": part.heights, "widths": part.widths,
+                                    "cell": np.array(cell), "edges": edges,
+                                    "counts": part.counts, "eq": part.eq, "stats": part.stats,
+                                    "dtype": np.array(dtype)})
             self._add([k for k, _ in items], part.heights, part.widths, cell, edges,
                       part.counts, part.eq, part.stats, np.dtype(dtype))
         return len(todo)

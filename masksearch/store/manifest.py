@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import StoreError
+from .checksum import read_sealed_json, write_sealed_json
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: the manifest and segment files carry checksums
+READABLE_FORMATS = (1, 2)   # 1: written before checksums; read without verification
 
 
 @dataclass(frozen=True)
@@ -37,34 +37,24 @@ class Manifest:
                        columns=columns, segments=tuple(self.segments) + tuple(new))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Durably replace the manifest: write a temporary file, fsync, rename over, fsync the dir."""
+    """Durably replace the manifest: write a temporary file, fsync, rename over, fsync the dir.
+
+    This rename is the commit of every change to the database."""
     body = asdict(manifest)
     body["format"] = FORMAT_VERSION
-    tmp = root / f"{MANIFEST}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(body, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
-    _fsync_dir(root)
+    write_sealed_json(root / MANIFEST, body)
 
 
 def read_manifest(root: Path) -> Manifest:
     path = root / MANIFEST
+    body = read_sealed_json(path, "manifest", legacy_ok=True)
+    fmt = body.pop("format", None)
+    if fmt not in READABLE_FORMATS:
+        raise StoreError(f"{path}: unknown format version {fmt!r} (this masksearch reads "
+                         f"{', '.join(map(str, READABLE_FORMATS))})")
     try:
-        body = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{path}: cannot read the manifest ({e})") from None
-    if body.pop("format", None) != FORMAT_VERSION:
-        raise StoreError(f"{path}: unknown format version")
-    body["segments"] = tuple(SegmentInfo(**s) for s in body["segments"])
-    return Manifest(**body)
+        body["segments"] = tuple(SegmentInfo(**s) for s in body["segments"])
+        return Manifest(**body)
+    except (TypeError, KeyError) as e:
+        raise StoreError(f"{path}: the manifest is damaged ({e})") from None

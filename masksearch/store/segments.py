@@ -1,20 +1,27 @@
 """Segments: immutable directories holding the pixels, metadata and CHI of a batch of masks.
 
-Files of a segment directory:
-  segment.json    dtype, codec, cell size, bin edges, count dtype
+Files of a segment directory (format 2; every file is covered by a checksum):
+  segment.json    dtype, codec, cell size, bin edges; sizes and XXH64 digests of pixels.arrow
+                  and meta.parquet, and one digest per mask blob (``blobs_xxh64``), so reading
+                  one mask verifies just its own bytes. Sealed: carries the digest of itself.
   pixels.arrow    Arrow IPC file, one row per mask, a ``blob`` column of compressed pixels;
                   memory-mapped, so reading mask i touches only its own bytes
   meta.parquet    the masks' metadata columns (mask_id, image_id, ..., height, width, user columns)
   chi.npy         flat CHI counts; chi_eq.npy (N, E); chi_stats.npy (N, 2)
-  chi-delta-*.npz with lazy indexing, until the full index is built: the CHIs of the masks
-                  that queries have read so far (each file written whole, then renamed in)
+  chi.json        sizes and digests of the three chi files; written last, so its presence
+                  means the full index is complete. Verified whenever the index is loaded
+                  (a damaged CHI would give wrong bounds without any pixel being read).
+  chi-delta-xxh64-<digest>.npz  with lazy indexing, until the full index is built: the
+                  CHIs of the masks that queries have read so far (each file written whole,
+                  fsynced, then renamed in; named by the digest of its bytes)
+
+Segments written before checksums (format 1: no "format" key in segment.json) are read
+without verification; ``Store.check`` reports them as unverifiable.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
+import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,27 +34,41 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from ..index.chi import SegmentIndex, build_segment_index, chi_offsets, count_dtype
+from . import faults
+from .checksum import (
+    describe_file,
+    digest,
+    load_checked_npz,
+    read_sealed_json,
+    save_checked_npz,
+    verify_file,
+    verify_size,
+    write_sealed_json,
+)
 from .codec import decode_mask, encode_mask
+from .durable import fsync_path, remove_file, write_atomic, write_bytes
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
+SEGMENT_FORMAT = 2
+INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi.npy")
+INDEX_SEAL = "chi.json"
+DELTA_GLOB = "chi-delta-*.npz"
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _npy_bytes(array: np.ndarray) -> memoryview:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getbuffer()
 
 
 def _write_index(directory: Path, index: SegmentIndex) -> None:
-    """The full index files; chi.npy is renamed in last, so its presence means complete."""
-    for name, array in (("chi_eq", index.eq), ("chi_stats", index.stats),
-                        ("chi", index.counts)):
-        tmp = directory / f"{name}.tmp.npy"
-        np.save(tmp, array)
-        _fsync_file(tmp)
-        os.replace(tmp, directory / f"{name}.npy")
+    """The full index files, then chi.json (their digests): its presence means complete."""
+    files = {}
+    for name, array in zip(INDEX_FILES, (index.eq, index.stats, index.counts), strict=True):
+        data = _npy_bytes(array)
+        write_atomic(directory / name, data)
+        files[name] = {"size": len(data), "xxh64": digest(data)}
+    write_sealed_json(directory / INDEX_SEAL, {"format": SEGMENT_FORMAT, "files": files})
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
@@ -59,42 +80,72 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     ``on_encoded(k)`` is told after every batch of k masks compressed (for progress bars).
     """
     directory.mkdir(parents=True)
+    faults.point("mkdir segment")
     dtype = masks[0].dtype
     blobs: list[pa.Buffer] = []
+    digests: list[str] = []
     step = 256
+
+    def encode(m: np.ndarray) -> tuple[pa.Buffer, str]:
+        blob = encode_mask(m, codec)
+        return blob, digest(blob)
+
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(masks), step):
             part = masks[start:start + step]
-            blobs.extend(pool.map(lambda m: encode_mask(m, codec), part))
+            for blob, d in pool.map(encode, part):
+                blobs.append(blob)
+                digests.append(d)
             if on_encoded is not None:
                 on_encoded(len(part))
-    with pa.OSFile(str(directory / "pixels.arrow"), "wb") as sink:
+    pixels_path = directory / "pixels.arrow"
+    with pa.OSFile(str(pixels_path), "wb") as sink:
         with pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
             writer.write_table(pa.table({"blob": pa.array([b.to_pybytes() for b in blobs],
                                                           pa.large_binary())}))
-    pq.write_table(meta, directory / "meta.parquet")
+    faults.point("write pixels.arrow")
+    fsync_path(pixels_path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(meta, sink)
+    meta_bytes = sink.getvalue()
+    write_bytes(directory / "meta.parquet", meta_bytes)
     if build_index:
         _write_index(directory, build_segment_index(masks, edges, cell))
-    info = {"dtype": dtype.name, "count": len(masks), "codec": codec, "cell_size": cell,
-            "edges": [float(e) for e in edges]}
-    (directory / "segment.json").write_text(json.dumps(info))
-    for name in ("pixels.arrow", "meta.parquet", "segment.json"):
-        _fsync_file(directory / name)
+    info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(masks),
+            "codec": codec, "cell_size": cell, "edges": [float(e) for e in edges],
+            "files": {"pixels.arrow": describe_file(pixels_path),
+                      "meta.parquet": {"size": meta_bytes.size, "xxh64": digest(meta_bytes)}},
+            "blobs_xxh64": digests}
+    write_sealed_json(directory / "segment.json", info, atomic=False)
+    fsync_path(directory)
 
 
 @dataclass
 class Segment:
-    """Read access to one committed segment. Files are opened on first use."""
+    """Read access to one committed segment. Files are opened on first use and verified
+    against their checksums; damage raises ``StoreError`` naming the file (and mask)."""
 
     directory: Path
 
     @cached_property
     def info(self) -> dict:
         path = self.directory / "segment.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise StoreError(f"{path}: cannot read segment description ({e})") from None
+        info = read_sealed_json(path, "segment description", legacy_ok=True)
+        need = ["dtype", "codec", "cell_size", "edges"]
+        if info.get("format", 1) >= 2:
+            need += ["count", "files", "blobs_xxh64"]
+        missing = [k for k in need if k not in info]
+        if missing:
+            raise StoreError(f"{path}: the segment description is damaged (no "
+                             f"{', '.join(missing)})")
+        if info.get("format", 1) >= 2 and len(info["blobs_xxh64"]) != info["count"]:
+            raise StoreError(f"{path}: the segment description is damaged (mask count)")
+        return info
+
+    @property
+    def sealed(self) -> bool:
+        """True for segments with checksums (format 2)."""
+        return self.info.get("format", 1) >= 2
 
     @property
     def dtype(self) -> np.dtype:
@@ -104,9 +155,32 @@ class Segment:
     def meta(self) -> pa.Table:
         path = self.directory / "meta.parquet"
         try:
-            return pq.read_table(path)
+            if self.sealed:
+                data = path.read_bytes()
+                expected = self.info["files"]["meta.parquet"]
+                if len(data) != expected["size"] or digest(data) != expected["xxh64"]:
+                    raise StoreError(f"{path}: the metadata file is damaged ("
+                                     + ("checksum mismatch)" if len(data) == expected["size"]
+                                        else f"{len(data)} bytes, {expected['size']} "
+                                        "expected)"))
+                table = pq.read_table(pa.BufferReader(data))
+            else:
+                table = pq.read_table(path)
+        except FileNotFoundError:
+            raise StoreError(f"{path}: the metadata file is missing") from None
         except (OSError, pa.ArrowException) as e:
             raise StoreError(f"{path}: cannot read metadata ({e})") from None
+        if not {"mask_id", "height", "width"} <= set(table.column_names) or (
+                self.sealed and table.num_rows != self.info["count"]):
+            raise StoreError(f"{path}: the metadata file does not match the segment")
+        return table
+
+    def mask_label(self, row: int) -> str:
+        """``mask <id>`` for error messages (``row <n>`` when the metadata is unreadable)."""
+        try:
+            return f"mask {self.meta.column('mask_id')[row].as_py()}"
+        except Exception:  # the metadata may be the damaged part
+            return f"row {row} of the segment"
 
     @cached_property
     def _shape(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,77 +190,132 @@ class Segment:
     @cached_property
     def _blobs(self) -> tuple[pa.Buffer, np.ndarray]:
         path = self.directory / "pixels.arrow"
+        if self.sealed:
+            verify_size(path, self.info["files"]["pixels.arrow"], "pixels")
         try:
             table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
             chunks = table.column("blob").chunks
             # One chunk is the written layout: use it in place (combining would copy).
             column = chunks[0] if len(chunks) == 1 else table.column("blob").combine_chunks()
-        except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"{path}: cannot read pixels ({e})") from None
-        _, offsets, data = column.buffers()
-        offsets = np.frombuffer(offsets, np.int64)[column.offset:column.offset + len(column) + 1]
+            _, offsets, data = column.buffers()
+            offsets = np.frombuffer(offsets, np.int64)[column.offset:
+                                                       column.offset + len(column) + 1]
+        except FileNotFoundError:
+            raise StoreError(f"{path}: the pixels file is missing") from None
+        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as e:
+            raise StoreError(f"{path}: the pixels file is damaged ({e})") from None
+        n = len(self._shape[0])
+        if len(offsets) != n + 1 or (n and (offsets[0] < 0 or offsets[-1] > data.size
+                                             or (np.diff(offsets) < 0).any())):
+            raise StoreError(f"{path}: the pixels file is damaged (its blob offsets do not "
+                             "match the masks)")
         return data, offsets
 
+    @cached_property
+    def _verified(self) -> np.ndarray:
+        """Masks whose blob this process has verified already: the file is immutable and
+        memory-mapped, so a blob is checked on its first read, not on every query."""
+        return np.zeros(len(self._shape[0]), bool)
+
     def pixels(self, row: int) -> np.ndarray:
-        """Decode the pixels of the mask at ``row`` (only its own bytes are read)."""
+        """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
+        verified against the mask's digest on the first read in this process)."""
         data, offsets = self._blobs
         start, end = int(offsets[row]), int(offsets[row + 1])
+        blob = data.slice(start, end - start)
+        if self.sealed and not self._verified[row]:
+            if digest(blob) != self.info["blobs_xxh64"][row]:
+                raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
+                                 "is damaged (checksum mismatch)")
+            self._verified[row] = True
         heights, widths = self._shape
-        return decode_mask(data.slice(start, end - start), self.dtype, int(heights[row]),
-                           int(widths[row]), self.info["codec"])
+        try:
+            return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
+                               self.info["codec"])
+        except (pa.ArrowException, ValueError, OSError) as e:
+            raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
+                             f"cannot be decoded ({e})") from None
 
     def blob_size(self, row: int) -> int:
         _, offsets = self._blobs
         return int(offsets[row + 1] - offsets[row])
 
+    def has_full_index(self) -> bool:
+        """The full index is complete: chi.json (or, in format 1, chi.npy) exists."""
+        if (self.directory / INDEX_SEAL).exists():
+            return True
+        return not self.sealed and (self.directory / "chi.npy").exists()
+
     @cached_property
     def index(self) -> SegmentIndex:
         """The segment's CHI; with lazy indexing only the masks in ``built`` have one."""
+        if self.has_full_index():
+            return self._load_full_index()
         edges = np.asarray(self.info["edges"], dtype=np.float64)
         cell = int(self.info["cell_size"])
         heights, widths = self._shape
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
-        if (self.directory / "chi.npy").exists():
-            try:
-                counts = np.load(self.directory / "chi.npy", mmap_mode="r")
-                eq = np.load(self.directory / "chi_eq.npy")
-                stats = np.load(self.directory / "chi_stats.npy")
-            except (OSError, ValueError) as e:
-                raise StoreError(f"{self.directory}: cannot read the index ({e})") from None
-            if offsets[-1] != counts.shape[0]:
-                raise StoreError(f"{self.directory / 'chi.npy'}: index size does not match "
-                                 "the masks")
-            return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
-                                np.ones(n, bool))
         max_pixels = int((heights * widths).max()) if n else 0
         dt = count_dtype(max_pixels)
         index = SegmentIndex(cell, edges, np.zeros(int(offsets[-1]), dt), offsets,
                              np.zeros((n, len(edges)), dt), np.zeros((n, 2)), heights, widths,
                              np.zeros(n, bool))
-        for path in sorted(self.directory.glob("chi-delta-*.npz")):
+        for path in sorted(self.directory.glob(DELTA_GLOB)):
             try:
-                with np.load(path) as delta:
-                    self._merge(index, delta["rows"], delta["counts"], delta["eq"],
-                                delta["stats"])
+                delta = load_checked_npz(path, "index delta")
             except FileNotFoundError:
-                if (self.directory / "chi.npy").exists():
+                if self.has_full_index():
                     # build_index() completed meanwhile and removed the deltas.
-                    return self.index_from_files()
+                    return self._load_full_index()
                 raise StoreError(f"{path}: the index delta vanished") from None
-            except (OSError, ValueError, KeyError) as e:
-                raise StoreError(f"{path}: cannot read the index delta ({e})") from None
+            try:
+                self._merge(index, delta["rows"], delta["counts"], delta["eq"], delta["stats"])
+            except (KeyError, IndexError, ValueError) as e:
+                raise StoreError(f"{path}: the index delta does not match the segment "
+                                 f"({e})") from None
         return index
 
-    def index_from_files(self) -> SegmentIndex:
-        """The full index as written by ingest or build_index()."""
-        return self.__class__.index.func(self)
+    def _load_full_index(self) -> SegmentIndex:
+        """The full index as written by ingest or build_index(), verified."""
+        edges = np.asarray(self.info["edges"], dtype=np.float64)
+        cell = int(self.info["cell_size"])
+        heights, widths = self._shape
+        offsets = chi_offsets(heights, widths, cell, len(edges))
+        n = len(heights)
+        seal_path = self.directory / INDEX_SEAL
+        if seal_path.exists() or self.sealed:
+            seal = read_sealed_json(seal_path, "index description")
+            for name in INDEX_FILES:
+                if name not in seal.get("files", {}):
+                    raise StoreError(f"{seal_path}: the index description is damaged")
+                verify_file(self.directory / name, seal["files"][name], "index")
+        try:
+            counts = np.load(self.directory / "chi.npy", mmap_mode="r")
+            eq = np.load(self.directory / "chi_eq.npy")
+            stats = np.load(self.directory / "chi_stats.npy")
+        except (OSError, ValueError, EOFError) as e:
+            raise StoreError(f"{self.directory}: cannot read the index ({e})") from None
+        if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
+            raise StoreError(f"{self.directory / 'chi.npy'}: index size does not match "
+                             "the masks")
+        if eq.shape != (n, len(edges)) or stats.shape != (n, 2):
+            raise StoreError(f"{self.directory}: the index does not match the masks")
+        return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
+                            np.ones(n, bool))
 
     @staticmethod
     def _merge(index: SegmentIndex, rows, counts, eq, stats) -> None:
+        n = len(index.built)
+        sizes = np.diff(index.offsets)
+        rows = np.asarray(rows, np.int64)
+        if (rows.ndim != 1 or len(eq) != len(rows) or len(stats) != len(rows)
+                or (len(rows) and (rows.min() < 0 or rows.max() >= n))
+                or int(sizes[rows].sum()) != len(counts)):
+            raise ValueError("rows, counts and sizes disagree")
         pos = 0
         for k, r in enumerate(rows):
-            size = int(index.offsets[r + 1] - index.offsets[r])
+            size = int(sizes[r])
             index.counts[index.offsets[r]:index.offsets[r + 1]] = counts[pos:pos + size]
             pos += size
             index.eq[r], index.stats[r] = eq[k], stats[k]
@@ -204,36 +333,49 @@ class Segment:
 
     def add_built(self, rows: np.ndarray, counts: np.ndarray, eq: np.ndarray,
                   stats: np.ndarray) -> int:
-        """Persist CHIs built elsewhere for ``rows`` (counts concatenated in row order)."""
+        """Persist CHIs built elsewhere for ``rows`` (counts concatenated in row order).
+
+        Queries call this without the writer lock: the delta file gets a fresh name and is
+        written whole (with its digest), fsynced, then renamed in."""
         index = self.index
         new = ~index.built[rows]
         if not new.any():
             return 0
-        path = self.directory / f"chi-delta-{uuid.uuid4().hex[:16]}.npz"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, rows=rows, counts=counts, eq=eq, stats=stats)
-        os.replace(tmp, path)
+        save_checked_npz(self.directory, "chi-delta-",
+                         {"rows": rows, "counts": counts, "eq": eq, "stats": stats})
         self._merge(index, rows, counts, eq, stats)
         return int(new.sum())
 
-    def build_index(self) -> int:
-        """Write the full index from the pixels (what lazy indexing has not built yet)."""
-        if (self.directory / "chi.npy").exists():
+    def build_index(self, rebuild: bool = False) -> int:
+        """Write the full index from the pixels; returns how many masks had no CHI before.
+
+        Without ``rebuild``, a segment with a complete index is left alone. With it, the index
+        is rebuilt from the (verified) pixels: chi.json goes first (and in format 1 chi.npy),
+        so a crash midway leaves a segment without a full index (sound trivial bounds), never
+        one whose files disagree. The caller holds the writer lock."""
+        if not rebuild and self.has_full_index():
             return 0
+        before = 0
+        if not rebuild:
+            before = int((~self.index.built).sum())
         n = len(self._shape[0])
         masks = [self.pixels(r) for r in range(n)]
-        _write_index(self.directory, build_segment_index(masks, self.index.edges,
-                                                         self.index.cell))
-        for path in self.directory.glob("chi-delta-*.npz"):
-            path.unlink()
-        missing = int((~self.index.built).sum())
+        edges = np.asarray(self.info["edges"], dtype=np.float64)
+        full = build_segment_index(masks, edges, int(self.info["cell_size"]))
+        del masks
+        if rebuild:
+            for name in (INDEX_SEAL, "chi.npy"):
+                remove_file(self.directory / name)
+            fsync_path(self.directory)
+        _write_index(self.directory, full)
+        for path in self.directory.glob(DELTA_GLOB):
+            remove_file(path)
         self.__dict__.pop("index", None)
-        return missing
+        return n if rebuild else before
 
     def index_bytes(self) -> int:
-        files = [self.directory / f for f in ("chi.npy", "chi_eq.npy", "chi_stats.npy")]
-        files += list(self.directory.glob("chi-delta-*.npz"))
+        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL,)]
+        files += list(self.directory.glob(DELTA_GLOB))
         return sum(f.stat().st_size for f in files if f.exists())
 
     def pixel_bytes(self) -> int:

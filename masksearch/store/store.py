@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,14 +18,16 @@ from ..errors import IngestError, StoreError
 from ..index.agg_cache import AggregateCache
 from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
 from .codec import CODECS
+from .durable import fsync_path, remove_file, remove_tree, replace
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
 from .metadata import ARROW_TYPES, RESERVED, id_column, merged_type, metadata_column
-from .segments import Segment, write_segment
+from .segments import DELTA_GLOB, INDEX_FILES, INDEX_SEAL, Segment, write_segment
 from .sources import MaskSource
 
 SEGMENT_MAX_MASKS = 4096
 SEGMENT_MAX_BYTES = 256 << 20
 LOCK_TIMEOUT_S = 30.0
+_TMP_NAME = re.compile(r"\.tmp-(\d+)$")   # temporary files: NAME.tmp-<pid of the writer>
 
 ProgressFn = Callable[[int, int], None]
 
@@ -50,10 +52,13 @@ class Store:
         self._id_order: np.ndarray | None = None
         self.aggregate_cache = AggregateCache(self.root)
         self.refresh()
+        self._clean_on_open()
 
     # --- creation and reading -------------------------------------------------------------
     def _create(self, cell_size, bin_edges, codec, index) -> None:
-        if self.root.exists() and any(self.root.iterdir()):
+        """Create an empty database; the manifest, written last, makes it one. A creation
+        killed before that leaves only what ``_unfinished_creation`` recognizes."""
+        if self.root.exists() and any(not _unfinished_creation(p) for p in self.root.iterdir()):
             raise StoreError(f"{self.root}: the folder exists and is not a masksearch database")
         cell = DEFAULT_CELL_SIZE if cell_size is None else int(cell_size)
         if cell < 1:
@@ -71,6 +76,8 @@ class Store:
                 raise StoreError(f"bin_edges[{dtype!r}] must be increasing numbers")
             edges[np.dtype(dtype).name] = arr.tolist()
         (self.root / "segments").mkdir(parents=True, exist_ok=True)
+        fsync_path(self.root)
+        fsync_path(self.root.parent)
         # An empty database already has the system columns (types of ids are set by data).
         columns = {"mask_id": "int64", "image_id": "null", "model_id": "null",
                    "mask_type": "null", "height": "int64", "width": "int64"}
@@ -78,12 +85,17 @@ class Store:
                                            columns=columns, index=index))
 
     def refresh(self) -> None:
-        """Re-read the manifest if another writer committed since."""
-        mtime = (self.root / MANIFEST).stat().st_mtime_ns
-        if mtime == self._manifest_mtime:
+        """Re-read the manifest if another writer committed since (a commit renames a new
+        file over it: a new inode, whatever the clock's granularity)."""
+        try:
+            st = (self.root / MANIFEST).stat()
+        except OSError as e:
+            raise StoreError(f"{self.root / MANIFEST}: cannot read the manifest ({e})") from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if key == self._manifest_mtime:
             return
         self._manifest = read_manifest(self.root)
-        self._manifest_mtime = mtime
+        self._manifest_mtime = key
         self._table = None
         self._id_order = None
 
@@ -146,9 +158,16 @@ class Store:
 
     # --- writing --------------------------------------------------------------------------
     @contextmanager
-    def write_lock(self, timeout: float = LOCK_TIMEOUT_S):
+    def write_lock(self, timeout: float | None = None):
+        """Hold the writer lock (flock on ``lock``): one writer at a time. Waits up to
+        ``timeout`` seconds (default ``LOCK_TIMEOUT_S``), then raises ``StoreError``. The
+        kernel releases the lock when its holder dies, so a killed writer never blocks."""
+        timeout = LOCK_TIMEOUT_S if timeout is None else timeout
         path = self.root / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"{path}: cannot open the writer lock ({e})") from None
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -156,41 +175,71 @@ class Store:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() >= deadline:
                         raise StoreError(f"{self.root}: another process is writing to the "
-                                         f"database (waited {timeout:.0f} s for {path})") from None
+                                         f"database (waited {timeout:g} s for {path})") from None
                     time.sleep(0.05)
             yield
         finally:
             os.close(fd)
 
+    def _clean_on_open(self) -> None:
+        """Remove what killed writers left, unless a writer is at work (then it will)."""
+        try:
+            with self.write_lock(timeout=0):
+                self._remove_leftovers()
+        except StoreError:
+            pass  # a writer holds the lock, or the folder is read-only
+
     def _remove_leftovers(self) -> None:
-        """Delete what a killed writer left: temp manifests and uncommitted segment folders."""
+        """Delete what killed processes left (the caller holds the writer lock): temporary
+        manifests, uncommitted segment folders, partial indexes, and temporary files of dead
+        processes (queries write index deltas without the lock, so live ones are kept)."""
         committed = {s.name for s in self.manifest.segments}
         for p in self.root.glob(f"{MANIFEST}.tmp-*"):
-            p.unlink(missing_ok=True)
-        for p in (self.root / "segments").iterdir():
+            remove_file(p)
+        segments = self.root / "segments"
+        for p in sorted(segments.iterdir()) if segments.is_dir() else []:
             if p.name not in committed:
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                for tmp in list(p.glob("*.tmp")) + list(p.glob("*.tmp.npy")):
-                    tmp.unlink(missing_ok=True)
-        for tmp in (self.root / "aggcache").glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+                remove_tree(p)
+                continue
+            for tmp in p.iterdir():
+                if _is_dead_tmp(tmp.name):
+                    remove_file(tmp)
+            if (p / INDEX_SEAL).exists():
+                for delta in p.glob(DELTA_GLOB):  # superseded by the full index
+                    remove_file(delta)
+            elif _sealed(self.segment(p.name)):
+                for name in INDEX_FILES:  # a full index whose writer died before chi.json
+                    if (p / name).exists():
+                        remove_file(p / name)
+        cache = self.root / "aggcache"
+        for tmp in cache.iterdir() if cache.is_dir() else []:
+            if _is_dead_tmp(tmp.name):
+                remove_file(tmp)
 
-    def build_index(self, progress: ProgressFn | None = None) -> int:
-        """Build every missing CHI (lazy indexing); returns how many masks got one."""
+    def build_index(self, progress: ProgressFn | None = None, rebuild: bool = False) -> int:
+        """Build every missing CHI (lazy indexing); returns how many masks got one.
+
+        ``rebuild=True`` rebuilds every segment's index from its (verified) pixels, replacing
+        whatever is there (damaged or not), and empties the cache of aggregated-mask CHIs."""
         with self.write_lock():
             self.refresh()
             self._remove_leftovers()
             segments = self.segments
-            total = sum(len(s._shape[0]) for s in segments)
+            total = sum(s.info.get("count", 0) or len(s._shape[0]) for s in segments)
             done = built = 0
             for seg in segments:
-                built += seg.build_index()
+                seg.__dict__.pop("index", None)
+                built += seg.build_index(rebuild=rebuild)
                 done += len(seg._shape[0])
                 if progress is not None:
                     progress(done, total)
+            if rebuild:
+                cache = self.root / "aggcache"
+                for p in sorted(cache.iterdir()) if cache.is_dir() else []:
+                    remove_file(p)
+                self.aggregate_cache = AggregateCache(self.root)
             return built
 
     def ingest(self, sources: list[MaskSource], *, image_id, model_id, mask_type, metadata,
@@ -214,12 +263,23 @@ class Store:
                     new, self.manifest.next_mask_id + n, columns)
                 write_manifest(self.root, manifest)
             except BaseException:
-                for d in written:
-                    shutil.rmtree(d, ignore_errors=True)
+                self._roll_back(written)
                 raise
             self.refresh()
         first = manifest.next_mask_id - n
         return list(range(first, first + n))
+
+    def _roll_back(self, written: list[Path]) -> None:
+        """Remove the folders of a failed ingest, unless its commit happened after all (the
+        error came after the manifest's rename); if the manifest is unreadable, leave them
+        to the next writer's cleanup."""
+        try:
+            committed = {s.name for s in read_manifest(self.root).segments}
+        except StoreError:
+            return
+        for d in written:
+            if d.name not in committed:
+                remove_tree(d)
 
     def _user_columns(self, metadata: dict | None, n: int) -> dict[str, tuple[str, pa.Array]]:
         user = {}
@@ -288,7 +348,7 @@ class Store:
                           m.codec, workers=os.cpu_count() or 1, on_encoded=encoded,
                           build_index=build_index)
             final = self.root / "segments" / name
-            os.replace(tmp, final)
+            replace(tmp, final)
             written.append(final)
             new.append(SegmentInfo(name, len(masks), dtype_name, int(arrays["mask_id"][0].as_py())))
 
@@ -314,3 +374,34 @@ class Store:
         lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
         hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
         return default_edges(dtype, lo, hi)
+
+
+def _unfinished_creation(path: Path) -> bool:
+    """What a creation killed before its manifest leaves: an empty segments folder, a
+    temporary manifest, the lock file."""
+    if path.name == "segments":
+        return path.is_dir() and not any(path.iterdir())
+    return path.name == "lock" or path.name.startswith(f"{MANIFEST}.tmp-")
+
+
+def _sealed(segment: Segment) -> bool:
+    try:
+        return segment.sealed
+    except StoreError:
+        return False  # damaged: leave it as it is for ``check`` to report
+
+
+def _is_dead_tmp(name: str) -> bool:
+    """A temporary file whose writer is gone (legacy names without a pid count as dead)."""
+    if name.endswith((".tmp", ".tmp.npy")):
+        return True
+    m = _TMP_NAME.search(name)
+    if m is None:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False

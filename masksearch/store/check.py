@@ -1,0 +1,169 @@
+"""``check``: verify a whole database against its checksums and report what is damaged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..index.agg_cache import DIRECTORY as AGGCACHE
+from .checksum import load_checked_npz, verify_file
+from .manifest import read_manifest
+from .segments import DELTA_GLOB, Segment
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One damaged file (and the masks it affects, where known)."""
+
+    path: str
+    message: str
+    mask_ids: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message if not self.mask_ids else \
+            f"{self.message} [mask ids: {_ranges(self.mask_ids)}]"
+
+
+@dataclass
+class CheckReport:
+    """What ``Database.check()`` found: ``ok`` is False when anything is damaged."""
+
+    path: str
+    segments: int = 0
+    masks: int = 0
+    files: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    unverifiable: list[str] = field(default_factory=list)  # segments without checksums
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def damaged_mask_ids(self) -> list[int]:
+        return sorted({i for p in self.problems for i in p.mask_ids})
+
+    def summary(self) -> str:
+        lines = [f"checked {self.path}: {self.segments} segments, {self.masks} masks, "
+                 f"{self.files} files"]
+        lines += [f"DAMAGED: {p}" for p in self.problems]
+        lines += [f"not verifiable (written before checksums): {s}" for s in self.unverifiable]
+        if any("index" in p.message for p in self.problems):
+            lines.append("a damaged index can be rebuilt from the pixels: "
+                         f"masksearch index {self.path} --rebuild")
+        lines.append("ok: no damage found" if self.ok else
+                     f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
+                     "found")
+        return "\n".join(lines)
+
+
+def _ranges(ids) -> str:
+    ids = sorted(ids)
+    out, start, prev = [], ids[0], ids[0]
+    for i in ids[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(out)
+
+
+def check_store(root: Path) -> CheckReport:
+    """Read and verify every file of the committed database at ``root``."""
+    report = CheckReport(str(root))
+    try:
+        manifest = read_manifest(root)
+    except StoreError as e:
+        report.problems.append(Problem(str(root / "manifest.json"), str(e)))
+        return report
+    report.files += 1
+    seen: set[int] = set()
+    for info in manifest.segments:
+        report.segments += 1
+        report.masks += info.count
+        _check_segment(Segment(root / "segments" / info.name), info, manifest.next_mask_id,
+                       seen, report)
+    cache = root / AGGCACHE
+    for path in sorted(cache.glob("*.npz")) if cache.is_dir() else []:
+        report.files += 1
+        try:
+            load_checked_npz(path, "cached CHIs")
+        except (StoreError, FileNotFoundError) as e:
+            report.problems.append(Problem(str(path), str(e)))
+    return report
+
+
+def _check_segment(seg: Segment, info, next_mask_id: int, seen: set[int],
+                   report: CheckReport) -> None:
+    all_ids: tuple[int, ...] = ()  # the segment's mask ids, once its metadata is verified
+
+    def damaged(path: Path, error: Exception, ids=None) -> None:
+        report.problems.append(Problem(str(path), str(error),
+                                       tuple(all_ids if ids is None else ids)))
+
+    try:
+        seg.info  # noqa: B018 - loading verifies segment.json
+    except StoreError as e:
+        return damaged(seg.directory / "segment.json", e)
+    report.files += 1
+    if not seg.sealed:
+        report.unverifiable.append(str(seg.directory))
+    elif seg.info["count"] != info.count or seg.info["dtype"] != info.dtype:
+        return damaged(seg.directory / "segment.json",
+                       StoreError(f"{seg.directory / 'segment.json'}: does not match the "
+                                  "manifest"))
+    try:
+        meta = seg.meta
+        report.files += 1
+        ids = meta.column("mask_id").to_numpy()
+        # Ids increase within a segment (an ingest of several dtypes interleaves segments).
+        if len(ids) != info.count or (len(ids) and (
+                ids[0] != info.first_mask_id or ids[-1] >= next_mask_id
+                or (np.diff(ids) <= 0).any() or seen.intersection(ids.tolist()))):
+            raise StoreError(f"{seg.directory / 'meta.parquet'}: mask ids do not match the "
+                             "manifest")
+        seen.update(ids.tolist())
+    except StoreError as e:
+        return damaged(seg.directory / "meta.parquet", e)
+    all_ids = tuple(int(i) for i in ids)
+    pixels = seg.directory / "pixels.arrow"
+    try:
+        if seg.sealed:
+            verify_file(pixels, seg.info["files"]["pixels.arrow"], "pixels")
+        report.files += 1
+    except StoreError as e:
+        whole = e  # find the damaged masks below; the message names the file
+    else:
+        whole = None
+    bad = []
+    try:
+        for row in range(info.count):
+            try:
+                seg.pixels(row)
+            except StoreError:
+                bad.append(all_ids[row])
+    except StoreError as e:  # the file's structure is unreadable: every mask is affected
+        return damaged(pixels, e)
+    if bad:
+        damaged(pixels, StoreError(f"{pixels}: {len(bad)} of {info.count} masks are damaged "
+                                   "(checksum mismatch or undecodable)"), bad)
+    elif whole is not None:
+        damaged(pixels, whole, ())
+    try:
+        if seg.has_full_index():
+            seg.__dict__.pop("index", None)
+            seg.index  # noqa: B018 - loading verifies every index file
+            report.files += 3
+        else:
+            for path in sorted(seg.directory.glob(DELTA_GLOB)):
+                report.files += 1
+                load_checked_npz(path, "index delta")
+            seg.index  # noqa: B018 - the deltas must also fit the segment
+    except (StoreError, FileNotFoundError) as e:
+        path = Path(getattr(e, "filename", None) or seg.directory / "chi.json")
+        damaged(path, e)

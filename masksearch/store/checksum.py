@@ -1,0 +1,155 @@
+"""Checksums of stored data: XXH64 digests of buffers and files, JSON files that carry the
+digest of their own content ("sealed"), and NPZ files named by the digest of their bytes.
+
+Every check failure is a ``StoreError`` that names the file (and what is wrong with it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import mmap
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..kernels.checksum_kernels import xxh64_words
+from .durable import write_atomic, write_bytes
+
+DIGEST_KEY = "xxh64"
+_NO_WORDS = np.zeros(0, np.uint64)
+_NPZ_NAME = re.compile(r"xxh64-([0-9a-f]{16})\.npz$")
+
+
+def digest(data) -> str:
+    """XXH64 (seed 0) of a bytes-like object, as 16 hex digits."""
+    raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else \
+        data.reshape(-1).view(np.uint8)
+    n8 = len(raw) // 8
+    words = np.frombuffer(raw.data, np.uint64, count=n8) if n8 else _NO_WORDS
+    return f"{int(xxh64_words(words, raw[n8 * 8:], len(raw))):016x}"
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size, digest) of a file's bytes, read through a memory map."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return 0, digest(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            view = memoryview(m)
+            try:
+                return size, digest(view)
+            finally:
+                view.release()
+
+
+def describe_file(path: Path) -> dict:
+    """What ``verify_file`` checks a file against later: its size and digest."""
+    size, d = file_digest(path)
+    return {"size": size, DIGEST_KEY: d}
+
+
+def verify_file(path: Path, expected: dict, what: str) -> None:
+    """Raise ``StoreError`` unless ``path`` has the size and digest recorded in ``expected``."""
+    try:
+        size, d = file_digest(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: the {what} file is missing") from None
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    if size != expected["size"]:
+        raise StoreError(f"{path}: the {what} file is damaged: {size} bytes, "
+                         f"{expected['size']} expected (truncated or overwritten)")
+    if d != expected[DIGEST_KEY]:
+        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+
+
+def verify_size(path: Path, expected: dict, what: str) -> None:
+    """The cheap part of ``verify_file``: the size only (catches truncation on open)."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    if size != expected["size"]:
+        raise StoreError(f"{path}: the {what} file is damaged: {size} bytes, "
+                         f"{expected['size']} expected (truncated or overwritten)")
+
+
+# --- sealed JSON ---------------------------------------------------------------------------
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sealed_json(body: dict) -> bytes:
+    """``body`` as JSON text with the digest of its canonical form under ``"xxh64"``."""
+    return json.dumps({**body, DIGEST_KEY: digest(_canonical(body))}, indent=1).encode()
+
+
+def write_sealed_json(path: Path, body: dict, *, atomic: bool = True) -> None:
+    data = sealed_json(body)
+    if atomic:
+        write_atomic(path, data)
+    else:
+        write_bytes(path, data)
+
+
+def read_sealed_json(path: Path, what: str, *, legacy_ok: bool = False) -> dict:
+    """The body of a sealed JSON file, verified. With ``legacy_ok``, an unsealed file whose
+    ``"format"`` is below 2 (written before checksums existed) is accepted unverified."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{path}: the {what} file is missing") from None
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    try:
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path}: the {what} file is damaged (not valid JSON: {e})") from None
+    sealed = body.pop(DIGEST_KEY, None)
+    if sealed is None:
+        fmt = body.get("format", 1)
+        if legacy_ok and isinstance(fmt, int) and fmt < 2:
+            return body
+        raise StoreError(f"{path}: the {what} file is damaged (its checksum is missing)")
+    if sealed != digest(_canonical(body)):
+        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+    return body
+
+
+# --- NPZ files named by their digest --------------------------------------------------------
+def save_checked_npz(directory: Path, prefix: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write an NPZ file named ``<prefix>xxh64-<digest of its bytes>.npz`` (written whole,
+    fsynced, renamed in) and return its path: the name is the checksum of the whole file."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    data = buf.getbuffer()
+    path = directory / f"{prefix}{DIGEST_KEY}-{digest(data)}.npz"
+    write_atomic(path, data)
+    return path
+
+
+def load_checked_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """The arrays of a file written by ``save_checked_npz``, verified against its name. Files
+    named otherwise (written before checksums) are read with only the zip CRCs to check them.
+    ``FileNotFoundError`` passes through: callers decide whether a vanished file is damage."""
+    name = _NPZ_NAME.search(path.name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    if name is not None and digest(data) != name.group(1):
+        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:  # zipfile, zlib and numpy raise many types for damaged files
+        raise StoreError(f"{path}: the {what} file is damaged ({type(e).__name__}: {e})") \
+            from None

@@ -1,0 +1,194 @@
+"""Concurrency: one writer at a time (a second one waits, then fails clearly after its
+timeout); readers in other processes keep working during ingests and index builds and see
+the state before or after each commit, never a mix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import masksearch as ms
+from masksearch.errors import StoreError
+from masksearch.store import store as store_mod
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES, PER_BATCH, SIDE = 12, 20, 32
+
+
+def batch(b: int) -> np.ndarray:
+    """Batch b: mask j has exactly b * PER_BATCH + j + 1 pixels in (0.5, 1.0]."""
+    masks = np.full((PER_BATCH, SIDE, SIDE), (b + 1) / 100, np.float32)
+    for j in range(PER_BATCH):
+        masks[j].reshape(-1)[:b * PER_BATCH + j + 1] = 1.0
+    return masks
+
+
+def expected_state(k: int) -> list[tuple]:
+    """Rows of ``STATE_SQL`` after the first k batches."""
+    return [(b, PER_BATCH, sum(b * PER_BATCH + j + 1 for j in range(PER_BATCH)))
+            for b in range(k)]
+
+
+STATE_SQL = ("SELECT batch, COUNT(*) AS n, SUM(CP(mask, full, (0.5, 1.0])) AS s FROM masks "
+             "GROUP BY batch ORDER BY batch")
+
+WRITER = textwrap.dedent("""
+    import sys, time, numpy as np, masksearch as ms
+    from pathlib import Path
+    from tests.test_concurrency import BATCHES, PER_BATCH, batch
+    path, sync = sys.argv[1], Path(sys.argv[2])
+    while len(list(sync.glob("ready-*"))) < int(sys.argv[3]):
+        time.sleep(0.02)
+    db = ms.connect(path)
+    for b in range(1, BATCHES):
+        db.ingest(batch(b), image_id=list(range(PER_BATCH)),
+                  metadata={"batch": [b] * PER_BATCH})
+        print("committed", b, flush=True)
+        time.sleep(0.05)
+    db.build_index()
+    (sync / "finished").write_text("")
+""")
+
+READER = textwrap.dedent("""
+    import json, sys, numpy as np, masksearch as ms
+    from pathlib import Path
+    from tests.test_concurrency import STATE_SQL, batch
+    path, sync, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    db = ms.connect(path)
+    rng = np.random.default_rng(int(name))
+    states, reads = [], 0
+    (sync / f"ready-{name}").write_text("")
+    while True:
+        last = (sync / "finished").exists()
+        rows = db.query(STATE_SQL, use_index=bool(reads % 2)).rows()
+        states.append(rows)
+        if rows:  # a mask of a batch this state holds reads back exactly
+            b = int(rng.integers(0, len(rows)))
+            ids = db.query(f"SELECT mask_id FROM masks WHERE batch = {b}").rows()
+            j = int(rng.integers(0, len(ids)))
+            assert np.array_equal(db.mask(ids[j][0]), batch(b)[j])
+        reads += 1
+        if last:
+            break
+    print(json.dumps({"states": states, "reads": reads}))
+""")
+
+
+def python(script: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", ["eager", "lazy"])
+def test_readers_see_whole_commits_during_ingests(tmp_path, index):
+    path, sync = tmp_path / "db", tmp_path / "sync"
+    sync.mkdir()
+    db = ms.connect(path, index=index)
+    db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
+    readers = [python(READER, str(path), str(sync), str(i)) for i in range(2)]
+    writer = python(WRITER, str(path), str(sync), str(len(readers)))
+    out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    valid = {json.dumps(expected_state(k)) for k in range(1, BATCHES + 1)}
+    seen, reads = set(), 0
+    for r in readers:
+        out, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err
+        result = json.loads(out)
+        for rows in result["states"]:
+            assert json.dumps(rows) in valid, f"a state no commit produced: {rows}"
+            seen.add(json.dumps(rows))
+        reads += result["reads"]
+        # The last read started after the writer finished: it sees everything.
+        assert result["states"][-1] == json.loads(json.dumps(expected_state(BATCHES)))
+    print(f"{reads} reads saw {len(seen)} of {BATCHES} committed states")
+    assert len(seen) >= 3, "readers should have seen states between commits"
+    final = ms.connect(path)
+    assert final.query(STATE_SQL).rows() == expected_state(BATCHES)
+    assert final.check().ok
+    assert not [p for p in path.rglob("*") if ".tmp" in p.name]
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from masksearch.store.store import Store
+    store = Store(sys.argv[1])
+    with store.write_lock():
+        Path(sys.argv[2]).write_text("")
+        time.sleep(float(sys.argv[3]))
+""")
+
+
+def hold_lock(path: Path, flag: Path, seconds: float) -> subprocess.Popen:
+    proc = python(HOLDER, str(path), str(flag), str(seconds))
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return proc
+
+
+def test_second_writer_fails_clearly_after_its_timeout(tmp_path, monkeypatch):
+    path = tmp_path / "db"
+    db = ms.connect(path)
+    db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
+    holder = hold_lock(path, tmp_path / "held", seconds=30)
+    try:
+        monkeypatch.setattr(store_mod, "LOCK_TIMEOUT_S", 0.5)
+        t0 = time.monotonic()
+        with pytest.raises(StoreError, match=r"another process is writing to the database "
+                                             r"\(waited 0.5 s for .*lock\)"):
+            db.ingest(batch(1), image_id=list(range(PER_BATCH)),
+                      metadata={"batch": [1] * PER_BATCH})
+        assert 0.5 <= time.monotonic() - t0 < 5
+        with pytest.raises(StoreError, match="another process is writing"):
+            db.build_index()
+        # Readers are not blocked by the writer.
+        assert db.query(STATE_SQL).rows() == expected_state(1)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its holder: the next writer proceeds at once.
+    db.ingest(batch(1), image_id=list(range(PER_BATCH)), metadata={"batch": [1] * PER_BATCH})
+    assert db.query(STATE_SQL).rows() == expected_state(2)
+
+
+def test_second_writer_waits_for_the_first(tmp_path):
+    path = tmp_path / "db"
+    db = ms.connect(path)
+    db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
+    holder = hold_lock(path, tmp_path / "held", seconds=1.0)
+    t0 = time.monotonic()
+    db.ingest(batch(1), image_id=list(range(PER_BATCH)), metadata={"batch": [1] * PER_BATCH})
+    waited = time.monotonic() - t0
+    holder.wait(timeout=60)
+    assert waited > 0.3, "the ingest should have waited for the lock"
+    assert db.query(STATE_SQL).rows() == expected_state(2)
+
+
+def test_cleanup_on_open_spares_live_readers_temporary_files(tmp_path):
+    """Queries write index deltas without the lock; opening the database must not delete
+    a live process's temporary file, but removes those of dead processes."""
+    path = tmp_path / "db"
+    db = ms.connect(path, index="lazy")
+    db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
+    seg = next((path / "segments").iterdir())
+    live = seg / f"chi-delta-x.npz.tmp-{os.getpid()}"
+    dead_pid = 2 ** 22 + 12345  # above the default pid_max: no such process
+    dead = seg / f"chi-delta-y.npz.tmp-{dead_pid}"
+    live.write_bytes(b"in progress")
+    dead.write_bytes(b"left by a killed reader")
+    ms.connect(path)
+    assert live.exists() and not dead.exists()
