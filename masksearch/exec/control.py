@@ -32,17 +32,21 @@ class QueryControl:
     progress: ProgressFn | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    reason: QueryCancelled | None = None   # what every thread raises once stopped
 
-    def cancel(self) -> None:
+    def cancel(self, reason: QueryCancelled | None = None) -> None:
+        if self.reason is None:
+            self.reason = reason or QueryCancelled("query cancelled")
         self.cancelled.set()
 
     def check(self) -> None:
         """Raise ``QueryCancelled`` or ``QueryTimeout`` when the query must stop."""
+        if self.timeout is not None and not self.cancelled.is_set() and \
+                time.monotonic() - self.started > self.timeout:
+            self.cancel(QueryTimeout(f"query stopped after its timeout of {self.timeout:g} s"))
         if self.cancelled.is_set():
-            raise QueryCancelled("query cancelled")
-        if self.timeout is not None and time.monotonic() - self.started > self.timeout:
-            self.cancelled.set()   # tell the other threads too
-            raise QueryTimeout(f"query stopped after its timeout of {self.timeout:g} s")
+            # The same error in every thread, whichever the pool reports first.
+            raise type(self.reason)(*self.reason.args)
 
 
 _current: ContextVar[QueryControl | None] = ContextVar("masksearch_query_control",
