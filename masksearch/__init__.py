@@ -5,12 +5,22 @@ from .errors import (
     BindError,
     IngestError,
     MaskSearchError,
+    QueryCancelled,
     QueryError,
     QuerySyntaxError,
+    QueryTimeout,
     StoreError,
 )
 from .result import QueryStats, Result
 
-__all__ = ["connect", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
-           "QuerySyntaxError", "BindError", "StoreError", "IngestError"]
+__all__ = ["connect", "attach_duckdb", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
+           "QuerySyntaxError", "BindError", "StoreError", "IngestError",
+           "QueryCancelled", "QueryTimeout"]
 __version__ = "0.1.0"
+
+
+def attach_duckdb(con, database, *, table_name: str = "masks"):
+    """Attach a masksearch database to a DuckDB connection (see ``masksearch.duckdb_ext``)."""
+    from .duckdb_ext import attach_duckdb as attach
+
+    return attach(con, database, table_name=table_name)

@@ -8,8 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from .exec.control import QueryControl
 from .exec.executor import execute
 from .lang.binder import bind
+from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
 from .plan.planner import plan
 from .result import QueryStats, Result
@@ -65,17 +67,25 @@ class Database:
         how many masks were indexed. Fails naming the mask if pixels are damaged."""
         return self._store.build_index(progress, rebuild=True)
 
-    def query(self, sql: str, *, use_index: bool = True) -> Result:
-        """Run one statement; ``use_index=False`` forces the brute-force path (same results)."""
+    def query(self, sql: str, *, use_index: bool = True, timeout: float | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Result:
+        """Run one statement; ``use_index=False`` forces the brute-force path (same results).
+
+        ``timeout`` (seconds) stops the query with ``QueryTimeout``; Ctrl-C (KeyboardInterrupt)
+        stops it too. ``progress(done, total)`` is told of masks counted during verification.
+        Neither leaves anything behind: queries never write, except the CHIs lazy indexing
+        builds, which land whole or not at all.
+        """
         self._store.refresh()
         bound = bind(parse(sql), sql, self._store.columns())
         logical = plan(bound)
+        ctl = QueryControl(timeout=timeout, progress=progress)
         if not bound.explain:
-            return execute(logical, self._store, use_index=use_index)
+            return execute(logical, self._store, use_index=use_index, query_control=ctl)
         stats = QueryStats(used_index=use_index)
         lines = logical.describe().splitlines()
         if bound.analyze:
-            result = execute(logical, self._store, use_index=use_index)
+            result = execute(logical, self._store, use_index=use_index, query_control=ctl)
             stats = result.stats
             lines = logical.describe(stats.operators).splitlines()
             lines += ["", f"{len(result)} rows", *_stats_lines(stats)]
@@ -85,6 +95,25 @@ class Database:
         """The logical plan of a statement as text."""
         self._store.refresh()
         return plan(bind(parse(sql), sql, self._store.columns())).describe()
+
+    def notices(self, sql: str) -> list[str]:
+        """Advice on a statement that probably does not mean what it says (e.g. a range
+        ``(0.6, 1.0)`` over masks whose largest value is 1.0); empty when all is well."""
+        self._store.refresh()
+        bound = bind(parse(sql), sql, self._store.columns())
+        return query_notices(bound, self._value_spans())
+
+    def _value_spans(self) -> list[ValueSpan]:
+        """Per pixel dtype, the smallest and largest value of the masks that have a CHI."""
+        spans: dict[str, list[float]] = {}
+        for seg in self._store.segments:
+            stats = seg.index.stats[seg.index.built]
+            stats = stats[stats[:, 0] <= stats[:, 1]]   # all-NaN masks have no values
+            if len(stats):
+                lo, hi = spans.get(seg.dtype.name, [np.inf, -np.inf])
+                spans[seg.dtype.name] = [min(lo, float(stats[:, 0].min())),
+                                         max(hi, float(stats[:, 1].max()))]
+        return [ValueSpan(k, lo, hi) for k, (lo, hi) in spans.items()]
 
     def mask(self, mask_id: int) -> np.ndarray:
         """The pixels of one mask, in their stored dtype."""

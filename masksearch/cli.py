@@ -8,6 +8,7 @@
     masksearch check PATH
     masksearch info PATH [--json]
     masksearch explain PATH "SQL"
+    masksearch repl PATH            (or just: masksearch PATH)
     masksearch demo
 
 Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1;
@@ -134,18 +135,6 @@ class _Progress:
         self.bar.close()
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-def _counts(d: dict) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"
-
-
 def _read_sql(text: str) -> str:
     return sys.stdin.read() if text == "-" else text
 
@@ -193,7 +182,10 @@ def cmd_query(args) -> int:
     from .format import format_csv, format_json, format_table
 
     db = _open(args.path)
-    result = db.query(_read_sql(args.sql), use_index=not args.no_index)
+    sql = _read_sql(args.sql)
+    for notice in db.notices(sql):
+        print(f"notice: {notice}", file=sys.stderr)
+    result = db.query(sql, use_index=not args.no_index)
     table = result.to_arrow()
     if args.format == "csv":
         sys.stdout.write(format_csv(table))
@@ -207,35 +199,17 @@ def cmd_query(args) -> int:
     return 0
 
 
-def format_info(info: dict) -> str:
-    """``Database.info()`` as readable text."""
-    segs = info["segments"]
-    lines = [
-        f"database   {info['path']}",
-        f"masks      {info['masks']} in {segs} segment{'s' if segs != 1 else ''}",
-        f"dtypes     {_counts(info['dtypes'])}",
-        f"shapes     {_counts(info['shapes'])}",
-        f"cell size  {info['cell_size']} px",
-        f"codec      {info['codec']}",
-        f"indexing   {info['index_mode']}: {info['indexed_masks']} of {info['masks']} masks "
-        "have a CHI",
-        f"pixels     {_human_bytes(info['pixel_bytes'])} (compressed)",
-        f"index      {_human_bytes(info['index_bytes'])} "
-        f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
-        "columns",
-    ]
-    width = max((len(c) for c in info["columns"]), default=0)
-    lines += [f"  {name.ljust(width)}  {kind}" for name, kind in info["columns"].items()]
-    return "\n".join(lines)
-
-
 def cmd_info(args) -> int:
+    from .format import format_info
+
     info = _open(args.path).info()
     print(json.dumps(info, indent=1) if args.json else format_info(info))
     return 0
 
 
 def cmd_index(args) -> int:
+    from .format import human_bytes
+
     db = _open(args.path)
     progress = _Progress(not args.quiet and sys.stderr.isatty(), desc="index")
     try:
@@ -248,7 +222,7 @@ def cmd_index(args) -> int:
     info = db.info()
     print(f"{'rebuilt' if args.rebuild else 'built'} {built} "
           f"{'' if args.rebuild else 'missing '}CHIs; {info['indexed_masks']} of "
-          f"{info['masks']} masks indexed ({_human_bytes(info['index_bytes'])})")
+          f"{info['masks']} masks indexed ({human_bytes(info['index_bytes'])})")
     return 0
 
 
@@ -262,6 +236,12 @@ def cmd_check(args) -> int:
 def cmd_explain(args) -> int:
     print(_open(args.path).explain(_read_sql(args.sql)))
     return 0
+
+
+def cmd_repl(args) -> int:
+    from .repl import main as repl_main
+
+    return repl_main(_open(args.path))
 
 
 def cmd_demo(args) -> int:
@@ -352,13 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", metavar="SQL")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("repl", help="an interactive shell (also: masksearch PATH)",
+                       description="An interactive shell: statements end with ';', .help "
+                                   "lists the dot-commands. Reads statements from stdin "
+                                   "when it is not a terminal.")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_repl)
+
     p = sub.add_parser("demo", help="build a sample database and run the paper's queries")
     p.set_defaults(func=cmd_demo)
+    parser.commands = set(sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0] not in parser.commands:
+        argv = ["repl", argv[0]]          # `masksearch PATH` opens the shell
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except MaskSearchError as e:

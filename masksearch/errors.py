@@ -42,3 +42,11 @@ class StoreError(MaskSearchError):
 
 class IngestError(MaskSearchError):
     """Input given to ``ingest`` was refused; the database is unchanged."""
+
+
+class QueryCancelled(MaskSearchError):
+    """A running query was cancelled; nothing was changed."""
+
+
+class QueryTimeout(QueryCancelled):
+    """A running query ran past its timeout and was stopped; nothing was changed."""

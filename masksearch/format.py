@@ -1,4 +1,5 @@
-"""Render Arrow tables as aligned text, CSV or JSON (CLI and REPL output)."""
+"""Render Arrow tables as aligned text, Markdown, CSV or JSON, and database info as text
+(CLI and REPL output)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,64 @@ def _csv_cell(v):
 
 def format_json(table: pa.Table) -> str:
     return json.dumps(table.to_pylist(), indent=1, default=str)
+
+
+def format_markdown(table: pa.Table, max_rows: int | None = None) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in values escaped)."""
+    shown = table if max_rows is None else table.slice(0, max_rows)
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
+    cols = [[_cell(v).replace("|", "\\|") for v in c.to_pylist()] for c in shown.columns]
+    out = ["| " + " | ".join(table.column_names) + " |",
+           "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in zip(*cols, strict=True)] if cols else []
+    if shown.num_rows < table.num_rows:
+        out.append(f"\n... {table.num_rows - shown.num_rows} more rows not shown")
+    return "\n".join(out)
+
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def format_result(table: pa.Table, mode: str, max_rows: int | None = None) -> str:
+    """``table`` rendered in one of ``FORMATS`` (``max_rows`` limits table and markdown)."""
+    if mode == "csv":
+        return format_csv(table).rstrip("\n")
+    if mode == "json":
+        return format_json(table)
+    if mode == "markdown":
+        return format_markdown(table, max_rows)
+    return format_table(table, max_rows)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _counts(d: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"
+
+
+def format_info(info: dict) -> str:
+    """``Database.info()`` as readable text."""
+    segs = info["segments"]
+    lines = [
+        f"database   {info['path']}",
+        f"masks      {info['masks']} in {segs} segment{'s' if segs != 1 else ''}",
+        f"dtypes     {_counts(info['dtypes'])}",
+        f"shapes     {_counts(info['shapes'])}",
+        f"cell size  {info['cell_size']} px",
+        f"codec      {info['codec']}",
+        f"indexing   {info['index_mode']}: {info['indexed_masks']} of {info['masks']} masks "
+        "have a CHI",
+        f"pixels     {human_bytes(info['pixel_bytes'])} (compressed)",
+        f"index      {human_bytes(info['index_bytes'])} "
+        f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
+        "columns",
+    ]
+    width = max((len(c) for c in info["columns"]), default=0)
+    lines += [f"  {name.ljust(width)}  {kind}" for name, kind in info["columns"].items()]
+    return "\n".join(lines)

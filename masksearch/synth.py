@@ -1,4 +1,5 @@
-"""Seeded synthetic masks that look like real ones: Grad-CAM-like saliency maps with boxes."""
+"""Seeded synthetic masks that look like real ones: Grad-CAM-like saliency maps with boxes,
+human-attention maps, class-id label maps and binary masks (for demos, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,52 @@ def saliency_maps(n: int, size: int = 224, coarse: int = 7, seed: int = 0,
         boxes[start:start + m] = np.stack(
             [x0, y0, np.minimum(x0 + w, size), np.minimum(y0 + h, size)], axis=1)
     return out, boxes
+
+
+def attention_maps(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """``n`` float32 human-attention maps in [0, 1] (max 1.0): a few Gaussian fixations each
+    (2 to 8, of varied spread and weight), as eye-tracking heat maps look."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size), dtype=np.float32)
+    axis = np.arange(size, dtype=np.float32)
+    for i in range(n):
+        k = int(rng.integers(2, 9))
+        cx, cy = rng.uniform(0.1, 0.9, (2, k)) * size
+        sigma = rng.uniform(size / 40, size / 10, k)
+        weight = rng.uniform(0.3, 1.0, k)
+        gx = np.exp(-((axis[None, :] - cx[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
+        gy = np.exp(-((axis[None, :] - cy[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
+        heat = np.einsum("k,ky,kx->yx", weight, gy, gx)
+        out[i] = heat / heat.max()
+    return out
+
+
+def label_maps(n: int, size: int = 224, classes: int = 20, seed: int = 0) -> np.ndarray:
+    """``n`` uint8 class-id maps: background 0 and 1 to 6 objects, ellipses and polygons
+    with ids 1..``classes``, later shapes drawn over earlier ones (as segmentation output)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size), dtype=np.uint8)
+    for i in range(n):
+        img = Image.new("L", (size, size), 0)
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(1, 7))):
+            label = int(rng.integers(1, classes + 1))
+            cx, cy = rng.uniform(0, size, 2)
+            rx, ry = rng.uniform(size / 20, size / 4, 2)
+            if rng.random() < 0.5:
+                draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=label)
+            else:
+                corners = int(rng.integers(3, 7))
+                angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
+                points = [(float(cx + rx * np.cos(a)), float(cy + ry * np.sin(a)))
+                          for a in angles]
+                draw.polygon(points, fill=label)
+        out[i] = np.asarray(img)
+    return out
+
+
+def binary_masks(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """``n`` bool object masks: the objects of a label map, all classes merged."""
+    return label_maps(n, size, classes=1, seed=seed) > 0

@@ -30,7 +30,6 @@ from masksearch.store import faults  # noqa: E402
 from masksearch.store import store as store_mod  # noqa: E402
 
 SIDE = 24
-store_mod.SEGMENT_MAX_MASKS = 8  # several segments per ingest
 
 
 def ingest_batches() -> list[dict]:
@@ -97,6 +96,8 @@ SCENARIOS = {"ingest": (None, run_ingest), "index": (prepare_index, run_index)}
 
 
 def main() -> None:
+    # Several segments per ingest; set here, not at import: test_crash imports this module.
+    store_mod.SEGMENT_MAX_MASKS = 8
     scenario, out = sys.argv[1], Path(sys.argv[2])
     stride = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     prepare, run = SCENARIOS[scenario]

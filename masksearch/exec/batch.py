@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..index.chi import Cut, segment_bounds, segment_cell_bounds
+from ..index.chi import Cut, segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import BoundQuery
 from ..store.store import Store
 from .regions import Regions, regions
+from .row_counts import cp_bounds
 from .verify import CountTask, verify_candidates
 
 
@@ -72,22 +73,11 @@ class Batch:
 
     def cut_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut, refine: bool = True):
         """Bounds of CP(mask, roi, range given as cuts) for rows ``idx`` ([0, area] unindexed)."""
-        boxes = self.region(roi).boxes
         if not self.use_index:
             area = self.region(roi).area[idx]
             return np.zeros(len(idx), np.int64), area.copy()
-        seg, row = self.seg[idx], self.row[idx]
-        lower = np.zeros(len(idx), np.int64)
-        upper = self.region(roi).area[idx].copy()   # masks without a CHI yet: [0, area]
-        for k in np.unique(seg):
-            segment = self.store.segments[k]
-            sel = np.flatnonzero(seg == k)
-            sel = sel[segment.index.built[row[sel]]]
-            if len(sel):
-                lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype,
-                                                        row[sel], boxes[idx[sel]], lo, hi,
-                                                        refine)
-        return lower, upper
+        return cp_bounds(self.store.segments, self.seg[idx], self.row[idx],
+                         self.region(roi).boxes[idx], lo, hi, refine)
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut):
         """Per-cell (lower, upper, covered), each (len(idx), cells), for rows of one shape."""

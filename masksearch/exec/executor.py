@@ -15,6 +15,7 @@ from ..plan.logical import Plan
 from ..result import QueryStats, Result
 from ..store.store import Store
 from .batch import Batch, Work
+from .control import QueryControl, running
 from .exact import evaluate
 from .groups import GroupBatch, form_groups
 
@@ -69,9 +70,16 @@ class _Trace:
         self.ops[key] = record
 
 
-def execute(plan: Plan, store: Store, use_index: bool = True) -> Result:
+def execute(plan: Plan, store: Store, use_index: bool = True,
+            query_control: QueryControl | None = None, table: pa.Table | None = None) -> Result:
+    """Run ``plan``; ``table`` replaces the store's metadata rows (a subset, or rows with
+    extra columns the plan refers to), ``query_control`` lets the caller cancel or time it."""
+    with running(query_control or QueryControl()):
+        return _execute(plan, store, use_index, store.table() if table is None else table)
+
+
+def _execute(plan: Plan, store: Store, use_index: bool, table: pa.Table) -> Result:
     start = time.perf_counter()
-    table = store.table()
     stats = QueryStats(masks_total=table.num_rows, used_index=use_index)
     q = plan.query
     work = Work()

@@ -15,6 +15,7 @@ from ..index.agg_cache import entry_key
 from ..kernels.count_kernels import count_in_range
 from ..lang import ast
 from ..plan.bounds import interval
+from . import control
 from .aggregate import aggregate_bounds, exact_aggregate
 from .batch import Batch
 from .exact import evaluate
@@ -194,7 +195,11 @@ class GroupBatch:
         cuts = [self.query.group_cuts[self.aggregates[a]] for a in terms]
         boxes = [self._group_boxes(c.roi, groups) for c in cuts]
         new: dict = {}
+        ctl = control.current()
         for j, g in enumerate(groups):
+            ctl.check()
+            if ctl.progress is not None:
+                ctl.progress(j, len(groups))
             rows = self.member_rows[g]
             if not len(rows):
                 continue

@@ -12,6 +12,9 @@ import numpy as np
 from ..index.chi import Cut, build_segment_index, cut_for_dtype, kernel_view
 from ..kernels.count_kernels import count_in_range
 from ..store.segments import Segment
+from . import control
+
+CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
     unindexed: dict[int, list] = {}
     lock = threading.Lock()
     workers = workers or os.cpu_count() or 1
-    chunks = np.array_split(np.arange(m), min(m, workers * 4))
+    chunks = np.array_split(np.arange(m), max(1, -(-m // CHUNK)))
+    ctl = control.current()
 
     # Cuts depend on the segment's dtype only: work them out once, not per mask.
     cuts_of = {}
@@ -49,6 +53,7 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
     def run(chunk: np.ndarray) -> int:
         nbytes = 0
         for j in chunk:
+            ctl.check()
             k = task.seg_of[j]
             seg = task.segments[k]
             row = int(task.row_of[j])
@@ -66,11 +71,25 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
         return nbytes
 
+    total = done = 0
     if workers == 1 or m < 8:
-        total = sum(run(c) for c in chunks)
+        results = map(run, chunks)
+        pool = None
     else:
-        with ThreadPoolExecutor(workers) as pool:
-            total = sum(pool.map(run, chunks))
+        pool = ThreadPoolExecutor(workers)
+        results = pool.map(run, chunks)
+    try:
+        for chunk, nbytes in zip(chunks, results, strict=True):
+            total += nbytes
+            done += len(chunk)
+            if ctl.progress is not None:
+                ctl.progress(done, m)
+    except BaseException:
+        ctl.cancel()   # Ctrl-C or an error: stop the other threads' work promptly
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     built = 0
     for k, items in unindexed.items():
         items.sort(key=lambda item: item[0])

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.chi_kernels import build_chi_one, build_chi_stack, chi_bounds, chi_cell_bounds
+from ..parallel import for_chunks
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
 FEW_INTEGER_VALUES = 64   # up to this many values: one bin per value
 INTEGER_BINS = 16
+# Masks per unit of parallel work (see masksearch.parallel): a few hundred microseconds each.
+BOUND_CHUNK = 1024
+CELL_BOUND_CHUNK = 128
+BUILD_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,12 @@ def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -
         if j - i == 1:
             build_chi_one(kernel_view(masks[i]), edges, cell, block[0], eq[i], stats[i])
         else:
-            stack = np.stack([kernel_view(m) for m in masks[i:j]])
-            build_chi_stack(stack, edges, cell, block, eq[i:j], stats[i:j])
+            def build(s: int, e: int, i=i, block=block) -> None:
+                stack = np.stack([kernel_view(m) for m in masks[i + s:i + e]])
+                build_chi_stack(stack, edges, cell, block[s:e], eq[i + s:i + e],
+                                stats[i + s:i + e])
+
+            for_chunks(j - i, BUILD_CHUNK, build)
         i = j
     return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
                         np.ones(n, bool))
@@ -151,11 +160,15 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
     hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
     lower = np.empty(len(rows), dtype=np.int64)
     upper = np.empty(len(rows), dtype=np.int64)
-    if len(rows):
+    rows = rows.astype(np.int64)
+    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+
+    def bound(s: int, e: int) -> None:
         chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                   index.edges, index.eq, index.stats, rows.astype(np.int64),
-                   np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
-                   refine, lower, upper)
+                   index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t, lo.incl,
+                   hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+
+    for_chunks(len(rows), BOUND_CHUNK, bound)
     return lower, upper
 
 
@@ -168,9 +181,14 @@ def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
     shape = (len(rows), gh, gw)
     lower, upper = np.empty(shape, np.int64), np.empty(shape, np.int64)
     covered = np.empty(shape, np.int64)
-    chi_cell_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                    index.edges, index.eq, index.stats, rows.astype(np.int64),
-                    np.ascontiguousarray(boxes, dtype=np.int64), lo.t, lo.incl, hi.t, hi.incl,
-                    lower, upper, covered)
+    rows = rows.astype(np.int64)
+    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+
+    def bound(s: int, e: int) -> None:
+        chi_cell_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
+                        index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t,
+                        lo.incl, hi.t, hi.incl, lower[s:e], upper[s:e], covered[s:e])
+
+    for_chunks(len(rows), CELL_BOUND_CHUNK, bound)
     return (lower.reshape(len(rows), -1), upper.reshape(len(rows), -1),
             covered.reshape(len(rows), -1))

@@ -10,7 +10,7 @@ mask's non-NaN ``vmin``/``vmax``. A query cut is ``value < t`` (``incl`` False) 
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True, nogil=True)
@@ -91,10 +91,10 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     return nonnan
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def build_chi_stack(stack, edges, cell, counts, eq, stats):
     """``build_chi_one`` over a (N, H, W) stack; ``counts`` (N, gh, gw, E+1) zeroed by the caller."""
-    for i in prange(stack.shape[0]):
+    for i in range(stack.shape[0]):
         build_chi_one(stack[i], edges, cell, counts[i], eq[i], stats[i])
 
 
@@ -206,7 +206,7 @@ def _boundary_bounds(counts, h, w, cell, x0, y0, x1, y1, r0o, s0o, r1o, s1o, r0i
     return lower, upper
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
                rows, boxes, lo_t, lo_incl, hi_t, hi_incl, refine, out_lower, out_upper):
     """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
@@ -218,7 +218,7 @@ def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
     (about 5x the cost, so callers refine only the masks that stay undecided).
     """
     n_cuts = edges.shape[0] + 1
-    for j in prange(rows.shape[0]):
+    for j in range(rows.shape[0]):
         i = rows[j]
         h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
                                             n_cuts, i)
@@ -272,7 +272,7 @@ def chi_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats,
         out_upper[j] = upper
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def chi_cell_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
                     lo_t, lo_incl, hi_t, hi_incl, out_lower, out_upper, out_covered):
     """Per grid cell, bounds of the pixels of ``box`` in the range, for masks ``rows``.
@@ -283,7 +283,7 @@ def chi_cell_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stat
     """
     n_cuts = edges.shape[0] + 1
     n_edges = edges.shape[0]
-    for j in prange(rows.shape[0]):
+    for j in range(rows.shape[0]):
         i = rows[j]
         h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
                                             n_cuts, i)

@@ -1,0 +1,296 @@
+"""masksearch from DuckDB SQL: one call attaches a database to a ``duckdb`` connection.
+
+    import duckdb, masksearch
+    con = duckdb.connect()
+    ms = masksearch.attach_duckdb(con, "masks.msdb")
+
+gives the connection
+  masks                          the masks' metadata as a table (join it, window it, ...)
+  cp(mask_id, roi, range)        exact CP: pixels of the mask inside ``roi`` whose value is in
+                                 ``range``, written as in masksearch ('(0.6, 1.0]', '[0, inf)')
+  cp_between(mask_id, roi, range, low, high)
+                                 whether low <= CP <= high (a NULL end is open): the index
+                                 decides most rows without reading their pixels
+  area(mask_id, roi)             pixels of ``roi`` clipped to the mask
+  box(x0, y0, x1, y1)            a box value; full_image() is the whole mask
+A ``roi`` is any STRUCT(x0, y0, x1, y1): the masks' box columns, a user table's boxes, box().
+``ms.query(sql)`` runs a whole masksearch statement and returns a DuckDB relation;
+``ms.view(name, sql)`` makes its result a view that SQL can name.
+
+The functions are vectorized Arrow UDFs: DuckDB hands over 2048 rows at a time; each batch
+gets CHI bounds first (coarse, then cell by cell) and reads pixels only for the rows those
+leave undecided, as masksearch's own executor does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .api import Database, connect
+from .errors import MaskSearchError, QueryError
+from .exec.regions import clip_boxes
+from .exec.row_counts import cp_bounds, cp_exact, cp_in_interval
+from .index.chi import Cut
+from .lang.binder import bind
+from .lang.parser import parse
+from .store.manifest import MANIFEST
+
+BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"
+FULL_IMAGE = 2 ** 31 - 1   # a box this large clips to the whole mask
+FUNCTIONS = ("cp", "cp_between", "area")
+MACROS = ("box", "full_image")
+
+
+
+class DuckDBAttachment:
+    """A masksearch database attached to a DuckDB connection (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, db: Database, table_name: str):
+        self.con = con
+        self.db = db
+        self.table_name = table_name
+        self._lock = threading.Lock()   # DuckDB may call UDFs from several threads
+        self._locator: _Locator | None = None
+        self._views: set[str] = set()
+
+    # --- the SQL surface --------------------------------------------------------------
+    def _install(self) -> None:
+        con = self.con
+        con.create_function("cp", self._cp, ["BIGINT", BOX_SQL, "VARCHAR"], "BIGINT",
+                            type="arrow", null_handling="special")
+        con.create_function("cp_between", self._cp_between,
+                            ["BIGINT", BOX_SQL, "VARCHAR", "DOUBLE", "DOUBLE"], "BOOLEAN",
+                            type="arrow", null_handling="special")
+        con.create_function("area", self._area, ["BIGINT", BOX_SQL], "BIGINT",
+                            type="arrow", null_handling="special")
+        con.execute("CREATE OR REPLACE TEMP MACRO box(x0, y0, x1, y1) AS "
+                    f"CAST({{'x0': x0, 'y0': y0, 'x1': x1, 'y1': y1}} AS {BOX_SQL})")
+        con.execute(f"CREATE OR REPLACE TEMP MACRO full_image() AS box(0, 0, {FULL_IMAGE}, "
+                    f"{FULL_IMAGE})")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Show masks ingested since attaching (the UDFs always see the current database)."""
+        table = self.db._store.table()
+        public = [n for n in table.column_names if not n.startswith("_")]
+        self.con.register(self.table_name, table.select(public))
+
+    def query(self, sql: str, *, use_index: bool = True) -> duckdb.DuckDBPyRelation:
+        """A masksearch statement's result as a DuckDB relation."""
+        with self._lock:
+            result = self.db.query(sql, use_index=use_index).to_arrow()
+        return self.con.from_arrow(result)
+
+    def view(self, name: str, sql: str, *, use_index: bool = True) -> None:
+        """Register a masksearch statement's result (computed now) as view ``name``."""
+        with self._lock:
+            result = self.db.query(sql, use_index=use_index).to_arrow()
+        self.con.register(name, result)
+        self._views.add(name)
+
+    def detach(self) -> None:
+        """Remove the functions, macros and views from the connection."""
+        for name in FUNCTIONS:
+            try:
+                self.con.remove_function(name)
+            except (duckdb.Error, ValueError):   # already removed, or connection closed
+                pass
+        for name in (self.table_name, *self._views):
+            try:
+                self.con.unregister(name)
+            except (duckdb.Error, ValueError):
+                pass
+        for name in MACROS:
+            try:
+                self.con.execute(f"DROP MACRO IF EXISTS {name}")
+            except (duckdb.Error, ValueError):
+                pass
+
+    # --- the UDFs ---------------------------------------------------------------------
+    def _cp(self, ids, rois, ranges) -> pa.Array:
+        return self._run(ids, rois, ranges, None, None)
+
+    def _cp_between(self, ids, rois, ranges, lows, highs) -> pa.Array:
+        return self._run(ids, rois, ranges, lows, highs)
+
+    def _area(self, ids, rois) -> pa.Array:
+        with self._lock:
+            rows, valid = self._rows(ids, rois)
+            out = np.zeros(len(valid), np.int64)
+            out[valid] = _areas(rows.boxes)
+            return pa.array(out, pa.int64(), mask=~valid)
+
+    def _run(self, ids, rois, ranges, lows, highs) -> pa.Array:
+        with self._lock:
+            filtering = lows is not None
+            out = np.zeros(len(ids), bool if filtering else np.int64)
+            rows, valid = self._rows(ids, rois)
+            pos_of = np.cumsum(valid) - 1      # batch row -> row of ``rows``
+            ranges = ranges.combine_chunks() if isinstance(ranges, pa.ChunkedArray) else ranges
+            valid &= ~pc.is_null(ranges).to_numpy(zero_copy_only=False)
+            if filtering:
+                low = _doubles(lows, -np.inf)
+                high = _doubles(highs, np.inf)
+            segments = self.db._store.segments
+            # Usually one constant range for the whole batch.
+            for text in pc.unique(ranges.filter(pa.array(valid))).to_pylist():
+                lo, hi = _cuts(text)
+                sel = np.flatnonzero(valid & pc.equal(ranges, text).fill_null(False).to_numpy(
+                    zero_copy_only=False))
+                r = pos_of[sel]
+                if filtering:
+                    out[sel] = cp_in_interval(segments, rows.seg[r], rows.row[r],
+                                              rows.boxes[r], lo, hi, low[sel], high[sel])[0]
+                else:
+                    out[sel] = cp_exact_indexed(segments, rows.seg[r], rows.row[r],
+                                                rows.boxes[r], lo, hi)
+            return pa.array(out, mask=~valid)
+
+    # --- helpers ----------------------------------------------------------------------
+    def _rows(self, ids, rois) -> tuple[_Rows, np.ndarray]:
+        """Where the masks of the batch's non-NULL (mask_id, roi) pairs are, with their
+        boxes clipped to them, and which batch rows those are. Unknown ids are an error."""
+        store = self.db._store
+        store.refresh()
+        table = store.table()
+        if self._locator is None or self._locator.table is not table:
+            self._locator = _Locator.of(table)
+        loc = self._locator
+        rois = rois.combine_chunks() if isinstance(rois, pa.ChunkedArray) else rois
+        fields = [pc.struct_field(rois, f) for f in ("x0", "y0", "x1", "y1")]
+        valid = ~pc.is_null(ids).to_numpy(zero_copy_only=False)
+        valid &= ~pc.is_null(rois).to_numpy(zero_copy_only=False)
+        for f in fields:
+            valid &= ~pc.is_null(f).to_numpy(zero_copy_only=False)
+        wanted = pc.fill_null(ids, -1).to_numpy(zero_copy_only=False)[valid].astype(np.int64)
+        k = np.searchsorted(loc.sorted_ids, wanted)
+        found = (k < len(loc.sorted_ids)) & (
+            loc.sorted_ids[np.minimum(k, len(loc.sorted_ids) - 1)] == wanted)
+        if not found.all():
+            raise MaskSearchError(f"mask_id {wanted[~found][0]} is not in the masksearch "
+                                  f"database {self.db.path}")
+        at = loc.order[k]
+        raw = np.stack([pc.fill_null(f, 0).to_numpy(zero_copy_only=False)[valid]
+                        for f in fields], axis=1).astype(np.int64).reshape(-1, 4)
+        boxes = clip_boxes(raw, loc.height[at], loc.width[at])
+        return _Rows(loc.seg[at], loc.row[at], boxes), valid
+
+
+@dataclass(frozen=True)
+class _Locator:
+    """mask_id -> (segment, row, shape) for one version of the metadata table."""
+
+    table: pa.Table
+    sorted_ids: np.ndarray
+    order: np.ndarray
+    seg: np.ndarray
+    row: np.ndarray
+    height: np.ndarray
+    width: np.ndarray
+
+    @staticmethod
+    def of(table: pa.Table) -> _Locator:
+        ids = table.column("mask_id").to_numpy()
+        order = np.argsort(ids, kind="stable")
+
+        def col(name: str) -> np.ndarray:
+            return table.column(name).to_numpy().astype(np.int64)
+
+        return _Locator(table, ids[order], order, col("_seg"), col("_row"), col("height"),
+                        col("width"))
+
+
+@dataclass(frozen=True)
+class _Rows:
+    seg: np.ndarray     # segment index per row
+    row: np.ndarray     # row in the segment
+    boxes: np.ndarray   # (n, 4) boxes clipped to the mask
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def cp_exact_indexed(segments, seg, row, boxes, lo, hi) -> np.ndarray:
+    """Exact CP per row: from the CHI where its bounds are tight, else from the pixels."""
+    lower, upper = cp_bounds(segments, seg, row, boxes, lo, hi, refine=True)
+    need = np.flatnonzero(lower != upper)
+    if len(need):
+        lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi)[0]
+    return lower
+
+
+def _doubles(values, fill: float) -> np.ndarray:
+    return pc.fill_null(values, fill).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+@lru_cache(maxsize=256)
+def _cuts(range_text: str) -> tuple[Cut, Cut]:
+    """The (lo, hi) cuts of a range written as in masksearch, e.g. '(0.6, 1.0]'."""
+    sql = f"SELECT CP(mask, full, {range_text}) FROM masks"
+    try:
+        _check_range(range_text)
+        term = bind(parse(sql), sql, {"height": "int64", "width": "int64"}).terms[0]
+    except QueryError as e:
+        raise QueryError(f"bad range {range_text!r}: {e.message} (write it as in "
+                         "masksearch, e.g. '(0.6, 1.0]' or '[0, inf)')") from None
+    return term.lo, term.hi
+
+
+_NUMBER = r"-?(?:inf|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
+_RANGE = re.compile(rf"^\s*[\[(]\s*{_NUMBER}\s*,\s*{_NUMBER}\s*[\])]\s*$", re.I)
+
+
+def _check_range(text: str) -> None:
+    """A range is the whole argument: interval notation and nothing else."""
+    if not _RANGE.match(text):
+        raise QueryError("not interval notation")
+
+
+_attached: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _close_all() -> None:
+    # A connection that still holds Python functions at interpreter exit makes DuckDB's
+    # bindings print leak reports. Removing the functions is not always possible then (an
+    # unfinished result blocks it), so attached connections are closed, silently.
+    for con in list(_attached.keys()):
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+
+
+atexit.register(_close_all)
+
+
+def attach_duckdb(con: duckdb.DuckDBPyConnection, database, *,
+                  table_name: str = "masks") -> DuckDBAttachment:
+    """Attach a masksearch database (a ``Database`` or a path) to ``con``: registers the
+    ``masks`` table and the ``cp``, ``cp_between``, ``area``, ``box`` and ``full_image``
+    functions; attaching again replaces the previous database. Returns the attachment
+    (``query``, ``view``, ``refresh``, ``detach``)."""
+    if isinstance(database, Database):
+        db = database
+    else:
+        if not (Path(database) / MANIFEST).is_file():
+            raise MaskSearchError(f"no masksearch database at {database}")
+        db = connect(database)
+    previous = _attached.pop(con, None)
+    if previous is not None:        # the functions' names are global: one database per con
+        previous.detach()
+    attachment = DuckDBAttachment(con, db, table_name)
+    attachment._install()
+    _attached[con] = attachment
+    return attachment

@@ -1,0 +1,53 @@
+"""CP bounds and exact CP for arbitrary rows given as (segment, row, clipped box): the
+building blocks the batch executor and the DuckDB functions share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..index.chi import Cut, segment_bounds
+from ..store.segments import Segment
+from .verify import CountTask, verify_candidates
+
+
+def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
+              lo: Cut, hi: Cut, refine: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of CP per row from the CHIs; [0, area] where a mask has no
+    CHI yet (lazy indexing)."""
+    lower = np.zeros(len(seg), np.int64)
+    upper = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for k in np.unique(seg):
+        segment = segments[k]
+        sel = np.flatnonzero(seg == k)
+        sel = sel[segment.index.built[row[sel]]]
+        if len(sel):
+            lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
+                                                    boxes[sel], lo, hi, refine)
+    return lower, upper
+
+
+def cp_exact(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
+             lo: Cut, hi: Cut) -> tuple[np.ndarray, int, int]:
+    """Exact CP per row (reading the pixels), compressed bytes read, CHIs built."""
+    counts, nbytes, built = verify_candidates(CountTask(segments, seg, row, [boxes], [(lo, hi)]))
+    return counts[:, 0], nbytes, built
+
+
+def cp_in_interval(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
+                   boxes: np.ndarray, lo: Cut, hi: Cut, low: np.ndarray,
+                   high: np.ndarray) -> tuple[np.ndarray, int]:
+    """Whether ``low <= CP <= high`` per row, reading pixels only for rows the coarse and
+    then the cell-by-cell bounds leave undecided; also how many masks were read."""
+    out = np.zeros(len(seg), bool)
+    todo = np.arange(len(seg))
+    for refine in (False, True):
+        lower, upper = cp_bounds(segments, seg[todo], row[todo], boxes[todo], lo, hi, refine)
+        yes = (lower >= low[todo]) & (upper <= high[todo])
+        no = (upper < low[todo]) | (lower > high[todo])
+        out[todo[yes]] = True
+        todo = todo[~yes & ~no]
+        if not len(todo):
+            return out, 0
+    exact, _, _ = cp_exact(segments, seg[todo], row[todo], boxes[todo], lo, hi)
+    out[todo] = (exact >= low[todo]) & (exact <= high[todo])
+    return out, len(todo)

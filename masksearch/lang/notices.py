@@ -1,0 +1,82 @@
+"""Notices: statements that are valid but probably do not mean what they say.
+
+The REPL and the CLI print these before a result; they never change it. They need facts
+about the stored values (``ValueSpan`` per pixel dtype), which the caller supplies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from . import ast
+from .binder import BoundQuery
+
+
+@dataclass(frozen=True)
+class ValueSpan:
+    """The smallest and largest non-NaN pixel value of the (indexed) masks of one dtype."""
+
+    dtype: str
+    lo: float
+    hi: float
+
+
+def _value(text: str) -> Fraction | float:
+    lowered = text.lower()
+    if lowered in ("inf", "-inf"):
+        return math.inf if lowered == "inf" else -math.inf
+    return Fraction(text)
+
+
+def _range_text(r: ast.Range) -> str:
+    return f"{'[' if r.lo_closed else '('}{r.lo}, {r.hi}{']' if r.hi_closed else ')'}"
+
+
+def _where(node) -> str:
+    return f"line {node.pos[0]}, column {node.pos[1]}: " if node.pos else ""
+
+
+def _cp_nodes(q: BoundQuery):
+    roots = [*q.outputs, q.where, q.having, *(o.expr for o in q.order_by)]
+    seen = set()
+    for root in roots:
+        if root is None:
+            continue
+        for node in ast.walk(root):
+            if isinstance(node, ast.CP) and node.range not in seen:
+                seen.add(node.range)
+                yield node
+
+
+def _has_integer(lo, lo_closed: bool, hi, hi_closed: bool) -> bool:
+    if math.isinf(lo) or math.isinf(hi):
+        return True
+    first = math.ceil(lo) if lo_closed else math.floor(lo) + 1
+    return first < hi or (hi_closed and first == hi)
+
+
+def query_notices(q: BoundQuery, spans: list[ValueSpan]) -> list[str]:
+    """Advice about the ranges of ``q`` given what the masks hold (empty when all is well)."""
+    out: list[str] = []
+    for cp in _cp_nodes(q):
+        r = cp.range
+        lo, hi = _value(r.lo), _value(r.hi)
+        text = _range_text(r)
+        where = _where(r)
+        floats = [s for s in spans if s.dtype.startswith("float")]
+        if not r.hi_closed and any(s.hi == hi for s in floats):
+            closed = _range_text(ast.Range(r.lo, r.lo_closed, r.hi, True))
+            out.append(f"{where}{text} leaves out pixels equal to {r.hi}, the largest value "
+                       f"the masks hold; write {closed} to count them")
+        if spans and all(s.hi < lo or (s.hi == lo and not r.lo_closed) or s.lo > hi
+                         or (s.lo == hi and not r.hi_closed) for s in spans):
+            values = ", ".join(f"[{s.lo:g}, {s.hi:g}] ({s.dtype})" for s in spans)
+            out.append(f"{where}no pixel lies in {text}: the masks' values span {values}, "
+                       "so every such CP is 0")
+        elif spans and all(not s.dtype.startswith("float") for s in spans) and not \
+                _has_integer(lo, r.lo_closed, hi, r.hi_closed):
+            out.append(f"{where}{text} holds no integer, and every mask has integer values, "
+                       "so every such CP is 0")
+    return out

@@ -1,0 +1,54 @@
+"""Work split into chunks over a shared thread pool, balanced as threads come free.
+
+The kernels release the GIL, so threads give real parallelism. Dynamic chunks (rather than
+Numba's ``prange``, which splits work evenly up front) keep a query fast on a shared machine:
+when another process holds a core, the free threads take the chunks the busy one cannot, and
+no thread waits at a barrier for a descheduled one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_inside = threading.local()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="masksearch",
+                                       initializer=_mark_worker)
+        return _pool
+
+
+def _mark_worker() -> None:
+    _inside.worker = True
+
+
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: a pool inherited from the parent
+    # would accept work that no thread ever runs.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
+    """Call ``fn(start, stop)`` for consecutive chunks of ``range(n)``, in parallel when
+    there is more than one chunk. ``fn`` must write only its own part of any output."""
+    if n <= chunk or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
+        if n:
+            fn(0, n)     # one chunk, one core, or already on a pool thread: no hand-off
+        return
+    parts = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    for _ in _shared_pool().map(lambda part: fn(*part), parts):
+        pass
