@@ -186,3 +186,92 @@ def test_ten_thousand_queries_leave_memory_and_files_where_they_were(tmp_path):
     assert end["rss_mb"] - after_warmup["rss_mb"] < 8, samples
     assert end["rss_mb"] - middle["rss_mb"] < 4, samples
     assert not [p for p in (tmp_path / "db").rglob("*") if ".tmp" in p.name]
+
+
+# --- cancelled queries -----------------------------------------------------------------------
+CANCEL_QUERIES = [
+    "SELECT mask_id FROM masks WHERE CP(mask, box(3, 4, 20, 21), (0.5, 1.0]) > 120",
+    "SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) / CP(union(mask), full, "
+    "(0.5, 1.0]) AS iou FROM masks GROUP BY image_id ORDER BY iou DESC LIMIT 3",
+]
+
+
+def lazy_database(path: Path) -> tuple[ms.Database, list]:
+    rng = np.random.default_rng(3)
+    db = ms.connect(path, index="lazy")  # queries write CHI files: the case to watch
+    db.ingest(rng.random((400, 32, 32)).astype(np.float32), image_id=np.arange(400) // 2)
+    want = [db.query(q, use_index=False).rows() for q in CANCEL_QUERIES]
+    # That brute-force pass built CHIs; start again from none.
+    for delta in path.glob("segments/*/chi-delta-*"):
+        delta.unlink()
+    return ms.connect(path), want
+
+
+def assert_nothing_left(path: Path, db: ms.Database, want: list) -> None:
+    assert not [p for p in path.rglob("*") if ".tmp" in p.name]
+    with db._store.write_lock(timeout=0):  # no lock left held
+        pass
+    assert [db.query(q).rows() for q in CANCEL_QUERIES] == want
+    assert db.check().ok
+
+
+def test_timed_out_and_interrupted_queries_leave_no_lock_or_temporary_file(tmp_path):
+    db, want = lazy_database(tmp_path / "db")
+    stopped = 0
+    for k in range(12):
+        sql = CANCEL_QUERIES[k % 2]
+        try:
+            if k % 3 == 0:
+                db.query(sql, timeout=0.0005 * k)
+            else:
+                def interrupt(done, total, at=k):
+                    if done >= at:
+                        raise KeyboardInterrupt
+                db.query(sql, progress=interrupt)
+        except (ms.QueryCancelled, KeyboardInterrupt):
+            stopped += 1
+    assert stopped >= 6
+    assert_nothing_left(tmp_path / "db", ms.connect(tmp_path / "db"), want)
+
+
+CTRL_C = textwrap.dedent("""
+    import sys, masksearch as ms
+    from tests.test_limits import CANCEL_QUERIES
+    db = ms.connect(sys.argv[1])
+    print("ready", flush=True)
+    interrupted = 0
+    for k in range(int(sys.argv[2])):
+        try:
+            db.query(CANCEL_QUERIES[k % 2])
+        except KeyboardInterrupt:
+            interrupted += 1
+    print("finished", interrupted, flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_random_moments_leaves_no_temporary_file(tmp_path):
+    """SIGINT (Ctrl-C) at random moments of a process running lazy queries, which write
+    CHI files; a SIGINT between two queries ends the process, which is fine too."""
+    import signal
+    import time
+
+    db, want = lazy_database(tmp_path / "db")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = np.random.default_rng(4)
+    interrupts, outcomes = 0, []
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", CTRL_C, str(tmp_path / "db"), "12"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 1.5
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(float(rng.uniform(0.005, 0.1)))
+            proc.send_signal(signal.SIGINT)
+            interrupts += 1
+        outcomes.append(proc.communicate(timeout=300)[0].strip() or "ended by a SIGINT")
+        assert not [p for p in (tmp_path / "db").rglob("*") if ".tmp" in p.name]
+    print(f"{interrupts} SIGINTs sent; the processes: {outcomes}")
+    assert interrupts >= 20
+    assert_nothing_left(tmp_path / "db", ms.connect(tmp_path / "db"), want)

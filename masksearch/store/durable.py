@@ -46,8 +46,12 @@ def replace(src: Path, dst: Path) -> None:
 def write_atomic(path: Path, data, tmp_suffix: str | None = None) -> None:
     """Replace ``path`` with ``data``: readers see the old file or the new one, never a part."""
     tmp = path.with_name(path.name + (tmp_suffix or f".tmp-{os.getpid()}"))
-    write_bytes(tmp, data)
-    replace(tmp, path)
+    try:
+        write_bytes(tmp, data)
+        replace(tmp, path)
+    except BaseException:  # an error, or Ctrl-C in a query writing a CHI: leave no trace
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def remove_tree(path: Path) -> None:
