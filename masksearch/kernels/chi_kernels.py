@@ -56,23 +56,23 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     n_edges = edges.shape[0]
     first = edges[0]
     inv_step = (n_edges - 1) / (edges[n_edges - 1] - first) if n_edges > 1 else 0.0
+    gh, gw, nk = counts.shape
     # Histogram: pixel with k = #edges <= v satisfies cuts k..E, so count it in bin k.
+    # Columns are walked cell by cell: no division per pixel.
     for y in range(h):
         r = y // cell
-        for x in range(w):
-            v = np.float64(pixels[y, x])
-            if v != v:
-                continue
-            nonnan += 1
-            if v < vmin:
-                vmin = v
-            if v > vmax:
-                vmax = v
-            k = _edges_le_guided(v, edges, first, inv_step)
-            counts[r, x // cell, k] += 1
-            if k > 0 and edges[k - 1] == v:
-                eq[k - 1] += 1
-    gh, gw, nk = counts.shape
+        for s in range(gw):
+            for x in range(s * cell, min((s + 1) * cell, w)):
+                v = np.float64(pixels[y, x])
+                if v != v:
+                    continue
+                nonnan += 1
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+                k = _edges_le_guided(v, edges, first, inv_step)
+                counts[r, s, k] += 1
+                if k > 0 and edges[k - 1] == v:
+                    eq[k - 1] += 1
     # Cumulative over value bins, then over columns, then over rows.
     for r in range(gh):
         for s in range(gw):
@@ -89,13 +89,6 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     stats[0] = vmin
     stats[1] = vmax
     return nonnan
-
-
-@njit(cache=True, nogil=True)
-def build_chi_stack(stack, edges, cell, counts, eq, stats):
-    """``build_chi_one`` over a (N, H, W) stack; ``counts`` (N, gh, gw, E+1) zeroed by the caller."""
-    for i in range(stack.shape[0]):
-        build_chi_one(stack[i], edges, cell, counts[i], eq[i], stats[i])
 
 
 @njit(cache=True, nogil=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +32,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from ..index.chi import SegmentIndex, build_segment_index, chi_offsets, count_dtype
+from ..index.chi import (
+    SegmentIndex,
+    build_segment_index,
+    chi_offsets,
+    count_dtype,
+    empty_segment_index,
+    fill_segment_index,
+)
+from ..parallel import chunks_in_order
 from . import faults
 from .checksum import (
     describe_file,
@@ -49,6 +56,7 @@ from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
+ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
 SEGMENT_FORMAT = 2
 INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi.npy")
 INDEX_SEAL = "chi.json"
@@ -71,8 +79,20 @@ def _write_index(directory: Path, index: SegmentIndex) -> None:
     write_sealed_json(directory / INDEX_SEAL, {"format": SEGMENT_FORMAT, "files": files})
 
 
+def _blob_array(blobs: list[pa.Buffer]) -> pa.Array:
+    """The blobs as one large_binary array, copied once into a single buffer."""
+    sizes = np.array([b.size for b in blobs], np.int64)
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for b, start, stop in zip(blobs, offsets[:-1], offsets[1:], strict=True):
+        data[start:stop] = np.frombuffer(b, np.uint8)
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(blobs),
+                                            [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
-                  cell: int, codec: str, workers: int,
+                  cell: int, codec: str,
                   on_encoded: Callable[[int], None] | None = None,
                   build_index: bool = True) -> None:
     """Write a complete segment into ``directory`` (which must not exist) and fsync it.
@@ -82,35 +102,38 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     directory.mkdir(parents=True)
     faults.point("mkdir segment")
     dtype = masks[0].dtype
-    blobs: list[pa.Buffer] = []
-    digests: list[str] = []
-    step = 256
+    n = len(masks)
+    blobs: list[pa.Buffer | None] = [None] * n
+    digests: list[str] = [""] * n
+    index = None
+    if build_index:
+        index = empty_segment_index(np.array([m.shape[0] for m in masks], np.int64),
+                                    np.array([m.shape[1] for m in masks], np.int64),
+                                    edges, cell)
 
-    def encode(m: np.ndarray) -> tuple[pa.Buffer, str]:
-        blob = encode_mask(m, codec)
-        return blob, digest(blob)
+    def encode_and_index(start: int, stop: int) -> None:
+        # One pass per chunk while its pixels are in cache: compress, checksum, index.
+        for i in range(start, stop):
+            blobs[i] = encode_mask(masks[i], codec)
+            digests[i] = digest(blobs[i])
+        if index is not None:
+            fill_segment_index(index, start, masks[start:stop])
 
-    with ThreadPoolExecutor(workers) as pool:
-        for start in range(0, len(masks), step):
-            part = masks[start:start + step]
-            for blob, d in pool.map(encode, part):
-                blobs.append(blob)
-                digests.append(d)
-            if on_encoded is not None:
-                on_encoded(len(part))
+    for start, stop in chunks_in_order(n, ENCODE_CHUNK, encode_and_index):
+        if on_encoded is not None:
+            on_encoded(stop - start)
     pixels_path = directory / "pixels.arrow"
     with pa.OSFile(str(pixels_path), "wb") as sink:
         with pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
-            writer.write_table(pa.table({"blob": pa.array([b.to_pybytes() for b in blobs],
-                                                          pa.large_binary())}))
+            writer.write_table(pa.table({"blob": _blob_array(blobs)}))
     faults.point("write pixels.arrow")
     fsync_path(pixels_path)
     sink = pa.BufferOutputStream()
     pq.write_table(meta, sink)
     meta_bytes = sink.getvalue()
     write_bytes(directory / "meta.parquet", meta_bytes)
-    if build_index:
-        _write_index(directory, build_segment_index(masks, edges, cell))
+    if index is not None:
+        _write_index(directory, index)
     info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(masks),
             "codec": codec, "cell_size": cell, "edges": [float(e) for e in edges],
             "files": {"pixels.arrow": describe_file(pixels_path),

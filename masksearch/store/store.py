@@ -345,7 +345,7 @@ class Store:
             tmp = self.root / "segments" / f"tmp-{name}"
             written.append(tmp)
             write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
-                          m.codec, workers=os.cpu_count() or 1, on_encoded=encoded,
+                          m.codec, on_encoded=encoded,
                           build_index=build_index)
             final = self.root / "segments" / name
             replace(tmp, final)
