@@ -7,8 +7,11 @@ Files of a segment directory (format 2; every file is covered by a checksum):
   pixels.arrow    Arrow IPC file, one row per mask, a ``blob`` column of compressed pixels;
                   memory-mapped, so reading mask i touches only its own bytes
   meta.parquet    the masks' metadata columns (mask_id, image_id, ..., height, width, user columns)
-  chi.npy         flat CHI counts; chi_eq.npy (N, E); chi_stats.npy (N, 2)
-  chi.json        sizes and digests of the three chi files; written last, so its presence
+  chi_hist.lz4    the CHI counts as per-cell histograms, compressed (see chi_file.py);
+                  chi_eq.npy (N, E); chi_stats.npy (N, 2). (Older segments: chi.npy, the
+                  cumulative counts uncompressed, still read.)
+  chi.json        sizes and digests of the three chi files, and the counts' dtype and
+                  length; written last, so its presence
                   means the full index is complete. Verified whenever the index is loaded
                   (a damaged CHI would give wrong bounds without any pixel being read).
   chi-delta-xxh64-<digest>.npz  with lazy indexing, until the full index is built: the
@@ -52,13 +55,15 @@ from .checksum import (
     verify_size,
     write_sealed_json,
 )
+from .chi_file import decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
 ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
 SEGMENT_FORMAT = 2
-INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi.npy")
+INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi_hist.lz4")
+LEGACY_COUNTS = "chi.npy"    # the counts, cumulative and uncompressed, before chi_hist.lz4
 INDEX_SEAL = "chi.json"
 DELTA_GLOB = "chi-delta-*.npz"
 
@@ -72,11 +77,13 @@ def _npy_bytes(array: np.ndarray) -> memoryview:
 def _write_index(directory: Path, index: SegmentIndex) -> None:
     """The full index files, then chi.json (their digests): its presence means complete."""
     files = {}
-    for name, array in zip(INDEX_FILES, (index.eq, index.stats, index.counts), strict=True):
-        data = _npy_bytes(array)
+    arrays = (_npy_bytes(index.eq), _npy_bytes(index.stats), encode_counts(index))
+    for name, data in zip(INDEX_FILES, arrays, strict=True):
         write_atomic(directory / name, data)
         files[name] = {"size": len(data), "xxh64": digest(data)}
-    write_sealed_json(directory / INDEX_SEAL, {"format": SEGMENT_FORMAT, "files": files})
+    write_sealed_json(directory / INDEX_SEAL, {
+        "format": SEGMENT_FORMAT, "files": files,
+        "counts": {"dtype": index.counts.dtype.name, "size": int(index.counts.size)}})
 
 
 def _blob_array(blobs: list[pa.Buffer]) -> pa.Array:
@@ -307,21 +314,32 @@ class Segment:
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
         seal_path = self.directory / INDEX_SEAL
+        seal = None
         if seal_path.exists() or self.sealed:
             seal = read_sealed_json(seal_path, "index description")
-            for name in INDEX_FILES:
-                if name not in seal.get("files", {}):
+            listed = seal.get("files", {})
+            names = INDEX_FILES if INDEX_FILES[2] in listed else INDEX_FILES[:2] + (
+                LEGACY_COUNTS,)
+            for name in names:
+                if name not in listed:
                     raise StoreError(f"{seal_path}: the index description is damaged")
-                verify_file(self.directory / name, seal["files"][name], "index")
+                verify_file(self.directory / name, listed[name], "index")
+        compressed = seal is not None and INDEX_FILES[2] in seal["files"]
+        counts_path = self.directory / (INDEX_FILES[2] if compressed else LEGACY_COUNTS)
         try:
-            counts = np.load(self.directory / "chi.npy", mmap_mode="r")
+            if compressed:
+                layout = seal["counts"]
+                counts = decode_counts(counts_path.read_bytes(), np.dtype(layout["dtype"]),
+                                       int(layout["size"]), offsets, heights, widths, cell,
+                                       len(edges))
+            else:
+                counts = np.load(counts_path, mmap_mode="r")
             eq = np.load(self.directory / "chi_eq.npy")
             stats = np.load(self.directory / "chi_stats.npy")
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, KeyError, TypeError, pa.ArrowException) as e:
             raise StoreError(f"{self.directory}: cannot read the index ({e})") from None
         if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
-            raise StoreError(f"{self.directory / 'chi.npy'}: index size does not match "
-                             "the masks")
+            raise StoreError(f"{counts_path}: index size does not match the masks")
         if eq.shape != (n, len(edges)) or stats.shape != (n, 2):
             raise StoreError(f"{self.directory}: the index does not match the masks")
         return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
@@ -387,7 +405,7 @@ class Segment:
         full = build_segment_index(masks, edges, int(self.info["cell_size"]))
         del masks
         if rebuild:
-            for name in (INDEX_SEAL, "chi.npy"):
+            for name in (INDEX_SEAL, LEGACY_COUNTS, INDEX_FILES[2]):
                 remove_file(self.directory / name)
             fsync_path(self.directory)
         _write_index(self.directory, full)
@@ -397,7 +415,7 @@ class Segment:
         return n if rebuild else before
 
     def index_bytes(self) -> int:
-        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL,)]
+        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL, LEGACY_COUNTS)]
         files += list(self.directory.glob(DELTA_GLOB))
         return sum(f.stat().st_size for f in files if f.exists())
 
