@@ -72,3 +72,14 @@ def chunks_in_order(n: int, chunk: int, fn: Callable[[int, int], None]):
     finally:
         for future in futures:     # on an error (or Ctrl-C), drop the chunks not started
             future.cancel()
+
+
+def run_all(tasks: list[Callable[[], None]]) -> None:
+    """Run independent tasks on all cores (inline when there is only one, or only one core);
+    they must write disjoint outputs."""
+    if len(tasks) <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
+        for task in tasks:
+            task()
+        return
+    for _ in _shared_pool().map(lambda task: task(), tasks):
+        pass

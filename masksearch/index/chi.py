@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.chi_kernels import build_chi_one, chi_bounds, chi_cell_bounds
-from ..parallel import for_chunks
+from ..parallel import for_chunks, run_all
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
@@ -153,25 +153,40 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
     return cut
 
 
-def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
-                   lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4).
+def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
+                lo: Cut, hi: Cut, refine: bool, out_lower: np.ndarray, out_upper: np.ndarray,
+                at: np.ndarray) -> list:
+    """Kernel calls, a chunk of rows each, that write the CP bounds of ``rows`` of one
+    segment (clipped ``boxes`` (M, 4)) to ``out_lower[at]`` and ``out_upper[at]``; for
+    ``masksearch.parallel.run_all``, together with other segments' tasks.
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
     lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
     hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
-    lower = np.empty(len(rows), dtype=np.int64)
-    upper = np.empty(len(rows), dtype=np.int64)
     rows = rows.astype(np.int64)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
 
     def bound(s: int, e: int) -> None:
+        lower = np.empty(e - s, np.int64)
+        upper = np.empty(e - s, np.int64)
         chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
                    index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t, lo.incl,
-                   hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+                   hi.t, hi.incl, refine, lower, upper)
+        out_lower[at[s:e]] = lower
+        out_upper[at[s:e]] = upper
 
-    for_chunks(len(rows), BOUND_CHUNK, bound)
+    return [lambda s=s: bound(s, min(s + BOUND_CHUNK, len(rows)))
+            for s in range(0, len(rows), BOUND_CHUNK)]
+
+
+def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
+                   lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes``."""
+    lower = np.empty(len(rows), np.int64)
+    upper = np.empty(len(rows), np.int64)
+    run_all(bound_tasks(index, dtype, rows, boxes, lo, hi, refine, lower, upper,
+                        np.arange(len(rows))))
     return lower, upper
 
 
