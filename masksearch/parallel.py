@@ -52,3 +52,34 @@ def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
     parts = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
     for _ in _shared_pool().map(lambda part: fn(*part), parts):
         pass
+
+
+def chunks_in_order(n: int, chunk: int, fn: Callable[[int, int], None]):
+    """Like ``for_chunks``, but yield each chunk's ``(start, stop)`` to the caller's thread
+    once it is done, in order (for progress reports)."""
+    parts = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    if len(parts) <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
+        for part in parts:
+            fn(*part)
+            yield part
+        return
+    pool = _shared_pool()
+    futures = [pool.submit(fn, *part) for part in parts]
+    try:
+        for part, future in zip(parts, futures, strict=True):
+            future.result()
+            yield part
+    finally:
+        for future in futures:     # on an error (or Ctrl-C), drop the chunks not started
+            future.cancel()
+
+
+def run_all(tasks: list[Callable[[], None]]) -> None:
+    """Run independent tasks on all cores (inline when there is only one, or only one core);
+    they must write disjoint outputs."""
+    if len(tasks) <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
+        for task in tasks:
+            task()
+        return
+    for _ in _shared_pool().map(lambda task: task(), tasks):
+        pass

@@ -81,7 +81,7 @@ def files_of(root: Path) -> dict[str, Path]:
     out = {"manifest": root / "manifest.json", "segment.json": seg / "segment.json",
            "pixels": seg / "pixels.arrow", "meta": seg / "meta.parquet"}
     if (seg / "chi.json").exists():
-        out |= {"chi.json": seg / "chi.json", "chi": seg / "chi.npy",
+        out |= {"chi.json": seg / "chi.json", "chi": seg / "chi_hist.lz4",
                 "chi_eq": seg / "chi_eq.npy", "chi_stats": seg / "chi_stats.npy"}
     deltas = sorted(root.glob("segments/*/chi-delta-*.npz"))
     if deltas:
@@ -230,14 +230,14 @@ def test_cli_check_and_rebuild(tmp_path, pristine):
     shutil.copytree(root / "eager", copy)
     proc = ok(run("check", str(copy), cwd=tmp_path))
     assert "ok: no damage found" in proc.stdout
-    chi = sorted(copy.glob("segments/*/chi.npy"))[0]
+    chi = sorted(copy.glob("segments/*/chi_hist.lz4"))[0]
     damage(chi, "flip", chi.stat().st_size // 2, seed=1)
     proc = run("check", str(copy), cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"{chi}: the index file is damaged (checksum mismatch)" in proc.stdout
     assert "--rebuild" in proc.stdout
     proc = run("query", str(copy), QUERIES[0][0], cwd=tmp_path)
-    assert proc.returncode == 1 and "chi.npy: the index file is damaged" in proc.stderr
+    assert proc.returncode == 1 and "chi_hist.lz4: the index file is damaged" in proc.stderr
     ok(run("index", str(copy), "--rebuild", "-q", cwd=tmp_path))
     assert "ok: no damage found" in ok(run("check", str(copy), cwd=tmp_path)).stdout
     assert answers(ms.connect(copy)) == expected["eager"]

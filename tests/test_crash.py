@@ -92,7 +92,7 @@ def assert_no_leftovers(root: Path, db: ms.Database) -> None:
         if (seg / "chi.json").exists():
             assert not list(seg.glob("chi-delta-*")), "deltas left beside a full index"
         else:
-            assert not [f for f in ("chi.npy", "chi_eq.npy", "chi_stats.npy")
+            assert not [f for f in ("chi_hist.lz4", "chi_eq.npy", "chi_stats.npy")
                         if (seg / f).exists()], "a partial index is visible"
 
 

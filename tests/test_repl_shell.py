@@ -33,7 +33,8 @@ def shell_for(db) -> tuple[Shell, io.StringIO, io.StringIO]:
 
 
 # --- splitting input into statements ------------------------------------------------------
-_sql_chars = st.text(st.sampled_from("SELCT mask_id,()[]0.5*+-\n\t"), max_size=30)
+# No '-' outside strings and comments: "--" would start a comment that hides the ';'.
+_sql_chars = st.text(st.sampled_from("SELCT mask_id,()[]0.5*+/\n\t"), max_size=30)
 _string = st.text(st.sampled_from("ab;'-\n"), max_size=8).map(lambda s: "'" + s.replace("'", "''") + "'")
 _comment = st.text(st.sampled_from("ab; '"), max_size=8).map(lambda s: "-- " + s + "\n")
 _statement = st.lists(st.one_of(_sql_chars, _string, _comment), min_size=1, max_size=5).map(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..index.chi import Cut, segment_bounds
+from ..index.chi import Cut, bound_tasks
+from ..parallel import run_all
 from ..store.segments import Segment
 from .verify import CountTask, verify_candidates
 
@@ -16,13 +17,15 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
     CHI yet (lazy indexing)."""
     lower = np.zeros(len(seg), np.int64)
     upper = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    tasks = []      # every segment's chunks at once: the cores never wait segment by segment
     for k in np.unique(seg):
         segment = segments[k]
         sel = np.flatnonzero(seg == k)
         sel = sel[segment.index.built[row[sel]]]
         if len(sel):
-            lower[sel], upper[sel] = segment_bounds(segment.index, segment.dtype, row[sel],
-                                                    boxes[sel], lo, hi, refine)
+            tasks += bound_tasks(segment.index, segment.dtype, row[sel], boxes[sel], lo, hi,
+                                 refine, lower, upper, sel)
+    run_all(tasks)
     return lower, upper
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.chi_kernels import build_chi_one, build_chi_stack, chi_bounds, chi_cell_bounds
-from ..parallel import for_chunks
+from ..kernels.chi_kernels import build_chi_one, chi_bounds, chi_cell_bounds
+from ..parallel import for_chunks, run_all
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
@@ -96,38 +96,41 @@ class SegmentIndex:
     built: np.ndarray       # (N,) bool: False for masks not indexed yet (lazy indexing)
 
 
-def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -> SegmentIndex:
-    """Build the CHI of a list of 2-D masks of one dtype."""
-    n = len(masks)
-    heights = np.array([m.shape[0] for m in masks], dtype=np.int64)
-    widths = np.array([m.shape[1] for m in masks], dtype=np.int64)
+def empty_segment_index(heights: np.ndarray, widths: np.ndarray, edges: np.ndarray,
+                        cell: int) -> SegmentIndex:
+    """A zeroed index for masks of these shapes, to be filled by ``fill_segment_index``."""
+    n = len(heights)
     n_edges = len(edges)
     offsets = chi_offsets(heights, widths, cell, n_edges)
     max_pixels = int((heights * widths).max()) if n else 0
     counts = np.zeros(int(offsets[-1]), dtype=count_dtype(max_pixels))
     eq = np.zeros((n, n_edges), dtype=count_dtype(max_pixels))
     stats = np.zeros((n, 2), dtype=np.float64)
-    i = 0
-    while i < n:
-        # A run of equally shaped masks is built by one parallel kernel call.
-        j = i + 1
-        while j < n and masks[j].shape == masks[i].shape:
-            j += 1
-        h, w = masks[i].shape
-        gh, gw = grid_shape(h, w, cell)
-        block = counts[offsets[i]:offsets[j]].reshape(j - i, gh, gw, n_edges + 1)
-        if j - i == 1:
-            build_chi_one(kernel_view(masks[i]), edges, cell, block[0], eq[i], stats[i])
-        else:
-            def build(s: int, e: int, i=i, block=block) -> None:
-                stack = np.stack([kernel_view(m) for m in masks[i + s:i + e]])
-                build_chi_stack(stack, edges, cell, block[s:e], eq[i + s:i + e],
-                                stats[i + s:i + e])
-
-            for_chunks(j - i, BUILD_CHUNK, build)
-        i = j
     return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
                         np.ones(n, bool))
+
+
+def fill_segment_index(index: SegmentIndex, start: int, masks: list[np.ndarray]) -> None:
+    """Build the CHIs of ``masks``, the masks ``start``, ``start + 1``, ... of ``index``.
+    Threads may fill disjoint ranges of one index at once."""
+    n_edges = len(index.edges)
+    for j, m in enumerate(masks):
+        i = start + j
+        gh, gw = grid_shape(m.shape[0], m.shape[1], index.cell)
+        block = index.counts[index.offsets[i]:index.offsets[i + 1]].reshape(gh, gw,
+                                                                             n_edges + 1)
+        build_chi_one(kernel_view(m), index.edges, index.cell, block, index.eq[i],
+                      index.stats[i])
+
+
+def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -> SegmentIndex:
+    """Build the CHI of a list of 2-D masks of one dtype, on all cores."""
+    heights = np.array([m.shape[0] for m in masks], dtype=np.int64)
+    widths = np.array([m.shape[1] for m in masks], dtype=np.int64)
+    index = empty_segment_index(heights, widths, edges, cell)
+    for_chunks(len(masks), BUILD_CHUNK,
+               lambda s, e: fill_segment_index(index, s, masks[s:e]))
+    return index
 
 
 def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:
@@ -150,25 +153,40 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
     return cut
 
 
-def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
-                   lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes`` (M, 4).
+def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
+                lo: Cut, hi: Cut, refine: bool, out_lower: np.ndarray, out_upper: np.ndarray,
+                at: np.ndarray) -> list:
+    """Kernel calls, a chunk of rows each, that write the CP bounds of ``rows`` of one
+    segment (clipped ``boxes`` (M, 4)) to ``out_lower[at]`` and ``out_upper[at]``; for
+    ``masksearch.parallel.run_all``, together with other segments' tasks.
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
     lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
     hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
-    lower = np.empty(len(rows), dtype=np.int64)
-    upper = np.empty(len(rows), dtype=np.int64)
     rows = rows.astype(np.int64)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
 
     def bound(s: int, e: int) -> None:
+        lower = np.empty(e - s, np.int64)
+        upper = np.empty(e - s, np.int64)
         chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
                    index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t, lo.incl,
-                   hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+                   hi.t, hi.incl, refine, lower, upper)
+        out_lower[at[s:e]] = lower
+        out_upper[at[s:e]] = upper
 
-    for_chunks(len(rows), BOUND_CHUNK, bound)
+    return [lambda s=s: bound(s, min(s + BOUND_CHUNK, len(rows)))
+            for s in range(0, len(rows), BOUND_CHUNK)]
+
+
+def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
+                   lo: Cut, hi: Cut, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes``."""
+    lower = np.empty(len(rows), np.int64)
+    upper = np.empty(len(rows), np.int64)
+    run_all(bound_tasks(index, dtype, rows, boxes, lo, hi, refine, lower, upper,
+                        np.arange(len(rows))))
     return lower, upper
 
 

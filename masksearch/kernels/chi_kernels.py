@@ -56,23 +56,23 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     n_edges = edges.shape[0]
     first = edges[0]
     inv_step = (n_edges - 1) / (edges[n_edges - 1] - first) if n_edges > 1 else 0.0
+    gh, gw, nk = counts.shape
     # Histogram: pixel with k = #edges <= v satisfies cuts k..E, so count it in bin k.
+    # Columns are walked cell by cell: no division per pixel.
     for y in range(h):
         r = y // cell
-        for x in range(w):
-            v = np.float64(pixels[y, x])
-            if v != v:
-                continue
-            nonnan += 1
-            if v < vmin:
-                vmin = v
-            if v > vmax:
-                vmax = v
-            k = _edges_le_guided(v, edges, first, inv_step)
-            counts[r, x // cell, k] += 1
-            if k > 0 and edges[k - 1] == v:
-                eq[k - 1] += 1
-    gh, gw, nk = counts.shape
+        for s in range(gw):
+            for x in range(s * cell, min((s + 1) * cell, w)):
+                v = np.float64(pixels[y, x])
+                if v != v:
+                    continue
+                nonnan += 1
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+                k = _edges_le_guided(v, edges, first, inv_step)
+                counts[r, s, k] += 1
+                if k > 0 and edges[k - 1] == v:
+                    eq[k - 1] += 1
     # Cumulative over value bins, then over columns, then over rows.
     for r in range(gh):
         for s in range(gw):
@@ -89,13 +89,6 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     stats[0] = vmin
     stats[1] = vmax
     return nonnan
-
-
-@njit(cache=True, nogil=True)
-def build_chi_stack(stack, edges, cell, counts, eq, stats):
-    """``build_chi_one`` over a (N, H, W) stack; ``counts`` (N, gh, gw, E+1) zeroed by the caller."""
-    for i in range(stack.shape[0]):
-        build_chi_one(stack[i], edges, cell, counts[i], eq[i], stats[i])
 
 
 @njit(cache=True, nogil=True)
@@ -315,3 +308,55 @@ def chi_cell_bounds(counts_flat, offsets, heights, widths, cell, edges, eq, stat
                 out_lower[j, r, s] = max(0, cl - uncovered)
                 out_upper[j, r, s] = min(cu, covered)
                 out_covered[j, r, s] = covered
+
+
+@njit(cache=True, nogil=True)
+def chi_to_histograms(counts_flat, offsets, heights, widths, cell, n_cuts, out_flat):
+    """Undo the three cumulative sums of every mask's CHI: ``out_flat`` gets, per cell, the
+    number of pixels in each value bin (the last bin: NaN pixels count nowhere, so it holds
+    the non-NaN pixels at or above the top edge). Small numbers: they compress well."""
+    for i in range(offsets.shape[0] - 1):
+        h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
+                                            n_cuts, i)
+        out = out_flat[offsets[i]:offsets[i + 1]].reshape((gh, gw, n_cuts))
+        for r in range(gh):
+            for s in range(gw):
+                for k in range(n_cuts):
+                    v = np.int64(counts[r, s, k])
+                    if r > 0:
+                        v -= counts[r - 1, s, k]
+                    if s > 0:
+                        v -= counts[r, s - 1, k]
+                    if r > 0 and s > 0:
+                        v += counts[r - 1, s - 1, k]
+                    if k > 0:
+                        u = np.int64(counts[r, s, k - 1])
+                        if r > 0:
+                            u -= counts[r - 1, s, k - 1]
+                        if s > 0:
+                            u -= counts[r, s - 1, k - 1]
+                        if r > 0 and s > 0:
+                            u += counts[r - 1, s - 1, k - 1]
+                        v -= u
+                    out[r, s, k] = v
+
+
+@njit(cache=True, nogil=True)
+def histograms_to_chi(hist_flat, offsets, heights, widths, cell, n_cuts, out_flat):
+    """The inverse of ``chi_to_histograms``: cumulative sums over bins, columns and rows."""
+    for i in range(offsets.shape[0] - 1):
+        h, w, gh, gw, hist = _mask_counts(hist_flat, offsets, heights, widths, cell, n_cuts, i)
+        out = out_flat[offsets[i]:offsets[i + 1]].reshape((gh, gw, n_cuts))
+        for r in range(gh):
+            for s in range(gw):
+                acc = 0
+                for k in range(n_cuts):
+                    acc += hist[r, s, k]
+                    v = acc
+                    if r > 0:
+                        v += out[r - 1, s, k]
+                    if s > 0:
+                        v += out[r, s - 1, k]
+                    if r > 0 and s > 0:
+                        v -= out[r - 1, s - 1, k]
+                    out[r, s, k] = v

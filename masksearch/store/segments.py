@@ -7,8 +7,11 @@ Files of a segment directory (format 2; every file is covered by a checksum):
   pixels.arrow    Arrow IPC file, one row per mask, a ``blob`` column of compressed pixels;
                   memory-mapped, so reading mask i touches only its own bytes
   meta.parquet    the masks' metadata columns (mask_id, image_id, ..., height, width, user columns)
-  chi.npy         flat CHI counts; chi_eq.npy (N, E); chi_stats.npy (N, 2)
-  chi.json        sizes and digests of the three chi files; written last, so its presence
+  chi_hist.lz4    the CHI counts as per-cell histograms, compressed (see chi_file.py);
+                  chi_eq.npy (N, E); chi_stats.npy (N, 2). (Older segments: chi.npy, the
+                  cumulative counts uncompressed, still read.)
+  chi.json        sizes and digests of the three chi files, and the counts' dtype and
+                  length; written last, so its presence
                   means the full index is complete. Verified whenever the index is loaded
                   (a damaged CHI would give wrong bounds without any pixel being read).
   chi-delta-xxh64-<digest>.npz  with lazy indexing, until the full index is built: the
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +35,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from ..index.chi import SegmentIndex, build_segment_index, chi_offsets, count_dtype
+from ..index.chi import (
+    SegmentIndex,
+    build_segment_index,
+    chi_offsets,
+    count_dtype,
+    empty_segment_index,
+    fill_segment_index,
+)
+from ..parallel import chunks_in_order
 from . import faults
 from .checksum import (
     describe_file,
@@ -45,12 +55,15 @@ from .checksum import (
     verify_size,
     write_sealed_json,
 )
+from .chi_file import decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
+ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
 SEGMENT_FORMAT = 2
-INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi.npy")
+INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi_hist.lz4")
+LEGACY_COUNTS = "chi.npy"    # the counts, cumulative and uncompressed, before chi_hist.lz4
 INDEX_SEAL = "chi.json"
 DELTA_GLOB = "chi-delta-*.npz"
 
@@ -64,15 +77,29 @@ def _npy_bytes(array: np.ndarray) -> memoryview:
 def _write_index(directory: Path, index: SegmentIndex) -> None:
     """The full index files, then chi.json (their digests): its presence means complete."""
     files = {}
-    for name, array in zip(INDEX_FILES, (index.eq, index.stats, index.counts), strict=True):
-        data = _npy_bytes(array)
+    arrays = (_npy_bytes(index.eq), _npy_bytes(index.stats), encode_counts(index))
+    for name, data in zip(INDEX_FILES, arrays, strict=True):
         write_atomic(directory / name, data)
         files[name] = {"size": len(data), "xxh64": digest(data)}
-    write_sealed_json(directory / INDEX_SEAL, {"format": SEGMENT_FORMAT, "files": files})
+    write_sealed_json(directory / INDEX_SEAL, {
+        "format": SEGMENT_FORMAT, "files": files,
+        "counts": {"dtype": index.counts.dtype.name, "size": int(index.counts.size)}})
+
+
+def _blob_array(blobs: list[pa.Buffer]) -> pa.Array:
+    """The blobs as one large_binary array, copied once into a single buffer."""
+    sizes = np.array([b.size for b in blobs], np.int64)
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for b, start, stop in zip(blobs, offsets[:-1], offsets[1:], strict=True):
+        data[start:stop] = np.frombuffer(b, np.uint8)
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(blobs),
+                                            [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
-                  cell: int, codec: str, workers: int,
+                  cell: int, codec: str,
                   on_encoded: Callable[[int], None] | None = None,
                   build_index: bool = True) -> None:
     """Write a complete segment into ``directory`` (which must not exist) and fsync it.
@@ -82,35 +109,38 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     directory.mkdir(parents=True)
     faults.point("mkdir segment")
     dtype = masks[0].dtype
-    blobs: list[pa.Buffer] = []
-    digests: list[str] = []
-    step = 256
+    n = len(masks)
+    blobs: list[pa.Buffer | None] = [None] * n
+    digests: list[str] = [""] * n
+    index = None
+    if build_index:
+        index = empty_segment_index(np.array([m.shape[0] for m in masks], np.int64),
+                                    np.array([m.shape[1] for m in masks], np.int64),
+                                    edges, cell)
 
-    def encode(m: np.ndarray) -> tuple[pa.Buffer, str]:
-        blob = encode_mask(m, codec)
-        return blob, digest(blob)
+    def encode_and_index(start: int, stop: int) -> None:
+        # One pass per chunk while its pixels are in cache: compress, checksum, index.
+        for i in range(start, stop):
+            blobs[i] = encode_mask(masks[i], codec)
+            digests[i] = digest(blobs[i])
+        if index is not None:
+            fill_segment_index(index, start, masks[start:stop])
 
-    with ThreadPoolExecutor(workers) as pool:
-        for start in range(0, len(masks), step):
-            part = masks[start:start + step]
-            for blob, d in pool.map(encode, part):
-                blobs.append(blob)
-                digests.append(d)
-            if on_encoded is not None:
-                on_encoded(len(part))
+    for start, stop in chunks_in_order(n, ENCODE_CHUNK, encode_and_index):
+        if on_encoded is not None:
+            on_encoded(stop - start)
     pixels_path = directory / "pixels.arrow"
     with pa.OSFile(str(pixels_path), "wb") as sink:
         with pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
-            writer.write_table(pa.table({"blob": pa.array([b.to_pybytes() for b in blobs],
-                                                          pa.large_binary())}))
+            writer.write_table(pa.table({"blob": _blob_array(blobs)}))
     faults.point("write pixels.arrow")
     fsync_path(pixels_path)
     sink = pa.BufferOutputStream()
     pq.write_table(meta, sink)
     meta_bytes = sink.getvalue()
     write_bytes(directory / "meta.parquet", meta_bytes)
-    if build_index:
-        _write_index(directory, build_segment_index(masks, edges, cell))
+    if index is not None:
+        _write_index(directory, index)
     info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(masks),
             "codec": codec, "cell_size": cell, "edges": [float(e) for e in edges],
             "files": {"pixels.arrow": describe_file(pixels_path),
@@ -290,21 +320,32 @@ class Segment:
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
         seal_path = self.directory / INDEX_SEAL
+        seal = None
         if seal_path.exists() or self.sealed:
             seal = read_sealed_json(seal_path, "index description")
-            for name in INDEX_FILES:
-                if name not in seal.get("files", {}):
+            listed = seal.get("files", {})
+            names = INDEX_FILES if INDEX_FILES[2] in listed else INDEX_FILES[:2] + (
+                LEGACY_COUNTS,)
+            for name in names:
+                if name not in listed:
                     raise StoreError(f"{seal_path}: the index description is damaged")
-                verify_file(self.directory / name, seal["files"][name], "index")
+                verify_file(self.directory / name, listed[name], "index")
+        compressed = seal is not None and INDEX_FILES[2] in seal["files"]
+        counts_path = self.directory / (INDEX_FILES[2] if compressed else LEGACY_COUNTS)
         try:
-            counts = np.load(self.directory / "chi.npy", mmap_mode="r")
+            if compressed:
+                layout = seal["counts"]
+                counts = decode_counts(counts_path.read_bytes(), np.dtype(layout["dtype"]),
+                                       int(layout["size"]), offsets, heights, widths, cell,
+                                       len(edges))
+            else:
+                counts = np.load(counts_path, mmap_mode="r")
             eq = np.load(self.directory / "chi_eq.npy")
             stats = np.load(self.directory / "chi_stats.npy")
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, KeyError, TypeError, pa.ArrowException) as e:
             raise StoreError(f"{self.directory}: cannot read the index ({e})") from None
         if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
-            raise StoreError(f"{self.directory / 'chi.npy'}: index size does not match "
-                             "the masks")
+            raise StoreError(f"{counts_path}: index size does not match the masks")
         if eq.shape != (n, len(edges)) or stats.shape != (n, 2):
             raise StoreError(f"{self.directory}: the index does not match the masks")
         return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
@@ -370,7 +411,7 @@ class Segment:
         full = build_segment_index(masks, edges, int(self.info["cell_size"]))
         del masks
         if rebuild:
-            for name in (INDEX_SEAL, "chi.npy"):
+            for name in (INDEX_SEAL, LEGACY_COUNTS, INDEX_FILES[2]):
                 remove_file(self.directory / name)
             fsync_path(self.directory)
         _write_index(self.directory, full)
@@ -380,7 +421,7 @@ class Segment:
         return n if rebuild else before
 
     def index_bytes(self) -> int:
-        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL,)]
+        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL, LEGACY_COUNTS)]
         files += list(self.directory.glob(DELTA_GLOB))
         return sum(f.stat().st_size for f in files if f.exists())
 

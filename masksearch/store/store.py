@@ -21,7 +21,14 @@ from .codec import CODECS
 from .durable import fsync_path, remove_file, remove_tree, replace
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
 from .metadata import ARROW_TYPES, RESERVED, id_column, merged_type, metadata_column
-from .segments import DELTA_GLOB, INDEX_FILES, INDEX_SEAL, Segment, write_segment
+from .segments import (
+    DELTA_GLOB,
+    INDEX_FILES,
+    INDEX_SEAL,
+    LEGACY_COUNTS,
+    Segment,
+    write_segment,
+)
 from .sources import MaskSource
 
 SEGMENT_MAX_MASKS = 4096
@@ -210,7 +217,7 @@ class Store:
                 for delta in p.glob(DELTA_GLOB):  # superseded by the full index
                     remove_file(delta)
             elif _sealed(self.segment(p.name)):
-                for name in INDEX_FILES:  # a full index whose writer died before chi.json
+                for name in INDEX_FILES + (LEGACY_COUNTS,):  # a writer died before chi.json
                     if (p / name).exists():
                         remove_file(p / name)
         cache = self.root / "aggcache"
@@ -348,7 +355,7 @@ class Store:
             tmp = self.root / "segments" / f"tmp-{name}"
             written.append(tmp)
             write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
-                          m.codec, workers=os.cpu_count() or 1, on_encoded=encoded,
+                          m.codec, on_encoded=encoded,
                           build_index=build_index)
             final = self.root / "segments" / name
             replace(tmp, final)
