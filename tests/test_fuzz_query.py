@@ -243,3 +243,17 @@ def test_odd_but_valid_text(db):
                     ).rows() == []
     with pytest.raises(QuerySyntaxError, match="a query is a string, got bytes"):
         db.query(b"SELECT mask_id FROM masks")
+
+
+def test_float_aggregates_beyond_float64_range(db):
+    """Found by the fuzzer: SUM/AVG whose partial sums overflow raised OverflowError from
+    math.fsum, and AVG's bounds (an overflowing sum / count = NaN) decided HAVING wrongly."""
+    rows = db.query("SELECT image_id, AVG(1e308), SUM(1e308), SUM(-1e308) FROM masks "
+                    "WHERE image_id < 2 GROUP BY image_id").rows()
+    assert rows == [(0, 1e308, math.inf, -math.inf), (1, 1e308, math.inf, -math.inf)]
+    for use_index in (True, False):
+        assert db.query("SELECT image_id FROM masks GROUP BY image_id "
+                        "HAVING AVG(1e308) < 1.5e308", use_index=use_index).rows() == [
+            (0,), (1,), (2,), (3,), (4,)]
+        assert db.query("SELECT SUM(1e308) IS NOT NULL FROM masks",
+                        use_index=use_index).rows() == [(True,)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -29,8 +30,20 @@ def exact_aggregate(func: str, values: list, n_rows: int):
             raise QueryError(f"integer overflow in SUM (the sum is {total})")
         return total if func == "sum" else math.fsum(values) / len(values)
     # Correctly rounded sums: rounding is monotone, so bounds from summed ends stay sound.
-    total = math.fsum(values)
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # a partial sum beyond float64: sum exactly, round once
+        exact = sum(map(Fraction, values))
+        return _rounded(exact if func == "sum" else exact / len(values))
     return total if func == "sum" else total / len(values)
+
+
+def _rounded(value: Fraction) -> float:
+    """``value`` as a float64, +-inf beyond the largest float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _reduce(op, x: np.ndarray, starts: np.ndarray, empty: float) -> np.ndarray:
@@ -70,13 +83,16 @@ def aggregate_bounds(func: str, lo, hi, may_null, must_null, starts: np.ndarray)
     unsure = may_null & ~must_null
     add_lo = np.where(sure_value, lo, np.where(unsure, np.minimum(lo, 0.0), 0.0))
     add_hi = np.where(sure_value, hi, np.where(unsure, np.maximum(hi, 0.0), 0.0))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         s_lo = _reduce(np.add, add_lo, starts, 0.0)
         s_hi = _reduce(np.add, add_hi, starts, 0.0)
         # Floating sums in any order are within (n + 2) u sum|x| of the exact sum.
         slack = (sizes + 2) * _U * _reduce(np.add, np.maximum(np.abs(add_lo), np.abs(add_hi)),
                                              starts, 0.0) + 1e-300
         s_lo, s_hi = s_lo - slack, s_hi + slack
+        # Overflowing sums (inf - inf = NaN) bound nothing: widen to the whole line.
+        s_lo, s_hi = np.where(np.isnan(s_lo), -np.inf, s_lo), np.where(np.isnan(s_hi), np.inf,
+                                                                        s_hi)
         if func == "sum":
             return s_lo, s_hi, all_may_null, all_must_null
         count = _reduce(np.add, sure_value.astype(np.float64), starts, 0.0)
@@ -91,7 +107,8 @@ def aggregate_bounds(func: str, lo, hi, may_null, must_null, starts: np.ndarray)
         pad = 4 * _U
         m_lo = m_lo - np.abs(m_lo) * pad - 1e-300
         m_hi = m_hi + np.abs(m_hi) * pad + 1e-300
-        use_sum = exact_count & (count > 0)
+        # A mean from overflowing sums is unknown: then it lies between its extremes.
+        use_sum = exact_count & (count > 0) & np.isfinite(a_lo) & np.isfinite(a_hi)
         out_lo = np.where(use_sum, np.maximum(a_lo - np.abs(a_lo) * pad, m_lo), m_lo)
         out_hi = np.where(use_sum, np.minimum(a_hi + np.abs(a_hi) * pad, m_hi), m_hi)
     return out_lo, out_hi, all_may_null, all_must_null
