@@ -2,8 +2,8 @@
 (they finish under the cap, while holding the masks in memory would not fit); 10,000 queries
 in a row leave resident memory and open file descriptors where they were.
 
-Grouped queries over aggregated masks (intersect/union/mean) are not covered: their bounds
-hold per-cell arrays for every group (memory grows with the number of masks times cells).
+Grouped queries over aggregated masks are covered too: their cell-by-cell bounds are worked
+out a bounded chunk of groups at a time.
 
 The cap is RLIMIT_DATA (private writable memory: heap, anonymous maps, thread stacks), set in
 a child process after its kernels are loaded. RLIMIT_AS would also count the memory-mapped
@@ -62,6 +62,8 @@ STREAM = textwrap.dedent("""
          True),
         ("SELECT image_id, SUM(CP(mask, box(0, 0, 100, 512), (0, 2])) AS c FROM masks "
          "GROUP BY image_id ORDER BY c DESC LIMIT 3", False),
+        ("SELECT image_id, CP(intersect(mask), full, (1, 3]) / CP(union(mask), full, (1, 3]) "
+         "AS iou FROM masks GROUP BY image_id ORDER BY iou ASC LIMIT 3", True),
     ]
     for sql, use_index in queries:
         warm.query(sql, use_index=use_index)
@@ -126,6 +128,13 @@ def test_queries_stream_under_a_memory_cap(tmp_path):
         pairs[i // 2] = pairs.get(i // 2, 0) + left[i]
     assert out["q2"]["rows"] == [list(kv) for kv in sorted(pairs.items(),
                                                            key=lambda kv: (-kv[1], kv[0]))[:3]]
+    iou = {}
+    for g in range(N_MASKS // 2):
+        a, b = tile(2 * g), tile(2 * g + 1)
+        inter = int(((np.minimum(a, b) > 1) & (np.minimum(a, b) <= 3)).sum())
+        union = int(((np.maximum(a, b) > 1) & (np.maximum(a, b) <= 3)).sum())
+        iou[g] = inter / union
+    assert out["q3"]["rows"] == [[g, iou[g]] for g in sorted(iou, key=lambda g: (iou[g], g))[:3]]
     assert out["sum"] == sum(int(tile(i).sum()) for i in range(N_MASKS))
 
 

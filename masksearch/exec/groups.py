@@ -26,6 +26,11 @@ from .mask_aggregate import (
 )
 from .regions import clip_boxes
 
+# Per-cell bounds are worked out for chunks of groups holding at most this many member cells
+# (about 100 bytes each while in use), so memory does not grow with the database.
+MEMBER_CELLS = 1 << 18
+AGGREGATES_HELD = 32 << 20   # bytes of aggregated masks kept before their CHIs are cached
+
 
 def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, list]:
     """The distinct key values of ``members`` and, per group, its member row indices."""
@@ -172,20 +177,27 @@ class GroupBatch:
         return entry_key(cp.mask.aggregate, ids)
 
     def _cell_bounds(self, cp: ast.CP, term, groups, empty, lo, hi):
-        """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape."""
+        """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape and
+        chunk of groups."""
         lo, hi = lo.copy(), hi.copy()
         shapes = self.shapes[groups]
+        cell = self.members.store.manifest.cell_size
+        sizes = np.array([len(self.member_rows[g]) for g in groups], np.int64)
         for shape in np.unique(shapes[~empty], axis=0):
-            sel = np.flatnonzero((shapes == shape).all(axis=1) & ~empty)
-            flat, starts = self._starts(groups[sel])
+            same = np.flatnonzero((shapes == shape).all(axis=1) & ~empty)
+            n_cells = -(-int(shape[0]) // cell) * -(-int(shape[1]) // cell)
+            # Chunks of consecutive groups whose members hold about MEMBER_CELLS cells.
+            chunk = (np.cumsum(sizes[same]) * n_cells - 1) // MEMBER_CELLS
+            for sel in np.split(same, np.flatnonzero(np.diff(chunk)) + 1):
+                flat, starts = self._starts(groups[sel])
 
-            def cells(lo_cut, hi_cut, flat=flat):
-                return self.members.cell_bounds(flat, term.roi, lo_cut, hi_cut)
+                def cells(lo_cut, hi_cut, flat=flat):
+                    return self.members.cell_bounds(flat, term.roi, lo_cut, hi_cut)
 
-            c_lo, c_hi = mask_aggregate_cell_bounds(cp.mask.aggregate, term.lo, term.hi,
-                                                    cells, starts)
-            lo[sel] = np.maximum(lo[sel], c_lo)
-            hi[sel] = np.minimum(hi[sel], c_hi)
+                c_lo, c_hi = mask_aggregate_cell_bounds(cp.mask.aggregate, term.lo, term.hi,
+                                                        cells, starts)
+                lo[sel] = np.maximum(lo[sel], c_lo)
+                hi[sel] = np.minimum(hi[sel], c_hi)
         return lo, hi
 
     def _exact_mask_aggregates(self, terms: list[int], groups: np.ndarray) -> None:
@@ -195,9 +207,20 @@ class GroupBatch:
         cuts = [self.query.group_cuts[self.aggregates[a]] for a in terms]
         boxes = [self._group_boxes(c.roi, groups) for c in cuts]
         new: dict = {}
+        held = 0         # bytes of aggregated pixels waiting in ``new`` for their CHIs
+        cache = self.members.store.aggregate_cache
+
+        def flush() -> None:
+            for edges, keys, pixels in new.values():
+                self.work.chis_built += cache.add(keys, pixels, edges, segments[0].index.cell)
+            new.clear()
+
         ctl = control.current()
         for j, g in enumerate(groups):
             ctl.check()
+            if held > AGGREGATES_HELD:
+                flush()          # memory stays bounded however many groups are verified
+                held = 0
             if ctl.progress is not None:
                 ctl.progress(j, len(groups))
             rows = self.member_rows[g]
@@ -223,13 +246,12 @@ class GroupBatch:
                         entry = new[(kind, seg0.edges.tobytes())]
                         entry[1].append(self._cache_key(self.aggregates[a], g))
                         entry[2].append(aggregated[kind])
+                        held += aggregated[kind].nbytes
                 x0, y0, x1, y1 = b[j]
                 self.exact[g, a] = int(count_in_range(aggregated[kind], x0, y0, x1, y1,
                                                       c.lo.t, c.lo.incl, c.hi.t, c.hi.incl))
         self.known[np.ix_(groups, terms)] = True
-        cache = self.members.store.aggregate_cache
-        for edges, keys, pixels in new.values():
-            self.work.chis_built += cache.add(keys, pixels, edges, segments[0].index.cell)
+        flush()
 
     def term_bounds(self, node):
         a = self.aggregates.index(node)
