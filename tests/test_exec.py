@@ -214,8 +214,11 @@ def test_reviewed_edge_cases(tiny, sql, want):
 ])
 def test_out_of_range_numbers_are_errors(tiny, sql, message):
     for use_index in (True, False):
-        with pytest.raises(ms.QueryError, match=message):
+        with pytest.raises(ms.QueryError, match=message) as info:
             tiny.query(sql, use_index=use_index)
+        # Located, whether the parser or the evaluator found it.
+        assert info.value.line == 1 and info.value.column == 8, str(info.value)
+        assert "^" in str(info.value)
 
 
 def test_mask_aggregation(saliency):
@@ -308,9 +311,10 @@ def test_integer_sum_overflow_is_an_error(tmp_path):
     db.ingest([np.zeros((8, 8), np.float32)] * 3, image_id=[1, 1, 2],
               metadata={"big": [2**62, 2**62, 1]})
     for use_index in (True, False):
-        with pytest.raises(ms.QueryError, match="overflow in SUM"):
+        with pytest.raises(ms.QueryError, match="overflow in SUM") as info:
             db.query("SELECT image_id, SUM(big) FROM masks GROUP BY image_id",
                      use_index=use_index)
+        assert (info.value.line, info.value.column) == (1, 18)   # at SUM(big)
 
 
 def test_a_repeated_group_key_counts_once(small):

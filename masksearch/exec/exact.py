@@ -37,12 +37,19 @@ def area_array(env: Env, roi: ast.Roi) -> pa.Array:
     return pa.array(reg.area, pa.int64(), mask=reg.null)
 
 
+def located(error: QueryError, node) -> QueryError:
+    """``error`` at ``node``'s position in the query (the executor adds the query text)."""
+    if error.line is None and getattr(node, "pos", None):
+        return QueryError(error.message, None, node.pos[0], node.pos[1])
+    return error
+
+
 def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     """The value of ``expr`` for every row of ``env.rows`` as an Arrow array."""
     try:
         out = _eval(expr, env)
     except pa.ArrowInvalid as e:
-        raise QueryError(f"cannot evaluate the expression: {e}") from None
+        raise located(QueryError(f"cannot evaluate the expression: {e}"), expr) from None
     if isinstance(out, pa.Scalar):
         out = pa.array([out.as_py()] * env.rows.num_rows, out.type)
     return out
@@ -65,7 +72,10 @@ def _eval(e: ast.Expr, env: Env):
             return divide(left, right)
         if pa.types.is_null(left.type) or pa.types.is_null(right.type):
             return pa.scalar(None, pa.float64())
-        return _ARITH[e.op](left, right)
+        try:
+            return _ARITH[e.op](left, right)
+        except pa.ArrowInvalid as err:     # e.g. integer overflow: say which operation
+            raise located(QueryError(f"cannot evaluate the expression: {err}"), e) from None
     if isinstance(e, ast.Compare):
         left, right = _eval(e.left, env), _eval(e.right, env)
         if pa.types.is_null(left.type) or pa.types.is_null(right.type):

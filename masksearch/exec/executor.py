@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import QueryError
 from ..lang import ast
 from ..plan.bounds import interval, outcomes
 from ..plan.logical import Plan
@@ -75,7 +76,12 @@ def execute(plan: Plan, store: Store, use_index: bool = True,
     """Run ``plan``; ``table`` replaces the store's metadata rows (a subset, or rows with
     extra columns the plan refers to), ``query_control`` lets the caller cancel or time it."""
     with running(query_control or QueryControl()):
-        return _execute(plan, store, use_index, store.table() if table is None else table)
+        try:
+            return _execute(plan, store, use_index, store.table() if table is None else table)
+        except QueryError as e:
+            if e.text is None and e.line is not None:   # located by the evaluator: show where
+                raise QueryError(e.message, plan.query.text, e.line, e.column) from None
+            raise
 
 
 def _execute(plan: Plan, store: Store, use_index: bool, table: pa.Table) -> Result:

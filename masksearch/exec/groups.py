@@ -18,7 +18,7 @@ from ..plan.bounds import interval
 from . import control
 from .aggregate import aggregate_bounds, exact_aggregate
 from .batch import Batch
-from .exact import evaluate
+from .exact import evaluate, located
 from .mask_aggregate import (
     aggregate_pixels,
     mask_aggregate_bounds,
@@ -299,7 +299,11 @@ class GroupBatch:
             values = evaluate(agg.arg, sub).to_pylist()
             for j, g in enumerate(need):
                 part = [v for v in values[starts[j]:starts[j + 1]] if v is not None]
-                self.exact[g, a] = exact_aggregate(agg.func, part, starts[j + 1] - starts[j])
+                try:
+                    self.exact[g, a] = exact_aggregate(agg.func, part,
+                                                       starts[j + 1] - starts[j])
+                except QueryError as e:
+                    raise located(e, agg) from None
             self.known[need, a] = True
 
     def take(self, idx: np.ndarray) -> GroupBatch:
