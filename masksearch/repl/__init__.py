@@ -18,7 +18,9 @@ def main(db: Database) -> int:
     try:
         rest = shell.run(sys.stdin.read())
     except ShellExit:
-        return 0
+        return 1 if shell.failures else 0
+    finally:
+        shell.close()
     if rest.strip():
         shell.message(f"error: input ends inside a statement with no ';': {rest.strip()[:60]!r}")
         return 1

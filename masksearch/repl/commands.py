@@ -62,23 +62,17 @@ def _mode(shell: Shell, args: list[str]) -> None:
     shell.settings.mode = args[0].lower()
 
 
-def _close_output(shell: Shell) -> None:
-    if shell.settings.output is not None:
-        shell.settings.output.close()
-        shell.settings.output = shell.settings.output_name = None
-
-
 def _output(shell: Shell, args: list[str]) -> None:
     if len(args) > 1:
         raise CommandError(".output takes one file name (none: back to the terminal)")
     if not args or args[0] in ("stdout", "-"):
-        _close_output(shell)
+        shell.close()
         return
     try:
         handle = open(args[0], "w", encoding="utf-8")  # kept open until changed
     except OSError as e:
         raise CommandError(f".output {args[0]}: {e.strerror}") from None
-    _close_output(shell)
+    shell.close()
     shell.settings.output, shell.settings.output_name = handle, args[0]
     shell.message(f"results go to {args[0]} (.output alone to go back)")
 
@@ -97,7 +91,7 @@ def _read(shell: Shell, args: list[str]) -> None:
 
 
 def _quit(shell: Shell, args: list[str]) -> None:
-    _close_output(shell)
+    shell.close()
     raise ShellExit
 
 

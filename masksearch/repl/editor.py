@@ -149,5 +149,6 @@ def run_interactive(shell: Shell) -> int:
             break
         if rest.strip():               # e.g. a statement followed by an unfinished one
             shell.message(f"error: unfinished statement dropped: {rest.strip()[:60]!r}")
+    shell.close()
     sys.stderr.flush()
     return 0

@@ -68,6 +68,12 @@ class Shell:
                 self.message(f"error: {e}")
         return rest
 
+    def close(self) -> None:
+        """Close the ``.output`` file, if any (what it holds is flushed)."""
+        if self.settings.output is not None:
+            self.settings.output.close()
+            self.settings.output = self.settings.output_name = None
+
     def message(self, text: str) -> None:
         print(text, file=self.err, flush=True)
 
