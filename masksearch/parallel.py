@@ -42,23 +42,22 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
-    """Call ``fn(start, stop)`` for consecutive chunks of ``range(n)``, in parallel when
-    there is more than one chunk. ``fn`` must write only its own part of any output."""
-    if n <= chunk or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
-        if n:
-            fn(0, n)     # one chunk, one core, or already on a pool thread: no hand-off
-        return
-    parts = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    for _ in _shared_pool().map(lambda part: fn(*part), parts):
-        pass
+def _inline(n_tasks: int) -> bool:
+    """Run on the calling thread: one task, one core, or already on a pool thread (waiting
+    there for the pool's other threads could wait forever)."""
+    return n_tasks <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False)
+
+
+def _parts(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
 
 def chunks_in_order(n: int, chunk: int, fn: Callable[[int, int], None]):
-    """Like ``for_chunks``, but yield each chunk's ``(start, stop)`` to the caller's thread
-    once it is done, in order (for progress reports)."""
-    parts = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    if len(parts) <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
+    """Call ``fn(start, stop)`` for consecutive chunks of ``range(n)``, in parallel, and
+    yield each chunk's ``(start, stop)`` to the caller's thread once it is done, in order
+    (for progress reports). ``fn`` must write only its own part of any output."""
+    parts = _parts(n, chunk)
+    if _inline(len(parts)):
         for part in parts:
             fn(*part)
             yield part
@@ -74,12 +73,12 @@ def chunks_in_order(n: int, chunk: int, fn: Callable[[int, int], None]):
             future.cancel()
 
 
-def run_all(tasks: list[Callable[[], None]]) -> None:
-    """Run independent tasks on all cores (inline when there is only one, or only one core);
-    they must write disjoint outputs."""
-    if len(tasks) <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False):
-        for task in tasks:
-            task()
-        return
-    for _ in _shared_pool().map(lambda task: task(), tasks):
+def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
+    """``chunks_in_order`` without the reports."""
+    for _ in chunks_in_order(n, chunk, fn):
         pass
+
+
+def run_all(tasks: list[Callable[[], None]]) -> None:
+    """Run independent tasks on all cores; they must write disjoint outputs."""
+    for_chunks(len(tasks), 1, lambda s, e: tasks[s]())

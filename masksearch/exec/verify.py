@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..index.chi import Cut, build_segment_index, cut_for_dtype, kernel_view
 from ..kernels.count_kernels import count_in_range
+from ..parallel import chunks_in_order
 from ..store.segments import Segment
 from . import control
 
@@ -28,7 +27,7 @@ class CountTask:
     cuts: list[tuple[Cut, Cut]]  # per term: (lo cut, hi cut)
 
 
-def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.ndarray, int, int]:
+def verify_candidates(task: CountTask) -> tuple[np.ndarray, int, int]:
     """Exact counts (M, T) for every mask and term, the compressed bytes read, and how many
     CHIs were built on the way (masks of lazily indexed segments get theirs from the pixels
     read here, persisted for later queries)."""
@@ -38,8 +37,6 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
         return out, 0, 0
     unindexed: dict[int, list] = {}
     lock = threading.Lock()
-    workers = workers or os.cpu_count() or 1
-    chunks = np.array_split(np.arange(m), max(1, -(-m // CHUNK)))
     ctl = control.current()
 
     # Cuts depend on the segment's dtype only: work them out once, not per mask.
@@ -50,16 +47,17 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
                       for lo, hi in task.cuts]
     boxes = np.stack(task.boxes, axis=1) if n_terms else np.zeros((m, 0, 4), np.int64)
 
-    def run(chunk: np.ndarray) -> int:
-        nbytes = 0
-        for j in chunk:
+    nbytes = np.zeros(m, np.int64)   # compressed bytes read, at each chunk's first mask
+
+    def run(start: int, stop: int) -> None:
+        for j in range(start, stop):
             ctl.check()
             k = task.seg_of[j]
             seg = task.segments[k]
             row = int(task.row_of[j])
             raw = seg.pixels(row)
             pixels = kernel_view(raw)
-            nbytes += seg.blob_size(row)
+            nbytes[start] += seg.blob_size(row)
             if not seg.index.built[row]:
                 # Build its CHI here, in this thread, from the pixels just decoded; keep only
                 # the (small) CHI, not the pixels.
@@ -69,27 +67,17 @@ def verify_candidates(task: CountTask, workers: int | None = None) -> tuple[np.n
             for t, (lo, hi) in enumerate(cuts_of[k]):
                 x0, y0, x1, y1 = boxes[j, t]
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t, hi.incl)
-        return nbytes
 
-    total = done = 0
-    if workers == 1 or m < 8:
-        results = map(run, chunks)
-        pool = None
-    else:
-        pool = ThreadPoolExecutor(workers)
-        results = pool.map(run, chunks)
+    done = 0
     try:
-        for chunk, nbytes in zip(chunks, results, strict=True):
-            total += nbytes
-            done += len(chunk)
+        for start, stop in chunks_in_order(m, CHUNK, run):
+            done += stop - start
             if ctl.progress is not None:
                 ctl.progress(done, m)
     except BaseException:
-        ctl.cancel()   # Ctrl-C or an error: stop the other threads' work promptly
+        ctl.cancel()   # Ctrl-C or an error: stop the chunks already running promptly
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    total = int(nbytes.sum())
     built = 0
     for k, items in unindexed.items():
         items.sort(key=lambda item: item[0])
