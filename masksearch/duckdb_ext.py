@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 
 from .api import Database, connect
 from .errors import MaskSearchError, QueryError
-from .exec.regions import clip_boxes
-from .exec.row_counts import cp_bounds, cp_exact, cp_in_interval
+from .exec.regions import box_areas, clip_boxes
+from .exec.row_counts import cp_exact_indexed, cp_in_interval
 from .index.chi import Cut
 from .lang.binder import bind
 from .lang.parser import parse
@@ -50,7 +50,6 @@ BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"
 FULL_IMAGE = 2 ** 31 - 1   # a box this large clips to the whole mask
 FUNCTIONS = ("cp", "cp_between", "area")
 MACROS = ("box", "full_image")
-
 
 
 class DuckDBAttachment:
@@ -128,7 +127,7 @@ class DuckDBAttachment:
         with self._lock:
             rows, valid = self._rows(ids, rois)
             out = np.zeros(len(valid), np.int64)
-            out[valid] = _areas(rows.boxes)
+            out[valid] = box_areas(rows.boxes)
             return pa.array(out, pa.int64(), mask=~valid)
 
     def _run(self, ids, rois, ranges, lows, highs) -> pa.Array:
@@ -216,19 +215,6 @@ class _Rows:
     seg: np.ndarray     # segment index per row
     row: np.ndarray     # row in the segment
     boxes: np.ndarray   # (n, 4) boxes clipped to the mask
-
-
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def cp_exact_indexed(segments, seg, row, boxes, lo, hi) -> np.ndarray:
-    """Exact CP per row: from the CHI where its bounds are tight, else from the pixels."""
-    lower, upper = cp_bounds(segments, seg, row, boxes, lo, hi, refine=True)
-    need = np.flatnonzero(lower != upper)
-    if len(need):
-        lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi)[0]
-    return lower
 
 
 def _doubles(values, fill: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from .mask_aggregate import (
     mask_aggregate_bounds,
     mask_aggregate_cell_bounds,
 )
-from .regions import clip_boxes
+from .regions import box_areas, clip_boxes
 
 # Per-cell bounds are worked out for chunks of groups holding at most this many member cells
 # (about 100 bytes each while in use), so memory does not grow with the database.
@@ -147,7 +147,7 @@ class GroupBatch:
     def _bound_mask_aggregate(self, a: int, cp: ast.CP, groups, flat, starts) -> None:
         term = self.query.group_cuts[cp]
         boxes = self._group_boxes(term.roi, groups)
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        area = box_areas(boxes)
 
         def member_bounds(lo, hi):
             return self.members.cut_bounds(flat, term.roi, lo, hi)

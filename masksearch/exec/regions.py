@@ -19,10 +19,15 @@ class Regions:
 
     @property
     def area(self) -> np.ndarray:
-        return (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        return box_areas(self.boxes)
 
     def take(self, idx: np.ndarray) -> Regions:
         return Regions(self.boxes[idx], self.null[idx])
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    """Pixels of each clipped (N, 4) box."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def clip_boxes(raw: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from ..index.chi import Cut, bound_tasks
 from ..parallel import run_all
 from ..store.segments import Segment
+from .regions import box_areas
 from .verify import CountTask, verify_candidates
 
 
@@ -16,7 +17,7 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
     """Lower and upper bounds of CP per row from the CHIs; [0, area] where a mask has no
     CHI yet (lazy indexing)."""
     lower = np.zeros(len(seg), np.int64)
-    upper = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    upper = box_areas(boxes)
     tasks = []      # every segment's chunks at once: the cores never wait segment by segment
     for k in np.unique(seg):
         segment = segments[k]
@@ -34,6 +35,16 @@ def cp_exact(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: n
     """Exact CP per row (reading the pixels), compressed bytes read, CHIs built."""
     counts, nbytes, built = verify_candidates(CountTask(segments, seg, row, [boxes], [(lo, hi)]))
     return counts[:, 0], nbytes, built
+
+
+def cp_exact_indexed(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
+                     boxes: np.ndarray, lo: Cut, hi: Cut) -> np.ndarray:
+    """Exact CP per row: from the CHI where its bounds are tight, else from the pixels."""
+    lower, upper = cp_bounds(segments, seg, row, boxes, lo, hi, refine=True)
+    need = np.flatnonzero(lower != upper)
+    if len(need):
+        lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi)[0]
+    return lower
 
 
 def cp_in_interval(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
