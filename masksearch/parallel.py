@@ -48,6 +48,13 @@ def _inline(n_tasks: int) -> bool:
     return n_tasks <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False)
 
 
+def spread_chunk(n: int, largest: int) -> int:
+    """A chunk size for ``n`` items of costly work (a mask to decode, say): at most
+    ``largest``, and small enough that every core gets some of even a short list."""
+    cores = os.cpu_count() or 1
+    return max(1, min(largest, -(-n // (2 * cores))))
+
+
 def _parts(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
@@ -82,3 +89,17 @@ def for_chunks(n: int, chunk: int, fn: Callable[[int, int], None]) -> None:
 def run_all(tasks: list[Callable[[], None]]) -> None:
     """Run independent tasks on all cores; they must write disjoint outputs."""
     for_chunks(len(tasks), 1, lambda s, e: tasks[s]())
+
+
+def run_sized(tasks: list[tuple[Callable[[], None], int]], min_size: int) -> None:
+    """``run_all`` for tasks of known sizes: consecutive small ones run together, as one
+    unit of at least ``min_size``, so that each hand-off to a thread is worth its cost."""
+    units: list[list[Callable[[], None]]] = []
+    size = min_size
+    for fn, n in tasks:
+        if size >= min_size:
+            units.append([])
+            size = 0
+        units[-1].append(fn)
+        size += n
+    run_all([lambda unit=unit: [fn() for fn in unit] for unit in units])

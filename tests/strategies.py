@@ -25,11 +25,14 @@ def masks(draw, dtype=None, max_side=24, min_side=1):
         top = draw(st.sampled_from([1, 3, 10, 40, 255] + ([1000, 65535] if dtype == "uint16"
                                                            else [])))
         return rng.integers(0, top + 1, (h, w)).astype(dtype)
-    style = draw(st.sampled_from(["unit", "edges", "wide"]))
+    style = draw(st.sampled_from(["unit", "edges", "mixed", "wide"]))
     if style == "unit":
         m = rng.random((h, w))
     elif style == "edges":
         m = rng.choice(np.array(FLOAT_VALUES), (h, w))
+    elif style == "mixed":     # values on the bin edges next to values between them
+        m = np.where(rng.random((h, w)) < 0.5, rng.choice(np.array(FLOAT_VALUES), (h, w)),
+                     rng.random((h, w)))
     else:
         m = rng.normal(0, 50, (h, w))
     m = m.astype(dtype)

@@ -15,9 +15,11 @@ from masksearch.index.chi import (
     default_edges,
     kernel_view,
     segment_bounds,
+    snap_to_edges,
 )
 from masksearch.kernels.count_kernels import count_in_range
 
+from .reference_bounds import reference_bounds
 from .strategies import boxes, brute_cp, masks, value_ranges
 
 
@@ -135,8 +137,10 @@ def test_kernels_are_bounds_checked_in_tests():
     """conftest turns on Numba bounds checks, so a bad index fails a test, not memory."""
     import pytest
 
-    with pytest.raises(IndexError):
-        count_in_range(np.zeros((3, 3), np.float32), 0, 0, 5, 5, 0.0, False, 1.0, True)
+    from masksearch.kernels.codec_kernels import unshuffle_bytes
+
+    with pytest.raises(IndexError):     # an output buffer too small for the input
+        unshuffle_bytes(np.zeros(16, np.uint8), 4, np.zeros(8, np.uint8))
 
 
 def test_decimal_range_ends_hit_the_edges():
@@ -154,3 +158,36 @@ def test_decimal_range_ends_hit_the_edges():
         lower, upper = segment_bounds(index, m.dtype, np.array([0]), box, lo_cut, hi_cut)
         exact = brute_cp(m, (0, 0, 32, 32), (float(lo), lo_closed, float(hi), hi_closed))
         assert lower[0] == upper[0] == exact
+
+
+@settings(max_examples=300)
+@given(st.lists(case(), min_size=1, max_size=4), st.data())
+def test_bounds_equal_the_pixel_reference(cases, data):
+    """The kernel's bounds are exactly those of the slow reference, which takes every
+    rectangle's counts from the pixels: masks of one dtype in one segment, each with a box,
+    some consecutive rows sharing shape and box (the kernel reuses their geometry)."""
+    dtype = cases[0][0].dtype
+    ms_ = [m for m, *_ in cases if m.dtype == dtype]
+    cell = cases[0][3]
+    rng = cases[0][2]
+    repeat = data.draw(st.integers(1, 3))
+    masks_ = [m for m in ms_ for _ in range(repeat)]
+    box_list = [b for (m, b, *_) in cases if m.dtype == dtype for _ in range(repeat)]
+    edges = edges_for(np.concatenate([m.ravel() for m in ms_]).reshape(1, -1))
+    index = build_segment_index(masks_, edges, cell)
+    clipped = clip_boxes(np.array(box_list), np.array([m.shape[0] for m in masks_]),
+                         np.array([m.shape[1] for m in masks_]))
+    if data.draw(st.booleans()):   # ends on the bin edges, where the equal-pixel counts count
+        ends = sorted(data.draw(st.lists(st.sampled_from([float(e) for e in edges]),
+                                         min_size=2, max_size=2)))
+        rng = (ends[0], data.draw(st.booleans()), ends[1], True)
+    lo, hi = cuts(rng)
+    rows = np.arange(len(masks_))
+    for refine in (False, True):
+        lower, upper = segment_bounds(index, dtype, rows, clipped, lo, hi, refine)
+        klo = snap_to_edges(cut_for_dtype(lo, dtype), edges)
+        khi = snap_to_edges(cut_for_dtype(hi, dtype), edges)
+        for j, m in enumerate(masks_):
+            want = reference_bounds(kernel_view(m), edges, cell, tuple(clipped[j]), klo, khi,
+                                    refine)
+            assert (lower[j], upper[j]) == want, (j, refine)

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..index.chi import Cut, bound_tasks
-from ..parallel import run_all
+from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, Cut, bound_tasks
+from ..parallel import run_sized
 from ..store.segments import Segment
 from .regions import box_areas
 from .verify import CountTask, verify_candidates
+
+
+def segment_groups(seg: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
+    """(segment, positions in ``seg`` of its rows) for every segment in ``seg``; the
+    positions are a slice where the rows are in segment order, as the store lists them."""
+    if not len(seg):
+        return []
+    if (seg[1:] >= seg[:-1]).all():
+        cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
+        return [(int(seg[a]), slice(a, b))
+                for a, b in zip([0, *cuts], [*cuts, len(seg)], strict=True)]
+    order = np.argsort(seg, kind="stable")
+    cuts = (np.flatnonzero(np.diff(seg[order])) + 1).tolist()
+    return [(int(seg[order[a]]), order[a:b])
+            for a, b in zip([0, *cuts], [*cuts, len(seg)], strict=True)]
 
 
 def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
@@ -19,14 +34,15 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
     lower = np.zeros(len(seg), np.int64)
     upper = box_areas(boxes)
     tasks = []      # every segment's chunks at once: the cores never wait segment by segment
-    for k in np.unique(seg):
+    for k, at in segment_groups(seg):
         segment = segments[k]
-        sel = np.flatnonzero(seg == k)
-        sel = sel[segment.index.built[row[sel]]]
-        if len(sel):
-            tasks += bound_tasks(segment.index, segment.dtype, row[sel], boxes[sel], lo, hi,
-                                 refine, lower, upper, sel)
-    run_all(tasks)
+        built = segment.index.built[row[at]]
+        if not built.all():
+            at = np.arange(len(seg))[at][built]
+        if len(row[at]):
+            tasks += bound_tasks(segment.index, segment.dtype, row[at], boxes[at], lo, hi,
+                                 refine, lower, upper, at)
+    run_sized(tasks, REFINE_CHUNK if refine else BOUND_CHUNK)
     return lower, upper
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..index.chi import Cut, build_segment_index, cut_for_dtype, kernel_view
 from ..kernels.count_kernels import count_in_range
-from ..parallel import chunks_in_order
+from ..parallel import chunks_in_order, spread_chunk
 from ..store.segments import Segment
 from . import control
 
@@ -70,7 +70,7 @@ def verify_candidates(task: CountTask) -> tuple[np.ndarray, int, int]:
 
     done = 0
     try:
-        for start, stop in chunks_in_order(m, CHUNK, run):
+        for start, stop in chunks_in_order(m, spread_chunk(m, CHUNK), run):
             done += stop - start
             if ctl.progress is not None:
                 ctl.progress(done, m)

@@ -8,19 +8,22 @@ for float64 comparison; ``cut_for_dtype`` makes them exact for integer pixels as
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.chi_kernels import build_chi_one, chi_bounds, chi_cell_bounds
-from ..parallel import for_chunks, run_all
+from ..kernels.bound_kernels import chi_bounds, chi_cell_bounds
+from ..kernels.chi_kernels import build_chi_one
+from ..parallel import for_chunks, run_sized
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
 FEW_INTEGER_VALUES = 64   # up to this many values: one bin per value
 INTEGER_BINS = 16
 # Masks per unit of parallel work (see masksearch.parallel): a few hundred microseconds each.
-BOUND_CHUNK = 1024
+BOUND_CHUNK = 8192        # cheap bounds: tens of nanoseconds a mask
+REFINE_CHUNK = 256        # cell-by-cell bounds: microseconds a mask
 CELL_BOUND_CHUNK = 128
 BUILD_CHUNK = 16
 
@@ -155,29 +158,32 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
 
 def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
                 lo: Cut, hi: Cut, refine: bool, out_lower: np.ndarray, out_upper: np.ndarray,
-                at: np.ndarray) -> list:
-    """Kernel calls, a chunk of rows each, that write the CP bounds of ``rows`` of one
-    segment (clipped ``boxes`` (M, 4)) to ``out_lower[at]`` and ``out_upper[at]``; for
-    ``masksearch.parallel.run_all``, together with other segments' tasks.
+                at: np.ndarray | slice) -> list[tuple[Callable[[], None], int]]:
+    """Kernel calls, a chunk of rows each with its size, that write the CP bounds of
+    ``rows`` of one segment (clipped ``boxes`` (M, 4)) to ``out_lower[at]`` and
+    ``out_upper[at]``; for ``masksearch.parallel.run_sized``, with other segments' tasks.
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
     lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
     hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
-    rows = rows.astype(np.int64)
+    rows = rows.astype(np.int64, copy=False)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+    lower = out_lower[at]       # views where ``at`` is a slice: the kernel writes in place
+    upper = out_upper[at]
+    direct = isinstance(at, slice)
 
     def bound(s: int, e: int) -> None:
-        lower = np.empty(e - s, np.int64)
-        upper = np.empty(e - s, np.int64)
         chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
                    index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t, lo.incl,
-                   hi.t, hi.incl, refine, lower, upper)
-        out_lower[at[s:e]] = lower
-        out_upper[at[s:e]] = upper
+                   hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+        if not direct:
+            out_lower[at[s:e]] = lower[s:e]
+            out_upper[at[s:e]] = upper[s:e]
 
-    return [lambda s=s: bound(s, min(s + BOUND_CHUNK, len(rows)))
-            for s in range(0, len(rows), BOUND_CHUNK)]
+    chunk = REFINE_CHUNK if refine else BOUND_CHUNK
+    return [(lambda s=s: bound(s, min(s + chunk, len(rows))), min(chunk, len(rows) - s))
+            for s in range(0, len(rows), chunk)]
 
 
 def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
@@ -185,8 +191,8 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
     """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes``."""
     lower = np.empty(len(rows), np.int64)
     upper = np.empty(len(rows), np.int64)
-    run_all(bound_tasks(index, dtype, rows, boxes, lo, hi, refine, lower, upper,
-                        np.arange(len(rows))))
+    run_sized(bound_tasks(index, dtype, rows, boxes, lo, hi, refine, lower, upper,
+                          slice(None)), REFINE_CHUNK if refine else BOUND_CHUNK)
     return lower, upper
 
 
