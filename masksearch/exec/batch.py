@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -52,12 +53,14 @@ class Batch:
         self.work = Work()
         self.tie_columns = ["mask_id"]
 
-    @property
+    @cached_property
     def seg(self) -> np.ndarray:
+        """Each row's segment in the store."""
         return self.rows.column("_seg").to_numpy()
 
-    @property
+    @cached_property
     def row(self) -> np.ndarray:
+        """Each row's position in its segment."""
         return self.rows.column("_row").to_numpy()
 
     def region(self, roi: ast.Roi) -> Regions:
@@ -67,15 +70,17 @@ class Batch:
         return reg
 
     # --- bounds ---
-    def _index_bounds(self, t: int, idx: np.ndarray, refine: bool):
+    def _index_bounds(self, t: int, idx: np.ndarray | slice, refine: bool):
         term = self.query.terms[t]
         return self.cut_bounds(idx, term.roi, term.lo, term.hi, refine)
 
-    def cut_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut, refine: bool = True):
-        """Bounds of CP(mask, roi, range given as cuts) for rows ``idx`` ([0, area] unindexed)."""
+    def cut_bounds(self, idx: np.ndarray | slice, roi: ast.Roi, lo: Cut, hi: Cut,
+                   refine: bool = True):
+        """Bounds of CP(mask, roi, range given as cuts) for rows ``idx`` (positions, or a
+        slice) ([0, area] unindexed)."""
         if not self.use_index:
             area = self.region(roi).area[idx]
-            return np.zeros(len(idx), np.int64), area.copy()
+            return np.zeros(len(area), np.int64), area.copy()
         return cp_bounds(self.store.segments, self.seg[idx], self.row[idx],
                          self.region(roi).boxes[idx], lo, hi, refine)
 
@@ -102,26 +107,28 @@ class Batch:
         out[1][unbuilt] = out[2][unbuilt]
         return tuple(out)
 
-    def _set_bounds(self, t: int, idx: np.ndarray, lower, upper) -> None:
+    def _set_bounds(self, t: int, idx: np.ndarray | slice, lower, upper) -> None:
         null = self.region(self.query.terms[t].roi).null[idx]
-        lower[null] = 0
-        upper[null] = 0
+        if null.any():
+            lower[null] = 0
+            upper[null] = 0
         self.lower[idx, t], self.upper[idx, t], self.null[idx, t] = lower, upper, null
-        tight = lower == upper
-        self.exact[idx[tight], t] = lower[tight]
-        self.known[idx[tight], t] = True
+        tight = np.flatnonzero(lower == upper)
+        at = tight if isinstance(idx, slice) else idx[tight]    # idx is all rows or a subset
+        self.exact[at, t] = lower[tight]
+        self.known[at, t] = True
 
     def bound_term(self, t: int) -> None:
         """Cheap bounds of term t for every row ([0, area] without the index)."""
         if self._bounded[t]:
             return
-        idx = np.arange(self.rows.num_rows)
-        if self.use_index and len(idx):
-            lower, upper = self._index_bounds(t, idx, refine=False)
+        every = slice(None)
+        if self.use_index and self.rows.num_rows:
+            lower, upper = self._index_bounds(t, every, refine=False)
         else:
-            lower, upper = np.zeros(len(idx), np.int64), self.region(
+            lower, upper = np.zeros(self.rows.num_rows, np.int64), self.region(
                 self.query.terms[t].roi).area.copy()
-        self._set_bounds(t, idx, lower, upper)
+        self._set_bounds(t, every, lower, upper)
         self._bounded[t] = True
 
     def refine(self, idx: np.ndarray) -> None:

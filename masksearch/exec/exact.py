@@ -51,7 +51,7 @@ def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     except pa.ArrowInvalid as e:
         raise located(QueryError(f"cannot evaluate the expression: {e}"), expr) from None
     if isinstance(out, pa.Scalar):
-        out = pa.array([out.as_py()] * env.rows.num_rows, out.type)
+        out = pa.repeat(out, env.rows.num_rows)
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
@@ -262,6 +262,22 @@ def parse(text: str) -> ast.Select | ast.Explain:
     """Parse one statement, raising ``QuerySyntaxError`` with its position on bad input."""
     if not isinstance(text, str):
         raise QuerySyntaxError(f"a query is a string, got {type(text).__name__}")
+    if len(text) <= CACHED_TEXT:
+        return _parse_cached(text)
+    return _parse(text)
+
+
+# Exploration repeats statements (and benchmarks do): parsing takes about as long as a
+# selective query's bounds, and the AST is immutable, so recent statements are kept.
+CACHED_TEXT = 4096
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str) -> ast.Select | ast.Explain:
+    return _parse(text)
+
+
+def _parse(text: str) -> ast.Select | ast.Explain:
     _check_unicode(text)
     try:
         tree = _parser().parse(text)
