@@ -247,9 +247,7 @@ class _Selector:
         col = self.batch.rows.column(cols[0]).take(pa.array(idx, pa.int64()))
         if col.null_count:
             return None
-        values = np.asarray(col.to_pylist(), dtype=object if pa.types.is_string(col.type)
-                            else None)
-        return np.unique(values, return_inverse=True)[1].reshape(-1)
+        return np.unique(col.to_numpy(), return_inverse=True)[1].reshape(-1)
 
     def bounded_topk(self, candidates: np.ndarray) -> np.ndarray:
         """Verify in order of the best value each candidate could reach; stop when the k-th
@@ -267,7 +265,8 @@ class _Selector:
         order = np.lexsort((tie_rank, -best if desc else best, bounds.must_null))
         ordered = candidates[order]
         best, never_value, tie_rank = best[order], bounds.must_null[order], tie_rank[order]
-        rank_of = dict(zip(ordered.tolist(), tie_rank.tolist(), strict=True))
+        rank_of = np.zeros(self.batch.rows.num_rows, np.int64)    # tie rank by row
+        rank_of[ordered] = tie_rank
         top = np.zeros(0, np.int64)
         kth = kth_tie = None
         pos, size = 0, max(k, FIRST_BATCH)
@@ -283,7 +282,7 @@ class _Selector:
                 beats = (reach > kth) if desc else (reach < kth)
                 can_tie = reach == kth
                 if ties is not None:
-                    can_tie &= np.array([rank_of[i] for i in part.tolist()]) < kth_tie
+                    can_tie &= rank_of[part] < kth_tie
                 part = part[~fine.must_null & (beats | can_tie)]
             top = self.sort(np.concatenate([top, self.qualify(part)]))[:k]
             if len(top) < k or pos >= len(ordered):
@@ -292,7 +291,7 @@ class _Selector:
             if kth is None or kth != kth:
                 kth = None
                 continue  # a NULL or NaN k-th value can still be displaced by any row
-            kth_tie = rank_of.get(int(top[-1]), -1) if ties is not None else None
+            kth_tie = rank_of[top[-1]] if ties is not None else None
             nxt = best[pos]
             if never_value[pos] or (nxt < kth if desc else nxt > kth):
                 break
