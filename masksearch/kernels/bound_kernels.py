@@ -14,6 +14,8 @@ data: branching on the case per mask cost most of the time, in mispredictions.
 import numpy as np
 from numba import njit
 
+from .prefetch import prefetch
+
 NO_SLACK = 1 << 62
 
 
@@ -156,6 +158,48 @@ def boundary_bounds(counts, base, h, w, cell, gw, n_cuts, x0, y0, x1, y1, outer,
 
 
 @njit(cache=True, nogil=True)
+def box_geometry(h, w, cell, x0, y0, x1, y1, n_cuts):
+    """(outer, inner, area, outer slack, inner slack) of a clipped box: the grid rectangles
+    (``grid_rect``) around it and inside it, its area, and how many pixels the outer one
+    has beyond it and the inner one short of it."""
+    gw = (w + cell - 1) // cell
+    area = (x1 - x0) * (y1 - y0)
+    outer, inner = box_grid(h, w, cell, x0, y0, x1, y1)
+    return (grid_rect(outer[0], outer[1], outer[2], outer[3], gw, n_cuts),
+            grid_rect(inner[0], inner[1], inner[2], inner[3], gw, n_cuts), area,
+            grid_area(outer, h, w, cell) - area, area - grid_area(inner, h, w, cell))
+
+
+@njit(cache=True, nogil=True)
+def _store_geometry(g, geometry):
+    """The 19 values of a ``box_geometry`` in a row of the block's array."""
+    outer, inner, area, outer_slack, inner_slack = geometry
+    for q in range(8):
+        g[q] = outer[q]
+        g[8 + q] = inner[q]
+    g[16] = area
+    g[17] = outer_slack
+    g[18] = inner_slack
+
+
+@njit(cache=True, nogil=True)
+def _one_geometry(rows, boxes, heights, widths):
+    """Whether every row has the first row's shape and box (a fixed box, one mask size)."""
+    i0 = rows[0]
+    for j in range(1, rows.shape[0]):
+        i = rows[j]
+        if (heights[i] != heights[i0] or widths[i] != widths[i0] or boxes[j, 0] != boxes[0, 0]
+                or boxes[j, 1] != boxes[0, 1] or boxes[j, 2] != boxes[0, 2]
+                or boxes[j, 3] != boxes[0, 3]):
+            return False
+    return True
+
+
+# Masks whose counts are requested ahead (see ``prefetch``) before any is read.
+PREFETCH_BLOCK = 16
+
+
+@njit(cache=True, nogil=True)
 def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
                lo_t, lo_incl, hi_t, hi_incl, refine, out_lower, out_upper):
     """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
@@ -167,53 +211,67 @@ def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, b
     that are not tight are narrowed cell by cell along the box's edge (several times the
     cost, so callers refine only the masks that stay undecided).
     """
+    n_rows = rows.shape[0]
+    if n_rows == 0:
+        return
     n_edges = edges.shape[0]
     n_cuts = n_edges + 1
     lo_k, lo_on_edge = query_cut(lo_t, edges)
     hi_k, hi_on_edge = query_cut(hi_t, edges)
-    # The geometry depends on the shape and the box only: rows usually share both, so it
-    # is worked out again only when they change.
-    ph = pw = px0 = py0 = px1 = py1 = -1
-    gw = area = outer_slack = inner_slack = 0
-    outer = inner = (0, 0, 0, 0)
-    outer_rect = inner_rect = grid_rect(0, 0, 0, 0, 1, n_cuts)
-    for j in range(rows.shape[0]):
-        i = rows[j]
-        h = heights[i]
-        w = widths[i]
-        x0 = boxes[j, 0]
-        y0 = boxes[j, 1]
-        x1 = boxes[j, 2]
-        y1 = boxes[j, 3]
-        if h != ph or w != pw or x0 != px0 or y0 != py0 or x1 != px1 or y1 != py1:
-            ph, pw, px0, py0, px1, py1 = h, w, x0, y0, x1, y1
-            gw = (w + cell - 1) // cell
-            area = (x1 - x0) * (y1 - y0)
-            outer, inner = box_grid(h, w, cell, x0, y0, x1, y1)
-            outer_slack = grid_area(outer, h, w, cell) - area
-            inner_slack = area - grid_area(inner, h, w, cell)
-            outer_rect = grid_rect(outer[0], outer[1], outer[2], outer[3], gw, n_cuts)
-            inner_rect = grid_rect(inner[0], inner[1], inner[2], inner[3], gw, n_cuts)
-        if area <= 0:
-            out_lower[j] = 0
-            out_upper[j] = 0
-            continue
-        base = offsets[i]
-        vmin = stats[i, 0]
-        vmax = stats[i, 1]
-        lo = cut_spec(lo_k, lo_on_edge, eq, i, n_edges, vmin, vmax, lo_t, lo_incl)
-        hi = cut_spec(hi_k, hi_on_edge, eq, i, n_edges, vmin, vmax, hi_t, hi_incl)
-        ol, ou = range_count_bounds(counts, base, outer_rect, lo, hi)
-        il, iu = range_count_bounds(counts, base, inner_rect, lo, hi)
-        lower = max(il, ol - outer_slack)
-        upper = min(ou, iu + inner_slack, area)
-        if refine and lower < upper:
-            cl, cu = boundary_bounds(counts, base, h, w, cell, gw, n_cuts, x0, y0, x1, y1,
-                                     outer, inner, lo, hi)
-            lower = max(lower, il + cl)
-            upper = min(upper, iu + cu)
-        out_lower[j] = lower
-        out_upper[j] = upper
+    geometry = np.empty((PREFETCH_BLOCK, 19), np.int64)
+    # With a fixed box on masks of one size, the counts read are a fixed stride apart and
+    # the hardware prefetches them; with a box per mask, a block's counts are asked for
+    # before any of them is read, so that their cache misses overlap.
+    one = _one_geometry(rows, boxes, heights, widths)
+    if one:
+        _store_geometry(geometry[0], box_geometry(heights[rows[0]], widths[rows[0]], cell,
+                                                  boxes[0, 0], boxes[0, 1], boxes[0, 2],
+                                                  boxes[0, 3], n_cuts))
+    for start in range(0, n_rows, PREFETCH_BLOCK):
+        stop = min(start + PREFETCH_BLOCK, n_rows)
+        if not one:
+            for j in range(start, stop):
+                i = rows[j]
+                box = box_geometry(heights[i], widths[i], cell, boxes[j, 0], boxes[j, 1],
+                                   boxes[j, 2], boxes[j, 3], n_cuts)
+                _store_geometry(geometry[j - start], box)
+                base = offsets[i]
+                outer, inner = box[0], box[1]
+                for q in range(4):      # the rectangles' corner counts at both cuts
+                    prefetch(counts, base + outer[q] + lo_k)
+                    prefetch(counts, base + outer[q] + hi_k)
+                    prefetch(counts, base + inner[q] + lo_k)
+                    prefetch(counts, base + inner[q] + hi_k)
+        for j in range(start, stop):
+            g = geometry[0 if one else j - start]
+            area = g[16]
+            if area <= 0:
+                out_lower[j] = 0
+                out_upper[j] = 0
+                continue
+            i = rows[j]
+            base = offsets[i]
+            vmin = stats[i, 0]
+            vmax = stats[i, 1]
+            lo = cut_spec(lo_k, lo_on_edge, eq, i, n_edges, vmin, vmax, lo_t, lo_incl)
+            hi = cut_spec(hi_k, hi_on_edge, eq, i, n_edges, vmin, vmax, hi_t, hi_incl)
+            ol, ou = range_count_bounds(counts, base, (g[0], g[1], g[2], g[3], g[4], g[5],
+                                                       g[6], g[7]), lo, hi)
+            il, iu = range_count_bounds(counts, base, (g[8], g[9], g[10], g[11], g[12],
+                                                       g[13], g[14], g[15]), lo, hi)
+            lower = max(il, ol - g[17])
+            upper = min(ou, iu + g[18], area)
+            if refine and lower < upper:
+                h = heights[i]
+                w = widths[i]
+                x0, y0, x1, y1 = boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3]
+                outer, inner = box_grid(h, w, cell, x0, y0, x1, y1)
+                cl, cu = boundary_bounds(counts, base, h, w, cell, (w + cell - 1) // cell,
+                                         n_cuts, x0, y0, x1, y1, outer, inner, lo, hi)
+                lower = max(lower, il + cl)
+                upper = min(upper, iu + cu)
+            out_lower[j] = lower
+            out_upper[j] = upper
 
 
 @njit(cache=True, nogil=True)
