@@ -7,11 +7,13 @@ from the member rows' exact values.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pyarrow as pa
 
 from ..errors import QueryError
-from ..index.agg_cache import entry_key
+from ..index.agg_cache import entry_key, members_key
 from ..kernels.count_kernels import count_in_range
 from ..lang import ast
 from ..plan.bounds import interval
@@ -112,8 +114,10 @@ class GroupBatch:
         flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         return flat, starts
 
-    def bound_all(self, groups: np.ndarray | None = None) -> None:
-        """(Re)compute every aggregate's bounds for ``groups`` (default: all)."""
+    def bound_all(self, groups: np.ndarray | None = None, cells: bool = False) -> None:
+        """(Re)compute every aggregate's bounds for ``groups`` (default: all); ``cells``
+        narrows CP over intersect/union with cell-by-cell bounds of the members, which
+        costs about as much as reading them, so it is kept for groups that need it."""
         groups = np.arange(len(self.member_rows)) if groups is None else groups
         if not len(groups):
             return
@@ -121,7 +125,7 @@ class GroupBatch:
         sub = self.members.take(flat)
         for a, agg in enumerate(self.aggregates):
             if isinstance(agg, ast.CP):
-                self._bound_mask_aggregate(a, agg, groups, flat, starts)
+                self._bound_mask_aggregate(a, agg, groups, flat, starts, cells)
                 continue
             if agg.arg is None:
                 z = np.zeros(len(flat))
@@ -144,7 +148,8 @@ class GroupBatch:
                 self.exact[groups, a] = [int(v) for v in lo]
                 self.known[groups, a] = True
 
-    def _bound_mask_aggregate(self, a: int, cp: ast.CP, groups, flat, starts) -> None:
+    def _bound_mask_aggregate(self, a: int, cp: ast.CP, groups, flat, starts,
+                              cells: bool) -> None:
         term = self.query.group_cuts[cp]
         boxes = self._group_boxes(term.roi, groups)
         area = box_areas(boxes)
@@ -155,7 +160,7 @@ class GroupBatch:
         lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
                                        area, starts)
         empty = starts[1:] == starts[:-1]
-        if self.members.use_index and cp.mask.aggregate != "mean":
+        if cells and self.members.use_index and cp.mask.aggregate != "mean":
             lo, hi = self._cell_bounds(cp, term, groups, empty, lo, hi)
         if self.members.use_index and not self.members.store.aggregate_cache.empty():
             keys = [self._cache_key(cp, g) for g in groups]
@@ -173,8 +178,12 @@ class GroupBatch:
         self.known[groups[empty], a] = True
 
     def _cache_key(self, cp: ast.CP, g: int) -> str:
-        ids = self.members.rows.column("mask_id").to_numpy()[self.member_rows[g]]
-        return entry_key(cp.mask.aggregate, ids)
+        return entry_key(cp.mask.aggregate, self._members_keys[g])
+
+    @cached_property
+    def _members_keys(self) -> list[str]:
+        ids = self.members.rows.column("mask_id").to_numpy()
+        return [members_key(ids[rows].tolist()) for rows in self.member_rows]
 
     def _cell_bounds(self, cp: ast.CP, term, groups, empty, lo, hi):
         """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape and
@@ -275,7 +284,7 @@ class GroupBatch:
         flat, _ = self._starts(todo)
         self.members.refine(flat)
         self._refined[todo] = True
-        self.bound_all(todo)
+        self.bound_all(todo, cells=True)
 
     def resolve(self, idx: np.ndarray, terms: list[int]) -> None:
         """Exact values of aggregates ``terms`` for groups ``idx`` (reading member pixels)."""

@@ -22,8 +22,14 @@ from .chi import Cut, SegmentIndex, build_segment_index, chi_offsets, segment_bo
 DIRECTORY = "aggcache"
 
 
-def entry_key(kind: str, mask_ids) -> str:
-    return kind + ":" + ",".join(map(str, sorted(int(i) for i in mask_ids)))
+def members_key(mask_ids) -> str:
+    """The member part of a group's entry keys."""
+    return ",".join(map(str, sorted(map(int, mask_ids))))
+
+
+def entry_key(kind: str, members: str) -> str:
+    """The key of an aggregation of the masks named by ``members_key``."""
+    return kind + ":" + members
 
 
 @dataclass(frozen=True)
@@ -73,17 +79,20 @@ class AggregateCache:
     def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut):
         """(found, lower, upper) for entries ``keys`` over clipped ``boxes`` (M, 4)."""
         self._load()
-        found = np.array([k in self._where for k in keys], dtype=bool)
+        where = [self._where.get(k) for k in keys]
+        found = np.array([w is not None for w in where], dtype=bool)
         lower = np.zeros(len(keys), np.int64)
         upper = np.zeros(len(keys), np.int64)
-        by_part: dict[int, list[int]] = {}
-        for j, key in enumerate(keys):
-            if found[j]:
-                by_part.setdefault(self._where[key][0], []).append(j)
-        for p, js in by_part.items():
+        by_part: dict[int, tuple[list[int], list[int]]] = {}
+        for j, w in enumerate(where):
+            if w is not None:
+                js, rows = by_part.setdefault(w[0], ([], []))
+                js.append(j)
+                rows.append(w[1])
+        for p, (js, rows) in by_part.items():
             part = self._parts[p]
-            rows = np.array([self._where[keys[j]][1] for j in js], np.int64)
-            lo_b, hi_b = segment_bounds(part.index, part.dtype, rows, boxes[js], lo, hi)
+            lo_b, hi_b = segment_bounds(part.index, part.dtype, np.array(rows, np.int64),
+                                        boxes[js], lo, hi)
             lower[js], upper[js] = lo_b, hi_b
         return found, lower, upper
 
