@@ -213,16 +213,16 @@ def test_grouped_queries_equal_oracle(database, specs):
 @given(databases(), st.lists(group_queries(), min_size=1, max_size=3))
 def test_grouped_queries_in_small_chunks_equal_oracle(database, specs):
     """The memory bounds of grouped queries (cell bounds a chunk of groups at a time,
-    aggregated masks handed to the cache in batches) taken down to a group or two."""
+    CHIs of aggregated masks saved in batches) taken down to a group or two."""
     import masksearch.exec.groups as groups
 
-    saved = groups.MEMBER_CELLS, groups.AGGREGATES_HELD
-    groups.MEMBER_CELLS, groups.AGGREGATES_HELD = 8, 1
+    saved = groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD
+    groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD = 8, 1
     try:
         ms_, meta, cell, split = database
         _check(ms_, meta, cell, split, specs)
     finally:
-        groups.MEMBER_CELLS, groups.AGGREGATES_HELD = saved
+        groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD = saved
 
 
 @settings(max_examples=120)

@@ -164,6 +164,7 @@ def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: 
                              list(range(len(q.group_terms))))
         chosen = selector.choose(g_candidates)
         rec.update(candidates=len(g_candidates), chosen=len(chosen))
+    groups.save_aggregate_chis()
     return groups, chosen
 
 

@@ -7,6 +7,7 @@ from the member rows' exact values.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 
 import numpy as np
@@ -14,8 +15,10 @@ import pyarrow as pa
 
 from ..errors import QueryError
 from ..index.agg_cache import entry_key, members_key
+from ..index.chi import build_segment_index
 from ..kernels.count_kernels import count_in_range
 from ..lang import ast
+from ..parallel import chunks_in_order, spread_chunk
 from ..plan.bounds import interval
 from . import control
 from .aggregate import aggregate_bounds, exact_aggregate
@@ -31,7 +34,7 @@ from .regions import box_areas, clip_boxes
 # Per-cell bounds are worked out for chunks of groups holding at most this many member cells
 # (about 100 bytes each while in use), so memory does not grow with the database.
 MEMBER_CELLS = 1 << 18
-AGGREGATES_HELD = 32 << 20   # bytes of aggregated masks kept before their CHIs are cached
+AGGREGATE_CHIS_HELD = 4096   # CHIs of aggregated masks (~10 kB each) held before they are saved
 
 
 def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, list]:
@@ -68,6 +71,8 @@ class GroupBatch:
         self.known = np.zeros((n, g), bool)
         self.tie_columns = [k.name for k in query.group_by]
         self._refined = np.zeros(n, bool)
+        self._new_chis: dict = {}   # (dtype, edges) -> [(cache key, CHI)] not saved yet
+        self._new_chis_lock = threading.Lock()
         self.shapes = self._group_shapes() if any(
             isinstance(t, ast.CP) for t in self.aggregates) else None
 
@@ -210,57 +215,80 @@ class GroupBatch:
         return lo, hi
 
     def _exact_mask_aggregates(self, terms: list[int], groups: np.ndarray) -> None:
-        """Exact per-group CP terms ``terms``: each group's masks are decoded once for all."""
+        """Exact per-group CP terms ``terms``: each group's masks are decoded once for all,
+        groups in parallel. With the index on, the CHI of each aggregated mask is built on
+        the way and kept for later queries (see ``save_aggregate_chis``)."""
         segments = self.members.store.segments
         seg, row = self.members.seg, self.members.row
         cuts = [self.query.group_cuts[self.aggregates[a]] for a in terms]
+        kinds = [self.aggregates[a].mask.aggregate for a in terms]
         boxes = [self._group_boxes(c.roi, groups) for c in cuts]
-        new: dict = {}
-        held = 0         # bytes of aggregated pixels waiting in ``new`` for their CHIs
-        cache = self.members.store.aggregate_cache
-
-        def flush() -> None:
-            for edges, keys, pixels in new.values():
-                self.work.chis_built += cache.add(keys, pixels, edges, segments[0].index.cell)
-            new.clear()
-
+        keep = self.members.use_index
+        members_keys = self._members_keys if keep else None   # before the threads need it
         ctl = control.current()
-        for j, g in enumerate(groups):
-            ctl.check()
-            if held > AGGREGATES_HELD:
-                flush()          # memory stays bounded however many groups are verified
-                held = 0
+        counts = np.zeros((len(groups), len(terms)), np.int64)
+        lock = threading.Lock()
+        member_chis: dict = {}  # segment -> [(row, CHI)] of members without one (lazy)
+
+        def run(start: int, stop: int) -> None:
+            for j in range(start, stop):
+                ctl.check()
+                g = groups[j]
+                rows = self.member_rows[g]
+                if not len(rows):
+                    continue
+                masks = [segments[seg[r]].pixels(int(row[r])) for r in rows]
+                for r, m in zip(rows, masks, strict=True):
+                    index = segments[seg[r]].index
+                    if not index.built[row[r]]:
+                        chi = build_segment_index([m], index.edges, index.cell)
+                        with lock:
+                            member_chis.setdefault(seg[r], []).append((int(row[r]), chi))
+                aggregated = {}
+                for t, (kind, c) in enumerate(zip(kinds, cuts, strict=True)):
+                    if kind not in aggregated:
+                        pixels = aggregated[kind] = aggregate_pixels(kind, masks)
+                        if keep:
+                            index = segments[seg[rows[0]]].index
+                            chi = build_segment_index([pixels], index.edges, index.cell)
+                            with self._new_chis_lock:
+                                self._new_chis.setdefault(
+                                    (pixels.dtype.name, index.edges.tobytes()), []).append(
+                                    (entry_key(kind, members_keys[g]), chi))
+                    x0, y0, x1, y1 = boxes[t][j]
+                    counts[j, t] = count_in_range(aggregated[kind], x0, y0, x1, y1, c.lo.t,
+                                                  c.lo.incl, c.hi.t, c.hi.incl)
+
+        for _, stop in chunks_in_order(len(groups), spread_chunk(len(groups), 16), run):
             if ctl.progress is not None:
-                ctl.progress(j, len(groups))
-            rows = self.member_rows[g]
-            if not len(rows):
-                continue
-            masks = [segments[seg[r]].pixels(int(row[r])) for r in rows]
-            for r, m in zip(rows, masks, strict=True):
-                if not segments[seg[r]].index.built[row[r]]:
-                    self.work.chis_built += segments[seg[r]].add_index(
-                        np.array([row[r]]), [m])
-            self.work.verified += len(rows)
-            self.work.bytes_read += sum(segments[seg[r]].blob_size(int(row[r]))
-                                           for r in rows)
-            aggregated = {}
-            for a, c, b in zip(terms, cuts, boxes, strict=True):
-                kind = self.aggregates[a].mask.aggregate
-                if kind not in aggregated:
-                    aggregated[kind] = aggregate_pixels(kind, masks)
-                    if self.members.use_index:
-                        # Keep its CHI: later queries over this group get exact bounds.
-                        seg0 = segments[seg[rows[0]]].index
-                        new.setdefault((kind, seg0.edges.tobytes()), (seg0.edges, [], []))
-                        entry = new[(kind, seg0.edges.tobytes())]
-                        entry[1].append(self._cache_key(self.aggregates[a], g))
-                        entry[2].append(aggregated[kind])
-                        held += aggregated[kind].nbytes
-                x0, y0, x1, y1 = b[j]
-                self.exact[g, a] = int(count_in_range(aggregated[kind], x0, y0, x1, y1,
-                                                      c.lo.t, c.lo.incl, c.hi.t, c.hi.incl))
+                ctl.progress(stop, len(groups))
+            if sum(map(len, self._new_chis.values())) > AGGREGATE_CHIS_HELD:
+                self.save_aggregate_chis()     # memory stays bounded on long runs
+        for k, items in member_chis.items():
+            items.sort(key=lambda item: item[0])
+            self.work.chis_built += segments[k].add_built(
+                np.array([r for r, _ in items], np.int64),
+                np.concatenate([c.counts for _, c in items]),
+                np.concatenate([c.eq for _, c in items]),
+                np.concatenate([c.stats for _, c in items]))
+        filled = np.array([len(self.member_rows[g]) > 0 for g in groups], bool)
+        members = np.concatenate([self.member_rows[g] for g in groups[filled]]).astype(
+            np.int64) if filled.any() else np.zeros(0, np.int64)
+        self.work.verified += len(members)
+        self.work.bytes_read += sum(segments[seg[r]].blob_size(int(row[r])) for r in members)
+        self.exact[np.ix_(groups[filled], terms)] = counts[filled].astype(object)
         self.known[np.ix_(groups, terms)] = True
-        flush()
+
+    def save_aggregate_chis(self) -> None:
+        """Persist the CHIs of the aggregated masks verified so far, one file per pixel
+        type and bin edges, so that later queries over these groups get exact bounds."""
+        cache = self.members.store.aggregate_cache
+        with self._new_chis_lock:       # verifying threads may be adding more
+            pending = dict(self._new_chis)
+            self._new_chis.clear()
+        for (dtype, _), items in pending.items():
+            self.work.chis_built += cache.add_built([k for k, _ in items],
+                                                    [c for _, c in items], np.dtype(dtype))
 
     def term_bounds(self, node):
         a = self.aggregates.index(node)
@@ -324,5 +352,6 @@ class GroupBatch:
                      "_refined"):
             setattr(sub, name, getattr(self, name)[idx])
         sub.tie_columns = self.tie_columns
+        sub._new_chis, sub._new_chis_lock = self._new_chis, self._new_chis_lock
         sub.shapes = None if self.shapes is None else self.shapes[idx]
         return sub

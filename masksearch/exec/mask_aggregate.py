@@ -24,14 +24,16 @@ NONE = Cut(-math.inf, False)     # no pixel satisfies it
 
 
 def aggregate_pixels(kind: str, masks: list[np.ndarray]) -> np.ndarray:
-    """The per-group mask: pixel-wise min, max, or mean (float64) of equally shaped masks."""
-    stack = np.stack([m.astype(np.float64) if m.dtype.kind in "bf" or kind == "mean" else m
-                      for m in masks])
-    if kind == "intersect":
-        return stack.min(axis=0)
-    if kind == "union":
-        return stack.max(axis=0)
-    return stack.mean(axis=0)
+    """The per-group mask: pixel-wise min, max, or mean (float64) of equally shaped masks.
+    Min and max of float or bool masks are float64 too (exact: the conversion keeps every
+    value and order, and a NaN member makes the pixel NaN either way)."""
+    if kind == "mean":
+        return np.stack([m.astype(np.float64) for m in masks]).mean(axis=0)
+    op = np.minimum if kind == "intersect" else np.maximum
+    out = masks[0].copy()
+    for m in masks[1:]:
+        op(out, m, out=out)
+    return out.astype(np.float64) if out.dtype.kind in "bf" else out
 
 
 def _reduce(op, x, starts, empty):

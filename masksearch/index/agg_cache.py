@@ -100,18 +100,52 @@ class AggregateCache:
             cell: int) -> int:
         """Build and persist the CHIs of aggregated ``masks``; returns how many were new."""
         self._load()
-        todo = [(k, m) for k, m in zip(keys, masks, strict=True) if k not in self._where]
         by_dtype: dict[str, list] = {}
-        for k, m in todo:
-            by_dtype.setdefault(m.dtype.name, []).append((k, m))
+        for k, m in zip(keys, masks, strict=True):
+            if k not in self._where:
+                by_dtype.setdefault(m.dtype.name, []).append((k, m))
+        added = 0
         for dtype, items in by_dtype.items():
             part = build_segment_index([m for _, m in items], edges, cell)
-            self.directory.mkdir(exist_ok=True)
-            save_checked_npz(self.directory, "", {"keys": np.array([k for k, _ in items]),
-                                    "heights": part.heights, "widths": part.widths,
-                                    "cell": np.array(cell), "edges": edges,
-                                    "counts": part.counts, "eq": part.eq, "stats": part.stats,
-                                    "dtype": np.array(dtype)})
-            self._add([k for k, _ in items], part.heights, part.widths, cell, edges,
-                      part.counts, part.eq, part.stats, np.dtype(dtype))
-        return len(todo)
+            added += self.add_built([k for k, _ in items], [part], np.dtype(dtype))
+        return added
+
+    def add_built(self, keys: list[str], parts: list[SegmentIndex], dtype: np.dtype) -> int:
+        """Persist CHIs built elsewhere (``parts`` hold them in the order of ``keys``, all
+        of aggregated masks of ``dtype`` with one cell size and edges), in one file;
+        returns how many were new."""
+        self._load()
+        if not parts:
+            return 0
+        first = parts[0]
+        fields = {name: np.concatenate([getattr(p, name) for p in parts])
+                  for name in ("heights", "widths", "counts", "eq", "stats")}
+        new = np.array([k not in self._where for k in keys], bool)
+        new &= ~_repeated(keys)
+        if not new.any():
+            return 0
+        if not new.all():
+            offsets = chi_offsets(fields["heights"], fields["widths"], first.cell,
+                                  len(first.edges))
+            spans = [np.arange(offsets[j], offsets[j + 1]) for j in np.flatnonzero(new)]
+            fields["counts"] = fields["counts"][np.concatenate(spans)]
+            for name in ("heights", "widths", "eq", "stats"):
+                fields[name] = fields[name][new]
+            keys = [k for k, n in zip(keys, new, strict=True) if n]
+        self.directory.mkdir(exist_ok=True)
+        save_checked_npz(self.directory, "", {
+            "keys": np.array(keys), "cell": np.array(first.cell), "edges": first.edges,
+            "dtype": np.array(np.dtype(dtype).name), **fields})
+        self._add(keys, fields["heights"], fields["widths"], first.cell, first.edges,
+                  fields["counts"], fields["eq"], fields["stats"], np.dtype(dtype))
+        return len(keys)
+
+
+def _repeated(keys: list[str]) -> np.ndarray:
+    """True for every key that occurs earlier in ``keys``."""
+    seen: set[str] = set()
+    out = np.zeros(len(keys), bool)
+    for j, k in enumerate(keys):
+        out[j] = k in seen
+        seen.add(k)
+    return out
