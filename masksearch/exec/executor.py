@@ -86,6 +86,8 @@ def execute(plan: Plan, store: Store, use_index: bool = True,
 
 def _execute(plan: Plan, store: Store, use_index: bool, table: pa.Table) -> Result:
     start = time.perf_counter()
+    if plan.columns:     # rows are taken again and again: carry only the columns read
+        table = table.select([c for c in table.column_names if c in plan.columns])
     stats = QueryStats(masks_total=table.num_rows, used_index=use_index)
     q = plan.query
     work = Work()

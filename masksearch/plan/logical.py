@@ -30,6 +30,7 @@ class Plan:
     grouped: bool = False
     group_by: tuple[ast.Column, ...] = ()
     having: ast.Expr | None = None
+    columns: frozenset[str] = frozenset()  # metadata columns read (the rest are dropped)
 
     def operators(self) -> list[tuple[str, str]]:
         """(key, label) of each operator, root first; keys match the executor's trace."""

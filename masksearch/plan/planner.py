@@ -15,6 +15,25 @@ def _conjuncts(e):
         yield e
 
 
+# Always kept: rows are identified, located in the store and clipped by these.
+ROW_COLUMNS = ("mask_id", "height", "width", "_seg", "_row")
+
+
+def referenced_columns(q: BoundQuery) -> frozenset[str]:
+    """The metadata columns the query reads, with those every row needs."""
+    exprs = [*q.outputs, *(o.expr for o in q.order_by), *q.group_by]
+    exprs += [e for e in (q.where, q.having) if e is not None]
+    names = set(ROW_COLUMNS)
+    for e in exprs:
+        for n in ast.walk(e):
+            if isinstance(n, ast.Column):
+                names.add(n.name)
+            elif isinstance(n, (ast.CP, ast.Area)) and isinstance(n.roi, ast.ColumnRoi):
+                names.add(n.roi.name)
+    names.update(t.roi.name for t in q.terms if isinstance(t.roi, ast.ColumnRoi))
+    return frozenset(names)
+
+
 def plan(q: BoundQuery) -> Plan:
     """Split WHERE into metadata-only and CP conjuncts and choose how rows are selected."""
     meta, cp = [], []
@@ -39,4 +58,4 @@ def plan(q: BoundQuery) -> Plan:
             elif not q.grouped and isinstance(n, ast.CP):
                 output_terms.add(q.term_of[n])
     return Plan(q, tuple(meta), tuple(cp), keys, q.limit, strategy, frozenset(output_terms),
-                q.grouped, q.group_by, q.having)
+                q.grouped, q.group_by, q.having, referenced_columns(q))
