@@ -84,6 +84,11 @@ def _from_outcomes(o: Outcomes) -> Interval:
 
 def interval(e: ast.Expr, env: Env) -> Interval:
     """Bounds of a numeric (or boolean, as 0/1) expression for every row of ``env.rows``."""
+    if isinstance(e, ast.Area):     # numbers straight from the regions, no Arrow round trip
+        reg = env.region(e.roi)
+        area = reg.area.astype(np.float64)
+        return Interval(area, area.copy(), reg.null, reg.null.copy(),
+                        np.zeros(len(area), bool))
     if not ast.has_terms(e):
         return exact_interval(evaluate(e, env))
     if isinstance(e, _PREDICATES):
