@@ -48,8 +48,12 @@ def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table,
     grouped = table.group_by(names, use_threads=False).aggregate([("_i", "list")])
     key_table = grouped.select(names)
     key_table = key_table.append_column("_group", pa.array(np.arange(key_table.num_rows)))
-    lists = [np.asarray(x, dtype=np.int64) for x in grouped.column("_i_list").to_pylist()]
-    return key_table, lists
+    if not grouped.num_rows:
+        return key_table, []
+    column = grouped.column("_i_list").combine_chunks()
+    values = column.flatten().to_numpy().astype(np.int64)
+    offsets = column.offsets.to_numpy()[1:-1] - column.offsets[0].as_py()
+    return key_table, np.split(values, offsets)
 
 
 class GroupBatch:
@@ -84,18 +88,25 @@ class GroupBatch:
 
     def _group_shapes(self) -> np.ndarray:
         """(G, 2) common height and width per group; a mixed group is an error."""
-        h = self.members.rows.column("height").to_numpy()
-        w = self.members.rows.column("width").to_numpy()
+        h = self.members.rows.column("height").to_numpy().astype(np.int64)
+        w = self.members.rows.column("width").to_numpy().astype(np.int64)
+        flat, starts = self._starts(np.arange(len(self.member_rows)))
         out = np.zeros((len(self.member_rows), 2), np.int64)
-        for g, rows in enumerate(self.member_rows):
-            if not len(rows):
-                continue
-            shapes = set(zip(h[rows].tolist(), w[rows].tolist(), strict=True))
-            if len(shapes) > 1:
+        filled = starts[1:] > starts[:-1]
+        if not filled.any():
+            return out
+        first = starts[:-1][filled]
+        for k, values in enumerate((h[flat], w[flat])):
+            low = np.minimum.reduceat(values, first)
+            if (low != np.maximum.reduceat(values, first)).any():
+                g = np.flatnonzero(filled)[np.flatnonzero(
+                    low != np.maximum.reduceat(values, first))[0]]
+                rows = self.member_rows[g]
+                shapes = set(zip(h[rows].tolist(), w[rows].tolist(), strict=True))
                 listed = ", ".join(f"{a}x{b}" for a, b in sorted(shapes))
                 raise QueryError(f"{self._group_name(g)}: its masks differ in shape ({listed});"
                                  " intersect/union/mean need one shape per group")
-            out[g] = shapes.pop()
+            out[filled, k] = low
         return out
 
     def _group_boxes(self, roi, groups: np.ndarray) -> np.ndarray:
