@@ -99,3 +99,31 @@ def test_aggregated_mask_chis_are_cached_and_follow_membership(tmp_path, data):
     after = db.query(q)
     assert after.rows() == db.query(q, use_index=False).rows()
     assert db.query(mean_q).rows() == db.query(mean_q, use_index=False).rows()
+
+
+def test_aggregate_cache_bounds_survive_merging_its_parts(tmp_path):
+    """Every query that verifies groups writes a file of CHIs; past MAX_PARTS of them the
+    cache merges them in memory (and on load). Bounds by key stay exactly those of each
+    aggregated mask's own CHI, before and after, in this process and a new one."""
+    from masksearch.index.agg_cache import MAX_PARTS, AggregateCache
+    from masksearch.index.chi import Cut, build_segment_index, segment_bounds
+
+    rng = np.random.default_rng(5)
+    edges = np.arange(21) / 20
+    masks = [rng.random((20 + k % 3, 24)).astype(np.float64) for k in range(3 * MAX_PARTS)]
+    keys = [f"intersect:{k}" for k in range(len(masks))]
+    box = np.array([[3, 2, 17, 19]])
+    lo, hi = Cut(0.3, True), Cut(0.85, False)
+    want = [segment_bounds(build_segment_index([m], edges, 4), m.dtype, np.array([0]), box,
+                           lo, hi) for m in masks]
+    cache = AggregateCache(tmp_path)
+    for k in range(0, len(masks), 2):     # a file per pair: more parts than MAX_PARTS
+        assert cache.add(keys[k:k + 2], masks[k:k + 2], edges, 4) == 2
+    assert cache.add(keys[:3], masks[:3], edges, 4) == 0      # known keys are not added
+    for c in (cache, AggregateCache(tmp_path)):
+        found, lower, upper = c.bounds(keys[::-1] + ["union:0"],
+                                       np.repeat(box, len(keys) + 1, axis=0), lo, hi)
+        assert found.tolist() == [True] * len(keys) + [False]
+        got = list(zip(lower[:-1].tolist(), upper[:-1].tolist(), strict=True))[::-1]
+        assert got == [(int(a[0]), int(b[0])) for a, b in want]
+        assert len(c._parts) <= MAX_PARTS

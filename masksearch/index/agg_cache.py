@@ -20,6 +20,7 @@ from ..store.checksum import load_checked_npz, save_checked_npz
 from .chi import Cut, SegmentIndex, build_segment_index, chi_offsets, segment_bounds
 
 DIRECTORY = "aggcache"
+MAX_PARTS = 8    # in-memory parts (files) before they are merged
 
 
 def members_key(mask_ids) -> str:
@@ -63,6 +64,38 @@ class AggregateCache:
                           np.dtype(str(f["dtype"])))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise StoreError(f"{path}: cannot read cached CHIs ({e})") from None
+        self._consolidate()
+
+    def _consolidate(self) -> None:
+        """Merge the parts (one per file) that share pixel type, cell size, edges and count
+        type into one index in memory: bounds then take one kernel call per kind of part,
+        not one per file (a file is written per query that verified groups)."""
+        kinds: dict = {}
+        for p, part in enumerate(self._parts):
+            ix = part.index
+            kinds.setdefault((part.dtype.str, ix.cell, ix.edges.tobytes(), ix.counts.dtype.str),
+                             []).append(p)
+        if all(len(ps) == 1 for ps in kinds.values()):
+            return
+        parts, moved = [], {}
+        for ps in kinds.values():
+            merged = [self._parts[p].index for p in ps]
+            fields = {name: np.concatenate([getattr(ix, name) for ix in merged])
+                      for name in ("heights", "widths", "counts", "eq", "stats")}
+            first = merged[0]
+            offsets = chi_offsets(fields["heights"], fields["widths"], first.cell,
+                                  len(first.edges))
+            index = SegmentIndex(first.cell, first.edges, fields["counts"], offsets,
+                                 fields["eq"], fields["stats"], fields["heights"],
+                                 fields["widths"], np.ones(len(fields["heights"]), bool))
+            parts.append(_Part(index, self._parts[ps[0]].dtype))
+            start = 0
+            for p, ix in zip(ps, merged, strict=True):
+                moved[p] = (len(parts) - 1, start)
+                start += len(ix.heights)
+        self._where = {k: (moved[p][0], moved[p][1] + row)
+                       for k, (p, row) in self._where.items()}
+        self._parts = parts
 
     def _add(self, keys, heights, widths, cell, edges, counts, eq, stats, dtype) -> None:
         offsets = chi_offsets(heights, widths, cell, len(edges))
@@ -138,6 +171,8 @@ class AggregateCache:
             "dtype": np.array(np.dtype(dtype).name), **fields})
         self._add(keys, fields["heights"], fields["widths"], first.cell, first.edges,
                   fields["counts"], fields["eq"], fields["stats"], np.dtype(dtype))
+        if len(self._parts) > MAX_PARTS:
+            self._consolidate()
         return len(keys)
 
 
