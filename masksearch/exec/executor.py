@@ -34,20 +34,32 @@ def _truth(value: pa.Array) -> np.ndarray:
     return value.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
+# Cell-by-cell bounds cost a fraction of reading a unit's pixels (a few percent for a
+# mask, about a third for a group's aggregated masks); when they decide less than this share
+# of the units they are tried on, the rest go straight to verification.
+REFINE_PAYS = 0.25
+REFINE_SAMPLE = 256
+
+
 def bound_filter(units, where, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Rows (or groups) that may satisfy ``where``, and which of those bounds cannot decide.
 
-    Undecided units get a second look with cell-by-cell bounds before they count as such.
+    Undecided units get a second look with cell-by-cell bounds before they count as such,
+    a sample first when they are many: if it decides too few, the others are not refined.
     """
     o = outcomes(where, units)
     keep = o.may_true
     undecided = keep & ~o.must_true
-    if refine and undecided.any():
-        idx = np.flatnonzero(undecided)
+    todo = np.flatnonzero(undecided) if refine else np.zeros(0, np.int64)
+    for idx in (todo[:REFINE_SAMPLE], todo[REFINE_SAMPLE:]):
+        if not len(idx):
+            break
         units.refine(idx)
         o2 = outcomes(where, units.take(idx))
         keep[idx] = o2.may_true
         undecided[idx] = o2.may_true & ~o2.must_true
+        if undecided[idx].sum() > (1 - REFINE_PAYS) * len(idx):
+            break
     return keep, undecided
 
 
@@ -293,13 +305,15 @@ class _Selector:
         top = np.zeros(0, np.int64)
         kth = kth_tie = None
         pos, size = 0, max(k, FIRST_BATCH)
+        refining = True
         while pos < len(ordered):
             part = ordered[pos:pos + size]
             pos += size
             size = min(size * 2, MAX_BATCH)
-            # Cell-by-cell bounds (microseconds a mask, against tens for reading it) may
-            # make values exact, or show that some of these cannot beat the k-th value.
-            self.batch.refine(part)
+            if refining:
+                # Cell-by-cell bounds may make values exact, or show that some of these
+                # cannot beat the k-th value; they stop once they decide too few.
+                self.batch.refine(part)
             if kth is not None:
                 fine = interval(first.expr, self.batch.take(part))
                 reach = fine.hi if desc else fine.lo
@@ -307,7 +321,10 @@ class _Selector:
                 can_tie = reach == kth
                 if ties is not None:
                     can_tie &= rank_of[part] < kth_tie
+                before = len(part)
                 part = part[~fine.must_null & (beats | can_tie)]
+                exact = self.batch.known[np.ix_(part, self.output_terms)].all(axis=1).sum()
+                refining = refining and before - len(part) + exact >= REFINE_PAYS * before
             top = self.sort(np.concatenate([top, self.qualify(part)]))[:k]
             if len(top) < k or pos >= len(ordered):
                 continue

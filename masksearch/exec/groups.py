@@ -35,6 +35,11 @@ from .regions import box_areas, clip_boxes
 # (about 100 bytes each while in use), so memory does not grow with the database.
 MEMBER_CELLS = 1 << 18
 AGGREGATE_CHIS_HELD = 4096   # CHIs of aggregated masks (~10 kB each) held before they are saved
+# Building an aggregated mask's CHI costs about as much as verifying its group. The cache is
+# for the groups that top-k and HAVING queries keep coming back to, so a query caches at most
+# this many groups (or 2% of them): a query that has to verify every group stays within a
+# few percent of the brute force.
+CACHED_GROUPS = 128
 
 
 def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, list]:
@@ -77,6 +82,8 @@ class GroupBatch:
         self._refined = np.zeros(n, bool)
         self._new_chis: dict = {}   # (dtype, edges) -> [(cache key, CHI)] not saved yet
         self._new_chis_lock = threading.Lock()
+        self._cache_room = max(CACHED_GROUPS, n // 50)   # groups this query may still cache
+        self._members_keys: dict[int, str] = {}
         self.shapes = self._group_shapes() if any(
             isinstance(t, ast.CP) for t in self.aggregates) else None
 
@@ -176,15 +183,18 @@ class GroupBatch:
         lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
                                        area, starts)
         empty = starts[1:] == starts[:-1]
-        if cells and self.members.use_index and cp.mask.aggregate != "mean":
-            lo, hi = self._cell_bounds(cp, term, groups, empty, lo, hi)
-        if self.members.use_index and not self.members.store.aggregate_cache.empty():
+        found = np.zeros(len(groups), bool)
+        if cells and self.members.use_index and not self.members.store.aggregate_cache.empty():
+            # The cached CHI of a group's own aggregated mask, where there is one, gives
+            # tighter bounds than its members' cells (exact ones for aligned boxes).
             keys = [self._cache_key(cp, g) for g in groups]
             found, c_lo, c_hi = self.members.store.aggregate_cache.bounds(
                 keys, boxes, term.lo, term.hi)
             found &= ~empty
             lo = np.where(found, np.maximum(lo, c_lo), lo)
             hi = np.where(found, np.minimum(hi, c_hi), hi)
+        if cells and self.members.use_index and cp.mask.aggregate != "mean":
+            lo, hi = self._cell_bounds(cp, term, groups, empty | found, lo, hi)
         self.lower[groups, a], self.upper[groups, a] = lo, hi
         self.may_null[groups, a] = self.must_null[groups, a] = empty
         tight = (lo == hi) & ~empty
@@ -194,22 +204,30 @@ class GroupBatch:
         self.known[groups[empty], a] = True
 
     def _cache_key(self, cp: ast.CP, g: int) -> str:
-        return entry_key(cp.mask.aggregate, self._members_keys[g])
+        return entry_key(cp.mask.aggregate, self._members_key(g))
+
+    def _members_key(self, g: int) -> str:
+        """The member part of group g's cache keys (worked out for the groups asked about
+        only: most queries look at few of many groups)."""
+        key = self._members_keys.get(g)
+        if key is None:
+            key = self._members_keys[g] = members_key(
+                self._mask_ids[self.member_rows[g]].tolist())
+        return key
 
     @cached_property
-    def _members_keys(self) -> list[str]:
-        ids = self.members.rows.column("mask_id").to_numpy()
-        return [members_key(ids[rows].tolist()) for rows in self.member_rows]
+    def _mask_ids(self) -> np.ndarray:
+        return self.members.rows.column("mask_id").to_numpy()
 
-    def _cell_bounds(self, cp: ast.CP, term, groups, empty, lo, hi):
+    def _cell_bounds(self, cp: ast.CP, term, groups, skip, lo, hi):
         """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape and
-        chunk of groups."""
+        chunk of groups, but for the groups ``skip`` (empty, or bounded by the cache)."""
         lo, hi = lo.copy(), hi.copy()
         shapes = self.shapes[groups]
         cell = self.members.store.manifest.cell_size
         sizes = np.array([len(self.member_rows[g]) for g in groups], np.int64)
-        for shape in np.unique(shapes[~empty], axis=0):
-            same = np.flatnonzero((shapes == shape).all(axis=1) & ~empty)
+        for shape in np.unique(shapes[~skip], axis=0):
+            same = np.flatnonzero((shapes == shape).all(axis=1) & ~skip)
             n_cells = -(-int(shape[0]) // cell) * -(-int(shape[1]) // cell)
             # Chunks of consecutive groups whose members hold about MEMBER_CELLS cells.
             chunk = (np.cumsum(sizes[same]) * n_cells - 1) // MEMBER_CELLS
@@ -235,7 +253,8 @@ class GroupBatch:
         kinds = [self.aggregates[a].mask.aggregate for a in terms]
         boxes = [self._group_boxes(c.roi, groups) for c in cuts]
         keep = self.members.use_index
-        members_keys = self._members_keys if keep else None   # before the threads need it
+        # Worked out here, not in the threads: the key cache is a plain dict.
+        members_keys = {g: self._members_key(g) for g in groups} if keep else None
         ctl = control.current()
         counts = np.zeros((len(groups), len(terms)), np.int64)
         lock = threading.Lock()
@@ -256,10 +275,11 @@ class GroupBatch:
                         with lock:
                             member_chis.setdefault(seg[r], []).append((int(row[r]), chi))
                 aggregated = {}
+                cache_this = keep and self._take_cache_room()
                 for t, (kind, c) in enumerate(zip(kinds, cuts, strict=True)):
                     if kind not in aggregated:
                         pixels = aggregated[kind] = aggregate_pixels(kind, masks)
-                        if keep:
+                        if cache_this:
                             index = segments[seg[rows[0]]].index
                             chi = build_segment_index([pixels], index.edges, index.cell)
                             with self._new_chis_lock:
@@ -289,6 +309,13 @@ class GroupBatch:
         self.work.bytes_read += sum(segments[seg[r]].blob_size(int(row[r])) for r in members)
         self.exact[np.ix_(groups[filled], terms)] = counts[filled].astype(object)
         self.known[np.ix_(groups, terms)] = True
+
+    def _take_cache_room(self) -> bool:
+        with self._new_chis_lock:
+            if self._cache_room <= 0:
+                return False
+            self._cache_room -= 1
+            return True
 
     def save_aggregate_chis(self) -> None:
         """Persist the CHIs of the aggregated masks verified so far, one file per pixel
@@ -364,5 +391,7 @@ class GroupBatch:
             setattr(sub, name, getattr(self, name)[idx])
         sub.tie_columns = self.tie_columns
         sub._new_chis, sub._new_chis_lock = self._new_chis, self._new_chis_lock
+        sub._cache_room = 0
+        sub._members_keys = {}
         sub.shapes = None if self.shapes is None else self.shapes[idx]
         return sub
