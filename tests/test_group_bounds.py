@@ -96,13 +96,15 @@ def test_mask_aggregate_bounds_contain_exact(case, kind):
         rows = Batch(store.table(), store, q, use_index=True)
         keys, member_rows = form_groups(rows, q.group_by)
         gb = GroupBatch(keys, member_rows, rows, q)
-        gb.bound_all()
-        for g, image in enumerate(keys.column("image_id").to_pylist()):
-            members = [{"pixels": m} for m in groups[image]]
-            exact = oracle.group_cp(members, kind, roi, rng)
-            assert gb.lower[g, 0] <= exact <= gb.upper[g, 0], (kind, exact, gb.lower[g, 0],
-                                                               gb.upper[g, 0])
-            if not math.isnan(gb.lower[g, 0]) and gb.known[g, 0]:
-                assert gb.exact[g, 0] == exact
+        everyone = np.arange(len(member_rows))
+        for cells in (False, True):     # coarse, then cell by cell
+            gb.bound_all(everyone, cells=cells)
+            for g, image in enumerate(keys.column("image_id").to_pylist()):
+                members = [{"pixels": m} for m in groups[image]]
+                exact = oracle.group_cp(members, kind, roi, rng)
+                assert gb.lower[g, 0] <= exact <= gb.upper[g, 0], (
+                    kind, cells, exact, gb.lower[g, 0], gb.upper[g, 0])
+                if not math.isnan(gb.lower[g, 0]) and gb.known[g, 0]:
+                    assert gb.exact[g, 0] == exact
     finally:
         shutil.rmtree(tmp)

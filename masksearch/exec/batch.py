@@ -13,7 +13,7 @@ from ..lang import ast
 from ..lang.binder import BoundQuery
 from ..store.store import Store
 from .regions import Regions, regions
-from .row_counts import cp_bounds
+from .row_counts import cp_bounds_many
 from .verify import CountTask, verify_candidates
 
 
@@ -78,11 +78,16 @@ class Batch:
                    refine: bool = True):
         """Bounds of CP(mask, roi, range given as cuts) for rows ``idx`` (positions, or a
         slice) ([0, area] unindexed)."""
+        return self.cut_bounds_many(idx, roi, [(lo, hi)], refine)[0]
+
+    def cut_bounds_many(self, idx: np.ndarray | slice, roi: ast.Roi,
+                        ranges: list[tuple[Cut, Cut]], refine: bool = True):
+        """``cut_bounds`` for several ranges (as cut pairs), in one pass over the rows."""
         if not self.use_index:
             area = self.region(roi).area[idx]
-            return np.zeros(len(area), np.int64), area.copy()
-        return cp_bounds(self.store.segments, self.seg[idx], self.row[idx],
-                         self.region(roi).boxes[idx], lo, hi, refine)
+            return [(np.zeros(len(area), np.int64), area.copy()) for _ in ranges]
+        return cp_bounds_many(self.store.segments, self.seg[idx], self.row[idx],
+                              self.region(roi).boxes[idx], ranges, refine)
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut, hi: Cut):
         """Per-cell (lower, upper, covered), each (len(idx), cells), for rows of one shape."""

@@ -42,29 +42,60 @@ AGGREGATE_CHIS_HELD = 4096   # CHIs of aggregated masks (~10 kB each) held befor
 CACHED_GROUPS = 128
 
 
-def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, list]:
+class MemberRows:
+    """Per group, the indices of its member rows: one flat array and each group's start in
+    it (thousands of groups: no Python object per group)."""
+
+    def __init__(self, flat: np.ndarray, starts: np.ndarray):
+        self.flat = flat.astype(np.int64, copy=False)
+        self.starts = starts.astype(np.int64, copy=False)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, g) -> np.ndarray:
+        return self.flat[self.starts[g]:self.starts[g + 1]]
+
+    def sizes(self, groups: np.ndarray) -> np.ndarray:
+        return self.starts[groups + 1] - self.starts[groups]
+
+    def select(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The member rows of ``groups``, one after the other, and each one's start."""
+        groups = np.asarray(groups, np.int64)
+        if len(groups) == len(self) and (groups == np.arange(len(self))).all():
+            return self.flat, self.starts
+        sizes = self.sizes(groups)
+        starts = np.zeros(len(groups) + 1, np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        at = np.repeat(self.starts[groups] - starts[:-1], sizes) + np.arange(starts[-1])
+        return self.flat[at], starts
+
+    def take(self, groups: np.ndarray) -> MemberRows:
+        return MemberRows(*self.select(groups))
+
+
+def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table, MemberRows]:
     """The distinct key values of ``members`` and, per group, its member row indices."""
     n = members.rows.num_rows
     if not keys:
         # Aggregates without GROUP BY: one group of every row.
-        return pa.table({"_group": [0]}), [np.arange(n)]
+        return pa.table({"_group": [0]}), MemberRows(np.arange(n), np.array([0, n]))
     names = [k.name for k in keys]
     table = members.rows.select(names).append_column("_i", pa.array(np.arange(n)))
     grouped = table.group_by(names, use_threads=False).aggregate([("_i", "list")])
     key_table = grouped.select(names)
     key_table = key_table.append_column("_group", pa.array(np.arange(key_table.num_rows)))
     if not grouped.num_rows:
-        return key_table, []
+        return key_table, MemberRows(np.zeros(0, np.int64), np.zeros(1, np.int64))
     column = grouped.column("_i_list").combine_chunks()
-    values = column.flatten().to_numpy().astype(np.int64)
-    offsets = column.offsets.to_numpy()[1:-1] - column.offsets[0].as_py()
-    return key_table, np.split(values, offsets)
+    offsets = column.offsets.to_numpy()
+    return key_table, MemberRows(column.flatten().to_numpy(), offsets - offsets[0])
 
 
 class GroupBatch:
     """Groups under evaluation. Implements ``exact.Env`` for group-level expressions."""
 
-    def __init__(self, keys: pa.Table, member_rows: list, members: Batch, query):
+    def __init__(self, keys: pa.Table, member_rows: MemberRows, members: Batch, query):
         self.rows = keys
         self.members = members
         self.member_rows = member_rows
@@ -131,11 +162,7 @@ class GroupBatch:
         return self.members.work
 
     def _starts(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = [self.member_rows[g] for g in groups]
-        sizes = np.array([len(r) for r in rows], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        return flat, starts
+        return self.member_rows.select(groups)
 
     def bound_all(self, groups: np.ndarray | None = None, cells: bool = False) -> None:
         """(Re)compute every aggregate's bounds for ``groups`` (default: all); ``cells``
@@ -177,8 +204,8 @@ class GroupBatch:
         boxes = self._group_boxes(term.roi, groups)
         area = box_areas(boxes)
 
-        def member_bounds(lo, hi):
-            return self.members.cut_bounds(flat, term.roi, lo, hi)
+        def member_bounds(ranges):   # cell by cell along the box only when refining
+            return self.members.cut_bounds_many(flat, term.roi, ranges, refine=cells)
 
         lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
                                        area, starts)
@@ -225,7 +252,7 @@ class GroupBatch:
         lo, hi = lo.copy(), hi.copy()
         shapes = self.shapes[groups]
         cell = self.members.store.manifest.cell_size
-        sizes = np.array([len(self.member_rows[g]) for g in groups], np.int64)
+        sizes = self.member_rows.sizes(groups)
         for shape in np.unique(shapes[~skip], axis=0):
             same = np.flatnonzero((shapes == shape).all(axis=1) & ~skip)
             n_cells = -(-int(shape[0]) // cell) * -(-int(shape[1]) // cell)
@@ -302,9 +329,8 @@ class GroupBatch:
                 np.concatenate([c.counts for _, c in items]),
                 np.concatenate([c.eq for _, c in items]),
                 np.concatenate([c.stats for _, c in items]))
-        filled = np.array([len(self.member_rows[g]) > 0 for g in groups], bool)
-        members = np.concatenate([self.member_rows[g] for g in groups[filled]]).astype(
-            np.int64) if filled.any() else np.zeros(0, np.int64)
+        filled = self.member_rows.sizes(groups) > 0
+        members, _ = self._starts(groups)
         self.work.verified += len(members)
         self.work.bytes_read += sum(segments[seg[r]].blob_size(int(row[r])) for r in members)
         self.exact[np.ix_(groups[filled], terms)] = counts[filled].astype(object)
@@ -385,7 +411,7 @@ class GroupBatch:
         sub = GroupBatch.__new__(GroupBatch)
         sub.rows = self.rows.take(pa.array(idx, pa.int64()))
         sub.members, sub.query, sub.aggregates = self.members, self.query, self.aggregates
-        sub.member_rows = [self.member_rows[i] for i in idx]
+        sub.member_rows = self.member_rows.take(idx)
         for name in ("lower", "upper", "may_null", "must_null", "may_nan", "exact", "known",
                      "_refined"):
             setattr(sub, name, getattr(self, name)[idx])

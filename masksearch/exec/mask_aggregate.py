@@ -48,8 +48,9 @@ def mask_aggregate_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, bounds, area: np.
                           starts: np.ndarray):
     """Per-group (lower, upper) of CP over the aggregated mask, for the range (lo_cut, hi_cut).
 
-    ``bounds(lo, hi)`` gives the members' (lower, upper) for a range as cuts, rows sorted by
-    group; ``area`` is each group's clipped region area; ``starts`` the group offsets.
+    ``bounds([(lo, hi), ...])`` gives the members' (lower, upper) for each range given as
+    cuts, rows sorted by group; ``area`` is each group's clipped region area; ``starts`` the
+    group offsets.
     """
     area = area.astype(np.float64)
     sizes = np.diff(starts).astype(np.float64)
@@ -57,14 +58,12 @@ def mask_aggregate_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, bounds, area: np.
         return np.zeros(len(area)), area.copy()
     member_area = np.repeat(area, np.diff(starts))
     if kind == "intersect":
-        a_lo, a_hi = bounds(lo_cut, ALL)
-        _, c_hi = bounds(hi_cut, ALL)
+        (a_lo, a_hi), (_, c_hi) = bounds([(lo_cut, ALL), (hi_cut, ALL)])
         upper = np.minimum(_reduce(np.minimum, a_hi, starts, np.inf), area)
         lower = (_reduce(np.add, a_lo, starts, 0.0) - (sizes - 1) * area
                  - _reduce(np.minimum, c_hi, starts, np.inf))
         return np.maximum(lower, 0.0), upper
-    ab_lo, ab_hi = bounds(lo_cut, hi_cut)
-    b_lo, b_hi = bounds(NONE, hi_cut)
+    (ab_lo, ab_hi), (b_lo, b_hi) = bounds([(lo_cut, hi_cut), (NONE, hi_cut)])
     upper = np.minimum.reduce([_reduce(np.add, ab_hi, starts, 0.0),
                                _reduce(np.minimum, b_hi, starts, np.inf), area])
     missing = member_area - b_lo                      # pixels possibly outside B_i

@@ -31,8 +31,14 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
               lo: Cut, hi: Cut, refine: bool) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of CP per row from the CHIs; [0, area] where a mask has no
     CHI yet (lazy indexing)."""
-    lower = np.zeros(len(seg), np.int64)
-    upper = box_areas(boxes)
+    return cp_bounds_many(segments, seg, row, boxes, [(lo, hi)], refine)[0]
+
+
+def cp_bounds_many(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
+                   boxes: np.ndarray, ranges: list[tuple[Cut, Cut]],
+                   refine: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cp_bounds`` for several ranges over the same rows and boxes, in one pass."""
+    outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     tasks = []      # every segment's chunks at once: the cores never wait segment by segment
     for k, at in segment_groups(seg):
         segment = segments[k]
@@ -40,10 +46,10 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
         if not built.all():
             at = np.arange(len(seg))[at][built]
         if len(row[at]):
-            tasks += bound_tasks(segment.index, segment.dtype, row[at], boxes[at], lo, hi,
-                                 refine, lower, upper, at)
+            tasks += bound_tasks(segment.index, segment.dtype, row[at], boxes[at], ranges,
+                                 refine, outs, at)
     run_sized(tasks, REFINE_CHUNK if refine else BOUND_CHUNK)
-    return lower, upper
+    return outs
 
 
 def cp_exact(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,

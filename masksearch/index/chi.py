@@ -157,33 +157,37 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
 
 
 def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
-                lo: Cut, hi: Cut, refine: bool, out_lower: np.ndarray, out_upper: np.ndarray,
+                ranges: list[tuple[Cut, Cut]], refine: bool,
+                outs: list[tuple[np.ndarray, np.ndarray]],
                 at: np.ndarray | slice) -> list[tuple[Callable[[], None], int]]:
     """Kernel calls, a chunk of rows each with its size, that write the CP bounds of
-    ``rows`` of one segment (clipped ``boxes`` (M, 4)) to ``out_lower[at]`` and
-    ``out_upper[at]``; for ``masksearch.parallel.run_sized``, with other segments' tasks.
+    ``rows`` of one segment (clipped ``boxes`` (M, 4)) for each range ``ranges[r]`` (as lo
+    and hi cuts) to ``outs[r] = (lower, upper)`` at ``at``; for
+    ``masksearch.parallel.run_sized``, with other segments' tasks.
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
-    lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
-    hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)
+    cuts = [(snap_to_edges(cut_for_dtype(lo, dtype), index.edges),
+             snap_to_edges(cut_for_dtype(hi, dtype), index.edges)) for lo, hi in ranges]
     rows = rows.astype(np.int64, copy=False)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
-    lower = out_lower[at]       # views where ``at`` is a slice: the kernel writes in place
-    upper = out_upper[at]
+    # Views where ``at`` is a slice: the kernel writes in place.
+    parts = [(out_lower[at], out_upper[at]) for out_lower, out_upper in outs]
     direct = isinstance(at, slice)
 
     def bound(s: int, e: int) -> None:
-        chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                   index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t, lo.incl,
-                   hi.t, hi.incl, refine, lower[s:e], upper[s:e])
-        if not direct:
-            out_lower[at[s:e]] = lower[s:e]
-            out_upper[at[s:e]] = upper[s:e]
+        for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
+                                                                     strict=True):
+            chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
+                       index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t,
+                       lo.incl, hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+            if not direct:
+                out_lower[at[s:e]] = lower[s:e]
+                out_upper[at[s:e]] = upper[s:e]
 
-    chunk = REFINE_CHUNK if refine else BOUND_CHUNK
-    return [(lambda s=s: bound(s, min(s + chunk, len(rows))), min(chunk, len(rows) - s))
-            for s in range(0, len(rows), chunk)]
+    chunk = max(1, (REFINE_CHUNK if refine else BOUND_CHUNK) // len(ranges))
+    return [(lambda s=s: bound(s, min(s + chunk, len(rows))),
+             min(chunk, len(rows) - s) * len(ranges)) for s in range(0, len(rows), chunk)]
 
 
 def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
@@ -191,7 +195,7 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
     """Lower and upper bounds of CP for ``rows`` of one segment with clipped ``boxes``."""
     lower = np.empty(len(rows), np.int64)
     upper = np.empty(len(rows), np.int64)
-    run_sized(bound_tasks(index, dtype, rows, boxes, lo, hi, refine, lower, upper,
+    run_sized(bound_tasks(index, dtype, rows, boxes, [(lo, hi)], refine, [(lower, upper)],
                           slice(None)), REFINE_CHUNK if refine else BOUND_CHUNK)
     return lower, upper
 
