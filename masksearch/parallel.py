@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+CORES = os.cpu_count() or 1    # asked once: os.cpu_count() reads /sys on every call
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _inside = threading.local()
@@ -22,7 +23,7 @@ def _shared_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="masksearch",
+            _pool = ThreadPoolExecutor(CORES, thread_name_prefix="masksearch",
                                        initializer=_mark_worker)
         return _pool
 
@@ -45,14 +46,13 @@ os.register_at_fork(after_in_child=_forget_pool)
 def _inline(n_tasks: int) -> bool:
     """Run on the calling thread: one task, one core, or already on a pool thread (waiting
     there for the pool's other threads could wait forever)."""
-    return n_tasks <= 1 or (os.cpu_count() or 1) == 1 or getattr(_inside, "worker", False)
+    return n_tasks <= 1 or CORES == 1 or getattr(_inside, "worker", False)
 
 
 def spread_chunk(n: int, largest: int) -> int:
     """A chunk size for ``n`` items of costly work (a mask to decode, say): at most
     ``largest``, and small enough that every core gets some of even a short list."""
-    cores = os.cpu_count() or 1
-    return max(1, min(largest, -(-n // (2 * cores))))
+    return max(1, min(largest, -(-n // (2 * CORES))))
 
 
 def _parts(n: int, chunk: int) -> list[tuple[int, int]]:

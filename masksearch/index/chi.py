@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -156,6 +157,16 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
     return cut
 
 
+@lru_cache(maxsize=256)
+def segment_cuts(ranges: tuple[tuple[Cut, Cut], ...], dtype: str,
+                 edges: bytes) -> list[tuple[Cut, Cut]]:
+    """The ranges' cuts made exact for pixels of ``dtype`` and snapped to the ``edges``
+    (float64 bytes): worked out once for all the segments that share them."""
+    values = np.frombuffer(edges, np.float64)
+    return [(snap_to_edges(cut_for_dtype(lo, np.dtype(dtype)), values),
+             snap_to_edges(cut_for_dtype(hi, np.dtype(dtype)), values)) for lo, hi in ranges]
+
+
 def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
                 ranges: list[tuple[Cut, Cut]], refine: bool,
                 outs: list[tuple[np.ndarray, np.ndarray]],
@@ -167,8 +178,8 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
     """
-    cuts = [(snap_to_edges(cut_for_dtype(lo, dtype), index.edges),
-             snap_to_edges(cut_for_dtype(hi, dtype), index.edges)) for lo, hi in ranges]
+    cuts = segment_cuts(tuple(ranges), dtype.str,
+                        np.ascontiguousarray(index.edges, np.float64).tobytes())
     rows = rows.astype(np.int64, copy=False)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     # Views where ``at`` is a slice: the kernel writes in place.

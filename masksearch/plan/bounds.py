@@ -84,6 +84,12 @@ def _from_outcomes(o: Outcomes) -> Interval:
 
 def interval(e: ast.Expr, env: Env) -> Interval:
     """Bounds of a numeric (or boolean, as 0/1) expression for every row of ``env.rows``."""
+    if (isinstance(e, ast.Literal) and type(e.value) in (int, float)
+            and abs(e.value) < _EXACT_INT_LIMIT):   # a constant: no column of copies
+        n = env.rows.num_rows
+        v = np.full(n, float(e.value))
+        no = np.zeros(n, bool)
+        return Interval(v, v.copy(), no, no.copy(), no.copy())
     if isinstance(e, ast.Area):     # numbers straight from the regions, no Arrow round trip
         reg = env.region(e.roi)
         area = reg.area.astype(np.float64)
