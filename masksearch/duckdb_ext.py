@@ -137,16 +137,19 @@ class DuckDBAttachment:
             rows, valid = self._rows(ids, rois)
             pos_of = np.cumsum(valid) - 1      # batch row -> row of ``rows``
             ranges = ranges.combine_chunks() if isinstance(ranges, pa.ChunkedArray) else ranges
-            valid &= ~pc.is_null(ranges).to_numpy(zero_copy_only=False)
+            if ranges.null_count:
+                valid &= ~pc.is_null(ranges).to_numpy(zero_copy_only=False)
             if filtering:
                 low = _doubles(lows, -np.inf)
                 high = _doubles(highs, np.inf)
             segments = self.db._store.segments
             # Usually one constant range for the whole batch.
-            for text in pc.unique(ranges.filter(pa.array(valid))).to_pylist():
+            texts = pc.unique(ranges if valid.all() else ranges.filter(pa.array(valid)))
+            texts = texts.to_pylist()
+            for text in texts:
                 lo, hi = _cuts(text)
-                sel = np.flatnonzero(valid & pc.equal(ranges, text).fill_null(False).to_numpy(
-                    zero_copy_only=False))
+                sel = np.flatnonzero(valid if len(texts) == 1 else valid & pc.equal(
+                    ranges, text).fill_null(False).to_numpy(zero_copy_only=False))
                 r = pos_of[sel]
                 if filtering:
                     out[sel] = cp_in_interval(segments, rows.seg[r], rows.row[r],
@@ -167,12 +170,14 @@ class DuckDBAttachment:
             self._locator = _Locator.of(table)
         loc = self._locator
         rois = rois.combine_chunks() if isinstance(rois, pa.ChunkedArray) else rois
-        fields = [pc.struct_field(rois, f) for f in ("x0", "y0", "x1", "y1")]
-        valid = ~pc.is_null(ids).to_numpy(zero_copy_only=False)
-        valid &= ~pc.is_null(rois).to_numpy(zero_copy_only=False)
-        for f in fields:
-            valid &= ~pc.is_null(f).to_numpy(zero_copy_only=False)
-        wanted = pc.fill_null(ids, -1).to_numpy(zero_copy_only=False)[valid].astype(np.int64)
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        # Struct fields with the struct's own NULLs folded in (a NULL box is NULL in each).
+        fields = rois.flatten()
+        valid = np.ones(len(ids), bool)
+        for f in (ids, *fields):        # NULLs are rare: look for them only where they are
+            if f.null_count:
+                valid &= ~pc.is_null(f).to_numpy(zero_copy_only=False)
+        wanted = _numbers(ids, valid).astype(np.int64)
         k = np.searchsorted(loc.sorted_ids, wanted)
         found = (k < len(loc.sorted_ids)) & (
             loc.sorted_ids[np.minimum(k, len(loc.sorted_ids) - 1)] == wanted)
@@ -180,8 +185,8 @@ class DuckDBAttachment:
             raise MaskSearchError(f"mask_id {wanted[~found][0]} is not in the masksearch "
                                   f"database {self.db.path}")
         at = loc.order[k]
-        raw = np.stack([pc.fill_null(f, 0).to_numpy(zero_copy_only=False)[valid]
-                        for f in fields], axis=1).astype(np.int64).reshape(-1, 4)
+        raw = np.stack([_numbers(f, valid) for f in fields], axis=1).astype(
+            np.int64).reshape(-1, 4)
         boxes = clip_boxes(raw, loc.height[at], loc.width[at])
         return _Rows(loc.seg[at], loc.row[at], boxes), valid
 
@@ -215,6 +220,14 @@ class _Rows:
     seg: np.ndarray     # segment index per row
     row: np.ndarray     # row in the segment
     boxes: np.ndarray   # (n, 4) boxes clipped to the mask
+
+
+def _numbers(values: pa.Array, valid: np.ndarray) -> np.ndarray:
+    """The values of the rows ``valid`` (which holds no NULL of ``values``)."""
+    if values.null_count:
+        values = pc.fill_null(values, 0)
+    out = values.to_numpy(zero_copy_only=False)
+    return out if valid.all() else out[valid]
 
 
 def _doubles(values, fill: float) -> np.ndarray:

@@ -49,10 +49,11 @@ def _inline(n_tasks: int) -> bool:
     return n_tasks <= 1 or CORES == 1 or getattr(_inside, "worker", False)
 
 
-def spread_chunk(n: int, largest: int) -> int:
+def spread_chunk(n: int, largest: int, smallest: int = 1) -> int:
     """A chunk size for ``n`` items of costly work (a mask to decode, say): at most
-    ``largest``, and small enough that every core gets some of even a short list."""
-    return max(1, min(largest, -(-n // (2 * CORES))))
+    ``largest``, and small enough that every core gets some of even a short list, but at
+    least ``smallest`` (below that, handing work to a thread costs more than it saves)."""
+    return max(smallest, min(largest, -(-n // (2 * CORES))))
 
 
 def _parts(n: int, chunk: int) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ from ..store.segments import Segment
 from . import control
 
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
+SMALLEST_CHUNK = 2   # a mask takes ~40 us to decode, about what a hand-off to a thread costs
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def verify_candidates(task: CountTask) -> tuple[np.ndarray, int, int]:
 
     done = 0
     try:
-        for start, stop in chunks_in_order(m, spread_chunk(m, CHUNK), run):
+        for start, stop in chunks_in_order(m, spread_chunk(m, CHUNK, SMALLEST_CHUNK), run):
             done += stop - start
             if ctl.progress is not None:
                 ctl.progress(done, m)

@@ -55,6 +55,8 @@ class Store:
         self._manifest_mtime = None
         self._manifest: Manifest | None = None
         self._segments: dict[str, Segment] = {}
+        self._segment_list: list[Segment] = []
+        self._segment_list_of: Manifest | None = None
         self._table: pa.Table | None = None
         self._id_order: np.ndarray | None = None
         self.aggregate_cache = AggregateCache(self.root)
@@ -118,7 +120,12 @@ class Store:
 
     @property
     def segments(self) -> list[Segment]:
-        return [self.segment(s.name) for s in self.manifest.segments]
+        """The committed segments, in manifest order (a shared list: do not modify it)."""
+        manifest = self.manifest
+        if self._segment_list_of is not manifest:    # worked out once per manifest
+            self._segment_list = [self.segment(s.name) for s in manifest.segments]
+            self._segment_list_of = manifest
+        return self._segment_list
 
     def columns(self) -> dict[str, str]:
         """Every queryable column and its logical type."""
