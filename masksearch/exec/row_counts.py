@@ -35,9 +35,12 @@ def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: 
 
 
 def cp_bounds_many(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
-                   boxes: np.ndarray, ranges: list[tuple[Cut, Cut]],
-                   refine: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``cp_bounds`` for several ranges over the same rows and boxes, in one pass."""
+                   boxes: np.ndarray, ranges: list[tuple[Cut, Cut]], refine: bool,
+                   decide: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cp_bounds`` for several ranges over the same rows and boxes, in one pass; with
+    ``decide = (low, high)`` per row, refining only what does not decide
+    ``low <= CP <= high`` (see ``index.chi.bound_tasks``)."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     tasks = []      # every segment's chunks at once: the cores never wait segment by segment
     for k, at in segment_groups(seg):
@@ -47,8 +50,9 @@ def cp_bounds_many(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
             at = np.arange(len(seg))[at][built]
         if len(row[at]):
             tasks += bound_tasks(segment.index, segment.dtype, row[at], boxes[at], ranges,
-                                 refine, outs, at)
-    run_sized(tasks, REFINE_CHUNK if refine else BOUND_CHUNK)
+                                 refine, outs, at, None if decide is None else
+                                 (decide[0][at], decide[1][at]))
+    run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
     return outs
 
 
@@ -74,16 +78,13 @@ def cp_in_interval(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
                    high: np.ndarray) -> tuple[np.ndarray, int]:
     """Whether ``low <= CP <= high`` per row, reading pixels only for rows the coarse and
     then the cell-by-cell bounds leave undecided; also how many masks were read."""
-    out = np.zeros(len(seg), bool)
-    todo = np.arange(len(seg))
-    for refine in (False, True):
-        lower, upper = cp_bounds(segments, seg[todo], row[todo], boxes[todo], lo, hi, refine)
-        yes = (lower >= low[todo]) & (upper <= high[todo])
-        no = (upper < low[todo]) | (lower > high[todo])
-        out[todo[yes]] = True
-        todo = todo[~yes & ~no]
-        if not len(todo):
-            return out, 0
+    low = np.asarray(low, np.float64)
+    high = np.asarray(high, np.float64)
+    (lower, upper), = cp_bounds_many(segments, seg, row, boxes, [(lo, hi)], True, (low, high))
+    out = (lower >= low) & (upper <= high)
+    todo = np.flatnonzero(~out & (upper >= low) & (lower <= high))
+    if not len(todo):
+        return out, 0
     exact, _, _ = cp_exact(segments, seg[todo], row[todo], boxes[todo], lo, hi)
     out[todo] = (exact >= low[todo]) & (exact <= high[todo])
     return out, len(todo)

@@ -169,14 +169,17 @@ def segment_cuts(ranges: tuple[tuple[Cut, Cut], ...], dtype: str,
 
 def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
                 ranges: list[tuple[Cut, Cut]], refine: bool,
-                outs: list[tuple[np.ndarray, np.ndarray]],
-                at: np.ndarray | slice) -> list[tuple[Callable[[], None], int]]:
+                outs: list[tuple[np.ndarray, np.ndarray]], at: np.ndarray | slice,
+                decide: tuple[np.ndarray, np.ndarray] | None = None,
+                ) -> list[tuple[Callable[[], None], int]]:
     """Kernel calls, a chunk of rows each with its size, that write the CP bounds of
     ``rows`` of one segment (clipped ``boxes`` (M, 4)) for each range ``ranges[r]`` (as lo
     and hi cuts) to ``outs[r] = (lower, upper)`` at ``at``; for
     ``masksearch.parallel.run_sized``, with other segments' tasks.
 
-    ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box.
+    ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box;
+    with ``decide = (low, high)`` (per row), ``refine`` narrows only the bounds that do not
+    tell whether ``low <= CP <= high``.
     """
     cuts = segment_cuts(tuple(ranges), dtype.str,
                         np.ascontiguousarray(index.edges, np.float64).tobytes())
@@ -185,18 +188,24 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     # Views where ``at`` is a slice: the kernel writes in place.
     parts = [(out_lower[at], out_upper[at]) for out_lower, out_upper in outs]
     direct = isinstance(at, slice)
+    if decide is None:
+        low = high = np.full(len(rows), np.nan)
+    else:
+        low, high = (np.ascontiguousarray(d, np.float64) for d in decide)
 
     def bound(s: int, e: int) -> None:
         for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
                                                                      strict=True):
             chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
                        index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t,
-                       lo.incl, hi.t, hi.incl, refine, lower[s:e], upper[s:e])
+                       lo.incl, hi.t, hi.incl, refine, low[s:e], high[s:e], lower[s:e],
+                       upper[s:e])
             if not direct:
                 out_lower[at[s:e]] = lower[s:e]
                 out_upper[at[s:e]] = upper[s:e]
 
-    chunk = max(1, (REFINE_CHUNK if refine else BOUND_CHUNK) // len(ranges))
+    # Sized by the work expected: refining every mask, or (deciding) mostly not.
+    chunk = max(1, (REFINE_CHUNK if refine and decide is None else BOUND_CHUNK) // len(ranges))
     return [(lambda s=s: bound(s, min(s + chunk, len(rows))),
              min(chunk, len(rows) - s) * len(ranges)) for s in range(0, len(rows), chunk)]
 

@@ -201,7 +201,8 @@ PREFETCH_BLOCK = 16
 
 @njit(cache=True, nogil=True)
 def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
-               lo_t, lo_incl, hi_t, hi_incl, refine, out_lower, out_upper):
+               lo_t, lo_incl, hi_t, hi_incl, refine, decide_low, decide_high, out_lower,
+               out_upper):
     """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
 
     ``counts`` is the segment's flat count array, mask i's CHI starting at ``offsets[i]``.
@@ -209,7 +210,8 @@ def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, b
     The range is ``lo-cut false and hi-cut true``. Writes ``out_lower[j] <= CP <=
     out_upper[j]`` from the grid rectangles in and around the box; with ``refine``, bounds
     that are not tight are narrowed cell by cell along the box's edge (several times the
-    cost, so callers refine only the masks that stay undecided).
+    cost), unless they already decide ``decide_low[j] <= CP <= decide_high[j]`` either way
+    (NaN ends: they never do).
     """
     n_rows = rows.shape[0]
     if n_rows == 0:
@@ -261,7 +263,10 @@ def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, b
                                                        g[13], g[14], g[15]), lo, hi)
             lower = max(il, ol - g[17])
             upper = min(ou, iu + g[18], area)
-            if refine and lower < upper:
+            low = decide_low[j]
+            high = decide_high[j]
+            if refine and lower < upper and not ((lower >= low and upper <= high)
+                                                  or upper < low or lower > high):
                 h = heights[i]
                 w = widths[i]
                 x0, y0, x1, y1 = boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3]
