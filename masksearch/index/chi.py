@@ -159,12 +159,13 @@ def snap_to_edges(cut: Cut, edges: np.ndarray) -> Cut:
 
 @lru_cache(maxsize=256)
 def segment_cuts(ranges: tuple[tuple[Cut, Cut], ...], dtype: str,
-                 edges: bytes) -> list[tuple[Cut, Cut]]:
+                 edges: bytes) -> tuple[tuple[Cut, Cut], ...]:
     """The ranges' cuts made exact for pixels of ``dtype`` and snapped to the ``edges``
     (float64 bytes): worked out once for all the segments that share them."""
     values = np.frombuffer(edges, np.float64)
-    return [(snap_to_edges(cut_for_dtype(lo, np.dtype(dtype)), values),
-             snap_to_edges(cut_for_dtype(hi, np.dtype(dtype)), values)) for lo, hi in ranges]
+    return tuple((snap_to_edges(cut_for_dtype(lo, np.dtype(dtype)), values),
+                  snap_to_edges(cut_for_dtype(hi, np.dtype(dtype)), values))
+                 for lo, hi in ranges)
 
 
 def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
