@@ -213,16 +213,19 @@ def test_grouped_queries_equal_oracle(database, specs):
 @given(databases(), st.lists(group_queries(), min_size=1, max_size=3))
 def test_grouped_queries_in_small_chunks_equal_oracle(database, specs):
     """The memory bounds of grouped queries (cell bounds a chunk of groups at a time,
-    CHIs of aggregated masks saved in batches) taken down to a group or two."""
+    CHIs of aggregated masks saved in batches) taken down to a group or two, and top-k over
+    groups asking the index at once (no first look with trivial bounds, which on these few
+    groups reads them all)."""
+    import masksearch.exec.executor as executor
     import masksearch.exec.groups as groups
 
-    saved = groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD
-    groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD = 8, 1
+    saved = groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS
+    groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS = 8, 1, 0
     try:
         ms_, meta, cell, split = database
         _check(ms_, meta, cell, split, specs)
     finally:
-        groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD = saved
+        groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS = saved
 
 
 @settings(max_examples=120)

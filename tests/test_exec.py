@@ -181,6 +181,32 @@ def test_topk_over_groups_stops_early(saliency):
     assert fast.stats.verified < 0.5 * 600, fast.stats
 
 
+@pytest.mark.parametrize("probe", [0, 2, 48])
+@pytest.mark.parametrize("order", ["ASC", "DESC"])
+def test_topk_over_groups_with_and_without_a_first_look(saliency, monkeypatch, probe, order):
+    """A top-k over groups reads PROBE_UNITS groups with trivial bounds before it asks the
+    index: the answer is the NumPy one whether that look settles it, is cut short, or is
+    skipped; IoU of the two models per image, and an IoU that is often 0 (ties)."""
+    import masksearch.exec.executor as executor
+
+    monkeypatch.setattr(executor, "PROBE_UNITS", probe)
+    db, maps, _ = saliency
+    pairs = maps.reshape(300, 2, *maps.shape[1:])
+    for lo in (0.5, 0.9):
+        inter = (np.minimum(pairs[:, 0], pairs[:, 1]) > lo).sum((1, 2))
+        union = (np.maximum(pairs[:, 0], pairs[:, 1]) > lo).sum((1, 2))
+        iou = [inter[i] / union[i] if union[i] else None for i in range(300)]
+        valued = [i for i in range(300) if iou[i] is not None]
+        sign = -1 if order == "DESC" else 1
+        ranked = sorted(valued, key=lambda i: (sign * iou[i], i))
+        ranked += [i for i in range(300) if iou[i] is None]
+        q = (f"SELECT image_id, CP(intersect(mask), full, ({lo}, 1.0]) / CP(union(mask), full, "
+             f"({lo}, 1.0]) AS iou FROM masks GROUP BY image_id ORDER BY iou {order} LIMIT 7")
+        fast = db.query(q)
+        assert fast.rows() == [(i, iou[i]) for i in ranked[:7]], (lo, probe)
+        assert fast.rows() == db.query(q, use_index=False).rows()
+
+
 @pytest.fixture
 def tiny(tmp_path):
     m = np.array([[0.1, 0.5, 1.0, 0.0]], np.float32)

@@ -32,9 +32,13 @@ class Work:
 class Batch:
     """Rows under evaluation. Implements ``exact.Env``.
 
+    (Rows always carry the index's coarse bounds: ``coarse_pending`` is for groups.)
+
     ``exact[t]`` holds term t's exact count where ``known[t]`` is set: from the index when
     its bounds are tight, else from verification.
     """
+
+    coarse_pending = False
 
     def __init__(self, rows: pa.Table, store: Store, query: BoundQuery, use_index: bool):
         self.rows = rows

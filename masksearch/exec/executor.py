@@ -22,6 +22,9 @@ from .groups import GroupBatch, form_groups
 
 FIRST_BATCH = 16
 MAX_BATCH = 4096
+# Groups a top-k reads with trivial bounds before it asks the index for every group's
+# (reading them costs about what working out those bounds does, ~10,000 groups).
+PROBE_UNITS = 48
 
 
 def _conj(items: tuple):
@@ -163,7 +166,10 @@ def _select_groups(plan: Plan, batch: Batch, candidates: np.ndarray, undecided: 
         members = batch.take(candidates)
         keys, member_rows = form_groups(members, plan.group_by)
         groups = GroupBatch(keys, member_rows, members, q)
-        groups.bound_all()
+        # A top-k over groups first tries the cheap bounds (see _Selector.bounded_topk).
+        probe = plan.strategy == "bounded_topk" and plan.having is None and batch.use_index
+        groups.bound_all(trivial=probe)
+        groups.coarse_pending = probe
         rec.update(rows=len(candidates), groups=len(member_rows))
     g_undecided = np.zeros(len(member_rows), bool)
     g_candidates = np.arange(len(member_rows))
@@ -278,7 +284,24 @@ class _Selector:
 
     def bounded_topk(self, candidates: np.ndarray) -> np.ndarray:
         """Verify in order of the best value each candidate could reach; stop when the k-th
-        exact value beats every unread candidate's bound."""
+        exact value beats every unread candidate's bound.
+
+        Groups come with trivial bounds first: a few parts are read with them, unrefined
+        (what the brute force does), and only if that cannot settle the result are the
+        index's bounds of every group worked out. When the first groups in key order already hold the best
+        value any group could have (an IoU of 0, say), the index is never asked."""
+        if self.batch.coarse_pending:
+            top, finished = self._topk(candidates, budget=PROBE_UNITS, refine=False)
+            if finished:
+                return top
+            self.batch.bound_coarse()
+        return self._topk(candidates)[0]
+
+    def _topk(self, candidates: np.ndarray, budget: int | None = None,
+              refine: bool = True) -> tuple[np.ndarray, bool]:
+        """The top-k loop of ``bounded_topk``, with whether its result is final: with a
+        ``budget``, no part starts once that many candidates have been looked at;
+        ``refine=False`` reads the parts without refining their bounds first."""
         k = self.plan.limit
         first = self.plan.order_by[0]
         every = len(candidates) == self.batch.rows.num_rows    # then candidates == arange
@@ -305,8 +328,10 @@ class _Selector:
         top = np.zeros(0, np.int64)
         kth = kth_tie = None
         pos, size = 0, max(k, FIRST_BATCH)
-        refining = True
+        refining = refine
         while pos < len(ordered):
+            if budget is not None and (pos >= budget or not np.isfinite(best[pos])):
+                return top, False   # spent, or nothing to stop at: an unbounded best case
             part = ordered[pos:pos + size]
             pos += size
             size = min(size * 2, MAX_BATCH)
@@ -338,4 +363,4 @@ class _Selector:
                 break
             if ties is not None and nxt == kth and tie_rank[pos] > kth_tie:
                 break
-        return top
+        return top, True

@@ -95,6 +95,9 @@ def form_groups(members: Batch, keys: tuple[ast.Column, ...]) -> tuple[pa.Table,
 class GroupBatch:
     """Groups under evaluation. Implements ``exact.Env`` for group-level expressions."""
 
+    # True while the groups carry trivial bounds only (see ``bound_coarse``).
+    coarse_pending = False
+
     def __init__(self, keys: pa.Table, member_rows: MemberRows, members: Batch, query):
         self.rows = keys
         self.members = members
@@ -164,10 +167,13 @@ class GroupBatch:
     def _starts(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.member_rows.select(groups)
 
-    def bound_all(self, groups: np.ndarray | None = None, cells: bool = False) -> None:
+    def bound_all(self, groups: np.ndarray | None = None, cells: bool = False,
+                  trivial: bool = False) -> None:
         """(Re)compute every aggregate's bounds for ``groups`` (default: all); ``cells``
         narrows CP over intersect/union with cell-by-cell bounds of the members, which
-        costs about as much as reading them, so it is kept for groups that need it."""
+        costs about as much as reading them, so it is kept for groups that need it;
+        ``trivial`` bounds CP over aggregated masks as if the members had no index (as
+        cheap as the brute force: see ``bound_coarse``)."""
         groups = np.arange(len(self.member_rows)) if groups is None else groups
         if not len(groups):
             return
@@ -175,7 +181,7 @@ class GroupBatch:
         sub = self.members.take(flat)
         for a, agg in enumerate(self.aggregates):
             if isinstance(agg, ast.CP):
-                self._bound_mask_aggregate(a, agg, groups, flat, starts, cells)
+                self._bound_mask_aggregate(a, agg, groups, flat, starts, cells, trivial)
                 continue
             if agg.arg is None:
                 z = np.zeros(len(flat))
@@ -199,12 +205,15 @@ class GroupBatch:
                 self.known[groups, a] = True
 
     def _bound_mask_aggregate(self, a: int, cp: ast.CP, groups, flat, starts,
-                              cells: bool) -> None:
+                              cells: bool, trivial: bool = False) -> None:
         term = self.query.group_cuts[cp]
         boxes = self._group_boxes(term.roi, groups)
         area = box_areas(boxes)
 
         def member_bounds(ranges):   # cell by cell along the box only when refining
+            if trivial:
+                member_area = self.members.region(term.roi).area[flat]
+                return [(np.zeros(len(flat), np.int64), member_area) for _ in ranges]
             return self.members.cut_bounds_many(flat, term.roi, ranges, refine=cells)
 
         lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
@@ -282,6 +291,8 @@ class GroupBatch:
         keep = self.members.use_index
         # Worked out here, not in the threads: the key cache is a plain dict.
         members_keys = {g: self._members_key(g) for g in groups} if keep else None
+        cache = self.members.store.aggregate_cache
+        cache.empty()       # its files are read here, not by the threads
         ctl = control.current()
         counts = np.zeros((len(groups), len(terms)), np.int64)
         lock = threading.Lock()
@@ -302,17 +313,22 @@ class GroupBatch:
                         with lock:
                             member_chis.setdefault(seg[r], []).append((int(row[r]), chi))
                 aggregated = {}
-                cache_this = keep and self._take_cache_room()
+                keys = {kind: entry_key(kind, members_keys[g]) for kind in kinds} if keep \
+                    else {}
+                # Groups cached already (a query that does not look them up, or another
+                # term's range) are not indexed again.
+                cache_this = keep and not all(k in cache for k in keys.values()) \
+                    and self._take_cache_room()
                 for t, (kind, c) in enumerate(zip(kinds, cuts, strict=True)):
                     if kind not in aggregated:
                         pixels = aggregated[kind] = aggregate_pixels(kind, masks)
-                        if cache_this:
+                        if cache_this and keys[kind] not in cache:
                             index = segments[seg[rows[0]]].index
                             chi = build_segment_index([pixels], index.edges, index.cell)
                             with self._new_chis_lock:
                                 self._new_chis.setdefault(
                                     (pixels.dtype.name, index.edges.tobytes()), []).append(
-                                    (entry_key(kind, members_keys[g]), chi))
+                                    (keys[kind], chi))
                     x0, y0, x1, y1 = boxes[t][j]
                     counts[j, t] = count_in_range(aggregated[kind], x0, y0, x1, y1, c.lo.t,
                                                   c.lo.incl, c.hi.t, c.hi.incl)
@@ -367,6 +383,13 @@ class GroupBatch:
 
     def region(self, roi):
         raise AssertionError("regions are per mask, not per group")
+
+    def bound_coarse(self) -> None:
+        """Replace the trivial bounds (``bound_all(trivial=True)``) by the index's coarse
+        bounds of every group; groups refined meanwhile keep their tighter bounds."""
+        self.coarse_pending = False
+        todo = np.flatnonzero(~self._refined)
+        self.bound_all(todo)
 
     def refine(self, idx: np.ndarray) -> None:
         """Cell-by-cell bounds for the member masks of groups ``idx``, then new group bounds."""

@@ -105,6 +105,10 @@ class AggregateCache:
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
 
+    def __contains__(self, key: str) -> bool:
+        self._load()
+        return key in self._where
+
     def empty(self) -> bool:
         self._load()
         return not self._where
