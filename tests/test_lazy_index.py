@@ -116,10 +116,20 @@ def test_aggregate_cache_bounds_survive_merging_its_parts(tmp_path):
     lo, hi = Cut(0.3, True), Cut(0.85, False)
     want = [segment_bounds(build_segment_index([m], edges, 4), m.dtype, np.array([0]), box,
                            lo, hi) for m in masks]
+    chis = [build_segment_index([m], edges, 4) for m in masks]
     cache = AggregateCache(tmp_path)
     for k in range(0, len(masks), 2):     # a file per pair: more parts than MAX_PARTS
-        assert cache.add(keys[k:k + 2], masks[k:k + 2], edges, 4) == 2
-    assert cache.add(keys[:3], masks[:3], edges, 4) == 0      # known keys are not added
+        assert cache.add_built(keys[k:k + 2], chis[k:k + 2], masks[k].dtype) == 2
+    assert cache.add_built(keys[:3], chis[:3], masks[0].dtype) == 0   # known: not added
+    extra = rng.random((21, 24))
+    # Known keys are left out of a file of new ones, the new ones' counts kept apart right.
+    assert cache.add_built([keys[0], "union:x", keys[1]],
+                           [chis[0], build_segment_index([extra], edges, 4), chis[1]],
+                           extra.dtype) == 1
+    keys.append("union:x")
+    masks.append(extra)
+    want.append(segment_bounds(build_segment_index([extra], edges, 4), extra.dtype,
+                               np.array([0]), box, lo, hi))
     for c in (cache, AggregateCache(tmp_path)):
         found, lower, upper = c.bounds(keys[::-1] + ["union:0"],
                                        np.repeat(box, len(keys) + 1, axis=0), lo, hi)

@@ -289,8 +289,9 @@ class _Selector:
 
         Groups come with trivial bounds first: a few parts are read with them, unrefined
         (what the brute force does), and only if that cannot settle the result are the
-        index's bounds of every group worked out. When the first groups in key order already hold the best
-        value any group could have (an IoU of 0, say), the index is never asked."""
+        index's bounds of every group worked out. When the first groups in key order
+        already hold the best value any group could have (an IoU of 0, say), the index is
+        never asked."""
         if self.batch.coarse_pending:
             top, finished = self._topk(candidates, budget=PROBE_UNITS, refine=False)
             if finished:

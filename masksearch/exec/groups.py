@@ -139,9 +139,9 @@ class GroupBatch:
         first = starts[:-1][filled]
         for k, values in enumerate((h[flat], w[flat])):
             low = np.minimum.reduceat(values, first)
-            if (low != np.maximum.reduceat(values, first)).any():
-                g = np.flatnonzero(filled)[np.flatnonzero(
-                    low != np.maximum.reduceat(values, first))[0]]
+            mixed = np.flatnonzero(low != np.maximum.reduceat(values, first))
+            if len(mixed):
+                g = np.flatnonzero(filled)[mixed[0]]
                 rows = self.member_rows[g]
                 shapes = set(zip(h[rows].tolist(), w[rows].tolist(), strict=True))
                 listed = ", ".join(f"{a}x{b}" for a, b in sorted(shapes))

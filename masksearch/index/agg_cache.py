@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..store.checksum import load_checked_npz, save_checked_npz
-from .chi import Cut, SegmentIndex, build_segment_index, chi_offsets, segment_bounds
+from .chi import Cut, SegmentIndex, chi_offsets, segment_bounds
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
@@ -59,9 +59,8 @@ class AggregateCache:
             except FileNotFoundError:
                 continue  # removed by an index rebuild meanwhile
             try:
-                self._add(list(f["keys"]), f["heights"], f["widths"], int(f["cell"]),
-                          f["edges"], f["counts"], f["eq"], f["stats"],
-                          np.dtype(str(f["dtype"])))
+                self._add(list(f["keys"]), _index(int(f["cell"]), f["edges"], {
+                    name: f[name] for name in _FIELDS}), np.dtype(str(f["dtype"])))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise StoreError(f"{path}: cannot read cached CHIs ({e})") from None
         self._consolidate()
@@ -80,15 +79,7 @@ class AggregateCache:
         parts, moved = [], {}
         for ps in kinds.values():
             merged = [self._parts[p].index for p in ps]
-            fields = {name: np.concatenate([getattr(ix, name) for ix in merged])
-                      for name in ("heights", "widths", "counts", "eq", "stats")}
-            first = merged[0]
-            offsets = chi_offsets(fields["heights"], fields["widths"], first.cell,
-                                  len(first.edges))
-            index = SegmentIndex(first.cell, first.edges, fields["counts"], offsets,
-                                 fields["eq"], fields["stats"], fields["heights"],
-                                 fields["widths"], np.ones(len(fields["heights"]), bool))
-            parts.append(_Part(index, self._parts[ps[0]].dtype))
+            parts.append(_Part(_concatenated(merged), self._parts[ps[0]].dtype))
             start = 0
             for p, ix in zip(ps, merged, strict=True):
                 moved[p] = (len(parts) - 1, start)
@@ -97,10 +88,7 @@ class AggregateCache:
                        for k, (p, row) in self._where.items()}
         self._parts = parts
 
-    def _add(self, keys, heights, widths, cell, edges, counts, eq, stats, dtype) -> None:
-        offsets = chi_offsets(heights, widths, cell, len(edges))
-        index = SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
-                             np.ones(len(keys), bool))
+    def _add(self, keys: list, index: SegmentIndex, dtype: np.dtype) -> None:
         self._parts.append(_Part(index, dtype))
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
@@ -133,20 +121,6 @@ class AggregateCache:
             lower[js], upper[js] = lo_b, hi_b
         return found, lower, upper
 
-    def add(self, keys: list[str], masks: list[np.ndarray], edges: np.ndarray,
-            cell: int) -> int:
-        """Build and persist the CHIs of aggregated ``masks``; returns how many were new."""
-        self._load()
-        by_dtype: dict[str, list] = {}
-        for k, m in zip(keys, masks, strict=True):
-            if k not in self._where:
-                by_dtype.setdefault(m.dtype.name, []).append((k, m))
-        added = 0
-        for dtype, items in by_dtype.items():
-            part = build_segment_index([m for _, m in items], edges, cell)
-            added += self.add_built([k for k, _ in items], [part], np.dtype(dtype))
-        return added
-
     def add_built(self, keys: list[str], parts: list[SegmentIndex], dtype: np.dtype) -> int:
         """Persist CHIs built elsewhere (``parts`` hold them in the order of ``keys``, all
         of aggregated masks of ``dtype`` with one cell size and edges), in one file;
@@ -154,30 +128,44 @@ class AggregateCache:
         self._load()
         if not parts:
             return 0
-        first = parts[0]
-        fields = {name: np.concatenate([getattr(p, name) for p in parts])
-                  for name in ("heights", "widths", "counts", "eq", "stats")}
+        index = _concatenated(parts)
         new = np.array([k not in self._where for k in keys], bool)
         new &= ~_repeated(keys)
         if not new.any():
             return 0
         if not new.all():
-            offsets = chi_offsets(fields["heights"], fields["widths"], first.cell,
-                                  len(first.edges))
+            offsets = index.offsets
             spans = [np.arange(offsets[j], offsets[j + 1]) for j in np.flatnonzero(new)]
-            fields["counts"] = fields["counts"][np.concatenate(spans)]
-            for name in ("heights", "widths", "eq", "stats"):
-                fields[name] = fields[name][new]
+            fields = {name: getattr(index, name)[new] for name in _FIELDS if name != "counts"}
+            fields["counts"] = index.counts[np.concatenate(spans)]
+            index = _index(index.cell, index.edges, fields)
             keys = [k for k, n in zip(keys, new, strict=True) if n]
         self.directory.mkdir(exist_ok=True)
         save_checked_npz(self.directory, "", {
-            "keys": np.array(keys), "cell": np.array(first.cell), "edges": first.edges,
-            "dtype": np.array(np.dtype(dtype).name), **fields})
-        self._add(keys, fields["heights"], fields["widths"], first.cell, first.edges,
-                  fields["counts"], fields["eq"], fields["stats"], np.dtype(dtype))
+            "keys": np.array(keys), "cell": np.array(index.cell), "edges": index.edges,
+            "dtype": np.array(np.dtype(dtype).name),
+            **{name: getattr(index, name) for name in _FIELDS}})
+        self._add(keys, index, np.dtype(dtype))
         if len(self._parts) > MAX_PARTS:
             self._consolidate()
         return len(keys)
+
+
+_FIELDS = ("heights", "widths", "counts", "eq", "stats")    # a CHI's arrays, as saved
+
+
+def _index(cell: int, edges: np.ndarray, fields: dict) -> SegmentIndex:
+    """The index of CHIs given by their arrays (``_FIELDS``), every one built."""
+    offsets = chi_offsets(fields["heights"], fields["widths"], cell, len(edges))
+    return SegmentIndex(cell, edges, fields["counts"], offsets, fields["eq"], fields["stats"],
+                        fields["heights"], fields["widths"],
+                        np.ones(len(fields["heights"]), bool))
+
+
+def _concatenated(indexes: list[SegmentIndex]) -> SegmentIndex:
+    """One index of the CHIs of ``indexes`` (one cell size and edges), one after another."""
+    return _index(indexes[0].cell, indexes[0].edges, {
+        name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _FIELDS})
 
 
 def _repeated(keys: list[str]) -> np.ndarray:
