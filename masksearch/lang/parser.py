@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import cache, lru_cache
-from pathlib import Path
+from importlib.resources import files
 
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import (
@@ -18,7 +18,6 @@ from lark.exceptions import (
 from ..errors import QuerySyntaxError
 from . import ast
 
-GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "masksearch.lark"
 # Deepest parse tree accepted (about 120 levels of parentheses, or a chain of about 240
 # operators, NOT or unary minus): the binder, planner and executor recurse over the tree.
 MAX_TREE_DEPTH = 250
@@ -36,8 +35,14 @@ READABLE = {
 
 
 @cache
+def grammar_text() -> str:
+    """The grammar (``grammar/masksearch.lark``, shipped as ``masksearch.grammar``)."""
+    return (files("masksearch.grammar") / "masksearch.lark").read_text(encoding="utf-8")
+
+
+@cache
 def _parser() -> Lark:
-    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True,
                 maybe_placeholders=False)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from .parser import GRAMMAR_PATH
+from .parser import grammar_text
 
 # A keyword terminal: `_SELECT.2: /select\b/i`; a function: `_CP.2: /cp(?=\s*\()/i` or
 # `AGG_NAME.2: /(sum|avg|min|max)(?=\s*\()/i`.
@@ -16,7 +16,7 @@ _TERMINAL = re.compile(r"^_?[A-Z_]+\.2:\s*/\(?([a-z_|]+)\)?(\\b|\(\?=)", re.M)
 @cache
 def _words() -> tuple[tuple[str, ...], tuple[str, ...]]:
     keywords, functions = set(), set()
-    for m in _TERMINAL.finditer(GRAMMAR_PATH.read_text()):
+    for m in _TERMINAL.finditer(grammar_text()):
         (functions if m.group(2).startswith("(") else keywords).update(m.group(1).split("|"))
     return tuple(sorted(keywords)), tuple(sorted(functions))
 
