@@ -244,7 +244,7 @@ def fresh_copy(d: Data, path: Path, mode: str, n: int | None = None) -> tuple[ms
 def aggregate_cache_dir(db: ms.Database) -> Path | None:
     """Where the engine caches CHIs of aggregated masks (intersect/union/mean), if it does."""
     try:
-        from masksearch.index import agg_cache
+        from masksearch.store import agg_cache
     except ImportError:
         return None
     return Path(db.path) / getattr(agg_cache, "DIRECTORY", "aggcache")

@@ -41,9 +41,9 @@ from .api import Database, connect
 from .errors import MaskSearchError, QueryError
 from .exec.regions import box_areas, clip_boxes
 from .exec.row_counts import cp_exact_indexed, cp_in_interval
-from .index.chi import Cut
 from .lang.binder import bind
 from .lang.parser import parse
+from .ranges import Cut
 from .store.manifest import MANIFEST
 
 BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"

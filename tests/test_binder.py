@@ -5,10 +5,10 @@ import math
 import pytest
 
 from masksearch.errors import BindError
-from masksearch.index.chi import Cut
 from masksearch.lang import ast
-from masksearch.lang.binder import bind, exact_cut
+from masksearch.lang.binder import bind
 from masksearch.lang.parser import parse
+from masksearch.ranges import Cut, exact_cut
 
 COLUMNS = {"mask_id": "int64", "image_id": "int64", "model_id": "string", "mask_type": "null",
            "height": "int64", "width": "int64", "bbox": "box", "label": "string",

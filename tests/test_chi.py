@@ -146,7 +146,7 @@ def test_kernels_are_bounds_checked_in_tests():
 def test_decimal_range_ends_hit_the_edges():
     """(0.6, 0.8] on edges at multiples of 0.05 is exact for an aligned box, although
     neither 0.6 nor 0.8 is a float (the binder makes them `v <= float below`)."""
-    from masksearch.lang.binder import exact_cut
+    from masksearch.ranges import exact_cut
 
     rng = np.random.default_rng(3)
     m = rng.random((32, 32)).astype(np.float32)

@@ -105,8 +105,9 @@ def test_aggregate_cache_bounds_survive_merging_its_parts(tmp_path):
     """Every query that verifies groups writes a file of CHIs; past MAX_PARTS of them the
     cache merges them in memory (and on load). Bounds by key stay exactly those of each
     aggregated mask's own CHI, before and after, in this process and a new one."""
-    from masksearch.index.agg_cache import MAX_PARTS, AggregateCache
-    from masksearch.index.chi import Cut, build_segment_index, segment_bounds
+    from masksearch.index.chi import build_segment_index, segment_bounds
+    from masksearch.ranges import Cut
+    from masksearch.store.agg_cache import MAX_PARTS, AggregateCache
 
     rng = np.random.default_rng(5)
     edges = np.arange(21) / 20

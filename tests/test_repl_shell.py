@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import masksearch as ms
 from masksearch.repl.commands import COMMANDS
-from masksearch.repl.shell import TABLE_ROWS, Shell, ShellExit
+from masksearch.repl.session import ShellExit
+from masksearch.repl.shell import TABLE_ROWS, Shell
 from masksearch.repl.statements import Piece, is_complete, split_input
 from masksearch.synth import saliency_maps
 

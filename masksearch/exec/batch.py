@@ -8,9 +8,10 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from ..index.chi import Cut, segment_cell_bounds
+from ..index.chi import segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import BoundQuery
+from ..ranges import Cut
 from ..store.store import Store
 from .regions import Regions, regions
 from .row_counts import cp_bounds_many

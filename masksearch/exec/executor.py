@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 
 from ..errors import QueryError
 from ..lang import ast
-from ..plan.bounds import Interval, interval, outcomes
 from ..plan.logical import Plan
 from ..result import QueryStats, Result
 from ..store.store import Store
@@ -19,6 +18,7 @@ from .batch import Batch, Work
 from .control import QueryControl, running
 from .exact import evaluate
 from .groups import GroupBatch, form_groups
+from .intervals import Interval, interval, outcomes
 
 FIRST_BATCH = 16
 MAX_BATCH = 4096

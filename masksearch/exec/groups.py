@@ -14,16 +14,16 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import QueryError
-from ..index.agg_cache import entry_key, members_key
 from ..index.chi import build_segment_index
 from ..kernels.count_kernels import count_in_range
 from ..lang import ast
 from ..parallel import chunks_in_order, spread_chunk
-from ..plan.bounds import interval
+from ..store.agg_cache import entry_key, members_key
 from . import control
 from .aggregate import aggregate_bounds, exact_aggregate
 from .batch import Batch
 from .exact import evaluate, located
+from .intervals import interval
 from .mask_aggregate import (
     aggregate_pixels,
     mask_aggregate_bounds,

@@ -13,14 +13,9 @@ these sets right. ``mean`` gets the trivial bound [0, area]: verification decide
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..index.chi import Cut
-
-ALL = Cut(math.inf, True)        # every non-NaN pixel satisfies it
-NONE = Cut(-math.inf, False)     # no pixel satisfies it
+from ..ranges import ALL, NONE, Cut
 
 
 def aggregate_pixels(kind: str, masks: list[np.ndarray]) -> np.ndarray:

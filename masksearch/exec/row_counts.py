@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, Cut, bound_tasks
+from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, bound_tasks
 from ..parallel import run_sized
+from ..ranges import Cut
 from ..store.segments import Segment
 from .regions import box_areas
 from .verify import CountTask, verify_candidates

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..index.chi import Cut, build_segment_index, cut_for_dtype, kernel_view
+from ..index.chi import build_segment_index, cut_for_dtype, kernel_view
 from ..kernels.count_kernels import count_in_range
 from ..parallel import chunks_in_order, spread_chunk
+from ..ranges import Cut
 from ..store.segments import Segment
 from . import control
 

@@ -1,6 +1,6 @@
 """CHI on the Python side: choosing bin edges, building a segment's index, asking for bounds.
 
-A CP range is handled as two *cuts* (see ``kernels.chi_kernels``): the pixels counted are those
+A CP range is handled as two *cuts* (see ``masksearch.ranges``): the pixels counted are those
 failing the lo cut and passing the hi cut. ``Cut`` values come from the binder already made exact
 for float64 comparison; ``cut_for_dtype`` makes them exact for integer pixels as well.
 """
@@ -17,6 +17,7 @@ import numpy as np
 from ..kernels.bound_kernels import chi_bounds, chi_cell_bounds
 from ..kernels.chi_kernels import build_chi_one
 from ..parallel import for_chunks, run_sized
+from ..ranges import Cut
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
@@ -27,14 +28,6 @@ BOUND_CHUNK = 8192        # cheap bounds: tens of nanoseconds a mask
 REFINE_CHUNK = 256        # cell-by-cell bounds: microseconds a mask
 CELL_BOUND_CHUNK = 128
 BUILD_CHUNK = 16
-
-
-@dataclass(frozen=True)
-class Cut:
-    """``value < t`` (incl False) or ``value <= t`` (incl True)."""
-
-    t: float
-    incl: bool
 
 
 def kernel_view(pixels: np.ndarray) -> np.ndarray:

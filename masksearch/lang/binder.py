@@ -7,13 +7,10 @@ distinct CP terms. Everything after it can assume a well-typed query.
 
 from __future__ import annotations
 
-import math
-import sys
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 
 from ..errors import BindError
-from ..index.chi import Cut
+from ..ranges import Cut, is_empty_range, range_cuts
 from . import ast
 
 TABLE_NAMES = ("masks", "masksdatabaseview")
@@ -48,35 +45,6 @@ class BoundQuery:
     having: ast.Expr | None = None
     group_terms: tuple = ()                # distinct aggregates and per-group CP terms
     group_cuts: dict = field(default_factory=dict)   # per-group ast.CP -> its CPTerm
-
-
-def exact_cut(text: str, incl: bool) -> Cut:
-    """The float64 cut equal, for every float64 pixel value, to comparing with decimal ``text``."""
-    lowered = text.lower()
-    if lowered in ("inf", "-inf"):
-        return Cut(math.inf if lowered == "inf" else -math.inf, incl)
-    frac = Fraction(text)
-    biggest = Fraction(sys.float_info.max)
-    if frac > biggest:        # beyond every finite float: `v < d` is `v <= max float`
-        return Cut(sys.float_info.max, True)
-    if frac < -biggest:       # below every finite float: only -inf pixels are below
-        return Cut(-math.inf, True)
-    f = float(frac)
-    if Fraction(f) == frac:
-        return Cut(f, incl)
-    # No float lies strictly between text and the nearest float below it, so `v < d` and
-    # `v <= d` are both `v <= below`.
-    below = f if Fraction(f) < frac else math.nextafter(f, -math.inf)
-    return Cut(below, True)
-
-
-def _end_value(text: str) -> Fraction | float:
-    lowered = text.lower()
-    if lowered == "inf":
-        return math.inf
-    if lowered == "-inf":
-        return -math.inf
-    return Fraction(text)
 
 
 class _Binder:
@@ -295,13 +263,10 @@ class _Binder:
     def cp(self, node: ast.CP):
         roi = self.roi(node.roi)
         r = node.range
-        lo_v, hi_v = _end_value(r.lo), _end_value(r.hi)
-        if lo_v > hi_v or (lo_v == hi_v and not (r.lo_closed and r.hi_closed)):
+        if is_empty_range(r.lo, r.lo_closed, r.hi, r.hi_closed):
             raise self.error(f"empty range {self.source(r)}: the lower end must be below the "
                              "upper end (or both ends equal and included)", r)
-        if lo_v == math.inf or hi_v == -math.inf:
-            raise self.error(f"empty range {self.source(r)}", r)
-        term = CPTerm(roi, exact_cut(r.lo, not r.lo_closed), exact_cut(r.hi, r.hi_closed))
+        term = CPTerm(roi, *range_cuts(r.lo, r.lo_closed, r.hi, r.hi_closed))
         bound = replace(node, roi=roi)
         self.cuts[bound] = term
         if bound.mask.aggregate is None and bound not in self.term_of:

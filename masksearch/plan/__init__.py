@@ -1,1 +1,1 @@
-"""Planning: bounds of expressions and the logical plan of a statement."""
+"""Planning: a bound query becomes a physical plan of typed operators."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from ..api import Database
-from .shell import Shell, ShellExit
+from .session import ShellExit
+from .shell import Shell
 
 
 def main(db: Database) -> int:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from ..errors import MaskSearchError
 from ..format import FORMATS, format_info
-from .shell import Shell, ShellExit
+from .session import Session, ShellExit
 
 
 class CommandError(MaskSearchError):
     """A dot-command that cannot run (unknown command, bad argument, unreadable file)."""
 
 
-def _help(shell: Shell, args: list[str]) -> None:
+def _help(shell: Session, args: list[str]) -> None:
     width = max(len(usage) for usage, _, _ in COMMANDS.values())
     lines = [f"{usage.ljust(width)}  {text}" for usage, text, _ in COMMANDS.values()]
     lines += ["", "Statements end with ';' and may span lines; Ctrl-C cancels a running "
@@ -26,7 +26,7 @@ def _help(shell: Shell, args: list[str]) -> None:
     shell.message("\n".join(lines))
 
 
-def _schema(shell: Shell, args: list[str]) -> None:
+def _schema(shell: Session, args: list[str]) -> None:
     cols = shell.db.columns()
     width = max(len(c) for c in cols)
     lines = ["masks (alias MasksDatabaseView): one row per mask"]
@@ -35,7 +35,7 @@ def _schema(shell: Shell, args: list[str]) -> None:
     shell.emit("\n".join(lines))
 
 
-def _info(shell: Shell, args: list[str]) -> None:
+def _info(shell: Session, args: list[str]) -> None:
     shell.emit(format_info(shell.db.info()))
 
 
@@ -45,15 +45,15 @@ def _on_off(name: str, args: list[str]) -> bool:
     return args[0].lower() == "on"
 
 
-def _timer(shell: Shell, args: list[str]) -> None:
+def _timer(shell: Session, args: list[str]) -> None:
     shell.settings.timer = _on_off("timer", args)
 
 
-def _index(shell: Shell, args: list[str]) -> None:
+def _index(shell: Session, args: list[str]) -> None:
     shell.settings.use_index = _on_off("index", args)
 
 
-def _mode(shell: Shell, args: list[str]) -> None:
+def _mode(shell: Session, args: list[str]) -> None:
     if not args:
         shell.message(f"mode: {shell.settings.mode}")
         return
@@ -62,7 +62,7 @@ def _mode(shell: Shell, args: list[str]) -> None:
     shell.settings.mode = args[0].lower()
 
 
-def _output(shell: Shell, args: list[str]) -> None:
+def _output(shell: Session, args: list[str]) -> None:
     if len(args) > 1:
         raise CommandError(".output takes one file name (none: back to the terminal)")
     if not args or args[0] in ("stdout", "-"):
@@ -77,7 +77,7 @@ def _output(shell: Shell, args: list[str]) -> None:
     shell.message(f"results go to {args[0]} (.output alone to go back)")
 
 
-def _read(shell: Shell, args: list[str]) -> None:
+def _read(shell: Session, args: list[str]) -> None:
     if len(args) != 1:
         raise CommandError(".read takes one file name")
     try:
@@ -90,12 +90,12 @@ def _read(shell: Shell, args: list[str]) -> None:
                       f"{rest.strip()[:60]!r}")
 
 
-def _quit(shell: Shell, args: list[str]) -> None:
+def _quit(shell: Session, args: list[str]) -> None:
     shell.close()
     raise ShellExit
 
 
-Command = Callable[[Shell, list[str]], None]
+Command = Callable[[Session, list[str]], None]
 COMMANDS: dict[str, tuple[str, str, Command]] = {
     ".help": (".help", "this list", _help),
     ".schema": (".schema", "the columns of masks and their types", _schema),
@@ -112,7 +112,7 @@ COMMANDS: dict[str, tuple[str, str, Command]] = {
 ALIASES = {".exit": ".quit", ".q": ".quit", ".h": ".help"}
 
 
-def run_command(shell: Shell, line: str) -> None:
+def run_command(shell: Session, line: str) -> None:
     """Run one dot-command line."""
     try:
         words = shlex.split(line)

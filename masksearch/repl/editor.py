@@ -20,7 +20,8 @@ from prompt_toolkit.styles import Style
 from ..format import FORMATS
 from ..lang.vocabulary import functions, keywords
 from .commands import COMMANDS
-from .shell import Shell, ShellExit
+from .session import ShellExit
+from .shell import Shell
 from .statements import is_complete
 
 PROMPT = "masksearch> "

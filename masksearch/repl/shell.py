@@ -11,23 +11,12 @@ from typing import TextIO
 from ..api import Database
 from ..errors import MaskSearchError, QueryCancelled
 from ..format import format_result
+from .commands import run_command
+from .session import Settings, ShellExit
 from .statements import split_input
 
 TABLE_ROWS = 40            # rows a table shows on the terminal before "... more rows"
 PROGRESS_FROM = 200        # verification steps of this many masks show a progress bar
-
-
-class ShellExit(Exception):
-    """``.quit``: leave the shell."""
-
-
-@dataclass
-class Settings:
-    mode: str = "table"
-    timer: bool = True
-    use_index: bool = True
-    output: TextIO | None = None   # .output FILE; None is the terminal
-    output_name: str | None = None
 
 
 @dataclass
@@ -46,8 +35,6 @@ class Shell:
 
         Raises ``ShellExit`` on ``.quit``; errors are printed and the next piece runs.
         """
-        from .commands import run_command
-
         pieces, rest = split_input(text)
         for piece in pieces:
             try:

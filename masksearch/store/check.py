@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..index.agg_cache import DIRECTORY as AGGCACHE
+from .agg_cache import DIRECTORY as AGGCACHE
 from .checksum import load_checked_npz, verify_file
 from .manifest import read_manifest
 from .segments import DELTA_GLOB, Segment

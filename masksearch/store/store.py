@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import IngestError, StoreError
-from ..index.agg_cache import AggregateCache
 from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
+from .agg_cache import AggregateCache
 from .codec import CODECS
 from .durable import fsync_path, remove_file, remove_tree, replace
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..exec.exact import Env, evaluate
 from ..lang import ast
+from .exact import Env, evaluate
 
 _EXACT_INT_LIMIT = 2.0 ** 53
 _PREDICATES = (ast.Compare, ast.And, ast.Or, ast.Not, ast.IsNull)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..store.checksum import load_checked_npz, save_checked_npz
-from .chi import Cut, SegmentIndex, chi_offsets, segment_bounds
+from ..index.chi import SegmentIndex, chi_offsets, segment_bounds
+from ..ranges import Cut
+from .checksum import load_checked_npz, save_checked_npz
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
