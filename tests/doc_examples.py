@@ -191,13 +191,19 @@ def run_cli(args: list[str], cwd: Path, stdin: str = "") -> subprocess.Completed
 
 
 # --- running a document ------------------------------------------------------------------
+def needs_database(blocks: list[Block]) -> bool:
+    """Whether the blocks query a database: SQL, or a ``masksearch`` command."""
+    return any(b.marker != "skip" and (b.lang == "sql" or (
+        b.lang in ("sh", "shell", "bash", "console")
+        and any(_command(line) for line in b.text.split("\n")))) for b in blocks)
+
+
 class DocRunner:
     """Runs the blocks of one document in order, in ``workdir``, sharing one namespace."""
 
-    def __init__(self, workdir: Path, fixture_db=None):
+    def __init__(self, workdir: Path):
         self.workdir = workdir
         self.namespace: dict = {"__name__": "__doc_example__"}
-        self.fixture_db = fixture_db      # a callable giving a Database, for docs without Python
         self.last: tuple[Block, str] | None = None   # a block run and what it printed
 
     def run(self, blocks: list[Block]) -> int:
@@ -230,8 +236,6 @@ class DocRunner:
         import masksearch as ms
 
         db = self.namespace.get("db")
-        if db is None and self.fixture_db is not None:
-            db = self.namespace["db"] = self.fixture_db()
         if not isinstance(db, ms.Database):
             raise DocFailure(f"{block.where()}: SQL runs against the variable db, which the "
                              "document's Python blocks must set to a masksearch Database")

@@ -9,8 +9,9 @@ run in order:
 - ```sql: each statement (ending at ``;``) runs with ``db.query(...)`` against the variable
   ``db`` of the document's namespace, and must give the same rows with ``use_index=False``
   (EXPLAIN statements excepted: their plans say whether the index was used). A document
-  without Python blocks gets ``db`` = a fixture database ``masks.msdb`` in its directory
-  (``fixture_database`` below: the columns image_id, model_id, mask_type, bbox, label).
+  without Python blocks that runs SQL or ``masksearch`` commands gets a fixture database,
+  ``masks.msdb`` in its directory, as ``db`` (``build_fixture`` below: the columns
+  image_id, model_id, mask_type, bbox, label).
 - ```sh (also ```shell, ```bash): each line that starts with ``masksearch `` (or
   ``$ masksearch ``) runs through the real CLI, ``[sys.executable, "-m", "masksearch",
   ...]``, its words split with ``shlex``, and must exit with 0, or with N when the line ends
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .doc_examples import ROOT, DocRunner, read_blocks
+from .doc_examples import ROOT, DocRunner, needs_database, read_blocks
 
 DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix()
                              for p in (ROOT / "docs").glob("*.md"))]
@@ -72,6 +73,7 @@ def build_fixture(path: Path):
 
 @pytest.fixture(scope="module")
 def fixture_source(tmp_path_factory):
+    """A function building the fixture database once, when a document first needs it."""
     made: list[Path] = []
 
     def source() -> Path:
@@ -90,12 +92,10 @@ def test_examples_run_as_written(doc, tmp_path, monkeypatch, fixture_source):
 
     blocks = read_blocks(ROOT / doc)
     monkeypatch.chdir(tmp_path)
-    fixture = None
-    if not any(b.lang in ("python", "py") for b in blocks):
-        def fixture():
-            shutil.copytree(fixture_source(), tmp_path / "masks.msdb")
-            return ms.connect(tmp_path / "masks.msdb")
-    runner = DocRunner(tmp_path, fixture)
+    runner = DocRunner(tmp_path)
+    if not any(b.lang in ("python", "py") for b in blocks) and needs_database(blocks):
+        shutil.copytree(fixture_source(), tmp_path / "masks.msdb")
+        runner.namespace["db"] = ms.connect(tmp_path / "masks.msdb")
     runner.run(blocks)
 
 
