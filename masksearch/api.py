@@ -10,14 +10,16 @@ import pyarrow as pa
 
 from .exec.control import QueryControl
 from .exec.executor import execute
-from .lang.binder import bind
+from .exec.settings import ExecSettings
+from .exec.stats import QueryStats
+from .lang.binder import BoundQuery, bind
 from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
 from .plan.planner import plan
-from .result import QueryStats, Result
+from .result import Result
 from .store.check import CheckReport, check_store
 from .store.sources import mask_sources
-from .store.store import Store
+from .store.store import Store, WriteSettings
 
 
 class Database:
@@ -29,6 +31,12 @@ class Database:
     @property
     def path(self) -> str:
         return str(self._store.root)
+
+    @property
+    def store(self) -> Store:
+        """The storage layer (segments, snapshots, the writer lock), for extensions such as
+        the DuckDB functions."""
+        return self._store
 
     def ingest(self, masks, *, image_id=None, model_id=None, mask_type=None,
                metadata: dict | None = None,
@@ -68,57 +76,49 @@ class Database:
         return self._store.build_index(progress, rebuild=True)
 
     def query(self, sql: str, *, use_index: bool = True, timeout: float | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Result:
+              progress: Callable[[int, int], None] | None = None,
+              settings: ExecSettings | None = None) -> Result:
         """Run one statement; ``use_index=False`` forces the brute-force path (same results).
 
         ``timeout`` (seconds) stops the query with ``QueryTimeout``; Ctrl-C (KeyboardInterrupt)
         stops it too. ``progress(done, total)`` is told of masks counted during verification.
         Neither leaves anything behind: queries never write, except the CHIs lazy indexing
-        builds, which land whole or not at all.
+        builds, which land whole or not at all. ``settings`` tunes the executor (tests and
+        benchmarks).
         """
-        self._store.refresh()
-        bound = bind(parse(sql), sql, self._store.columns())
-        logical = plan(bound)
-        ctl = QueryControl(timeout=timeout, progress=progress)
+        bound = self._bind(sql)
+        physical = plan(bound)
+        if bound.explain and not bound.analyze:
+            return Result(pa.table({"plan": physical.describe().splitlines()}),
+                          QueryStats(used_index=use_index))
+        control = QueryControl(timeout=timeout, progress=progress)
+        table, stats = execute(physical, self._store.snapshot(), self._store.aggregate_cache,
+                               use_index=use_index, control=control, settings=settings)
         if not bound.explain:
-            return execute(logical, self._store, use_index=use_index, query_control=ctl)
-        stats = QueryStats(used_index=use_index)
-        lines = logical.describe().splitlines()
-        if bound.analyze:
-            result = execute(logical, self._store, use_index=use_index, query_control=ctl)
-            stats = result.stats
-            lines = logical.describe(stats.operators).splitlines()
-            lines += ["", f"{len(result)} rows", *_stats_lines(stats)]
+            return Result(table, stats)
+        lines = [*physical.describe(stats.operators).splitlines(), "",
+                 f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)
 
-    def explain(self, sql: str) -> str:
-        """The logical plan of a statement as text."""
+    def _bind(self, sql: str) -> BoundQuery:
         self._store.refresh()
-        return plan(bind(parse(sql), sql, self._store.columns())).describe()
+        return bind(parse(sql), sql, self._store.columns())
+
+    def explain(self, sql: str) -> str:
+        """The plan of a statement as text."""
+        return plan(self._bind(sql)).describe()
 
     def notices(self, sql: str) -> list[str]:
         """Advice on a statement that probably does not mean what it says (e.g. a range
         ``(0.6, 1.0)`` over masks whose largest value is 1.0); empty when all is well."""
-        self._store.refresh()
-        bound = bind(parse(sql), sql, self._store.columns())
-        return query_notices(bound, self._value_spans())
-
-    def _value_spans(self) -> list[ValueSpan]:
-        """Per pixel dtype, the smallest and largest value of the masks that have a CHI."""
-        spans: dict[str, list[float]] = {}
-        for seg in self._store.segments:
-            stats = seg.index.stats[seg.index.built]
-            stats = stats[stats[:, 0] <= stats[:, 1]]   # all-NaN masks have no values
-            if len(stats):
-                lo, hi = spans.get(seg.dtype.name, [np.inf, -np.inf])
-                spans[seg.dtype.name] = [min(lo, float(stats[:, 0].min())),
-                                         max(hi, float(stats[:, 1].max()))]
-        return [ValueSpan(k, lo, hi) for k, (lo, hi) in spans.items()]
+        bound = self._bind(sql)
+        spans = self._store.snapshot().value_spans()
+        return query_notices(bound, [ValueSpan(k, lo, hi) for k, (lo, hi) in spans.items()])
 
     def mask(self, mask_id: int) -> np.ndarray:
         """The pixels of one mask, in their stored dtype."""
         self._store.refresh()
-        segment, row = self._store.locate(int(mask_id))
+        segment, row = self._store.snapshot().locate(int(mask_id))
         return segment.pixels(row)
 
     def columns(self) -> dict[str, str]:
@@ -155,23 +155,22 @@ class Database:
         return f"<masksearch.Database {self.path}>"
 
 
-def _stats_lines(s: QueryStats) -> list[str]:
-    return [f"masks: {s.masks_total}",
-            f"rejected by metadata: {s.rejected_by_metadata}",
-            f"accepted by the index: {s.accepted_by_index}",
-            f"rejected by the index: {s.rejected_by_index}",
-            f"verified (pixels read): {s.verified} masks, {s.bytes_read} bytes",
-            f"CHIs built: {s.chis_built}",
-            f"time: {s.seconds * 1e3:.1f} ms" + ("" if s.used_index else " (index off)")]
-
-
-def connect(path: str | os.PathLike, *, cell_size: int | None = None,
+def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,
             bin_edges: dict | None = None, codec: str | None = None,
-            index: str | None = None) -> Database:
-    """Open the database at ``path``, creating it (with these settings) if absent.
+            index: str | None = None, segment_size: int | None = None,
+            lock_timeout: float | None = None) -> Database:
+    """Open the database at ``path``, creating it (with these settings) if absent, unless
+    ``create=False``, which refuses a path without a database.
 
     ``index="lazy"`` defers the CHIs: each mask gets its CHI when a query first reads it
-    (or from ``build_index()``); ``"eager"`` (default) builds them at ingest.
+    (or from ``build_index()``); ``"eager"`` (default) builds them at ingest. The creation
+    settings (``cell_size``, ``bin_edges``, ``codec``, ``index``) are fixed then. This
+    connection's ingests write segments of at most ``segment_size`` masks (default 4096),
+    and wait up to ``lock_timeout`` seconds (default 30) for another writer to finish.
     """
+    defaults = WriteSettings()
+    write = WriteSettings(segment_masks=segment_size or defaults.segment_masks,
+                          lock_timeout=defaults.lock_timeout if lock_timeout is None
+                          else lock_timeout)
     return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
-                          index=index))
+                          index=index, write=write, create=create))

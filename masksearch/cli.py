@@ -45,7 +45,7 @@ def _open(path: str):
     if not (Path(path) / MANIFEST).is_file():
         raise CLIError(f"no masksearch database at {path} "
                        f"(create one with: masksearch create {path})")
-    return ms.connect(path)
+    return ms.connect(path, create=False)
 
 
 def _id_value(text: str) -> int | str:

@@ -25,12 +25,10 @@ leave undecided, as masksearch's own executor does.
 from __future__ import annotations
 
 import atexit
-import re
 import threading
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -38,13 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .api import Database, connect
-from .errors import MaskSearchError, QueryError
+from .errors import MaskSearchError, QueryError, StoreError
 from .exec.regions import box_areas, clip_boxes
 from .exec.row_counts import cp_exact_indexed, cp_in_interval
-from .lang.binder import bind
-from .lang.parser import parse
+from .lang.binder import parse_range
 from .ranges import Cut
-from .store.manifest import MANIFEST
 
 BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"
 FULL_IMAGE = 2 ** 31 - 1   # a box this large clips to the whole mask
@@ -60,8 +56,8 @@ class DuckDBAttachment:
         self.db = db
         self.table_name = table_name
         self._lock = threading.Lock()   # DuckDB may call UDFs from several threads
-        self._locator: _Locator | None = None
         self._views: set[str] = set()
+        self.masks_read = 0     # masks whose pixels the functions decoded, since attaching
 
     # --- the SQL surface --------------------------------------------------------------
     def _install(self) -> None:
@@ -81,7 +77,9 @@ class DuckDBAttachment:
 
     def refresh(self) -> None:
         """Show masks ingested since attaching (the UDFs always see the current database)."""
-        table = self.db._store.table()
+        store = self.db.store
+        store.refresh()
+        table = store.table()
         public = [n for n in table.column_names if not n.startswith("_")]
         self.con.register(self.table_name, table.select(public))
 
@@ -142,7 +140,7 @@ class DuckDBAttachment:
             if filtering:
                 low = _doubles(lows, -np.inf)
                 high = _doubles(highs, np.inf)
-            segments = self.db._store.segments
+            segments = self.db.store.segments
             # Usually one constant range for the whole batch.
             texts = pc.unique(ranges if valid.all() else ranges.filter(pa.array(valid)))
             texts = texts.to_pylist()
@@ -152,23 +150,20 @@ class DuckDBAttachment:
                     ranges, text).fill_null(False).to_numpy(zero_copy_only=False))
                 r = pos_of[sel]
                 if filtering:
-                    out[sel] = cp_in_interval(segments, rows.seg[r], rows.row[r],
-                                              rows.boxes[r], lo, hi, low[sel], high[sel])[0]
+                    out[sel], read = cp_in_interval(segments, rows.seg[r], rows.row[r],
+                                                    rows.boxes[r], lo, hi, low[sel], high[sel])
                 else:
-                    out[sel] = cp_exact_indexed(segments, rows.seg[r], rows.row[r],
-                                                rows.boxes[r], lo, hi)
+                    out[sel], read = cp_exact_indexed(segments, rows.seg[r], rows.row[r],
+                                                      rows.boxes[r], lo, hi)
+                self.masks_read += read
             return pa.array(out, mask=~valid)
 
     # --- helpers ----------------------------------------------------------------------
     def _rows(self, ids, rois) -> tuple[_Rows, np.ndarray]:
         """Where the masks of the batch's non-NULL (mask_id, roi) pairs are, with their
         boxes clipped to them, and which batch rows those are. Unknown ids are an error."""
-        store = self.db._store
+        store = self.db.store
         store.refresh()
-        table = store.table()
-        if self._locator is None or self._locator.table is not table:
-            self._locator = _Locator.of(table)
-        loc = self._locator
         rois = rois.combine_chunks() if isinstance(rois, pa.ChunkedArray) else rois
         ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         # Struct fields with the struct's own NULLs folded in (a NULL box is NULL in each).
@@ -177,47 +172,19 @@ class DuckDBAttachment:
         for f in (ids, *fields):        # NULLs are rare: look for them only where they are
             if f.null_count:
                 valid &= ~pc.is_null(f).to_numpy(zero_copy_only=False)
-        wanted = _numbers(ids, valid).astype(np.int64)
-        k = np.searchsorted(loc.sorted_ids, wanted)
-        found = (k < len(loc.sorted_ids)) & (
-            loc.sorted_ids[np.minimum(k, len(loc.sorted_ids) - 1)] == wanted)
-        if not found.all():
-            raise MaskSearchError(f"mask_id {wanted[~found][0]} is not in the masksearch "
-                                  f"database {self.db.path}")
-        at = loc.order[k]
+        try:
+            where = store.snapshot().locate_many(_numbers(ids, valid))
+        except StoreError as e:
+            raise MaskSearchError(f"{e} in the masksearch database {self.db.path}") from None
         raw = np.stack([_numbers(f, valid) for f in fields], axis=1).astype(
             np.int64).reshape(-1, 4)
-        boxes = clip_boxes(raw, loc.height[at], loc.width[at])
-        return _Rows(loc.seg[at], loc.row[at], boxes), valid
-
-
-@dataclass(frozen=True)
-class _Locator:
-    """mask_id -> (segment, row, shape) for one version of the metadata table."""
-
-    table: pa.Table
-    sorted_ids: np.ndarray
-    order: np.ndarray
-    seg: np.ndarray
-    row: np.ndarray
-    height: np.ndarray
-    width: np.ndarray
-
-    @staticmethod
-    def of(table: pa.Table) -> _Locator:
-        ids = table.column("mask_id").to_numpy()
-        order = np.argsort(ids, kind="stable")
-
-        def col(name: str) -> np.ndarray:
-            return table.column(name).to_numpy().astype(np.int64)
-
-        return _Locator(table, ids[order], order, col("_seg"), col("_row"), col("height"),
-                        col("width"))
+        boxes = clip_boxes(raw, where.height, where.width)
+        return _Rows(where.segment, where.row, boxes), valid
 
 
 @dataclass(frozen=True)
 class _Rows:
-    seg: np.ndarray     # segment index per row
+    seg: np.ndarray     # segment position per row
     row: np.ndarray     # row in the segment
     boxes: np.ndarray   # (n, 4) boxes clipped to the mask
 
@@ -237,24 +204,11 @@ def _doubles(values, fill: float) -> np.ndarray:
 @lru_cache(maxsize=256)
 def _cuts(range_text: str) -> tuple[Cut, Cut]:
     """The (lo, hi) cuts of a range written as in masksearch, e.g. '(0.6, 1.0]'."""
-    sql = f"SELECT CP(mask, full, {range_text}) FROM masks"
     try:
-        _check_range(range_text)
-        term = bind(parse(sql), sql, {"height": "int64", "width": "int64"}).terms[0]
+        return parse_range(range_text)
     except QueryError as e:
         raise QueryError(f"bad range {range_text!r}: {e.message} (write it as in "
                          "masksearch, e.g. '(0.6, 1.0]' or '[0, inf)')") from None
-    return term.lo, term.hi
-
-
-_NUMBER = r"-?(?:inf|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
-_RANGE = re.compile(rf"^\s*[\[(]\s*{_NUMBER}\s*,\s*{_NUMBER}\s*[\])]\s*$", re.I)
-
-
-def _check_range(text: str) -> None:
-    """A range is the whole argument: interval notation and nothing else."""
-    if not _RANGE.match(text):
-        raise QueryError("not interval notation")
 
 
 _attached: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -280,12 +234,7 @@ def attach_duckdb(con: duckdb.DuckDBPyConnection, database, *,
     ``masks`` table and the ``cp``, ``cp_between``, ``area``, ``box`` and ``full_image``
     functions; attaching again replaces the previous database. Returns the attachment
     (``query``, ``view``, ``refresh``, ``detach``)."""
-    if isinstance(database, Database):
-        db = database
-    else:
-        if not (Path(database) / MANIFEST).is_file():
-            raise MaskSearchError(f"no masksearch database at {database}")
-        db = connect(database)
+    db = database if isinstance(database, Database) else connect(database, create=False)
     previous = _attached.pop(con, None)
     if previous is not None:        # the functions' names are global: one database per con
         previous.detach()

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import masksearch as ms  # noqa: E402
 from masksearch.store import faults  # noqa: E402
-from masksearch.store import store as store_mod  # noqa: E402
 
 SIDE = 24
 
@@ -64,8 +63,11 @@ LAZY_QUERIES = [
 ]
 
 
+SEGMENT_SIZE = 8   # several segments per ingest
+
+
 def run_ingest(path: Path, report) -> None:
-    db = ms.connect(path)
+    db = ms.connect(path, segment_size=SEGMENT_SIZE)
     report("open")
     for k, b in enumerate(ingest_batches()):
         db.ingest(b["masks"], image_id=b["image_id"], metadata=b["metadata"])
@@ -74,7 +76,7 @@ def run_ingest(path: Path, report) -> None:
 
 def prepare_index(path: Path) -> None:
     """The starting point of the index scenario: a lazy database, some CHIs built already."""
-    db = ms.connect(path, index="lazy")
+    db = ms.connect(path, index="lazy", segment_size=SEGMENT_SIZE)
     for b in ingest_batches()[:3]:
         db.ingest(b["masks"], image_id=b["image_id"], metadata=b["metadata"])
     db.query(LAZY_QUERIES[0])
@@ -96,8 +98,6 @@ SCENARIOS = {"ingest": (None, run_ingest), "index": (prepare_index, run_index)}
 
 
 def main() -> None:
-    # Several segments per ingest; set here, not at import: test_crash imports this module.
-    store_mod.SEGMENT_MAX_MASKS = 8
     scenario, out = sys.argv[1], Path(sys.argv[2])
     stride = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     prepare, run = SCENARIOS[scenario]

@@ -17,7 +17,6 @@ import pytest
 
 import masksearch as ms
 from masksearch.errors import StoreError
-from masksearch.store import store as store_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, PER_BATCH, SIDE = 12, 20, 32
@@ -140,13 +139,12 @@ def hold_lock(path: Path, flag: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_second_writer_fails_clearly_after_its_timeout(tmp_path, monkeypatch):
+def test_second_writer_fails_clearly_after_its_timeout(tmp_path):
     path = tmp_path / "db"
-    db = ms.connect(path)
+    db = ms.connect(path, lock_timeout=0.5)
     db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
     holder = hold_lock(path, tmp_path / "held", seconds=30)
     try:
-        monkeypatch.setattr(store_mod, "LOCK_TIMEOUT_S", 0.5)
         t0 = time.monotonic()
         with pytest.raises(StoreError, match=r"another process is writing to the database "
                                              r"\(waited 0.5 s for .*lock\)"):

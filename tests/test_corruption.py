@@ -15,7 +15,6 @@ import pytest
 
 import masksearch as ms
 from masksearch.errors import StoreError
-from masksearch.store import store as store_mod
 from masksearch.synth import saliency_maps
 
 from .test_cli import ok, run
@@ -38,7 +37,7 @@ def build(path: Path, lazy: bool) -> ms.Database:
     """Two float32 segments, one uint8 segment; a lazy database also gets index deltas, and
     both get cached CHIs of aggregated masks (from the group query)."""
     maps, _ = saliency_maps(N_FLOAT, size=24, coarse=5, seed=3)
-    db = ms.connect(path, index="lazy" if lazy else None)
+    db = ms.connect(path, index="lazy" if lazy else None, segment_size=12)
     db.ingest(maps, image_id=np.arange(N_FLOAT) // 2,
               metadata={"label": ["a", "b"] * (N_FLOAT // 2)})
     labels = np.random.default_rng(4).integers(0, 3, (N_UINT8, 24, 24)).astype(np.uint8)
@@ -57,12 +56,7 @@ def answers(db: ms.Database) -> list:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     root = tmp_path_factory.mktemp("corruption")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(store_mod, "SEGMENT_MAX_MASKS", 12)
-    try:
-        dbs = {kind: build(root / kind, lazy=(kind == "lazy")) for kind in ("eager", "lazy")}
-    finally:
-        mp.undo()
+    dbs = {kind: build(root / kind, lazy=(kind == "lazy")) for kind in ("eager", "lazy")}
     expected = {kind: answers(db) for kind, db in dbs.items()}
     # The reference itself: the index and brute force agree, and CP counts match NumPy.
     maps, _ = saliency_maps(N_FLOAT, size=24, coarse=5, seed=3)
@@ -202,7 +196,7 @@ def test_blob_damage_names_the_mask_and_spares_the_others(tmp_path, pristine):
     copy = tmp_path / "db"
     shutil.copytree(root / "eager", copy)
     db = ms.connect(copy)
-    seg, row = db._store.locate(5)
+    seg, row = db.store.locate(5)
     data, offsets = seg._blobs
     start = int(offsets[row]) + (int(offsets[row + 1]) - int(offsets[row])) // 2
     # The blob's bytes sit at this offset of the file: find them by content.

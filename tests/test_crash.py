@@ -83,7 +83,7 @@ def committed_state(n_ops: int) -> tuple[list[np.ndarray], list[dict]]:
 
 
 def assert_no_leftovers(root: Path, db: ms.Database) -> None:
-    committed = {s.name for s in db._store.manifest.segments}
+    committed = {s.name for s in db.store.manifest.segments}
     leftovers = [p for p in root.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers
     assert {p.name for p in (root / "segments").iterdir()} == committed

@@ -3,6 +3,7 @@ with the index on and off."""
 
 import shutil
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
+from masksearch.exec.settings import ExecSettings
 
 from . import oracle
 from .oracle import GroupSpec, QuerySpec
@@ -180,8 +182,12 @@ def _same(got: list[tuple], want: list[tuple]) -> bool:
         for g, w in zip(got, want, strict=True))
 
 
-def _check(ms_, meta, cell, split, specs) -> None:
-    """Every spec gives the oracle's rows, with the index and without."""
+def _check(ms_, meta, cell, split, specs, settings: ExecSettings | None = None) -> None:
+    """Every spec gives the oracle's rows, with the index and without, on one shard and on
+    a shard per segment (the default runs the fragment on one shard of all segments; a
+    shard per segment runs it on each alone and merges)."""
+    one_shard = settings or ExecSettings()
+    per_segment = replace(one_shard, shard_segments=1)
     tmp = tempfile.mkdtemp()
     try:
         db = _build(tmp, ms_, meta, cell, split)
@@ -196,8 +202,9 @@ def _check(ms_, meta, cell, split, specs) -> None:
                         db.query(spec.sql(), use_index=use_index)
                 continue
             for use_index in (True, False):
-                got = db.query(spec.sql(), use_index=use_index).rows()
-                assert _same(got, want), (spec.sql(), use_index, got, want)
+                for how in (one_shard, per_segment):
+                    got = db.query(spec.sql(), use_index=use_index, settings=how).rows()
+                    assert _same(got, want), (spec.sql(), use_index, how, got, want)
     finally:
         shutil.rmtree(tmp)
 
@@ -216,16 +223,9 @@ def test_grouped_queries_in_small_chunks_equal_oracle(database, specs):
     CHIs of aggregated masks saved in batches) taken down to a group or two, and top-k over
     groups asking the index at once (no first look with trivial bounds, which on these few
     groups reads them all)."""
-    import masksearch.exec.executor as executor
-    import masksearch.exec.groups as groups
-
-    saved = groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS
-    groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS = 8, 1, 0
-    try:
-        ms_, meta, cell, split = database
-        _check(ms_, meta, cell, split, specs)
-    finally:
-        groups.MEMBER_CELLS, groups.AGGREGATE_CHIS_HELD, executor.PROBE_UNITS = saved
+    ms_, meta, cell, split = database
+    _check(ms_, meta, cell, split, specs,
+           ExecSettings(member_cells=8, chis_held=1, probe_groups=0, cached_groups=1))
 
 
 @settings(max_examples=120)

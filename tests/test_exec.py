@@ -5,6 +5,19 @@ import pyarrow as pa
 import pytest
 
 import masksearch as ms
+from masksearch.exec.settings import ExecSettings
+from masksearch.plan.operators import (
+    BoundFilter,
+    BoundOrderTopK,
+    GroupAggregate,
+    GroupFilter,
+    MergeRows,
+    MetaFilter,
+    PartialGroupBounds,
+    Scan,
+    Verify,
+    VerifyAll,
+)
 from masksearch.synth import saliency_maps
 
 
@@ -183,13 +196,11 @@ def test_topk_over_groups_stops_early(saliency):
 
 @pytest.mark.parametrize("probe", [0, 2, 48])
 @pytest.mark.parametrize("order", ["ASC", "DESC"])
-def test_topk_over_groups_with_and_without_a_first_look(saliency, monkeypatch, probe, order):
-    """A top-k over groups reads PROBE_UNITS groups with trivial bounds before it asks the
-    index: the answer is the NumPy one whether that look settles it, is cut short, or is
+def test_topk_over_groups_with_and_without_a_first_look(saliency, probe, order):
+    """A top-k over groups reads ``probe_groups`` groups with trivial bounds before it asks
+    the index: the answer is the NumPy one whether that look settles it, is cut short, or is
     skipped; IoU of the two models per image, and an IoU that is often 0 (ties)."""
-    import masksearch.exec.executor as executor
-
-    monkeypatch.setattr(executor, "PROBE_UNITS", probe)
+    settings = ExecSettings(probe_groups=probe)
     db, maps, _ = saliency
     pairs = maps.reshape(300, 2, *maps.shape[1:])
     for lo in (0.5, 0.9):
@@ -202,7 +213,7 @@ def test_topk_over_groups_with_and_without_a_first_look(saliency, monkeypatch, p
         ranked += [i for i in range(300) if iou[i] is None]
         q = (f"SELECT image_id, CP(intersect(mask), full, ({lo}, 1.0]) / CP(union(mask), full, "
              f"({lo}, 1.0]) AS iou FROM masks GROUP BY image_id ORDER BY iou {order} LIMIT 7")
-        fast = db.query(q)
+        fast = db.query(q, settings=settings)
         assert fast.rows() == [(i, iou[i]) for i in ranked[:7]], (lo, probe)
         assert fast.rows() == db.query(q, use_index=False).rows()
 
@@ -275,9 +286,13 @@ def test_explain_and_explain_analyze(saliency):
     sql = ("SELECT mask_id FROM masks WHERE model_id = 1 AND "
            "CP(mask, box(13, 17, 71, 83), (0.8, 1.0]) > 500")
     plan = [r[0] for r in db.query("EXPLAIN " + sql).rows()]
-    assert plan[0].startswith("Project") and plan[-1].strip().endswith("Scan masks")
-    assert any("MetaFilter [model_id = 1]" in line for line in plan)
-    assert any("BoundFilter [" in line for line in plan)
+    assert plan[0].startswith("MergeRows") and plan[-1].strip().endswith("Scan masks")
+    assert plan[1].strip() == "-> Per segment (each shard of segments on its own):"
+    labels = [line.strip().removeprefix("-> ") for line in plan]
+    assert labels[2:] == ["Project [mask_id]", "Select all",
+                          "Verify [CP(mask, box(13, 17, 71, 83), (0.8, 1.0])]",
+                          "BoundFilter [CP(mask, box(13, 17, 71, 83), (0.8, 1.0]) > 500]",
+                          "MetaFilter [model_id = 1]", "Scan masks"]
     analyzed = db.query("EXPLAIN ANALYZE " + sql)
     text = "\n".join(r[0] for r in analyzed.rows())
     real = db.query(sql)
@@ -286,12 +301,15 @@ def test_explain_and_explain_analyze(saliency):
     assert f"verified (pixels read): {real.stats.verified} masks" in text
     # Per operator: what each saw and decided.
     ops = real.stats.operators
-    assert ops["meta"]["seen"] == 600 and ops["meta"]["passed"] == 300
-    assert ops["bound"]["seen"] == 300
-    assert ops["bound"]["accepted"] + ops["bound"]["rejected"] + ops["bound"]["undecided"] == 300
-    assert ops["select"]["chosen"] == len(real)
-    assert ops["select"].get("verified", 0) == real.stats.verified
-    assert f"(seen 300, accepted {ops['bound']['accepted']}" in text
+    assert ops[Scan].masks == 600
+    assert ops[MetaFilter].seen == 600 and ops[MetaFilter].passed == 300
+    bound = ops[BoundFilter]
+    assert bound.seen == 300 and bound.accepted + bound.rejected + bound.undecided == 300
+    assert bound.rejected == real.stats.rejected_by_index > 0
+    assert ops[VerifyAll].chosen == len(real) and ops[VerifyAll].candidates == 300 - bound.rejected
+    assert ops[Verify].verified == real.stats.verified == bound.undecided
+    assert ops[MergeRows].rows == len(real) and ops[MergeRows].shards == 1
+    assert f"(seen 300, accepted {bound.accepted}, rejected {bound.rejected}" in text
 
 
 def test_explain_analyze_of_a_grouped_query(saliency):
@@ -300,11 +318,13 @@ def test_explain_analyze_of_a_grouped_query(saliency):
            "GROUP BY image_id HAVING a > 0.4 ORDER BY a DESC LIMIT 3")
     text = "\n".join(r[0] for r in db.query("EXPLAIN ANALYZE " + sql).rows())
     ops = db.query(sql).stats.operators
-    assert ops["aggregate"] == {**ops["aggregate"], "rows": 600, "groups": 300}
-    h = ops["having"]
-    assert h["seen"] == 300 and h["accepted"] + h["rejected"] + h["undecided"] == 300
-    assert "GroupBoundFilter+Verify [a > 0.4]  (seen 300" in text
-    assert "Aggregate by image_id" in text and "(rows 600, groups 300" in text
+    assert ops[GroupAggregate].rows == 600 and ops[GroupAggregate].groups == 300
+    assert ops[PartialGroupBounds].rows == 600
+    h = ops[GroupFilter]
+    assert h.seen == 300 and h.accepted + h.rejected + h.undecided == 300
+    assert "GroupFilter [a > 0.4]  (seen 300" in text
+    assert "GroupAggregate by image_id  (rows 600, groups 300" in text
+    assert ops[BoundOrderTopK].chosen == 3
 
 
 def test_topk_with_a_nan_kth_value(tmp_path):

@@ -256,11 +256,8 @@ def test_mismatched_metadata_is_refused_without_a_trace(db, kwargs, message):
     assert state(root) == before
 
 
-def test_refusal_after_segments_were_written_leaves_no_trace(tmp_path, monkeypatch):
-    from masksearch.store import store as store_mod
-
-    monkeypatch.setattr(store_mod, "SEGMENT_MAX_MASKS", 2)
-    db = ms.connect(tmp_path / "db")
+def test_refusal_after_segments_were_written_leaves_no_trace(tmp_path):
+    db = ms.connect(tmp_path / "db", segment_size=2)
     db.ingest(np.ones((3, 4, 4), np.uint8), image_id=[1, 2, 3])
     before = state(tmp_path / "db")
     masks = [np.zeros((4, 4), np.uint8)] * 5 + [np.zeros((4, 4), np.complex64)]

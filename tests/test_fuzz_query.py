@@ -59,26 +59,51 @@ def normalize(rows: list[tuple]) -> list[tuple]:
             for r in rows]
 
 
+# Mixed outcomes (one path raises, the other answers) allowed, with why. The index and
+# brute-force paths evaluate expressions for different rows (the index decides some without
+# computing them), and an error raised for a row only one path computes is an error that
+# depends on evaluation order, as in SQL engines generally; but never a wrong answer.
+ALLOWED_MIXED = {
+    # Checked integer arithmetic overflowing for a row only one path evaluates.
+    "QueryError: cannot evaluate the expression: overflow",
+    # SUM over integers beyond int64, for a group only one path makes exact.
+    "QueryError: integer overflow in SUM",
+}
+
+
+def _outcome(db: ms.Database, sql, use_index: bool) -> list | str:
+    try:
+        return normalize(db.query(sql, use_index=use_index).rows())
+    except (QuerySyntaxError, BindError) as e:
+        if isinstance(sql, str):
+            assert e.line is not None and e.column is not None, f"no position: {e}"
+            assert 1 <= e.line <= sql.count("\n") + 1
+        return f"{type(e).__name__}: {e.message}"
+    except MaskSearchError as e:
+        return f"{type(e).__name__}: {getattr(e, 'message', str(e))}"
+
+
+def _allowed(error: str) -> bool:
+    return any(error.startswith(prefix) for prefix in ALLOWED_MIXED)
+
+
 def run(db: ms.Database, sql) -> str:
-    """Run both ways; fail on anything but a masksearch error or differing rows."""
-    outcomes = []
-    for use_index in (True, False):
-        try:
-            outcomes.append(normalize(db.query(sql, use_index=use_index).rows()))
-        except (QuerySyntaxError, BindError) as e:
-            if isinstance(sql, str):
-                assert e.line is not None and e.column is not None, f"no position: {e}"
-                assert 1 <= e.line <= sql.count("\n") + 1
-            outcomes.append(type(e).__name__)
-        except MaskSearchError as e:
-            outcomes.append(type(e).__name__)
+    """Run both ways; fail on anything but a masksearch error, on differing rows, and on
+    one path raising where the other answers (outside ``ALLOWED_MIXED``)."""
+    indexed, brute = (_outcome(db, sql, use_index) for use_index in (True, False))
     explain = isinstance(sql, str) and sql.lstrip().upper().startswith("EXPLAIN")
-    if all(isinstance(o, list) for o in outcomes):
+    if isinstance(indexed, list) and isinstance(brute, list):
         if explain:
             return "plan"  # plans show timings: no comparison
-        assert outcomes[0] == outcomes[1], f"index and brute force differ for {sql!r}"
-        return "rows" if outcomes[0] else "no rows"
-    return " / ".join(o if isinstance(o, str) else "rows" for o in outcomes)
+        assert indexed == brute, f"index and brute force differ for {sql!r}"
+        return "rows" if indexed else "no rows"
+    if isinstance(indexed, str) and isinstance(brute, str):
+        return indexed.partition(":")[0]
+    error = indexed if isinstance(indexed, str) else brute
+    assert isinstance(error, str)
+    assert _allowed(error), (f"mixed outcome for {sql!r}: with the index {indexed!r}, "
+                             f"without it {brute!r}")
+    return "mixed (allowed): " + error.partition(":")[0]
 
 
 @settings(max_examples=400)

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 import masksearch as ms
 from masksearch.exec.aggregate import aggregate_bounds, exact_aggregate
-from masksearch.exec.batch import Batch
-from masksearch.exec.groups import GroupBatch, form_groups
+from masksearch.exec.context import ExecContext
+from masksearch.exec.merge import group_batch
+from masksearch.exec.rows import RowBatch, RowTerms
 from masksearch.lang.binder import bind
 from masksearch.lang.parser import parse
+from masksearch.plan.planner import plan
 
 from . import oracle
 from .strategies import masks, value_ranges
@@ -91,20 +93,21 @@ def test_mask_aggregate_bounds_contain_exact(case, kind):
         db.ingest(flat, image_id=ids)
         sql = (f"SELECT image_id, CP({kind}(mask), {oracle.roi_text(roi)}, "
                f"{oracle.range_text(rng)}) FROM masks GROUP BY image_id")
-        store = db._store
-        q = bind(parse(sql), sql, store.columns())
-        rows = Batch(store.table(), store, q, use_index=True)
-        keys, member_rows = form_groups(rows, q.group_by)
-        gb = GroupBatch(keys, member_rows, rows, q)
-        everyone = np.arange(len(member_rows))
+        snapshot = db.store.snapshot()
+        q = bind(parse(sql), sql, snapshot.columns)
+        ctx = ExecContext.of_snapshot(snapshot)
+        rows = RowBatch(snapshot.table, RowTerms(q.terms, q.term_of), ctx)
+        gb = group_batch(plan(q), rows, ctx, cache=None)
+        everyone = np.arange(len(gb.groups))
+        s = gb.state
         for cells in (False, True):     # coarse, then cell by cell
             gb.bound_all(everyone, cells=cells)
-            for g, image in enumerate(keys.column("image_id").to_pylist()):
+            for g, image in enumerate(gb.rows.column("image_id").to_pylist()):
                 members = [{"pixels": m} for m in groups[image]]
                 exact = oracle.group_cp(members, kind, roi, rng)
-                assert gb.lower[g, 0] <= exact <= gb.upper[g, 0], (
-                    kind, cells, exact, gb.lower[g, 0], gb.upper[g, 0])
-                if not math.isnan(gb.lower[g, 0]) and gb.known[g, 0]:
-                    assert gb.exact[g, 0] == exact
+                assert s.lower[g, 0] <= exact <= s.upper[g, 0], (
+                    kind, cells, exact, s.lower[g, 0], s.upper[g, 0])
+                if not math.isnan(s.lower[g, 0]) and s.known[g, 0]:
+                    assert s.exact[g, 0] == exact
     finally:
         shutil.rmtree(tmp)

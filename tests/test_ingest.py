@@ -113,7 +113,7 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path, masks, kwargs, messa
         db.ingest(masks, **kwargs)
     assert snapshot(db) == before
     assert sorted(p.name for p in (tmp_path / "db" / "segments").iterdir()) == sorted(
-        s.name for s in db._store.manifest.segments)
+        s.name for s in db.store.manifest.segments)
 
 
 def test_unreadable_files_name_the_file(tmp_path):
@@ -142,12 +142,9 @@ def test_type_conflict_across_ingests_is_refused(tmp_path):
         db.ingest(np.zeros((1, 3, 3), np.uint8), image_id=["x"])
 
 
-def test_failure_midway_rolls_back(tmp_path, monkeypatch):
+def test_failure_midway_rolls_back(tmp_path):
     """An error after some segments are written leaves no trace."""
-    from masksearch.store import store as store_mod
-
-    monkeypatch.setattr(store_mod, "SEGMENT_MAX_MASKS", 2)
-    db = ms.connect(tmp_path / "db")
+    db = ms.connect(tmp_path / "db", segment_size=2)
     db.ingest(np.ones((3, 4, 4), np.uint8), image_id=[1, 2, 3])
     before = snapshot(db)
     masks = [np.zeros((4, 4), np.uint8)] * 5 + [np.full((4, 4), np.nan, np.float32)]
@@ -155,7 +152,7 @@ def test_failure_midway_rolls_back(tmp_path, monkeypatch):
         db.ingest(masks, image_id=list(range(6)))
     assert snapshot(db) == before
     assert len(list((tmp_path / "db" / "segments").iterdir())) == len(
-        db._store.manifest.segments)
+        db.store.manifest.segments)
     # Mask ids of the failed ingest are not burnt; the next ingest continues the sequence.
     assert db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[9]) == [3]
 
@@ -186,9 +183,7 @@ def test_mask_unknown_id(tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, masksearch as ms
-    from masksearch.store import store
-    store.SEGMENT_MAX_MASKS = 50
-    db = ms.connect(sys.argv[1])
+    db = ms.connect(sys.argv[1], segment_size=50)
     rng = np.random.default_rng(int(sys.argv[2]))
     for k in range(100):
         m = rng.random((100, 32, 32)).astype(np.float32)
@@ -222,7 +217,7 @@ def test_kill_during_ingest_leaves_a_consistent_database(tmp_path):
         assert db.query(q).rows() == db.query(q, use_index=False).rows()
     # Leftovers of killed writers are removed by the next writer.
     db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[0], metadata={"batch": [-1]})
-    committed = {s.name for s in db._store.manifest.segments}
+    committed = {s.name for s in db.store.manifest.segments}
     assert {p.name for p in (path / "segments").iterdir()} == committed
 
 

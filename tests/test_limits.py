@@ -218,7 +218,7 @@ def lazy_database(path: Path) -> tuple[ms.Database, list]:
 
 def assert_nothing_left(path: Path, db: ms.Database, want: list) -> None:
     assert not [p for p in path.rglob("*") if ".tmp" in p.name]
-    with db._store.write_lock(timeout=0):  # no lock left held
+    with db.store.write_lock(timeout=0):  # no lock left held
         pass
     assert [db.query(q).rows() for q in CANCEL_QUERIES] == want
     assert db.check().ok

@@ -64,6 +64,17 @@ def installed(tmp_path_factory):
     return wheel, env, python, outside
 
 
+def test_pyproject_lists_every_subpackage():
+    """The package list is explicit (the grammar is mapped in from grammar/): a new
+    subpackage must be added to it, or the wheel lacks it."""
+    tomllib = pytest.importorskip("tomllib")     # Python 3.11+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "masksearch").rglob("__init__.py")}
+    assert listed == found | {"masksearch.grammar"}
+
+
 def test_the_wheel_holds_the_grammar_and_the_type_marker(installed):
     wheel = installed[0]
     names = set(zipfile.ZipFile(wheel).namelist())

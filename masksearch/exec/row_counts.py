@@ -3,14 +3,19 @@ building blocks the batch executor and the DuckDB functions share."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, bound_tasks
 from ..parallel import run_sized
 from ..ranges import Cut
 from ..store.segments import Segment
+from .collector import ChiCollector
 from .regions import box_areas
 from .verify import CountTask, verify_candidates
+
+CHIS_HELD = 4096   # built CHIs held before they are saved
 
 
 def segment_groups(seg: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
@@ -28,14 +33,14 @@ def segment_groups(seg: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
             for a, b in zip([0, *cuts], [*cuts, len(seg)], strict=True)]
 
 
-def cp_bounds(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
+def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
               lo: Cut, hi: Cut, refine: bool) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of CP per row from the CHIs; [0, area] where a mask has no
     CHI yet (lazy indexing)."""
     return cp_bounds_many(segments, seg, row, boxes, [(lo, hi)], refine)[0]
 
 
-def cp_bounds_many(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
+def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
                    boxes: np.ndarray, ranges: list[tuple[Cut, Cut]], refine: bool,
                    decide: tuple[np.ndarray, np.ndarray] | None = None,
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -57,24 +62,29 @@ def cp_bounds_many(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
     return outs
 
 
-def cp_exact(segments: list[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
-             lo: Cut, hi: Cut) -> tuple[np.ndarray, int, int]:
-    """Exact CP per row (reading the pixels), compressed bytes read, CHIs built."""
-    counts, nbytes, built = verify_candidates(CountTask(segments, seg, row, [boxes], [(lo, hi)]))
+def cp_exact(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
+             boxes: np.ndarray, lo: Cut, hi: Cut) -> tuple[np.ndarray, int, int]:
+    """Exact CP per row (reading the pixels), compressed bytes read, CHIs built (lazy
+    indexing: saved before this returns)."""
+    collector = ChiCollector(segments, None, limit=CHIS_HELD)
+    counts, nbytes = verify_candidates(CountTask(segments, seg, row, [boxes], [(lo, hi)]),
+                                       collector)
+    built, _ = collector.save()
     return counts[:, 0], nbytes, built
 
 
-def cp_exact_indexed(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
-                     boxes: np.ndarray, lo: Cut, hi: Cut) -> np.ndarray:
-    """Exact CP per row: from the CHI where its bounds are tight, else from the pixels."""
+def cp_exact_indexed(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
+                     boxes: np.ndarray, lo: Cut, hi: Cut) -> tuple[np.ndarray, int]:
+    """Exact CP per row: from the CHI where its bounds are tight, else from the pixels;
+    also how many masks were read."""
     lower, upper = cp_bounds(segments, seg, row, boxes, lo, hi, refine=True)
     need = np.flatnonzero(lower != upper)
     if len(need):
         lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi)[0]
-    return lower
+    return lower, len(need)
 
 
-def cp_in_interval(segments: list[Segment], seg: np.ndarray, row: np.ndarray,
+def cp_in_interval(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
                    boxes: np.ndarray, lo: Cut, hi: Cut, low: np.ndarray,
                    high: np.ndarray) -> tuple[np.ndarray, int]:
     """Whether ``low <= CP <= high`` per row, reading pixels only for rows the coarse and

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import BindError
 from ..ranges import Cut, is_empty_range, range_cuts
 from . import ast
+from .parser import parse_range_text
 
 TABLE_NAMES = ("masks", "masksdatabaseview")
 NUMBER, STRING, BOOL, BOX, NULL = "number", "string", "bool", "box", "null"
@@ -317,6 +318,18 @@ class _Binder:
                 self.require(e.arg, NUMBER, e.func.upper())
             return NUMBER
         raise self.error(f"unexpected {type(e).__name__}", e)
+
+
+def parse_range(text: str) -> tuple[Cut, Cut]:
+    """The (lower, upper) cuts of a range written as in CP, e.g. ``'(0.6, 1.0]'``; a
+    ``QuerySyntaxError`` or, for an empty range, a ``BindError``, located in ``text``."""
+    r = parse_range_text(text)
+    if is_empty_range(r.lo, r.lo_closed, r.hi, r.hi_closed):
+        assert r.pos is not None
+        raise BindError(f"empty range {' '.join(text.split())}: the lower end must be below "
+                        "the upper end (or both ends equal and included)", text, r.pos[0],
+                        r.pos[1])
+    return range_cuts(r.lo, r.lo_closed, r.hi, r.hi_closed)
 
 
 def bind(stmt, text: str, columns: dict[str, str]) -> BoundQuery:

@@ -43,7 +43,7 @@ def grammar_text() -> str:
 @cache
 def _parser() -> Lark:
     return Lark(grammar_text(), parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+                maybe_placeholders=False, start=["start", "range"])
 
 
 def _readable(names) -> str:
@@ -269,7 +269,7 @@ def parse(text: str) -> ast.Select | ast.Explain:
         raise QuerySyntaxError(f"a query is a string, got {type(text).__name__}")
     if len(text) <= CACHED_TEXT:
         return _parse_cached(text)
-    return _parse(text)
+    return _statement(text)
 
 
 # Exploration repeats statements (and benchmarks do): parsing takes about as long as a
@@ -279,13 +279,28 @@ CACHED_TEXT = 4096
 
 @lru_cache(maxsize=256)
 def _parse_cached(text: str) -> ast.Select | ast.Explain:
-    return _parse(text)
+    return _statement(text)
 
 
-def _parse(text: str) -> ast.Select | ast.Explain:
+def _statement(text: str) -> ast.Select | ast.Explain:
+    result = _parse(text)
+    assert isinstance(result, (ast.Select, ast.Explain))
+    return result
+
+
+def parse_range_text(text: str) -> ast.Range:
+    """Parse a range written on its own, as in CP: ``'(0.6, 1.0]'``, ``'[0, inf)'``."""
+    if not isinstance(text, str):
+        raise QuerySyntaxError(f"a range is a string, got {type(text).__name__}")
+    result = _parse(text, start="range")
+    assert isinstance(result, ast.Range)
+    return result
+
+
+def _parse(text: str, start: str = "start") -> ast.Select | ast.Explain | ast.Range:
     _check_unicode(text)
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(text, start=start)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
     _check_depth(tree, text)

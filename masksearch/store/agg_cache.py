@@ -94,6 +94,12 @@ class AggregateCache:
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
 
+    @property
+    def parts(self) -> int:
+        """How many in-memory parts bounds look through (merged past ``MAX_PARTS``)."""
+        self._load()
+        return len(self._parts or ())
+
     def __contains__(self, key: str) -> bool:
         self._load()
         return key in self._where

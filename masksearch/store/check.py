@@ -156,7 +156,7 @@ def _check_segment(seg: Segment, info, next_mask_id: int, seen: set[int],
         damaged(pixels, whole, ())
     try:
         if seg.has_full_index():
-            seg.__dict__.pop("index", None)
+            seg.reload_index()
             seg.index  # noqa: B018 - loading verifies every index file
             report.files += 3
         else:

@@ -215,9 +215,19 @@ class Segment:
             return f"row {row} of the segment"
 
     @cached_property
-    def _shape(self) -> tuple[np.ndarray, np.ndarray]:
+    def shapes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Heights and widths of the masks, by row (int64)."""
         return (self.meta.column("height").to_numpy().astype(np.int64),
                 self.meta.column("width").to_numpy().astype(np.int64))
+
+    @property
+    def count(self) -> int:
+        """Masks in the segment."""
+        return len(self.shapes[0])
+
+    def reload_index(self) -> None:
+        """Forget the index read so far (another process may have built it since)."""
+        self.__dict__.pop("index", None)
 
     @cached_property
     def _blobs(self) -> tuple[pa.Buffer, np.ndarray]:
@@ -238,7 +248,7 @@ class Segment:
             raise
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as e:
             raise StoreError(f"{path}: the pixels file is damaged ({e})") from None
-        n = len(self._shape[0])
+        n = len(self.shapes[0])
         if len(offsets) != n + 1 or (n and (offsets[0] < 0 or offsets[-1] > data.size
                                              or (np.diff(offsets) < 0).any())):
             raise StoreError(f"{path}: the pixels file is damaged (its blob offsets do not "
@@ -249,7 +259,7 @@ class Segment:
     def _verified(self) -> np.ndarray:
         """Masks whose blob this process has verified already: the file is immutable and
         memory-mapped, so a blob is checked on its first read, not on every query."""
-        return np.zeros(len(self._shape[0]), bool)
+        return np.zeros(len(self.shapes[0]), bool)
 
     def pixels(self, row: int) -> np.ndarray:
         """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
@@ -262,7 +272,7 @@ class Segment:
                 raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
                                  "is damaged (checksum mismatch)")
             self._verified[row] = True
-        heights, widths = self._shape
+        heights, widths = self.shapes
         try:
             return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
                                self.info["codec"])
@@ -289,7 +299,7 @@ class Segment:
             return self._load_full_index()
         edges = np.asarray(self.info["edges"], dtype=np.float64)
         cell = int(self.info["cell_size"])
-        heights, widths = self._shape
+        heights, widths = self.shapes
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
         max_pixels = int((heights * widths).max()) if n else 0
@@ -316,7 +326,7 @@ class Segment:
         """The full index as written by ingest or build_index(), verified."""
         edges = np.asarray(self.info["edges"], dtype=np.float64)
         cell = int(self.info["cell_size"])
-        heights, widths = self._shape
+        heights, widths = self.shapes
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
         seal_path = self.directory / INDEX_SEAL
@@ -405,7 +415,7 @@ class Segment:
         before = 0
         if not rebuild:
             before = int((~self.index.built).sum())
-        n = len(self._shape[0])
+        n = len(self.shapes[0])
         masks = [self.pixels(r) for r in range(n)]
         edges = np.asarray(self.info["edges"], dtype=np.float64)
         full = build_segment_index(masks, edges, int(self.info["cell_size"]))

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,36 +30,51 @@ from .segments import (
     Segment,
     write_segment,
 )
+from .snapshot import Snapshot
 from .sources import MaskSource
 
-SEGMENT_MAX_MASKS = 4096
-SEGMENT_MAX_BYTES = 256 << 20
-LOCK_TIMEOUT_S = 30.0
 _TMP_NAME = re.compile(r"\.tmp-(\d+)$")   # temporary files: NAME.tmp-<pid of the writer>
 
 ProgressFn = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class WriteSettings:
+    """How this connection writes: masks and pixel bytes per segment at most, and how long a
+    writer waits for another one to finish (seconds)."""
+
+    segment_masks: int = 4096
+    segment_bytes: int = 256 << 20
+    lock_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.segment_masks < 1 or self.segment_bytes < 1:
+            raise StoreError("segment sizes must be positive")
+        if not self.lock_timeout >= 0:
+            raise StoreError(f"lock_timeout must be >= 0 seconds, got {self.lock_timeout}")
+
+
 class Store:
-    """The files of one database. Readers see the last committed manifest; one writer at a time."""
+    """The files of one database. Readers see the last committed manifest; one writer at a
+    time. ``create=False`` refuses a folder that holds no database instead of creating one."""
 
     def __init__(self, root: str | os.PathLike, *, cell_size: int | None = None,
                  bin_edges: dict | None = None, codec: str | None = None,
-                 index: str | None = None):
+                 index: str | None = None, write: WriteSettings | None = None,
+                 create: bool = True):
         self.root = Path(root)
+        self.write = write or WriteSettings()
         if not (self.root / MANIFEST).exists():
+            if not create:
+                raise StoreError(f"no masksearch database at {self.root}")
             self._create(cell_size, bin_edges, codec, index)
         elif cell_size is not None or bin_edges is not None or codec is not None \
                 or index is not None:
             raise StoreError(f"{self.root}: index settings are chosen when a database is "
                              "created; this one exists already")
-        self._manifest_mtime = None
-        self._manifest: Manifest | None = None
-        self._segments: dict[str, Segment] = {}
-        self._segment_list: list[Segment] = []
-        self._segment_list_of: Manifest | None = None
-        self._table: pa.Table | None = None
-        self._id_order: np.ndarray | None = None
+        self._manifest_key: tuple | None = None
+        self._snapshot: Snapshot | None = None
+        self._segments: dict[str, Segment] = {}    # opened once, shared by snapshots
         self.aggregate_cache = AggregateCache(self.root)
         self.refresh()
         self._clean_on_open()
@@ -101,16 +117,20 @@ class Store:
         except OSError as e:
             raise StoreError(f"{self.root / MANIFEST}: cannot read the manifest ({e})") from None
         key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        if key == self._manifest_mtime:
+        if key == self._manifest_key:
             return
-        self._manifest = read_manifest(self.root)
-        self._manifest_mtime = key
-        self._table = None
-        self._id_order = None
+        manifest = read_manifest(self.root)
+        self._snapshot = Snapshot(manifest, [self.segment(s.name) for s in manifest.segments])
+        self._manifest_key = key
+
+    def snapshot(self) -> Snapshot:
+        """The committed state as of the last ``refresh``: what a query reads."""
+        assert self._snapshot is not None
+        return self._snapshot
 
     @property
     def manifest(self) -> Manifest:
-        return self._manifest
+        return self.snapshot().manifest
 
     def segment(self, name: str) -> Segment:
         seg = self._segments.get(name)
@@ -121,62 +141,27 @@ class Store:
     @property
     def segments(self) -> list[Segment]:
         """The committed segments, in manifest order (a shared list: do not modify it)."""
-        manifest = self.manifest
-        if self._segment_list_of is not manifest:    # worked out once per manifest
-            self._segment_list = [self.segment(s.name) for s in manifest.segments]
-            self._segment_list_of = manifest
-        return self._segment_list
+        return self.snapshot().segments
 
     def columns(self) -> dict[str, str]:
         """Every queryable column and its logical type."""
-        return dict(self.manifest.columns)
+        return self.snapshot().columns
 
     def table(self) -> pa.Table:
         """All masks' metadata, with ``_seg`` and ``_row`` locating each mask's pixels."""
-        if self._table is None:
-            self._table = self._load_table()
-        return self._table
-
-    def _load_table(self) -> pa.Table:
-        columns = self.columns()
-        schema = pa.schema([(n, ARROW_TYPES[t]) for n, t in columns.items()]
-                           + [("_seg", pa.int32()), ("_row", pa.int32())])
-        parts = []
-        for k, seg in enumerate(self.segments):
-            meta = seg.meta
-            arrays = []
-            for name, kind in columns.items():
-                if name in meta.column_names:
-                    arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
-                else:
-                    arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
-            arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
-            arrays.append(pa.array(np.arange(meta.num_rows, dtype=np.int32)))
-            parts.append(pa.Table.from_arrays(arrays, schema=schema))
-        if not parts:
-            return schema.empty_table()
-        return pa.concat_tables(parts).combine_chunks()
+        return self.snapshot().table
 
     def locate(self, mask_id: int) -> tuple[Segment, int]:
-        """The segment and row holding ``mask_id`` (binary search over a sorted id index)."""
-        if self._id_order is None:
-            self._id_order = np.argsort(self.table().column("mask_id").to_numpy(), kind="stable")
-        table = self.table()
-        ids = table.column("mask_id").to_numpy()
-        k = np.searchsorted(ids, mask_id, sorter=self._id_order)
-        if k < len(ids) and ids[self._id_order[k]] == mask_id:
-            i = self._id_order[k]
-            seg = int(table.column("_seg")[i].as_py())
-            return self.segments[seg], int(table.column("_row")[i].as_py())
-        raise StoreError(f"mask_id {mask_id} does not exist")
+        """The segment and row holding ``mask_id``."""
+        return self.snapshot().locate(mask_id)
 
     # --- writing --------------------------------------------------------------------------
     @contextmanager
     def write_lock(self, timeout: float | None = None):
         """Hold the writer lock (flock on ``lock``): one writer at a time. Waits up to
-        ``timeout`` seconds (default ``LOCK_TIMEOUT_S``), then raises ``StoreError``. The
+        ``timeout`` seconds (default: the ``lock_timeout`` setting), then raises ``StoreError``. The
         kernel releases the lock when its holder dies, so a killed writer never blocks."""
-        timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+        timeout = self.write.lock_timeout if timeout is None else timeout
         path = self.root / "lock"
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -241,12 +226,12 @@ class Store:
             self.refresh()
             self._remove_leftovers()
             segments = self.segments
-            total = sum(s.info.get("count", 0) or len(s._shape[0]) for s in segments)
+            total = sum(s.count for s in segments)
             done = built = 0
             for seg in segments:
-                seg.__dict__.pop("index", None)
+                seg.reload_index()
                 built += seg.build_index(rebuild=rebuild)
-                done += len(seg._shape[0])
+                done += seg.count
                 if progress is not None:
                     progress(done, total)
             if rebuild:
@@ -377,7 +362,8 @@ class Store:
             pending_bytes[key] = pending_bytes.get(key, 0) + pixels.nbytes
             done["loaded"] += 1
             report()
-            if len(pending[key]) >= SEGMENT_MAX_MASKS or pending_bytes[key] >= SEGMENT_MAX_BYTES:
+            if len(pending[key]) >= self.write.segment_masks or \
+                    pending_bytes[key] >= self.write.segment_bytes:
                 flush(key)
         for key in list(pending):
             flush(key)

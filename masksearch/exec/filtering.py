@@ -1,0 +1,42 @@
+"""Filters: WHERE on metadata alone, and WHERE or HAVING decided from bounds where they can
+be, the rest left to verification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..lang import ast
+from .intervals import outcomes
+from .settings import ExecSettings
+from .units import Units
+
+
+def truth(value: pa.Array) -> np.ndarray:
+    """A predicate's values as booleans, NULL as FALSE."""
+    if pa.types.is_null(value.type):
+        return np.zeros(len(value), bool)
+    return value.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def bound_filter(units: Units, predicate: ast.Expr, settings: ExecSettings,
+                 refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The units that may satisfy ``predicate``, and which of those bounds cannot decide.
+
+    Undecided units get a second look with cell-by-cell bounds before they count as such,
+    a sample first when they are many: if it decides too few, the others are not refined.
+    """
+    o = outcomes(predicate, units)
+    keep = o.may_true
+    undecided = keep & ~o.must_true
+    todo = np.flatnonzero(undecided) if refine else np.zeros(0, np.int64)
+    for idx in (todo[:settings.refine_sample], todo[settings.refine_sample:]):
+        if not len(idx):
+            break
+        units.refine(idx)
+        o2 = outcomes(predicate, units.take(idx))
+        keep[idx] = o2.may_true
+        undecided[idx] = o2.may_true & ~o2.must_true
+        if undecided[idx].sum() > (1 - settings.refine_pays) * len(idx):
+            break
+    return keep, undecided

@@ -1,0 +1,121 @@
+"""Exact values of groups' aggregates: SUM/AVG/MIN/MAX from the members' exact values
+(made exact by row verification), and CP over intersect/union/mean from the members'
+pixels, aggregated group by group on all cores."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...errors import QueryError
+from ...index.chi import build_segment_index
+from ...kernels.count_kernels import count_in_range
+from ...lang import ast
+from ...lang.binder import CPTerm
+from ...plan.operators import AggregationStats
+from ...store.agg_cache import AggregateCache
+from .. import control
+from ..aggregate import exact_aggregate
+from ..context import ExecContext
+from ..exact import evaluate, located
+from ..mask_aggregate import aggregate_pixels
+from ..verify import in_parallel, read_mask
+from .cache_keys import CacheKeys
+from .formation import Groups
+
+GROUP_CHUNK = 16   # groups per unit of parallel work
+
+
+def exact_aggregate_values(groups: Groups, agg: ast.Aggregate, which: np.ndarray) -> list:
+    """The exact value of ``agg`` (not COUNT(*)) for groups ``which``; the members' CP
+    terms must be exact already."""
+    assert agg.arg is not None
+    flat, starts = groups.member_rows.select(which)
+    values = evaluate(agg.arg, groups.members.take(flat)).to_pylist()
+    out = []
+    for j in range(len(which)):
+        part = [v for v in values[starts[j]:starts[j + 1]] if v is not None]
+        try:
+            out.append(exact_aggregate(agg.func, part, int(starts[j + 1] - starts[j])))
+        except QueryError as e:
+            raise located(e, agg) from None
+    return out
+
+
+class MaskAggregator:
+    """Counts CP over groups' aggregated masks. With the index on (a ``cache``), each
+    aggregated mask's CHI is built on the way for the cache, for at most ``room`` groups
+    per query: the groups that top-k and HAVING queries keep coming back to."""
+
+    def __init__(self, ctx: ExecContext, cache: AggregateCache | None,
+                 stats: AggregationStats, room: int):
+        self.ctx = ctx
+        self.cache = cache
+        self.stats = stats
+        self._room = room
+        self._lock = threading.Lock()
+
+    def _take_room(self) -> bool:
+        with self._lock:
+            if self._room <= 0:
+                return False
+            self._room -= 1
+            return True
+
+    def count(self, groups: Groups, keys: CacheKeys, cps: Sequence[ast.CP],
+              cuts: Sequence[CPTerm], which: np.ndarray) -> np.ndarray:
+        """(len(which), len(cps)) exact counts: each group's masks decoded once for all."""
+        members, segments, collector = groups.members, self.ctx.segments, self.ctx.collector
+        seg, row = members.seg, members.row
+        kinds = [cp.mask.aggregate for cp in cps]
+        boxes = [groups.boxes(c.roi, which) for c in cuts]
+        cache = self.cache
+        # Worked out here, not in the threads: the key memo is a plain dict, and the
+        # cache's files are read here.
+        entries = {int(g): {k: keys.entry(k, int(g)) for k in kinds if k} for g in which} \
+            if cache is not None else {}
+        if cache is not None:
+            cache.empty()
+        ctl = control.current()
+        counts = np.zeros((len(which), len(cps)), np.int64)
+
+        def run(start: int, stop: int) -> None:
+            for j in range(start, stop):
+                ctl.check()
+                g = int(which[j])
+                rows = groups.member_rows[g]
+                if not len(rows):
+                    continue
+                masks = [read_mask(segments, int(seg[r]), int(row[r]), collector)
+                         for r in rows]
+                mine = entries.get(g, {})
+                cache_this = cache is not None and not all(
+                    k in cache for k in mine.values()) and self._take_room()
+                aggregated: dict[str, np.ndarray] = {}
+                for t, (kind, c) in enumerate(zip(kinds, cuts, strict=True)):
+                    assert kind is not None
+                    if kind not in aggregated:
+                        aggregated[kind] = aggregate_pixels(kind, masks)
+                        if cache_this and cache is not None and mine[kind] not in cache:
+                            self._collect(aggregated[kind], mine[kind], int(seg[rows[0]]))
+                    x0, y0, x1, y1 = boxes[t][j]
+                    counts[j, t] = count_in_range(aggregated[kind], x0, y0, x1, y1, c.lo.t,
+                                                  c.lo.incl, c.hi.t, c.hi.incl)
+
+        for _ in in_parallel(len(which), GROUP_CHUNK, run):
+            if collector.full:
+                collector.save()     # memory stays bounded on long runs
+        flat, _ = groups.member_rows.select(which)
+        self.stats.groups += len(which)
+        self.stats.verified += len(flat)
+        self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
+                                     for r in flat)
+        return counts
+
+    def _collect(self, pixels: np.ndarray, key: str, k: int) -> None:
+        """Build the CHI of an aggregated mask (with the bins of a member's segment)."""
+        index = self.ctx.segments[k].index
+        self.ctx.collector.add_aggregate(
+            key, build_segment_index([pixels], index.edges, index.cell), pixels.dtype)

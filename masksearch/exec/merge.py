@@ -1,0 +1,105 @@
+"""The merge: the one step that sees every shard's output. Rows: the shards' results in one
+order. Groups: formed from every shard's members, bounded, filtered, chosen, projected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..plan.operators import AggregationStats, BoundOrderTopK, MergeRows
+from ..plan.physical import GroupMerge, PhysicalPlan
+from ..store.agg_cache import AggregateCache
+from .context import ExecContext
+from .exact import evaluate
+from .filtering import bound_filter
+from .fragment import FragmentOutput
+from .groups.batch import GroupBatch
+from .groups.formation import Groups, form_groups
+from .groups.verify import MaskAggregator
+from .rows import RowBatch
+from .selection import Chooser, choose, sort_spec
+from .stats import StatsRecords
+
+
+def merge_rows(op: MergeRows, outs: Sequence[FragmentOutput], records: StatsRecords
+               ) -> pa.Table:
+    """The shards' rows, sorted by the order keys (ties by mask_id) and cut to LIMIT; one
+    shard's rows are final already."""
+    with records.timed(op) as rec:
+        rec.shards += len(outs)
+        tables = [o.table for o in outs if o.table is not None]
+        result = tables[0]
+        if len(tables) > 1:
+            table = pa.concat_tables(tables)
+            keys = pa.concat_tables([o.keys for o in outs if o.keys is not None])
+            order = pc.sort_indices(keys, sort_keys=sort_spec(op.order_by, ("mask_id",)))
+            if op.limit is not None:
+                order = order[:op.limit]
+            result = table.take(order)
+        rec.rows += result.num_rows
+    return result
+
+
+def group_batch(plan: PhysicalPlan, members: RowBatch, ctx: ExecContext,
+                cache: AggregateCache | None) -> GroupBatch:
+    """GroupAggregate: the groups of ``members`` by the plan's keys, as units (no bounds
+    yet); ``cache`` (used with the index on) holds aggregated masks' CHIs."""
+    m = plan.merge
+    assert isinstance(m, GroupMerge)
+    q = plan.query
+    keys, member_rows = form_groups(members, m.aggregate.keys)
+    groups = Groups(keys, members, member_rows)
+    if m.mask_aggregation is not None:
+        groups = groups.with_shapes()
+    cache = cache if ctx.use_index else None
+    stats = ctx.records.of(m.mask_aggregation) if m.mask_aggregation else AggregationStats()
+    room = max(ctx.settings.cached_groups, len(groups) // 50)
+    return GroupBatch(groups, m.bounds.aggregates, q.group_cuts,
+                      tuple(k.name for k in q.group_by), MaskAggregator(ctx, cache, stats, room),
+                      cache, ctx.settings)
+
+
+def merge_groups(plan: PhysicalPlan, outs: Sequence[FragmentOutput], ctx: ExecContext,
+                 cache: AggregateCache | None) -> pa.Table:
+    """GroupAggregate -> GroupBounds -> GroupFilter -> Select (MaskAggregation as it needs
+    exact values) -> Project, over every shard's members."""
+    m = plan.merge
+    assert isinstance(m, GroupMerge)
+    records, settings = ctx.records, ctx.settings
+    members = RowBatch.concat([o.members for o in outs if o.members is not None], ctx)
+    with records.timed(m.aggregate) as rec:
+        batch = group_batch(plan, members, ctx, cache)
+        rec.rows += members.rows.num_rows
+        rec.groups += len(batch.groups)
+    groups = batch.groups
+    # A top-k over groups first tries the cheap bounds (see selection.bound_order).
+    probe = isinstance(m.select, BoundOrderTopK) and m.filter is None and ctx.use_index
+    with records.timed(m.bounds):
+        batch.bound_all(trivial=probe)
+        batch.coarse_pending = probe
+    candidates, undecided = np.arange(len(groups)), np.zeros(len(groups), bool)
+    if m.filter is not None and len(groups):
+        with records.timed(m.filter) as rec:
+            keep, undecided = bound_filter(batch, m.filter.predicate, settings,
+                                           refine=ctx.use_index)
+            candidates = np.flatnonzero(keep)
+            rec.seen += len(keep)
+            rec.accepted += int((keep & ~undecided).sum())
+            rec.rejected += int((~keep).sum())
+            rec.undecided += int(undecided.sum())
+    with records.timed(m.select) as rec:
+        condition = m.filter.predicate if m.filter is not None else None
+        chooser = Chooser(batch, condition, undecided, list(range(len(m.bounds.aggregates))),
+                          list(plan.output_terms), settings)
+        chosen = choose(m.select, chooser, candidates, probe=settings.probe_groups)
+        rec.candidates += len(candidates)
+        rec.chosen += len(chosen)
+    with records.timed(m.project) as rec:
+        out = batch.take(chosen)
+        table = pa.Table.from_arrays([evaluate(e, out) for e in m.project.outputs],
+                                     names=list(m.project.names))
+        rec.rows += table.num_rows
+    return table

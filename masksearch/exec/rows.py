@@ -1,0 +1,231 @@
+"""Rows under evaluation: their metadata, regions, and what is known of their CP terms (CHI
+bounds, exact values), with verification of the rows whose values must be exact."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+
+from ..index.chi import segment_cell_bounds
+from ..lang import ast
+from ..lang.binder import CPTerm
+from ..ranges import Cut
+from .context import ExecContext
+from .regions import Regions, regions
+from .row_counts import cp_bounds_many
+from .verify import CountTask, verify_candidates
+
+Index = np.ndarray | slice
+
+
+@dataclass(frozen=True)
+class RowTerms:
+    """The distinct CP terms of a query's rows and the position of each CP node."""
+
+    cuts: tuple[CPTerm, ...]
+    position: Mapping[ast.CP, int]
+
+
+@dataclass
+class RowState:
+    """What is known of each row's terms, as (rows, terms) arrays: bounds (0 where the
+    region is NULL, then ``null``), the exact value where ``known``, and whether the
+    cell-by-cell bounds were worked out (``refined``)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    null: np.ndarray
+    exact: np.ndarray
+    known: np.ndarray
+    refined: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, t: int) -> RowState:
+        return cls(np.zeros((n, t), np.int64), np.zeros((n, t), np.int64),
+                   np.zeros((n, t), bool), np.zeros((n, t), np.int64),
+                   np.zeros((n, t), bool), np.zeros((n, t), bool))
+
+    def take(self, idx: np.ndarray) -> RowState:
+        return RowState(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    @classmethod
+    def concat(cls, parts: Sequence[RowState]) -> RowState:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts])
+                     for f in fields(cls)))
+
+
+class RowBatch:
+    """Rows under evaluation; implements the ``Env`` of exact and interval evaluation.
+
+    Rows always carry the index's coarse bounds once a term is bounded (``coarse_pending``
+    is for groups). Batches taken from one another share the context and the pixel work.
+    """
+
+    coarse_pending = False
+    tie_columns: tuple[str, ...] = ("mask_id",)
+
+    def __init__(self, rows: pa.Table, terms: RowTerms, ctx: ExecContext,
+                 state: RowState | None = None, bounded: np.ndarray | None = None):
+        self.rows = rows
+        self.terms = terms
+        self.ctx = ctx
+        n, t = rows.num_rows, len(terms.cuts)
+        self.state = RowState.empty(n, t) if state is None else state
+        self.bounded = np.zeros(t, bool) if bounded is None else bounded  # per term: all rows
+        self._regions: dict[ast.Roi, Regions] = {}
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.state.known
+
+    @cached_property
+    def seg(self) -> np.ndarray:
+        """Each row's segment (a position in the snapshot)."""
+        return self.rows.column("_seg").to_numpy()
+
+    @cached_property
+    def row(self) -> np.ndarray:
+        """Each row's position in its segment."""
+        return self.rows.column("_row").to_numpy()
+
+    def region(self, roi: ast.Roi) -> Regions:
+        reg = self._regions.get(roi)
+        if reg is None:
+            reg = self._regions[roi] = regions(roi, self.rows)
+        return reg
+
+    def take(self, idx: np.ndarray) -> RowBatch:
+        """The rows ``idx``, sharing what is known about them."""
+        sub = RowBatch(self.rows.take(pa.array(idx, pa.int64())), self.terms, self.ctx,
+                       self.state.take(idx), self.bounded.copy())
+        sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
+        return sub
+
+    @staticmethod
+    def concat(parts: Sequence[RowBatch], ctx: ExecContext) -> RowBatch:
+        """The rows of several batches (of one query's shards), one after another, under
+        ``ctx`` from now on."""
+        first = parts[0]
+        return RowBatch(pa.concat_tables([p.rows for p in parts]), first.terms, ctx,
+                        RowState.concat([p.state for p in parts]),
+                        np.logical_and.reduce([p.bounded for p in parts]))
+
+    # --- bounds ---
+    def cut_bounds_many(self, idx: Index, roi: ast.Roi, ranges: list[tuple[Cut, Cut]],
+                        refine: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Bounds of CP(mask, roi, range) for rows ``idx`` and each range given as cuts, in
+        one pass over the rows ([0, area] without the index)."""
+        if not self.ctx.use_index:
+            area = self.region(roi).area[idx]
+            return [(np.zeros(len(area), np.int64), area.copy()) for _ in ranges]
+        return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx],
+                              self.region(roi).boxes[idx], ranges, refine)
+
+    def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut,
+                    hi: Cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-cell (lower, upper, covered), each (len(idx), cells), for rows of one shape;
+        a mask without a CHI yet has between 0 and its covered pixels in each cell."""
+        if not len(idx):
+            return tuple(np.zeros((0, 0), np.int64) for _ in range(3))  # type: ignore[return-value]
+        boxes = self.region(roi).boxes
+        seg, row = self.seg[idx], self.row[idx]
+        out: list[np.ndarray] = []
+        for k in np.unique(seg).tolist():
+            sel = np.flatnonzero(seg == k)
+            segment = self.ctx.segments[k]
+            lower, upper, covered = segment_cell_bounds(segment.index, segment.dtype,
+                                                        row[sel], boxes[idx[sel]], lo, hi)
+            if not out:
+                out = [np.empty((len(idx), lower.shape[1]), np.int64) for _ in range(3)]
+            unbuilt = ~segment.index.built[row[sel]]
+            lower[unbuilt] = 0
+            upper[unbuilt] = covered[unbuilt]
+            for o, a in zip(out, (lower, upper, covered), strict=True):
+                o[sel] = a
+        return out[0], out[1], out[2]
+
+    def _set_bounds(self, t: int, idx: Index, lower: np.ndarray, upper: np.ndarray) -> None:
+        s = self.state
+        null = self.region(self.terms.cuts[t].roi).null[idx]
+        if null.any():
+            lower[null] = 0
+            upper[null] = 0
+        s.lower[idx, t], s.upper[idx, t], s.null[idx, t] = lower, upper, null
+        tight = np.flatnonzero(lower == upper)
+        at = tight if isinstance(idx, slice) else idx[tight]    # idx is all rows or a subset
+        s.exact[at, t] = lower[tight]
+        s.known[at, t] = True
+
+    def bound_term(self, t: int) -> None:
+        """Coarse bounds of term t for every row ([0, area] without the index)."""
+        if self.bounded[t]:
+            return
+        term = self.terms.cuts[t]
+        every = slice(None)
+        (lower, upper), = self.cut_bounds_many(every, term.roi, [(term.lo, term.hi)],
+                                               refine=False)
+        self._set_bounds(t, every, lower, upper)
+        self.bounded[t] = True
+
+    def refine(self, idx: np.ndarray) -> None:
+        """Narrow the bounds of rows ``idx`` cell by cell (where not tight already)."""
+        if not self.ctx.use_index or not len(idx):
+            return
+        s = self.state
+        for t, term in enumerate(self.terms.cuts):
+            self.bound_term(t)
+            todo = idx[~s.known[idx, t] & ~s.refined[idx, t]]
+            if len(todo):
+                (lower, upper), = self.cut_bounds_many(todo, term.roi, [(term.lo, term.hi)])
+                self._set_bounds(t, todo, lower, upper)
+                s.refined[todo, t] = True
+
+    def bound_coarse(self) -> None:
+        """Rows carry the index's coarse bounds from the start: nothing to do."""
+
+    def term_bounds(self, cp: ast.Expr) -> tuple[np.ndarray, ...]:
+        assert isinstance(cp, ast.CP)
+        t = self.terms.position[cp]
+        self.bound_term(t)
+        null = self.state.null[:, t]
+        return self.state.lower[:, t], self.state.upper[:, t], null, null
+
+    # --- exact values ---
+    def resolve(self, idx: np.ndarray, terms: Sequence[int]) -> None:
+        """Make ``terms`` exact for rows ``idx``, reading the pixels of rows that need it
+        (a mask that has to be read gets every term counted at once)."""
+        if not len(idx) or not len(terms):
+            return
+        for t in terms:
+            self.bound_term(t)
+        s = self.state
+        need = idx[~s.known[np.ix_(idx, terms)].all(axis=1)]
+        if not len(need):
+            return
+        start = time.perf_counter()
+        every = range(len(self.terms.cuts))
+        for t in every:
+            self.bound_term(t)
+        cuts = self.terms.cuts
+        task = CountTask(self.ctx.segments, self.seg[need], self.row[need],
+                         [self.region(cuts[t].roi).boxes[need] for t in every],
+                         [(cuts[t].lo, cuts[t].hi) for t in every])
+        counts, nbytes = verify_candidates(task, self.ctx.collector)
+        s.exact[need] = counts
+        s.known[need] = True
+        record = self.ctx.verify
+        record.verified += len(need)
+        record.bytes_read += nbytes
+        record.ms += (time.perf_counter() - start) * 1e3
+
+    def term_exact(self, cp: ast.Expr) -> pa.Array:
+        assert isinstance(cp, ast.CP)
+        t = self.terms.position[cp]
+        if not self.state.known[:, t].all():
+            raise AssertionError("CP value used before it was resolved")
+        return pa.array(self.state.exact[:, t], pa.int64(), mask=self.state.null[:, t])

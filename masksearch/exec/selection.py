@@ -1,0 +1,252 @@
+"""Choosing the output units (rows, or groups), one function per selection of the plan:
+verify every candidate, walk in key order, or read best bound first and stop early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..lang import ast
+from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
+from .exact import evaluate
+from .filtering import truth
+from .intervals import Interval, interval
+from .settings import ExecSettings
+from .units import Units
+
+
+@dataclass
+class Chooser:
+    """What choosing needs: the units, the part of WHERE (rows) or HAVING (groups) that
+    bounds left ``undecided``, the terms that make it exact (``all_terms``) and those the
+    output needs exact."""
+
+    units: Units
+    condition: ast.Expr | None
+    undecided: np.ndarray
+    all_terms: list[int]
+    output_terms: list[int]
+    settings: ExecSettings
+
+    def qualify(self, idx: np.ndarray) -> np.ndarray:
+        """The units of ``idx`` that satisfy the condition, with every output value exact."""
+        if not len(idx):
+            return idx
+        unsure = self.undecided[idx]
+        self.units.resolve(idx[unsure], self.all_terms if unsure.any() else [])
+        self.units.resolve(idx, self.output_terms)
+        check = idx[unsure]
+        if len(check):
+            assert self.condition is not None
+            ok = truth(evaluate(self.condition, self.units.take(check)))
+            idx = idx[~np.isin(idx, check[~ok])]
+        return idx
+
+    def sort(self, idx: np.ndarray, order_by: tuple[ast.OrderItem, ...]) -> np.ndarray:
+        """``idx`` in ORDER BY order, NULLs last, ties by the tie columns ascending."""
+        if len(idx) <= 1:
+            return idx
+        sub = self.units.take(idx)
+        table, keys = sort_keys(sub, order_by)
+        order = pc.sort_indices(table, sort_keys=keys).to_numpy()
+        return idx[order]
+
+
+SortSpec = list[tuple[str, str, str]]
+
+
+def sort_spec(order_by: tuple[ast.OrderItem, ...], tie_columns: tuple[str, ...]) -> SortSpec:
+    """Arrow sort keys over the table of ``sort_keys``: NULLs last in both directions,
+    ties by the tie columns ascending."""
+    return [(f"k{i}", "descending" if item.descending else "ascending", "at_end")
+            for i, item in enumerate(order_by)] + \
+        [(f"t_{name}", "ascending", "at_end") for name in tie_columns]
+
+
+def sort_keys(units: Units, order_by: tuple[ast.OrderItem, ...]) -> tuple[pa.Table, SortSpec]:
+    """The order keys and tie columns of ``units`` as a table, and how to sort it."""
+    spec = sort_spec(order_by, units.tie_columns)
+    arrays = [evaluate(item.expr, units) for item in order_by]
+    arrays += [units.rows.column(name) for name in units.tie_columns]
+    return pa.Table.from_arrays(arrays, names=[k[0] for k in spec]), spec
+
+
+def choose(selection: Selection, chooser: Chooser, candidates: np.ndarray,
+           probe: int = 0) -> np.ndarray:
+    """The chosen units (indices, in output order); ``probe``: for a top-k over groups, how
+    many to read with trivial bounds before asking the index (see ``bound_order``)."""
+    if isinstance(selection, BoundOrderTopK):
+        return bound_order(selection, chooser, candidates, probe)
+    if isinstance(selection, KeyOrderTopK):
+        return key_order(selection, chooser, candidates)
+    if isinstance(selection, VerifyAll):
+        return verify_all(selection, chooser, candidates)
+    raise TypeError(f"unknown selection {type(selection).__name__}")
+
+
+def verify_all(sel: VerifyAll, c: Chooser, candidates: np.ndarray) -> np.ndarray:
+    if sel.limit == 0:
+        return candidates[:0]
+    rows = c.sort(c.qualify(candidates), sel.order_by)   # no ORDER BY: by the tie columns
+    return rows if sel.limit is None else rows[:sel.limit]
+
+
+def key_order(sel: KeyOrderTopK, c: Chooser, candidates: np.ndarray) -> np.ndarray:
+    """Keys need no pixels: walk in key order and verify until ``k`` units qualify."""
+    k = sel.k
+    if k == 0:
+        return candidates[:0]
+    ordered = c.sort(candidates, sel.order_by)
+    chosen: list[np.ndarray] = []
+    have, pos, size = 0, 0, max(k, c.settings.first_part)
+    while have < k and pos < len(ordered):
+        part = c.qualify(ordered[pos:pos + size])
+        chosen.append(part)
+        have += len(part)
+        pos += size
+        size = min(size * 2, c.settings.largest_part)
+    rows = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    return rows[:k]
+
+
+def bound_order(sel: BoundOrderTopK, c: Chooser, candidates: np.ndarray,
+                probe: int = 0) -> np.ndarray:
+    """Verify in order of the best value each candidate could reach; stop when the k-th
+    exact value beats every unread candidate's bound.
+
+    Groups come with trivial bounds first (``coarse_pending``): ``probe`` groups are read
+    with them, unrefined (what the brute force does), and only if that cannot settle the
+    result are the index's bounds of every group worked out. When the first groups already
+    hold the best value any group could have (an IoU of 0, say), the index is never asked."""
+    if sel.k == 0:
+        return candidates[:0]
+    if c.units.coarse_pending:
+        top, finished = _TopK(sel, c, candidates).run(budget=probe, refine=False)
+        if finished:
+            return top
+        c.units.bound_coarse()
+    return _TopK(sel, c, candidates).run()[0]
+
+
+class _TopK:
+    """One pass of ``bound_order``: candidates ordered by the best value they can reach."""
+
+    def __init__(self, sel: BoundOrderTopK, c: Chooser, candidates: np.ndarray):
+        self.sel, self.c, self.k = sel, c, sel.k
+        self.first = sel.order_by[0]
+        self.desc = self.first.descending
+        units = c.units
+        every = len(candidates) == units.rows.num_rows    # then candidates == arange
+        bounds = interval(self.first.expr, units if every else units.take(candidates))
+        candidates, bounds = self._drop_hopeless(candidates, bounds)
+        best = bounds.hi if self.desc else bounds.lo
+        ties = self._tie_ranks(candidates)
+        self.with_ties = ties is not None
+        tie_rank = ties if ties is not None else np.arange(len(candidates))
+        # Candidates that can only be NULL sort after all others; then by best reachable
+        # value, then by tie key.
+        order = np.lexsort((tie_rank, -best if self.desc else best, bounds.must_null))
+        self.ordered = candidates[order]
+        self.best, self.never_value = best[order], bounds.must_null[order]
+        self.tie_rank = tie_rank[order]
+        self.rank_of = np.zeros(units.rows.num_rows, np.int64)    # tie rank by unit
+        self.rank_of[self.ordered] = self.tie_rank
+
+    def _drop_hopeless(self, candidates: np.ndarray,
+                       bounds: Interval) -> tuple[np.ndarray, Interval]:
+        """At least k candidates are sure to reach the k-th floor (``_kth_floor``): one that
+        cannot reach it cannot be in the result. Usually this leaves a few hundred of many
+        thousands."""
+        floor = self._kth_floor(candidates, bounds)
+        if floor is None:
+            return candidates, bounds
+        best = bounds.hi if self.desc else bounds.lo
+        keep = ~bounds.must_null & ((best >= floor) if self.desc else (best <= floor))
+        return candidates[keep], Interval(bounds.lo[keep], bounds.hi[keep],
+                                          bounds.may_null[keep], bounds.must_null[keep])
+
+    def _kth_floor(self, candidates: np.ndarray, bounds: Interval) -> float | None:
+        """A value the k-th result is sure to reach (at least, for DESC; at most, for
+        ASC): the k-th best worst-case value of the candidates that surely satisfy the
+        condition and are never NULL or NaN. None if fewer than k such candidates."""
+        sure = ~self.c.undecided[candidates] & ~bounds.may_null & ~bounds.nan()
+        worst = (bounds.lo if self.desc else bounds.hi)[sure]
+        if len(worst) < self.k:
+            return None
+        at = len(worst) - self.k if self.desc else self.k - 1
+        return float(np.partition(worst, at)[at])
+
+    def _tie_ranks(self, idx: np.ndarray) -> np.ndarray | None:
+        """Ranks of the tie-break key of ``idx`` when one key orders and one column breaks
+        ties without NULLs; then a candidate that can at best tie the k-th value but has a
+        larger tie key cannot enter the result."""
+        units = self.c.units
+        cols = units.tie_columns
+        if len(self.sel.order_by) != 1 or len(cols) != 1:
+            return None
+        col = units.rows.column(cols[0]).take(pa.array(idx, pa.int64()))
+        if col.null_count:
+            return None
+        return np.unique(col.to_numpy(), return_inverse=True)[1].reshape(-1)
+
+    def _can_enter(self, part: np.ndarray, kth: float, kth_tie: int | None) -> np.ndarray:
+        """The units of ``part`` whose (refined) bounds can still beat or tie the k-th."""
+        fine = interval(self.first.expr, self.c.units.take(part))
+        reach = fine.hi if self.desc else fine.lo
+        beats = (reach > kth) if self.desc else (reach < kth)
+        can_tie = reach == kth
+        if kth_tie is not None:
+            can_tie &= self.rank_of[part] < kth_tie
+        return part[~fine.must_null & (beats | can_tie)]
+
+    def _kth(self, top: np.ndarray) -> tuple[float | None, int | None]:
+        """The k-th exact value and its tie rank; None while a NULL or NaN k-th value can
+        still be displaced by any unit."""
+        kth = evaluate(self.first.expr, self.c.units.take(top[-1:]))[0].as_py()
+        if kth is None or kth != kth:
+            return None, None
+        return kth, int(self.rank_of[top[-1]]) if self.with_ties else None
+
+    def _done(self, pos: int, kth: float, kth_tie: int | None) -> bool:
+        """No candidate from ``pos`` on can enter the top k."""
+        nxt = self.best[pos]
+        if self.never_value[pos] or (nxt < kth if self.desc else nxt > kth):
+            return True
+        return kth_tie is not None and nxt == kth and self.tie_rank[pos] > kth_tie
+
+    def run(self, budget: int | None = None, refine: bool = True) -> tuple[np.ndarray, bool]:
+        """The top k, and whether it is final: with a ``budget``, no part starts once that
+        many candidates have been looked at; ``refine=False`` reads the parts without
+        refining their bounds first."""
+        c, k, settings = self.c, self.k, self.c.settings
+        top = np.zeros(0, np.int64)
+        kth: float | None = None
+        kth_tie: int | None = None
+        pos, size = 0, max(k, settings.first_part)
+        refining = refine
+        while pos < len(self.ordered):
+            if budget is not None and (pos >= budget or not np.isfinite(self.best[pos])):
+                return top, False   # spent, or nothing to stop at: an unbounded best case
+            part = self.ordered[pos:pos + size]
+            pos += size
+            size = min(size * 2, settings.largest_part)
+            if refining:
+                # Cell-by-cell bounds may make values exact, or show that some of these
+                # cannot beat the k-th value; they stop once they decide too few.
+                c.units.refine(part)
+            if kth is not None:
+                before = len(part)
+                part = self._can_enter(part, kth, kth_tie)
+                exact = c.units.known[np.ix_(part, c.output_terms)].all(axis=1).sum()
+                refining = refining and before - len(part) + exact >= \
+                    settings.refine_pays * before
+            top = c.sort(np.concatenate([top, c.qualify(part)]), self.sel.order_by)[:k]
+            if len(top) < k or pos >= len(self.ordered):
+                continue
+            kth, kth_tie = self._kth(top)
+            if kth is not None and self._done(pos, kth, kth_tie):
+                break
+        return top, True

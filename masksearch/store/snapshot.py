@@ -1,0 +1,122 @@
+"""A snapshot: the database as one committed manifest describes it, which is what a query
+reads from its start to its end, whatever commits meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import StoreError
+from .manifest import Manifest
+from .metadata import ARROW_TYPES
+from .segments import Segment
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where some masks are: per mask, its segment (a position in ``Snapshot.segments``),
+    its row there, and its shape."""
+
+    segment: np.ndarray
+    row: np.ndarray
+    height: np.ndarray
+    width: np.ndarray
+
+
+class Snapshot:
+    """The committed segments of one manifest and the metadata of their masks."""
+
+    def __init__(self, manifest: Manifest, segments: list[Segment]):
+        self.manifest = manifest
+        self.segments = segments     # shared: do not modify
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Every queryable column and its logical type."""
+        return dict(self.manifest.columns)
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """All masks' metadata, with ``_seg`` (segment position) and ``_row`` locating each
+        mask's pixels."""
+        columns = self.columns
+        schema = pa.schema([(n, ARROW_TYPES[t]) for n, t in columns.items()]
+                           + [("_seg", pa.int32()), ("_row", pa.int32())])
+        parts = []
+        for k, seg in enumerate(self.segments):
+            meta = seg.meta
+            arrays = []
+            for name, kind in columns.items():
+                if name in meta.column_names:
+                    arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
+                else:
+                    arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
+            arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
+            arrays.append(pa.array(np.arange(meta.num_rows, dtype=np.int32)))
+            parts.append(pa.Table.from_arrays(arrays, schema=schema))
+        if not parts:
+            return schema.empty_table()
+        return pa.concat_tables(parts).combine_chunks()
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Where each segment's rows start in ``table`` (length: segments + 1)."""
+        counts = [s.count for s in self.manifest.segments]
+        return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+    def rows_of(self, positions: Sequence[int]) -> pa.Table:
+        """The rows of ``table`` that belong to the segments at ``positions``."""
+        if len(positions) == len(self.segments) and list(positions) == list(
+                range(len(self.segments))):
+            return self.table
+        parts = [self.table.slice(int(self.starts[k]), int(self.starts[k + 1] - self.starts[k]))
+                 for k in positions]
+        return pa.concat_tables(parts) if parts else self.table.slice(0, 0)
+
+    @cached_property
+    def _by_id(self) -> tuple[np.ndarray, ...]:
+        """Sorted mask ids and, in that order, each mask's segment, row, height and width."""
+        table = self.table
+        ids = table.column("mask_id").to_numpy()
+        order = np.argsort(ids, kind="stable")
+
+        def column(name: str) -> np.ndarray:
+            return table.column(name).to_numpy().astype(np.int64)[order]
+
+        return (ids[order], column("_seg"), column("_row"), column("height"),
+                column("width"))
+
+    def locate_many(self, mask_ids: np.ndarray | Sequence[int]) -> Locations:
+        """Where the masks ``mask_ids`` are; an unknown id is a ``StoreError`` naming it."""
+        sorted_ids, seg, row, height, width = self._by_id
+        wanted = np.asarray(mask_ids, np.int64).reshape(-1)
+        if len(sorted_ids):
+            k = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+            found = sorted_ids[k] == wanted
+        else:
+            k, found = np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+        if not found.all():
+            raise StoreError(f"mask_id {wanted[~found][0]} does not exist")
+        return Locations(seg[k], row[k], height[k], width[k])
+
+    def locate(self, mask_id: int) -> tuple[Segment, int]:
+        """The segment and row holding ``mask_id``."""
+        where = self.locate_many([mask_id])
+        return self.segments[int(where.segment[0])], int(where.row[0])
+
+    def value_spans(self) -> dict[str, tuple[float, float]]:
+        """Per pixel dtype, the smallest and largest non-NaN value of the masks that have a
+        CHI (the index records both)."""
+        spans: dict[str, tuple[float, float]] = {}
+        for seg in self.segments:
+            stats = seg.index.stats[seg.index.built]
+            stats = stats[stats[:, 0] <= stats[:, 1]]   # all-NaN masks have no values
+            if len(stats):
+                lo, hi = spans.get(seg.dtype.name, (np.inf, -np.inf))
+                spans[seg.dtype.name] = (min(lo, float(stats[:, 0].min())),
+                                         max(hi, float(stats[:, 1].max())))
+        return spans
