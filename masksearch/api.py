@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ from .exec.stats import QueryStats
 from .lang.binder import BoundQuery, bind
 from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
+from .plan.physical import PhysicalPlan
 from .plan.planner import plan
 from .result import Result
 from .store.check import CheckReport, check_store
@@ -86,8 +88,8 @@ class Database:
         builds, which land whole or not at all. ``settings`` tunes the executor (tests and
         benchmarks).
         """
-        bound = self._bind(sql)
-        physical = plan(bound)
+        physical = self._plan(sql)
+        bound = physical.query
         if bound.explain and not bound.analyze:
             return Result(pa.table({"plan": physical.describe().splitlines()}),
                           QueryStats(used_index=use_index))
@@ -100,13 +102,16 @@ class Database:
                  f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)
 
-    def _bind(self, sql: str) -> BoundQuery:
+    def _plan(self, sql: str) -> PhysicalPlan:
         self._store.refresh()
-        return bind(parse(sql), sql, self._store.columns())
+        return _planned(sql, tuple(self._store.columns().items()))
+
+    def _bind(self, sql: str) -> BoundQuery:
+        return self._plan(sql).query
 
     def explain(self, sql: str) -> str:
         """The plan of a statement as text."""
-        return plan(self._bind(sql)).describe()
+        return self._plan(sql).describe()
 
     def notices(self, sql: str) -> list[str]:
         """Advice on a statement that probably does not mean what it says (e.g. a range
@@ -153,6 +158,13 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<masksearch.Database {self.path}>"
+
+
+@lru_cache(maxsize=256)
+def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
+    """The plan of ``sql`` over these columns: exploration repeats statements, and binding
+    and planning cost about as much as a selective query's bounds; plans are immutable."""
+    return plan(bind(parse(sql), sql, dict(columns)))
 
 
 def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,

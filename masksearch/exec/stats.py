@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ class StatsRecords:
         for kind, record in other.by_operator.items():
             mine = self.by_operator.get(kind)
             if mine is None:
-                self.by_operator[kind] = type(record)(**asdict(record))
+                self.by_operator[kind] = copy.copy(record)   # flat numbers: a copy is enough
             else:
                 mine.add(record)
 
