@@ -13,9 +13,21 @@ from .errors import (
 )
 from .result import QueryStats, Result
 
-__all__ = ["connect", "attach_duckdb", "Database", "Result", "QueryStats", "MaskSearchError", "QueryError",
-           "QuerySyntaxError", "BindError", "StoreError", "IngestError",
-           "QueryCancelled", "QueryTimeout"]
+__all__ = [
+    "BindError",
+    "Database",
+    "IngestError",
+    "MaskSearchError",
+    "QueryCancelled",
+    "QueryError",
+    "QueryStats",
+    "QuerySyntaxError",
+    "QueryTimeout",
+    "Result",
+    "StoreError",
+    "attach_duckdb",
+    "connect",
+]
 __version__ = "0.1.0"
 
 

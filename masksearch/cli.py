@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 from . import __version__
 from .errors import MaskSearchError
@@ -31,6 +32,9 @@ from .store.manifest import MANIFEST
 ID_COLUMNS = ("image_id", "model_id", "mask_type")
 _BOX_TEXT = re.compile(r"^\s*[\(\[{]?\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]}]?\s*$")
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class CLIError(MaskSearchError):
@@ -262,14 +266,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="masksearch",
-        description="Exact, index-accelerated queries over image masks.")
-    parser.add_argument("--version", action="version", version=f"masksearch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_create(sub: Subparsers) -> None:
     p = sub.add_parser("create", help="create an empty database",
                        description="Create an empty database; index settings are fixed here.")
     p.add_argument("path", metavar="PATH")
@@ -281,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build CHIs at ingest (eager, default) or as queries read masks")
     p.set_defaults(func=cmd_create)
 
+
+def _add_ingest(sub: Subparsers) -> None:
     p = sub.add_parser(
         "ingest", help="add PNG/NPY masks",
         description="Add PNG/NPY masks (files, folders or globs) atomically. image_id defaults "
@@ -297,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 
+
+def _add_query(sub: Subparsers) -> None:
     p = sub.add_parser("query", help="run one statement and print its rows",
                        description="Run one statement ('-' reads it from stdin).")
     p.add_argument("path", metavar="PATH")
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="print query statistics to stderr")
     p.set_defaults(func=cmd_query)
 
+
+def _add_index(sub: Subparsers) -> None:
     p = sub.add_parser("index", help="build the CHIs lazy indexing has not built yet")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--rebuild", action="store_true",
@@ -316,39 +319,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
+
+def _add_path_commands(sub: Subparsers) -> None:
+    """The commands that take a database and little else."""
     p = sub.add_parser("check", help="verify every file against its checksums",
                        description="Verify every file of the database; exit code 3 when "
                                    "anything is damaged.")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_check)
-
     p = sub.add_parser("info", help="describe a database")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
-
     p = sub.add_parser("explain", help="print the plan of a statement")
     p.add_argument("path", metavar="PATH")
     p.add_argument("sql", metavar="SQL")
     p.set_defaults(func=cmd_explain)
-
     p = sub.add_parser("repl", help="an interactive shell (also: masksearch PATH)",
                        description="An interactive shell: statements end with ';', .help "
                                    "lists the dot-commands. Reads statements from stdin "
                                    "when it is not a terminal.")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_repl)
-
     p = sub.add_parser("demo", help="build a sample database and run the paper's queries")
     p.set_defaults(func=cmd_demo)
-    parser.commands = set(sub.choices)
-    return parser
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
+    """The command line's parser and its command names."""
+    parser = argparse.ArgumentParser(
+        prog="masksearch",
+        description="Exact, index-accelerated queries over image masks.")
+    parser.add_argument("--version", action="version", version=f"masksearch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_create, _add_ingest, _add_query, _add_index, _add_path_commands):
+        add(sub)
+    return parser, set(sub.choices)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if len(argv) == 1 and not argv[0].startswith("-") and argv[0] not in parser.commands:
+    parser, commands = build_parser()
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0] not in commands:
         argv = ["repl", argv[0]]          # `masksearch PATH` opens the shell
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,7 @@ leave undecided, as masksearch's own executor does.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import weakref
 from dataclasses import dataclass
@@ -98,21 +99,15 @@ class DuckDBAttachment:
 
     def detach(self) -> None:
         """Remove the functions, macros and views from the connection."""
-        for name in FUNCTIONS:
-            try:
+        for name in FUNCTIONS:   # each may be removed already, or the connection closed
+            with contextlib.suppress(duckdb.Error, ValueError):
                 self.con.remove_function(name)
-            except (duckdb.Error, ValueError):   # already removed, or connection closed
-                pass
         for name in (self.table_name, *self._views):
-            try:
+            with contextlib.suppress(duckdb.Error, ValueError):
                 self.con.unregister(name)
-            except (duckdb.Error, ValueError):
-                pass
         for name in MACROS:
-            try:
+            with contextlib.suppress(duckdb.Error, ValueError):
                 self.con.execute(f"DROP MACRO IF EXISTS {name}")
-            except (duckdb.Error, ValueError):
-                pass
 
     # --- the UDFs ---------------------------------------------------------------------
     def _cp(self, ids, rois, ranges) -> pa.Array:
@@ -219,10 +214,8 @@ def _close_all() -> None:
     # bindings print leak reports. Removing the functions is not always possible then (an
     # unfinished result blocks it), so attached connections are closed, silently.
     for con in list(_attached.keys()):
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.close()
-        except duckdb.Error:
-            pass
 
 
 atexit.register(_close_all)

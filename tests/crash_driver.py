@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import masksearch as ms  # noqa: E402
-from masksearch.store import faults  # noqa: E402
+import masksearch as ms
+from masksearch.store import faults
 
 SIDE = 24
 

@@ -47,7 +47,7 @@ def masks(draw, dtype=None, max_side=24, min_side=1):
 
 def range_ends(pixels: np.ndarray | None = None):
     """Range end values: edges, values present in the mask, random, and infinities."""
-    options = [st.sampled_from(FLOAT_VALUES + (2.0, 3.0, 40.0, 255.0, -1.0)),
+    options = [st.sampled_from((*FLOAT_VALUES, 2.0, 3.0, 40.0, 255.0, -1.0)),
                st.floats(-100, 300, allow_nan=False, width=32).map(float),
                st.integers(-2, 300).map(float)]
     if pixels is not None:

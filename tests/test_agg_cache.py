@@ -47,7 +47,7 @@ def test_aggregate_cache_bounds_survive_merging_its_parts(tmp_path):
     want.append(segment_bounds(build_segment_index([extra], edges, 4), extra.dtype,
                                np.array([0]), box, lo, hi))
     for c in (cache, AggregateCache(tmp_path)):
-        found, lower, upper = c.bounds(keys[::-1] + ["union:0"],
+        found, lower, upper = c.bounds([*keys[::-1], "union:0"],
                                        np.repeat(box, len(keys) + 1, axis=0), lo, hi)
         assert found.tolist() == [True] * len(keys) + [False]
         got = list(zip(lower[:-1].tolist(), upper[:-1].tolist(), strict=True))[::-1]
@@ -82,9 +82,11 @@ def test_a_query_caches_at_most_its_share_of_groups(tmp_path):
                     for g in range(20)]
     few = ExecSettings(cached_groups=3)
     first = db.query(sql, settings=few)
-    assert first.rows() == want and first.stats.chis_built == 3
+    assert first.rows() == want
+    assert first.stats.chis_built == 3
     second = db.query(sql, settings=few)
-    assert second.rows() == want and second.stats.chis_built == 3
+    assert second.rows() == want
+    assert second.stats.chis_built == 3
     cache = AggregateCache(tmp_path / "db")
     keys = [entry_key("union", members_key([2 * g, 2 * g + 1])) for g in range(20)]
     assert sum(k in cache for k in keys) == 6

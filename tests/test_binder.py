@@ -23,7 +23,8 @@ def test_alias_in_where_and_order_and_position():
     q = b("SELECT mask_id, CP(mask, bbox, (0.6, 1.0]) / area(bbox) AS r FROM masks "
           "WHERE r < 0.2 ORDER BY 2 DESC, r LIMIT 3")
     assert q.where.left == q.outputs[1]
-    assert q.order_by[0].expr == q.outputs[1] and q.order_by[1].expr == q.outputs[1]
+    assert q.order_by[0].expr == q.outputs[1]
+    assert q.order_by[1].expr == q.outputs[1]
     assert q.names == ("mask_id", "r")
     assert len(q.terms) == 1   # the same CP term is shared
 
@@ -37,11 +38,13 @@ def test_star_and_expression_names():
 def test_between_and_in_are_desugared():
     q = b("SELECT mask_id FROM masks WHERE score NOT BETWEEN 0 AND 1 AND label IN ('a', 'b')")
     nb, inn = q.where.items
-    assert isinstance(nb, ast.Not) and isinstance(nb.operand, ast.And)
-    assert isinstance(inn, ast.Or) and all(isinstance(x, ast.Compare) for x in inn.items)
+    assert isinstance(nb, ast.Not)
+    assert isinstance(nb.operand, ast.And)
+    assert isinstance(inn, ast.Or)
+    assert all(isinstance(x, ast.Compare) for x in inn.items)
 
 
-@pytest.mark.parametrize("text, message", [
+@pytest.mark.parametrize(("text", "message"), [
     ("SELECT mask_id FROM masks WHERE labl = 'a'", "unknown column 'labl'; columns are: mask_id"),
     ("SELECT mask_id FROM masks WHERE label = 1", "cannot compare string with number"),
     ("SELECT mask_id FROM masks WHERE CP(mask, label, [0, 1]) > 1", "not a box column"),
@@ -61,7 +64,8 @@ def test_bind_errors_name_the_problem_and_place(text, message):
     with pytest.raises(BindError) as e:
         b(text)
     assert message in str(e.value)
-    assert e.value.line is not None and "^" in str(e.value)
+    assert e.value.line is not None
+    assert "^" in str(e.value)
 
 
 def test_alias_not_visible_in_select_list():
@@ -71,22 +75,27 @@ def test_alias_not_visible_in_select_list():
 
 def test_explain_binds_the_inner_statement():
     q = b("EXPLAIN ANALYZE SELECT mask_id FROM masks WHERE CP(mask, full, [0.5, 1]) > 3")
-    assert q.explain and q.analyze and len(q.terms) == 1
+    assert q.explain
+    assert q.analyze
+    assert len(q.terms) == 1
 
 
 def test_grouped_query_binds():
     q = b("SELECT image_id, AVG(CP(mask, bbox, (0.6, 1.0]) / area(bbox)) AS attn FROM masks "
           "WHERE model_id IN ('a', 'b') GROUP BY image_id HAVING attn > 0.5 "
           "ORDER BY attn DESC LIMIT 10")
-    assert q.grouped and q.group_by == (ast.Column("image_id"),)
-    assert len(q.group_terms) == 1 and q.group_terms[0].func == "avg"
-    assert q.having.left == q.group_terms[0] and q.order_by[0].expr == q.group_terms[0]
+    assert q.grouped
+    assert q.group_by == (ast.Column("image_id"),)
+    assert len(q.group_terms) == 1
+    assert q.group_terms[0].func == "avg"
+    assert q.having.left == q.group_terms[0]
+    assert q.order_by[0].expr == q.group_terms[0]
     assert len(q.terms) == 1    # the CP inside the aggregate is a per-mask term
     assert b("SELECT COUNT(*) FROM masks").grouped
     assert b("SELECT COUNT(*) FROM masks HAVING COUNT(*) > 2").having is not None
 
 
-@pytest.mark.parametrize("text, message", [
+@pytest.mark.parametrize(("text", "message"), [
     ("SELECT image_id, label FROM masks GROUP BY image_id",
      "column 'label' must be in GROUP BY or inside an aggregate"),
     ("SELECT mask_id FROM masks WHERE COUNT(*) > 1", "aggregate COUNT cannot be used in WHERE"),
@@ -108,7 +117,8 @@ def test_grouped_query_binds():
 def test_grouping_errors(text, message):
     with pytest.raises(BindError) as e:
         b(text)
-    assert message in str(e.value) and "^" in str(e.value)
+    assert message in str(e.value)
+    assert "^" in str(e.value)
 
 
 def test_exact_cut_is_exact_for_decimal_literals():

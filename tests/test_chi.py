@@ -121,7 +121,10 @@ def test_default_edges_per_dtype():
     assert list(default_edges(np.dtype("uint8"), 0, 5)) == [1, 2, 3, 4, 5]
     assert len(default_edges(np.dtype("uint16"), 0, 60000)) <= 16
     unit = default_edges(np.dtype("float32"), 0.0, 1.0)
-    assert 0.6 in unit and 0.8 in unit and 0.0 in unit and 1.0 in unit
+    assert 0.6 in unit
+    assert 0.8 in unit
+    assert 0.0 in unit
+    assert 1.0 in unit
 
 
 def test_single_edge_with_infinite_pixels():

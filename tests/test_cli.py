@@ -37,7 +37,8 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 def failed(proc: subprocess.CompletedProcess) -> str:
     """The error message of a run that must fail cleanly."""
     assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stdout
     assert proc.stderr.startswith("error: "), proc.stderr
     return proc.stderr
 
@@ -99,12 +100,14 @@ def cp(mask: np.ndarray, box, lo: float) -> int:
 
 def test_create_and_ingest_report(data):
     created, ingest_npy, ingest_png = data["outputs"]
-    assert "created" in created.stdout and "cell size 8" in created.stdout
+    assert "created" in created.stdout
+    assert "cell size 8" in created.stdout
     assert f"ingested {N_EACH} masks" in ingest_npy.stdout
     assert "mask_id 0..19" in ingest_npy.stdout
     assert "mask_id 20..39" in ingest_png.stdout
     # Not a TTY: no progress bar on stderr.
-    assert ingest_npy.stderr == "" and ingest_png.stderr == ""
+    assert ingest_npy.stderr == ""
+    assert ingest_png.stderr == ""
 
 
 def test_info_json_and_text(data):
@@ -112,14 +115,17 @@ def test_info_json_and_text(data):
     assert info["masks"] == 2 * N_EACH
     assert info["dtypes"] == {"float32": N_EACH, "uint8": N_EACH}
     assert info["shapes"] == {f"{SIZE}x{SIZE}": 2 * N_EACH}
-    assert info["cell_size"] == 8 and info["codec"] == "lz4"
+    assert info["cell_size"] == 8
+    assert info["codec"] == "lz4"
     assert info["columns"]["bbox"] == "box"
     assert info["columns"]["label"] == "string"
     assert info["columns"]["score"] == "float64"
     assert info["columns"]["image_id"] == "string"
     text = ok(run("info", data["db"], cwd=data["work"])).stdout
     assert f"masks      {2 * N_EACH} in 2 segments" in text
-    assert "bbox" in text and "index" in text and "%" in text
+    assert "bbox" in text
+    assert "index" in text
+    assert "%" in text
 
 
 def test_query_table_values(data):
@@ -134,7 +140,8 @@ def test_query_table_values(data):
         assert row["image_id"] == data["image_ids"][i]
         assert row["label"] == data["labels"][i]
         assert int(row["c"]) == cp(data["masks"][i], data["boxes"][i], 0.5)
-    assert "masks:" in proc.stderr and "verified" in proc.stderr
+    assert "masks:" in proc.stderr
+    assert "verified" in proc.stderr
 
 
 def test_query_csv_all_masks_with_and_without_index(data):
@@ -177,7 +184,8 @@ def test_query_from_stdin_and_max_rows(data):
 def test_explain(data):
     out = ok(run("explain", data["db"], "SELECT mask_id FROM masks WHERE label = 'cat' "
                  "AND CP(mask, full, (0.5, inf)) > 10", cwd=data["work"])).stdout
-    assert "Scan" in out and "CP(" in out
+    assert "Scan" in out
+    assert "CP(" in out
 
 
 def test_syntax_error_has_position_and_caret(data):
@@ -229,7 +237,8 @@ def test_lazy_database_and_index_command(data, tmp_path):
     assert "lazy indexing" in ok(run("create", db, "--index", "lazy", cwd=work)).stdout
     ok(run("ingest", db, "npy/*.npy", "--quiet", cwd=work))
     info = json.loads(ok(run("info", db, "--json", cwd=work)).stdout)
-    assert info["index_mode"] == "lazy" and info["indexed_masks"] == 0
+    assert info["index_mode"] == "lazy"
+    assert info["indexed_masks"] == 0
     sql = "SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1]) > 500"
     want = ok(run("query", db, sql, "--format", "csv", cwd=work)).stdout
     info = json.loads(ok(run("info", db, "--json", cwd=work)).stdout)

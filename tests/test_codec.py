@@ -31,5 +31,6 @@ def test_shuffle_matches_reference(itemsize):
 def test_round_trip(m, codec):
     blob = encode_mask(m, codec)
     got = decode_mask(blob, m.dtype, *m.shape, codec)
-    assert got.dtype == m.dtype and got.shape == m.shape
+    assert got.dtype == m.dtype
+    assert got.shape == m.shape
     assert got.tobytes() == m.tobytes()   # bit for bit, NaN payloads included

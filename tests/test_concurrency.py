@@ -189,4 +189,5 @@ def test_cleanup_on_open_spares_live_readers_temporary_files(tmp_path):
     live.write_bytes(b"in progress")
     dead.write_bytes(b"left by a killed reader")
     ms.connect(path)
-    assert live.exists() and not dead.exists()
+    assert live.exists()
+    assert not dead.exists()

@@ -60,7 +60,8 @@ def test_keyboard_interrupt_from_progress_stops_the_worker_threads(db, slow_coun
     with pytest.raises(KeyboardInterrupt):
         database.query(Q, use_index=False, progress=interrupt)
     # Stopped after the first chunk, not after all N masks (N * 2 ms / 2 threads = 0.3 s).
-    assert calls == [calls[0]] and calls[0] < N
+    assert calls == [calls[0]]
+    assert calls[0] < N
     assert time.monotonic() - start < 0.25
     # The verifying threads are gone, not left running the remaining masks.
     assert [t.name for t in set(threading.enumerate()) - before
@@ -68,8 +69,9 @@ def test_keyboard_interrupt_from_progress_stops_the_worker_threads(db, slow_coun
 
 
 def test_progress_reports_reach_the_total(db):
-    database, maps = db
+    database, _maps = db
     seen = []
     database.query(Q, use_index=False, progress=lambda d, t: seen.append((d, t)))
-    assert seen and seen[-1] == (N, N)
+    assert seen
+    assert seen[-1] == (N, N)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)

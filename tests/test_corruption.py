@@ -176,7 +176,7 @@ def check_damaged(root: Path, target: Path, expected: list, case: str) -> None:
             db.rebuild_index()
 
 
-@pytest.mark.parametrize("kind, name, flips", cases(flips=3))
+@pytest.mark.parametrize(("kind", "name", "flips"), cases(flips=3))
 def test_damaged_file_is_reported_never_answered_around(tmp_path, pristine, kind, name, flips):
     n = run_case(tmp_path, pristine, kind, name, flips)
     print(f"{kind} {name}: {n} damaged copies")
@@ -184,7 +184,7 @@ def test_damaged_file_is_reported_never_answered_around(tmp_path, pristine, kind
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, name, flips", cases(flips=24))
+@pytest.mark.parametrize(("kind", "name", "flips"), cases(flips=24))
 def test_many_random_flips(tmp_path, pristine, kind, name, flips):
     n = run_case(tmp_path, pristine, kind, name, flips)
     print(f"{kind} {name}: {n} damaged copies")
@@ -231,7 +231,8 @@ def test_cli_check_and_rebuild(tmp_path, pristine):
     assert f"{chi}: the index file is damaged (checksum mismatch)" in proc.stdout
     assert "--rebuild" in proc.stdout
     proc = run("query", str(copy), QUERIES[0][0], cwd=tmp_path)
-    assert proc.returncode == 1 and "chi_hist.lz4: the index file is damaged" in proc.stderr
+    assert proc.returncode == 1
+    assert "chi_hist.lz4: the index file is damaged" in proc.stderr
     ok(run("index", str(copy), "--rebuild", "-q", cwd=tmp_path))
     assert "ok: no damage found" in ok(run("check", str(copy), cwd=tmp_path)).stdout
     assert answers(ms.connect(copy)) == expected["eager"]
@@ -257,7 +258,8 @@ def test_databases_written_before_checksums_still_open(tmp_path, pristine):
     db = ms.connect(copy)
     assert answers(db) == expected["eager"]
     report = db.check()
-    assert report.ok and len(report.unverifiable) == 3
+    assert report.ok
+    assert len(report.unverifiable) == 3
     assert "not verifiable (written before checksums)" in report.summary()
     db.rebuild_index()
     assert all((s / "chi.json").exists() for s in (copy / "segments").iterdir())

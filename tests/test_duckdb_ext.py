@@ -167,7 +167,8 @@ def test_pruning_reads_few_masks(saliency):
     finally:
         con.close()
     want = np.flatnonzero((maps[:, 7:39, 5:37] > 0.6).sum(axis=(1, 2)) >= 600)
-    assert [r[0] for r in got] == want.tolist() and exact == len(want)
+    assert [r[0] for r in got] == want.tolist()
+    assert exact == len(want)
     assert pruned_read < 0.2 * len(maps)   # the index decided the rest
     # cp() needs every exact value: it reads every mask its bounds do not pin down.
     assert attached.masks_read - pruned_read > pruned_read

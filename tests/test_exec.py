@@ -102,9 +102,11 @@ def test_metadata_predicates_alias_and_view_name(small):
 def test_result_api(small):
     r = small.query("SELECT mask_id, image_id AS img FROM masks WHERE mask_id < 2")
     table = r.to_arrow()
-    assert isinstance(table, pa.Table) and table.column_names == ["mask_id", "img"]
+    assert isinstance(table, pa.Table)
+    assert table.column_names == ["mask_id", "img"]
     assert r.to_pylist() == [{"mask_id": 0, "img": 1}, {"mask_id": 1, "img": 1}]
-    assert len(r) == 2 and r.stats.masks_total == 4
+    assert len(r) == 2
+    assert r.stats.masks_total == 4
     assert "mask_id" in repr(r)
 
 
@@ -133,7 +135,7 @@ def test_index_prunes_a_selective_filter(saliency):
 
 
 def test_topk_stops_early(saliency):
-    db, maps, boxes = saliency
+    db, maps, _boxes = saliency
     region = maps[:, 17:83, 13:71]
     counts = ((region >= 0.6) & (region <= 1.0)).sum((1, 2))
     want = sorted(range(600), key=lambda i: (-counts[i], i))[:10]
@@ -226,7 +228,7 @@ def tiny(tmp_path):
     return db
 
 
-@pytest.mark.parametrize("sql, want", [
+@pytest.mark.parametrize(("sql", "want"), [
     # Predicates holding CP compared as truth values, and ordered by.
     ("SELECT mask_id FROM masks WHERE (CP(mask, full, [0.5, 1]) > 1) = TRUE", [(0,)]),
     ("SELECT mask_id FROM masks WHERE (CP(mask, full, [0.5, 1]) > 1) = flag", [(0,), (1,)]),
@@ -244,7 +246,7 @@ def test_reviewed_edge_cases(tiny, sql, want):
     assert rows(tiny, sql) == want
 
 
-@pytest.mark.parametrize("sql, message", [
+@pytest.mark.parametrize(("sql", "message"), [
     ("SELECT CP(mask, full, [0.5, 1]) * 1000000000000 * 10000000 FROM masks", "overflow"),
     ("SELECT 1e400 FROM masks", "out of range"),
     ("SELECT 99999999999999999999 FROM masks", "out of range"),
@@ -286,7 +288,8 @@ def test_explain_and_explain_analyze(saliency):
     sql = ("SELECT mask_id FROM masks WHERE model_id = 1 AND "
            "CP(mask, box(13, 17, 71, 83), (0.8, 1.0]) > 500")
     plan = [r[0] for r in db.query("EXPLAIN " + sql).rows()]
-    assert plan[0].startswith("MergeRows") and plan[-1].strip().endswith("Scan masks")
+    assert plan[0].startswith("MergeRows")
+    assert plan[-1].strip().endswith("Scan masks")
     assert plan[1].strip() == "-> Per segment (each shard of segments on its own):"
     labels = [line.strip().removeprefix("-> ") for line in plan]
     assert labels[2:] == ["Project [mask_id]", "Select all",
@@ -302,13 +305,17 @@ def test_explain_and_explain_analyze(saliency):
     # Per operator: what each saw and decided.
     ops = real.stats.operators
     assert ops[Scan].masks == 600
-    assert ops[MetaFilter].seen == 600 and ops[MetaFilter].passed == 300
+    assert ops[MetaFilter].seen == 600
+    assert ops[MetaFilter].passed == 300
     bound = ops[BoundFilter]
-    assert bound.seen == 300 and bound.accepted + bound.rejected + bound.undecided == 300
+    assert bound.seen == 300
+    assert bound.accepted + bound.rejected + bound.undecided == 300
     assert bound.rejected == real.stats.rejected_by_index > 0
-    assert ops[VerifyAll].chosen == len(real) and ops[VerifyAll].candidates == 300 - bound.rejected
+    assert ops[VerifyAll].chosen == len(real)
+    assert ops[VerifyAll].candidates == 300 - bound.rejected
     assert ops[Verify].verified == real.stats.verified == bound.undecided
-    assert ops[MergeRows].rows == len(real) and ops[MergeRows].shards == 1
+    assert ops[MergeRows].rows == len(real)
+    assert ops[MergeRows].shards == 1
     assert f"(seen 300, accepted {bound.accepted}, rejected {bound.rejected}" in text
 
 
@@ -318,10 +325,12 @@ def test_explain_analyze_of_a_grouped_query(saliency):
            "GROUP BY image_id HAVING a > 0.4 ORDER BY a DESC LIMIT 3")
     text = "\n".join(r[0] for r in db.query("EXPLAIN ANALYZE " + sql).rows())
     ops = db.query(sql).stats.operators
-    assert ops[GroupAggregate].rows == 600 and ops[GroupAggregate].groups == 300
+    assert ops[GroupAggregate].rows == 600
+    assert ops[GroupAggregate].groups == 300
     assert ops[PartialGroupBounds].rows == 600
     h = ops[GroupFilter]
-    assert h.seen == 300 and h.accepted + h.rejected + h.undecided == 300
+    assert h.seen == 300
+    assert h.accepted + h.rejected + h.undecided == 300
     assert "GroupFilter [a > 0.4]  (seen 300" in text
     assert "GroupAggregate by image_id  (rows 600, groups 300" in text
     assert ops[BoundOrderTopK].chosen == 3
@@ -343,7 +352,9 @@ def test_topk_with_a_nan_kth_value(tmp_path):
     for use_index in (True, False):
         full = db.query(f"SELECT mask_id, {expr} AS s FROM masks ORDER BY s DESC",
                         use_index=use_index).rows()
-        assert full[:16] == want and full[16][0] == 0 and np.isnan(full[16][1])
+        assert full[:16] == want
+        assert full[16][0] == 0
+        assert np.isnan(full[16][1])
         top = db.query(f"SELECT mask_id, {expr} AS s FROM masks ORDER BY s DESC LIMIT 16",
                        use_index=use_index).rows()
         assert top == want

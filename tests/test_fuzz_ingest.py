@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def acceptable(a: np.ndarray) -> bool:
     if a.dtype.kind == "b":
         return True
     lo, hi = int(a.min()), int(a.max())
-    return (0 <= lo and hi <= 65535) or (-(2**24) <= lo and hi <= 2**24)
+    return (lo >= 0 and hi <= 65535) or (lo >= -(2**24) and hi <= 2**24)
 
 
 @settings(max_examples=300)
@@ -105,7 +106,8 @@ def test_each_array_is_stored_exactly_or_refused_without_a_trace(db, a):
     except IngestError as e:
         assert "mask 0" in str(e)
         assert not acceptable(a), f"refused an exactly storable {a.dtype} mask: {e}"
-        assert state(root) == before and db.info()["masks"] == n_before
+        assert state(root) == before
+        assert db.info()["masks"] == n_before
         event("refused")
         return
     event("stored")
@@ -118,7 +120,7 @@ def test_each_array_is_stored_exactly_or_refused_without_a_trace(db, a):
     # Exact CP counts over the original values, at a few range ends taken from the data.
     finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     ends = sorted({float(v) for v in np.ravel(finite)[:3]} | {-np.inf, np.inf})
-    for lo, hi in zip(ends, ends[1:], strict=False):
+    for lo, hi in itertools.pairwise(ends):
         sql = (f"SELECT CP(mask, full, ({num_text(lo)}, {num_text(hi)}]) FROM masks "
                f"WHERE mask_id = {mask_id}")
         want = int(((values > lo) & (values <= hi)).sum())
@@ -172,7 +174,7 @@ def damaged_pngs() -> list[tuple[str, bytes]]:
     return cases
 
 
-@pytest.mark.parametrize("name, data", damaged_pngs(), ids=[n for n, _ in damaged_pngs()])
+@pytest.mark.parametrize(("name", "data"), damaged_pngs(), ids=[n for n, _ in damaged_pngs()])
 def test_damaged_png_is_refused_naming_the_file_or_read_exactly(tmp_path, name, data):
     db = ms.connect(tmp_path / "db")
     db.ingest(np.ones((1, 5, 5), np.uint8), image_id=["x"])
@@ -246,7 +248,7 @@ BAD_METADATA = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, message", BAD_METADATA)
+@pytest.mark.parametrize(("kwargs", "message"), BAD_METADATA)
 def test_mismatched_metadata_is_refused_without_a_trace(db, kwargs, message):
     root = Path(db.path)
     before = state(root)
@@ -266,7 +268,7 @@ def test_refusal_after_segments_were_written_leaves_no_trace(tmp_path):
     assert state(tmp_path / "db") == before
 
 
-@pytest.mark.parametrize("values, dtype, stored", [
+@pytest.mark.parametrize(("values", "dtype", "stored"), [
     (np.arange(12).reshape(3, 4), "int64", "uint8"),
     (np.arange(12).reshape(3, 4) * 300, "int64", "uint16"),
     (np.arange(-6, 6).reshape(3, 4), "int8", "float32"),

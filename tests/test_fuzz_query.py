@@ -219,7 +219,8 @@ def test_nesting_up_to_the_limit_runs_and_beyond_it_fails_cleanly(db, shape):
                 assert "nests too deeply" not in str(e)
     with pytest.raises(QuerySyntaxError, match="nests too deeply") as info:
         db.query("EXPLAIN ANALYZE " + make(deepest + 1))
-    assert info.value.line == 1 and info.value.column > 1
+    assert info.value.line == 1
+    assert info.value.column > 1
 
 
 def _accepted(sql: str) -> bool:
@@ -242,7 +243,7 @@ def test_ten_thousand_parentheses(db, depth):
     assert "^" in str(info.value)
 
 
-@pytest.mark.parametrize("sql, message", [
+@pytest.mark.parametrize(("sql", "message"), [
     ("SELECT " + "9" * 5000 + " FROM masks", r"number 999999999999\.\.\.999999999999 \(5000 "
                                              r"characters\) is out of range"),
     ("SELECT 1e99999999999 FROM masks", "number 1e99999999999 is out of range"),
@@ -256,7 +257,8 @@ def test_ten_thousand_parentheses(db, depth):
 def test_hostile_literals_are_refused_with_a_position(db, sql, message):
     with pytest.raises(QuerySyntaxError, match=message) as info:
         db.query(sql)
-    assert info.value.line is not None and info.value.column is not None
+    assert info.value.line is not None
+    assert info.value.column is not None
 
 
 def test_odd_but_valid_text(db):

@@ -31,7 +31,8 @@ def test_pixels_round_trip_with_their_dtype(tmp_path, dtype):
     assert ids == [0, 1, 2]
     for i, m in zip(ids, masks, strict=True):
         got = db.mask(i)
-        assert got.dtype == m.dtype and got.shape == m.shape
+        assert got.dtype == m.dtype
+        assert got.shape == m.shape
         np.testing.assert_array_equal(got, m)
 
 
@@ -68,8 +69,11 @@ def test_metadata_types_and_boxes(tmp_path):
         "bbox": np.array([[0, 0, 5, 5], [1, 2, 3, 4], [2, 2, 10, 10]]),
         "other_box": [(0, 0, 1, 1), None, (3, 3, 9, 9)]})
     cols = db.columns()
-    assert cols["label"] == "string" and cols["score"] == "float64" and cols["ok"] == "bool"
-    assert cols["bbox"] == "box" and cols["other_box"] == "box"
+    assert cols["label"] == "string"
+    assert cols["score"] == "float64"
+    assert cols["ok"] == "bool"
+    assert cols["bbox"] == "box"
+    assert cols["other_box"] == "box"
     rows = db.query("SELECT area(bbox), area(other_box), score FROM masks").rows()
     assert rows == [(25, 1, 0.5), (4, None, 1.0), (64, 36, None)]
 
@@ -80,12 +84,13 @@ def test_columns_merge_across_ingests(tmp_path):
     db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[3],
               metadata={"bbox": [(0, 0, 2, 2)], "n": [1]})
     db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[4], metadata={"n": [2.5]})
-    assert db.columns()["bbox"] == "box" and db.columns()["n"] == "float64"
+    assert db.columns()["bbox"] == "box"
+    assert db.columns()["n"] == "float64"
     assert db.query("SELECT area(bbox), n FROM masks").rows() == [
         (None, None), (None, None), (4, 1.0), (None, 2.5)]
 
 
-@pytest.mark.parametrize("masks, kwargs, message", [
+@pytest.mark.parametrize(("masks", "kwargs", "message"), [
     (np.full((2, 3, 3), np.nan, np.float32), {"image_id": [1, 2]}, "mask 0: every pixel is NaN"),
     (np.zeros((0, 3, 3), np.float32), {"image_id": []}, "nothing to ingest"),
     ([np.zeros((3, 0), np.uint8)], {"image_id": [1]}, "mask 0: the mask is empty"),
@@ -230,7 +235,7 @@ def test_bool_masks_with_odd_bytes_count_as_true(tmp_path):
     np.testing.assert_array_equal(db.mask(0), [[False, True, True, True]])
 
 
-@pytest.mark.parametrize("metadata, message", [
+@pytest.mark.parametrize(("metadata", "message"), [
     ({"_seg": [1]}, "reserved"),
     ({"Score": [1], "score": [2]}, "clashes with column 'Score'"),
 ])

@@ -159,10 +159,11 @@ def test_tight_bounds_give_the_exact_value():
     iv = interval(expr, env)
     assert iv.lo.tolist() == iv.hi.tolist() == [60.0, 1.5]
     o = outcomes(ast.Compare(">", CP_NODES[2], ast.Literal(5, "5")), env)
-    assert o.must_true.tolist() == [True, False] and o.may_false.tolist() == [False, True]
+    assert o.must_true.tolist() == [True, False]
+    assert o.may_false.tolist() == [False, True]
 
 
-@pytest.mark.parametrize("op, a, b, possible", [
+@pytest.mark.parametrize(("op", "a", "b", "possible"), [
     ("/", (0, 10), (0, 0), (True, True)),     # a zero divisor: NULL is certain
     ("/", (0, 10), (0, 5), (True, False)),    # possibly zero: NULL is possible
     ("-", (0, 10), (2, 3), (False, False)),

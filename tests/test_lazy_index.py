@@ -89,9 +89,11 @@ def test_aggregated_mask_chis_are_cached_and_follow_membership(tmp_path, data):
     mean_q = ("SELECT image_id, CP(mean(mask), full, (0.4, 1.0]) AS m FROM masks "
               "GROUP BY image_id HAVING m > 600")
     first, first_mean = db.query(q), db.query(mean_q)
-    assert first.stats.chis_built > 0 and first_mean.stats.chis_built > 0
+    assert first.stats.chis_built > 0
+    assert first_mean.stats.chis_built > 0
     second, second_mean = db.query(q), db.query(mean_q)
-    assert second.rows() == first.rows() and second_mean.rows() == first_mean.rows()
+    assert second.rows() == first.rows()
+    assert second_mean.rows() == first_mean.rows()
     assert second.stats.verified < first.stats.verified / 2, (first.stats, second.stats)
     assert second_mean.stats.verified < first_mean.stats.verified / 2
     # A third mask joins image 0: its group has new members, so no stale CHI may be used.

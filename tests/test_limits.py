@@ -267,7 +267,7 @@ def test_ctrl_c_at_random_moments_leaves_no_temporary_file(tmp_path):
     import signal
     import time
 
-    db, want = lazy_database(tmp_path / "db")
+    _db, want = lazy_database(tmp_path / "db")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     rng = np.random.default_rng(4)
     interrupts, outcomes = 0, []

@@ -1,5 +1,7 @@
 """Parsing: the paper's query shapes, case-insensitivity, comments, located syntax errors."""
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,9 +14,11 @@ from masksearch.lang.parser import parse
 def test_paper_filter_query():
     q = parse("""SELECT mask_id, image_id FROM masks
 WHERE mask_type = 'saliency' AND CP(mask, bbox, (0.6, 1.0]) / area(bbox) < 0.2;""")
-    assert isinstance(q, ast.Select) and q.table == "masks"
+    assert isinstance(q, ast.Select)
+    assert q.table == "masks"
     cond = q.where.items[1]
-    assert isinstance(cond, ast.Compare) and cond.op == "<"
+    assert isinstance(cond, ast.Compare)
+    assert cond.op == "<"
     cp = cond.left.left
     assert cp == ast.CP(ast.MaskRef(None), ast.ColumnRoi("bbox"), ast.Range("0.6", False, "1.0", True))
 
@@ -22,7 +26,8 @@ WHERE mask_type = 'saliency' AND CP(mask, bbox, (0.6, 1.0]) / area(bbox) < 0.2;"
 def test_topk_with_alias_and_box():
     q = parse("select mask_id, cp(MASK, BOX(0, 0, 112, 112), [0.8, 1.0]) as c "
               "from MasksDatabaseView order by c desc limit 25")
-    assert q.limit == 25 and q.order_by[0].descending
+    assert q.limit == 25
+    assert q.order_by[0].descending
     assert q.items[1].alias == "c"
     assert q.items[1].expr.roi == ast.BoxRoi(0, 0, 112, 112)
 
@@ -45,14 +50,18 @@ def test_predicates_and_comments():
     left = q.where.items[0]
     assert left.items[0] == ast.InList(ast.Column("label"), (ast.Literal("a"), ast.Literal("b'c")),
                                        True)
-    assert isinstance(left.items[1], ast.Between) and isinstance(left.items[2], ast.IsNull)
+    assert isinstance(left.items[1], ast.Between)
+    assert isinstance(left.items[2], ast.IsNull)
     assert q.where.items[1] == ast.Not(ast.Compare("!=", ast.Column("model_id"), ast.Literal(3)))
 
 
 def test_arithmetic_precedence():
     q = parse("SELECT 1 + 2 * 3 - 4 / 2 FROM masks")
     e = q.items[0].expr
-    assert e.op == "-" and e.left.op == "+" and e.left.right.op == "*" and e.right.op == "/"
+    assert e.op == "-"
+    assert e.left.op == "+"
+    assert e.left.right.op == "*"
+    assert e.right.op == "/"
 
 
 def test_positions_are_kept():
@@ -61,7 +70,7 @@ def test_positions_are_kept():
     assert q.where.left.pos[:2] == (3, 9)
 
 
-@pytest.mark.parametrize("text, line, column, expected", [
+@pytest.mark.parametrize(("text", "line", "column", "expected"), [
     ("SELECT mask_id FROM masks WHERE", 1, 32, "expected"),
     ("SELECT mask_id FROM masks WHERE\n  CP(mask, full, (0.5, 1.0) > 3", 2, 29, "expected ')'"),
     ("SELECT mask_id masks", 1, 21, "unexpected end of query; expected"),
@@ -82,10 +91,8 @@ def test_syntax_errors_are_located(text, line, column, expected):
 @settings(max_examples=300)
 @given(st.text(max_size=80))
 def test_arbitrary_text_raises_only_our_errors(text):
-    try:
+    with contextlib.suppress(MaskSearchError):
         parse(text)
-    except MaskSearchError:
-        pass
 
 
 TOKENS = ["SELECT", "mask_id", "FROM", "masks", "WHERE", "CP", "(", ")", "mask", ",", "full",
@@ -96,7 +103,5 @@ TOKENS = ["SELECT", "mask_id", "FROM", "masks", "WHERE", "CP", "(", ")", "mask",
 @settings(max_examples=300)
 @given(st.lists(st.sampled_from(TOKENS), max_size=25))
 def test_random_token_streams_raise_only_our_errors(tokens):
-    try:
+    with contextlib.suppress(MaskSearchError):
         parse(" ".join(tokens))
-    except MaskSearchError:
-        pass

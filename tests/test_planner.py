@@ -38,7 +38,7 @@ def p(sql: str) -> PhysicalPlan:
     return plan(bind(parse(sql), sql, COLUMNS))
 
 
-@pytest.mark.parametrize("sql, kind, k", [
+@pytest.mark.parametrize(("sql", "kind", "k"), [
     ("SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1]) > 3", VerifyAll, None),
     ("SELECT mask_id FROM masks ORDER BY score", VerifyAll, None),
     ("SELECT mask_id FROM masks ORDER BY score DESC LIMIT 4", KeyOrderTopK, 4),
@@ -61,19 +61,24 @@ def test_where_splits_into_metadata_and_bounds():
     plan_ = p("SELECT mask_id FROM masks WHERE label = 'a' AND CP(mask, bbox, (0.6, 1]) > 5 "
               "AND score > 1 AND (CP(mask, full, [0, 0.5]) < 3 OR model_id = 2)")
     f = plan_.fragment
-    assert isinstance(f.meta_filter, MetaFilter) and isinstance(f.bound_filter, BoundFilter)
+    assert isinstance(f.meta_filter, MetaFilter)
+    assert isinstance(f.bound_filter, BoundFilter)
     meta = f.meta_filter.predicate
-    assert isinstance(meta, ast.And) and [type(x) for x in meta.items] == [ast.Compare] * 2
+    assert isinstance(meta, ast.And)
+    assert [type(x) for x in meta.items] == [ast.Compare] * 2
     bound = f.bound_filter.predicate
-    assert isinstance(bound, ast.And) and isinstance(bound.items[1], ast.Or)
-    assert isinstance(f.verify, Verify) and len(f.verify.terms) == 2
+    assert isinstance(bound, ast.And)
+    assert isinstance(bound.items[1], ast.Or)
+    assert isinstance(f.verify, Verify)
+    assert len(f.verify.terms) == 2
     assert f.operators() == (f.project, f.select, f.verify, f.bound_filter, f.meta_filter,
                              f.scan)
 
 
 def test_a_query_without_cp_has_no_bound_filter_or_verify():
     f = p("SELECT mask_id, label FROM masks WHERE score > 1 LIMIT 3").fragment
-    assert f.bound_filter is None and f.verify is None
+    assert f.bound_filter is None
+    assert f.verify is None
     assert f.scan == Scan(tuple(sorted({*ROW_COLUMNS, "label", "score"})))
 
 
@@ -97,22 +102,31 @@ def test_a_grouped_plan_merges_members_from_every_shard():
               "GROUP BY image_id HAVING iou > 0.1 ORDER BY iou LIMIT 5")
     f, m = plan_.fragment, plan_.merge
     assert f.members == PartialGroupBounds((ast.Column("image_id"),))
-    assert f.select is None and f.project is None and f.verify is None
+    assert f.select is None
+    assert f.project is None
+    assert f.verify is None
     assert isinstance(m, GroupMerge)
     assert m.aggregate == GroupAggregate((ast.Column("image_id"),))
-    assert isinstance(m.bounds, GroupBounds) and len(m.bounds.aggregates) == 3
-    assert isinstance(m.filter, GroupFilter) and isinstance(m.mask_aggregation, MaskAggregation)
+    assert isinstance(m.bounds, GroupBounds)
+    assert len(m.bounds.aggregates) == 3
+    assert isinstance(m.filter, GroupFilter)
+    assert isinstance(m.mask_aggregation, MaskAggregation)
     assert [t.mask.aggregate for t in m.mask_aggregation.terms] == ["intersect", "union"]
-    assert isinstance(m.select, BoundOrderTopK) and m.select.k == 5
-    assert isinstance(m.project, Project) and m.project.names == ("image_id", "iou",
+    assert isinstance(m.select, BoundOrderTopK)
+    assert m.select.k == 5
+    assert isinstance(m.project, Project)
+    assert m.project.names == ("image_id", "iou",
                                                                   "COUNT(*)")
     assert sorted(plan_.output_terms) == [0, 1, 2]
 
 
 def test_aggregates_without_group_by_are_one_group():
     m = p("SELECT COUNT(*), AVG(score) FROM masks WHERE CP(mask, full, (0.5, 1]) > 1").merge
-    assert isinstance(m, GroupMerge) and m.aggregate.keys == () and m.filter is None
-    assert m.mask_aggregation is None and isinstance(m.select, VerifyAll)
+    assert isinstance(m, GroupMerge)
+    assert m.aggregate.keys == ()
+    assert m.filter is None
+    assert m.mask_aggregation is None
+    assert isinstance(m.select, VerifyAll)
 
 
 @pytest.mark.parametrize("sql", [

@@ -62,13 +62,16 @@ def test_split_dot_commands_and_blank_input():
     assert pieces == [Piece(".mode csv", True), Piece("SELECT 1 FROM masks;", False),
                       Piece(".timer off", True)]
     assert rest == ""
-    assert is_complete("") and is_complete("  -- note") and is_complete(".help")
-    assert not is_complete("SELECT 'a;") and not is_complete("SELECT 1 -- ;")
+    assert is_complete("")
+    assert is_complete("  -- note")
+    assert is_complete(".help")
+    assert not is_complete("SELECT 'a;")
+    assert not is_complete("SELECT 1 -- ;")
 
 
 # --- statements ---------------------------------------------------------------------------
 def test_statement_prints_table_row_count_and_time(db):
-    database, maps, boxes = db
+    database, maps, _boxes = db
     shell, out, err = shell_for(database)
     shell.run("SELECT mask_id, CP(mask, full, (0.5, 1.0]) AS c\nFROM masks ORDER BY c DESC\n"
               "LIMIT 3;")
@@ -78,7 +81,8 @@ def test_statement_prints_table_row_count_and_time(db):
     assert lines[0].split() == ["mask_id", "|", "c"]
     assert [tuple(int(v) for v in line.split("|")) for line in lines[2:]] == \
         [(int(i), int(counts[i])) for i in best]
-    assert "3 rows in" in err.getvalue() and " ms" in err.getvalue()
+    assert "3 rows in" in err.getvalue()
+    assert " ms" in err.getvalue()
 
 
 def test_long_results_are_truncated_with_a_note_but_files_get_all_rows(db, tmp_path):
@@ -115,7 +119,8 @@ def test_errors_print_and_the_next_statement_runs(db):
     shell, out, err = shell_for(database)
     shell.run("SELECT nope FROM masks;\nSELEC 1;\n.nope\nSELECT COUNT(*) AS n FROM masks;")
     text = err.getvalue()
-    assert "error: unknown column 'nope'" in text and "^" in text
+    assert "error: unknown column 'nope'" in text
+    assert "^" in text
     assert "line 2" not in text  # each statement's positions are its own
     assert "unknown command .nope" in text
     assert out.getvalue().split()[-1] == str(N)
@@ -125,7 +130,7 @@ def test_errors_print_and_the_next_statement_runs(db):
 def test_notice_for_an_open_upper_end_at_the_largest_value(db):
     database, maps, _ = db
     assert maps.max() == 1.0
-    shell, out, err = shell_for(database)
+    shell, _out, err = shell_for(database)
     q = "SELECT COUNT(*) FROM masks WHERE CP(mask, full, (0.6, 1.0)) > 0;"
     shell.run(q)
     column = q.index("(0.6") + 1
@@ -147,7 +152,9 @@ def test_dot_commands(db, tmp_path):
         assert name in err.getvalue()
     shell.run(".schema\n.info")
     text = out.getvalue()
-    assert "bbox" in text and "box" in text and "mask_id" in text
+    assert "bbox" in text
+    assert "box" in text
+    assert "mask_id" in text
     assert f"masks      {N} in 1 segment" in text and "indexing   eager" in text, err.getvalue()
     shell.run(".timer off\nSELECT COUNT(*) FROM masks;")
     assert err.getvalue().splitlines()[-1] == "1 row"
@@ -184,9 +191,12 @@ def test_lexer_classes():
     line = QueryLexer().lex_document(Document(
         "SELECT CP(mask, full, (0.5, 1]) AS c FROM masks -- note\n.mode csv"))
     tokens = [(style, text) for style, text in line(0) if text.strip()]
-    assert ("class:keyword", "SELECT") in tokens and ("class:function", "CP") in tokens
-    assert ("class:keyword", "mask") in tokens and ("class:number", "0.5") in tokens
-    assert ("class:comment", "-- note") in tokens and ("", "c") in tokens
+    assert ("class:keyword", "SELECT") in tokens
+    assert ("class:function", "CP") in tokens
+    assert ("class:keyword", "mask") in tokens
+    assert ("class:number", "0.5") in tokens
+    assert ("class:comment", "-- note") in tokens
+    assert ("", "c") in tokens
     assert line(1) == [("class:command", ".mode csv")]
 
 
@@ -203,5 +213,6 @@ def test_completer_offers_columns_keywords_functions_and_commands():
 
     assert complete("SELECT b") == ["bbox", "BETWEEN", "BY", "BOX("]
     assert complete("select ma") == ["mask_id", "mask", "max("]
-    assert complete(".m") == [".mode"] and complete(".mode j") == ["json"]
+    assert complete(".m") == [".mode"]
+    assert complete(".mode j") == ["json"]
     assert complete("SELECT ") == []

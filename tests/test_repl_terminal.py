@@ -37,7 +37,7 @@ def start(dbpath: Path, home: Path, script: str | None = None) -> Terminal:
            # at once. Everything else prompt_toolkit does runs as in a real terminal.
            "PROMPT_TOOLKIT_NO_CPR": "1"}
     argv = [sys.executable, script or "-m"] + ([] if script else ["masksearch"])
-    term = Terminal(argv + [str(dbpath)], env)
+    term = Terminal([*argv, str(dbpath)], env)
     term.wait_for("masksearch>")
     return term
 
@@ -56,7 +56,8 @@ def test_multiline_statement_result_table_and_timing(dbpath, tmp_path):
         for i in best:
             assert any(line.split() == [str(i), "|", str(counts[i])]
                        for line in screen.splitlines()), screen
-        assert "mask_id |" in screen and " ms" in screen
+        assert "mask_id |" in screen
+        assert " ms" in screen
         # An error prints and the shell goes on.
         term.type("SELECT nope FROM masks;\r")
         screen = term.wait_for("unknown column 'nope'")
@@ -111,7 +112,8 @@ def test_history_is_kept_across_sessions(dbpath, tmp_path):
         term.wait_for("masksearch> SELECT COUNT(*) AS remembered FROM masks;")
         term.type("\r")
         screen = term.wait_for("1 row in")
-        assert "remembered" in screen and str(N) in screen
+        assert "remembered" in screen
+        assert str(N) in screen
     finally:
         term.close()
 

@@ -13,10 +13,12 @@ def test_generators_are_seeded_and_in_range():
                  lambda s: label_maps(5, size=32, seed=s),
                  lambda s: binary_masks(5, size=32, seed=s)):
         a, b, c = make(1), make(1), make(2)
-        assert np.array_equal(a, b) and not np.array_equal(a, c)
+        assert np.array_equal(a, b)
+        assert not np.array_equal(a, c)
         assert a.shape == (5, 32, 32)
     att = attention_maps(20, size=64, seed=0)
-    assert att.dtype == np.float32 and att.min() >= 0
+    assert att.dtype == np.float32
+    assert att.min() >= 0
     assert np.allclose(att.max(axis=(1, 2)), 1.0)
     # Fixations: most of the map is cold, a small part hot.
     assert 0.01 < (att > 0.5).mean() < 0.5
@@ -24,9 +26,12 @@ def test_generators_are_seeded_and_in_range():
 
 def test_label_maps_hold_background_and_few_classes():
     labels = label_maps(30, size=64, classes=20, seed=0)
-    assert labels.dtype == np.uint8 and labels.max() <= 20
+    assert labels.dtype == np.uint8
+    assert labels.max() <= 20
     for m in labels:
         present = np.unique(m)
-        assert 0 in present and 2 <= len(present) <= 7
+        assert 0 in present
+        assert 2 <= len(present) <= 7
     binary = binary_masks(30, size=64, seed=0)
-    assert binary.dtype == np.bool_ and 0 < binary.mean() < 0.9
+    assert binary.dtype == np.bool_
+    assert 0 < binary.mean() < 0.9

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -55,48 +56,78 @@ def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     return out
 
 
-def _eval(e: ast.Expr, env: Env):
-    if isinstance(e, ast.Literal):
-        return pa.scalar(e.value)
-    if isinstance(e, ast.Column):
-        return env.rows.column(e.name).combine_chunks()
-    if isinstance(e, (ast.CP, ast.Aggregate)):
-        return env.term_exact(e)
-    if isinstance(e, ast.Area):
-        return area_array(env, e.roi)
-    if isinstance(e, ast.Neg):
-        return pc.negate(_eval(e.operand, env))
-    if isinstance(e, ast.BinOp):
-        left, right = _eval(e.left, env), _eval(e.right, env)
-        if e.op == "/":
-            return divide(left, right)
-        if pa.types.is_null(left.type) or pa.types.is_null(right.type):
-            return pa.scalar(None, pa.float64())
-        try:
-            return _ARITH[e.op](left, right)
-        except pa.ArrowInvalid as err:     # e.g. integer overflow: say which operation
-            raise located(QueryError(f"cannot evaluate the expression: {err}"), e) from None
-    if isinstance(e, ast.Compare):
-        left, right = _eval(e.left, env), _eval(e.right, env)
-        if pa.types.is_null(left.type) or pa.types.is_null(right.type):
-            return pa.scalar(None, pa.bool_())
-        return _COMPARE[e.op](left, right)
-    if isinstance(e, ast.And):
-        out = _eval(e.items[0], env)
-        for x in e.items[1:]:
-            out = pc.and_kleene(_as_bool(out), _as_bool(_eval(x, env)))
-        return out
-    if isinstance(e, ast.Or):
-        out = _eval(e.items[0], env)
-        for x in e.items[1:]:
-            out = pc.or_kleene(_as_bool(out), _as_bool(_eval(x, env)))
-        return out
-    if isinstance(e, ast.Not):
-        return pc.invert(_as_bool(_eval(e.operand, env)))
-    if isinstance(e, ast.IsNull):
-        value = _eval(e.operand, env)
-        return pc.is_valid(value) if e.negated else pc.is_null(value)
-    raise TypeError(f"cannot evaluate {type(e).__name__}")
+Value = pa.Array | pa.Scalar
+
+
+def _eval(e: ast.Expr, env: Env) -> Value:
+    try:
+        rule = _RULES[type(e)]
+    except KeyError:
+        raise TypeError(f"cannot evaluate {type(e).__name__}") from None
+    return rule(e, env)
+
+
+def _literal(e: ast.Literal, env: Env) -> Value:
+    return pa.scalar(e.value)
+
+
+def _column(e: ast.Column, env: Env) -> Value:
+    return env.rows.column(e.name).combine_chunks()
+
+
+def _term(e: ast.Expr, env: Env) -> Value:
+    return env.term_exact(e)
+
+
+def _area(e: ast.Area, env: Env) -> Value:
+    return area_array(env, e.roi)
+
+
+def _neg(e: ast.Neg, env: Env) -> Value:
+    return pc.negate(_eval(e.operand, env))
+
+
+def _binop(e: ast.BinOp, env: Env) -> Value:
+    left, right = _eval(e.left, env), _eval(e.right, env)
+    if e.op == "/":
+        return divide(left, right)
+    if pa.types.is_null(left.type) or pa.types.is_null(right.type):
+        return pa.scalar(None, pa.float64())
+    try:
+        return _ARITH[e.op](left, right)
+    except pa.ArrowInvalid as err:     # e.g. integer overflow: say which operation
+        raise located(QueryError(f"cannot evaluate the expression: {err}"), e) from None
+
+
+def _compare(e: ast.Compare, env: Env) -> Value:
+    left, right = _eval(e.left, env), _eval(e.right, env)
+    if pa.types.is_null(left.type) or pa.types.is_null(right.type):
+        return pa.scalar(None, pa.bool_())
+    return _COMPARE[e.op](left, right)
+
+
+def _logic(e: ast.And | ast.Or, env: Env) -> Value:
+    combine = pc.and_kleene if isinstance(e, ast.And) else pc.or_kleene
+    out = _eval(e.items[0], env)
+    for x in e.items[1:]:
+        out = combine(_as_bool(out), _as_bool(_eval(x, env)))
+    return out
+
+
+def _not(e: ast.Not, env: Env) -> Value:
+    return pc.invert(_as_bool(_eval(e.operand, env)))
+
+
+def _is_null(e: ast.IsNull, env: Env) -> Value:
+    value = _eval(e.operand, env)
+    return pc.is_valid(value) if e.negated else pc.is_null(value)
+
+
+_RULES: dict[type, Callable[[Any, Env], Value]] = {
+    ast.Literal: _literal, ast.Column: _column, ast.CP: _term, ast.Aggregate: _term,
+    ast.Area: _area, ast.Neg: _neg, ast.BinOp: _binop, ast.Compare: _compare,
+    ast.And: _logic, ast.Or: _logic, ast.Not: _not, ast.IsNull: _is_null,
+}
 
 
 def _as_bool(value):

@@ -53,7 +53,8 @@ def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> Fragme
             members = _members(plan, batch, candidates, undecided)
             rec.rows += members.rows.num_rows
         return FragmentOutput(records, members=members)
-    assert f.select is not None and f.project is not None
+    assert f.select is not None
+    assert f.project is not None
     with records.timed(f.select) as rec:
         condition = f.bound_filter.predicate if f.bound_filter is not None else None
         chooser = Chooser(batch, condition, undecided, list(range(len(terms.cuts))),

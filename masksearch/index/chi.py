@@ -51,7 +51,7 @@ def default_edges(dtype: np.dtype, vmin: float, vmax: float) -> np.ndarray:
     if not (math.isfinite(vmin) and math.isfinite(vmax)):
         finite = [v for v in (vmin, vmax) if math.isfinite(v)]
         vmin = vmax = finite[0] if finite else 0.0
-    if 0.0 <= vmin and vmax <= 1.0:
+    if vmin >= 0.0 and vmax <= 1.0:
         return np.arange(FLOAT_UNIT_BINS + 1, dtype=np.float64) / FLOAT_UNIT_BINS
     if vmax == vmin:
         return np.array([vmin], dtype=np.float64)
@@ -91,6 +91,12 @@ class SegmentIndex:
     heights: np.ndarray     # (N,) int64
     widths: np.ndarray      # (N,) int64
     built: np.ndarray       # (N,) bool: False for masks not indexed yet (lazy indexing)
+
+
+def kernel_arrays(index: SegmentIndex) -> tuple[np.ndarray, ...]:
+    """The index's arrays in the order the bound kernels take them."""
+    return (index.counts, index.offsets, index.heights, index.widths, index.edges, index.eq,
+            index.stats)
 
 
 def empty_segment_index(heights: np.ndarray, widths: np.ndarray, edges: np.ndarray,
@@ -190,10 +196,9 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     def bound(s: int, e: int) -> None:
         for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
                                                                      strict=True):
-            chi_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                       index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t,
-                       lo.incl, hi.t, hi.incl, refine, low[s:e], high[s:e], lower[s:e],
-                       upper[s:e])
+            chi_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
+                       (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
+                       (lower[s:e], upper[s:e]))
             if not direct:
                 out_lower[at[s:e]] = lower[s:e]
                 out_upper[at[s:e]] = upper[s:e]
@@ -227,9 +232,8 @@ def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
 
     def bound(s: int, e: int) -> None:
-        chi_cell_bounds(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                        index.edges, index.eq, index.stats, rows[s:e], boxes[s:e], lo.t,
-                        lo.incl, hi.t, hi.incl, lower[s:e], upper[s:e], covered[s:e])
+        chi_cell_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
+                        (lo.t, lo.incl, hi.t, hi.incl), (lower[s:e], upper[s:e], covered[s:e]))
 
     for_chunks(len(rows), CELL_BOUND_CHUNK, bound)
     return (lower.reshape(len(rows), -1), upper.reshape(len(rows), -1),

@@ -128,11 +128,14 @@ def grid_area(g, h, w, cell):
 
 
 @njit(cache=True, nogil=True)
-def boundary_bounds(counts, base, h, w, cell, gw, n_cuts, x0, y0, x1, y1, outer, inner,
-                    lo, hi):
+def boundary_bounds(counts, base, grid, box, outer, inner, lo, hi):
     """Bounds of the in-range pixels of the box inside the cells of the outer grid rectangle
     that are not in the inner one: a partly covered cell adds at most its covered pixels,
-    and at least its in-range pixels that cannot all lie in its uncovered part."""
+    and at least its in-range pixels that cannot all lie in its uncovered part. ``grid`` =
+    (height, width, cell, cuts per cell) of the mask, ``box`` = (x0, y0, x1, y1)."""
+    h, w, cell, n_cuts = grid
+    x0, y0, x1, y1 = box
+    gw = (w + cell - 1) // cell
     r0o, s0o, r1o, s1o = outer
     r0i, s0i, r1i, s1i = inner
     lower = 0
@@ -199,80 +202,103 @@ def _one_geometry(rows, boxes, heights, widths):
 PREFETCH_BLOCK = 16
 
 
+# Inlined (numba IR inlining): as calls, passing the segment's arrays per mask cost ~2x.
+@njit(inline="always")
+def _prefetch_block(counts, offsets, grids, cell, rows, boxes, block, cuts, geometry):
+    """Work out the box geometry of rows ``block = (start, stop)`` into ``geometry`` and ask
+    for the corner counts they will read at ``cuts = (lo_k, hi_k, cuts per cell)``, so that
+    their cache misses overlap; ``grids = (heights, widths)`` of the masks."""
+    heights, widths = grids
+    start, stop = block
+    lo_k, hi_k, n_cuts = cuts
+    for j in range(start, stop):
+        i = rows[j]
+        box = box_geometry(heights[i], widths[i], cell, boxes[j, 0], boxes[j, 1],
+                           boxes[j, 2], boxes[j, 3], n_cuts)
+        _store_geometry(geometry[j - start], box)
+        base = offsets[i]
+        outer, inner = box[0], box[1]
+        for q in range(4):      # the rectangles' corner counts at both cuts
+            prefetch(counts, base + outer[q] + lo_k)
+            prefetch(counts, base + outer[q] + hi_k)
+            prefetch(counts, base + inner[q] + lo_k)
+            prefetch(counts, base + inner[q] + hi_k)
+
+
+@njit(inline="always")
+def _coarse_bounds(counts, base, g, lo, hi):
+    """Bounds of CP for the mask whose counts start at ``base`` from the grid rectangles
+    around and inside its box (geometry ``g``, see ``_store_geometry``), and the inner
+    rectangle's own bounds."""
+    area = g[16]
+    if area <= 0:
+        return 0, 0, 0, 0
+    ol, ou = range_count_bounds(counts, base, (g[0], g[1], g[2], g[3], g[4], g[5], g[6],
+                                               g[7]), lo, hi)
+    il, iu = range_count_bounds(counts, base, (g[8], g[9], g[10], g[11], g[12], g[13],
+                                               g[14], g[15]), lo, hi)
+    return max(il, ol - g[17]), min(ou, iu + g[18], area), il, iu
+
+
+@njit(inline="always")
+def _decides(lower, upper, low, high):
+    """Bounds that are tight or tell whether ``low <= CP <= high`` (NaN ends: never)."""
+    return lower >= upper or (lower >= low and upper <= high) or upper < low or lower > high
+
+
 @njit(cache=True, nogil=True)
-def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
-               lo_t, lo_incl, hi_t, hi_incl, refine, decide_low, decide_high, out_lower,
-               out_upper):
+def chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out):
     """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
 
-    ``counts`` is the segment's flat count array, mask i's CHI starting at ``offsets[i]``.
-    ``boxes[j]`` = (x0, y0, x1, y1) already clipped to mask ``rows[j]`` (x0 <= x1, y0 <= y1).
-    The range is ``lo-cut false and hi-cut true``. Writes ``out_lower[j] <= CP <=
-    out_upper[j]`` from the grid rectangles in and around the box; with ``refine``, bounds
-    that are not tight are narrowed cell by cell along the box's edge (several times the
-    cost), unless they already decide ``decide_low[j] <= CP <= decide_high[j]`` either way
-    (NaN ends: they never do).
+    ``chi`` = (counts, offsets, heights, widths, edges, eq, stats) of the segment (see
+    ``SegmentIndex``): mask i's CHI starts at ``counts[offsets[i]]``. ``boxes[j]`` = (x0, y0,
+    x1, y1) already clipped to mask ``rows[j]``. ``cut`` = (lo_t, lo_incl, hi_t, hi_incl):
+    the range is ``lo-cut false and hi-cut true``. Writes ``out = (lower, upper)`` with
+    ``lower[j] <= CP <= upper[j]`` from the grid rectangles in and around the box; with
+    ``refine``, bounds that are not tight are narrowed cell by cell along the box's edge
+    (several times the cost), unless they already decide ``decide = (low, high)``:
+    ``low[j] <= CP <= high[j]`` either way (NaN ends: they never do).
     """
+    counts, offsets, heights, widths, edges, eq, stats = chi
+    lo_t, lo_incl, hi_t, hi_incl = cut
+    decide_low, decide_high = decide
+    out_lower, out_upper = out
     n_rows = rows.shape[0]
     if n_rows == 0:
         return
     n_edges = edges.shape[0]
-    n_cuts = n_edges + 1
     lo_k, lo_on_edge = query_cut(lo_t, edges)
     hi_k, hi_on_edge = query_cut(hi_t, edges)
     geometry = np.empty((PREFETCH_BLOCK, 19), np.int64)
     # With a fixed box on masks of one size, the counts read are a fixed stride apart and
     # the hardware prefetches them; with a box per mask, a block's counts are asked for
-    # before any of them is read, so that their cache misses overlap.
+    # before any of them is read (``_prefetch_block``).
     one = _one_geometry(rows, boxes, heights, widths)
     if one:
         _store_geometry(geometry[0], box_geometry(heights[rows[0]], widths[rows[0]], cell,
                                                   boxes[0, 0], boxes[0, 1], boxes[0, 2],
-                                                  boxes[0, 3], n_cuts))
+                                                  boxes[0, 3], n_edges + 1))
     for start in range(0, n_rows, PREFETCH_BLOCK):
         stop = min(start + PREFETCH_BLOCK, n_rows)
         if not one:
-            for j in range(start, stop):
-                i = rows[j]
-                box = box_geometry(heights[i], widths[i], cell, boxes[j, 0], boxes[j, 1],
-                                   boxes[j, 2], boxes[j, 3], n_cuts)
-                _store_geometry(geometry[j - start], box)
-                base = offsets[i]
-                outer, inner = box[0], box[1]
-                for q in range(4):      # the rectangles' corner counts at both cuts
-                    prefetch(counts, base + outer[q] + lo_k)
-                    prefetch(counts, base + outer[q] + hi_k)
-                    prefetch(counts, base + inner[q] + lo_k)
-                    prefetch(counts, base + inner[q] + hi_k)
+            _prefetch_block(counts, offsets, (heights, widths), cell, rows, boxes,
+                            (start, stop), (lo_k, hi_k, n_edges + 1), geometry)
         for j in range(start, stop):
-            g = geometry[0 if one else j - start]
-            area = g[16]
-            if area <= 0:
-                out_lower[j] = 0
-                out_upper[j] = 0
-                continue
             i = rows[j]
-            base = offsets[i]
             vmin = stats[i, 0]
             vmax = stats[i, 1]
             lo = cut_spec(lo_k, lo_on_edge, eq, i, n_edges, vmin, vmax, lo_t, lo_incl)
             hi = cut_spec(hi_k, hi_on_edge, eq, i, n_edges, vmin, vmax, hi_t, hi_incl)
-            ol, ou = range_count_bounds(counts, base, (g[0], g[1], g[2], g[3], g[4], g[5],
-                                                       g[6], g[7]), lo, hi)
-            il, iu = range_count_bounds(counts, base, (g[8], g[9], g[10], g[11], g[12],
-                                                       g[13], g[14], g[15]), lo, hi)
-            lower = max(il, ol - g[17])
-            upper = min(ou, iu + g[18], area)
-            low = decide_low[j]
-            high = decide_high[j]
-            if refine and lower < upper and not ((lower >= low and upper <= high)
-                                                  or upper < low or lower > high):
-                h = heights[i]
-                w = widths[i]
-                x0, y0, x1, y1 = boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3]
-                outer, inner = box_grid(h, w, cell, x0, y0, x1, y1)
-                cl, cu = boundary_bounds(counts, base, h, w, cell, (w + cell - 1) // cell,
-                                         n_cuts, x0, y0, x1, y1, outer, inner, lo, hi)
+            base = offsets[i]
+            lower, upper, il, iu = _coarse_bounds(counts, base,
+                                                  geometry[0 if one else j - start], lo, hi)
+            if refine and not _decides(lower, upper, decide_low[j], decide_high[j]):
+                # Cell by cell along the box's edge, around the inner rectangle.
+                box = (boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3])
+                grid = (heights[i], widths[i], cell, n_edges + 1)
+                outer, inner = box_grid(grid[0], grid[1], cell, box[0], box[1], box[2],
+                                        box[3])
+                cl, cu = boundary_bounds(counts, base, grid, box, outer, inner, lo, hi)
                 lower = max(lower, il + cl)
                 upper = min(upper, iu + cu)
             out_lower[j] = lower
@@ -280,14 +306,18 @@ def chi_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, b
 
 
 @njit(cache=True, nogil=True)
-def chi_cell_bounds(counts, offsets, heights, widths, cell, edges, eq, stats, rows, boxes,
-                    lo_t, lo_incl, hi_t, hi_incl, out_lower, out_upper, out_covered):
-    """Per grid cell, bounds of the pixels of ``box`` in the range, for masks ``rows``.
+def chi_cell_bounds(chi, cell, rows, boxes, cut, out):
+    """Per grid cell, bounds of the pixels of ``box`` in the range, for masks ``rows``
+    (``chi``, ``cell``, ``boxes`` and ``cut`` as for ``chi_bounds``).
 
-    All rows must share one grid (gh, gw) = out_lower.shape[1:]. Cells the box misses get 0;
-    a partly covered cell gets [max(0, lower - uncovered), min(upper, covered)].
-    ``out_covered[j, r, s]`` is the number of the cell's pixels inside the box.
+    ``out = (lower, upper, covered)``, each (rows, gh, gw): all rows must share one grid.
+    Cells the box misses get 0; a partly covered cell gets [max(0, lower - uncovered),
+    min(upper, covered)]; ``covered[j, r, s]`` is the number of the cell's pixels inside the
+    box.
     """
+    counts, offsets, heights, widths, edges, eq, stats = chi
+    lo_t, lo_incl, hi_t, hi_incl = cut
+    out_lower, out_upper, out_covered = out
     n_edges = edges.shape[0]
     n_cuts = n_edges + 1
     lo_k, lo_on_edge = query_cut(lo_t, edges)

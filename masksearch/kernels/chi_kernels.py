@@ -30,11 +30,9 @@ def _edges_le_guided(v, edges, first, inv_step):
 
 
 @njit(cache=True, nogil=True)
-def build_chi_one(pixels, edges, cell, counts, eq, stats):
-    """Fill ``counts`` (gh, gw, E+1), ``eq`` (E,) and ``stats`` [vmin, vmax] for one 2-D mask.
-
-    ``counts`` must be zeroed by the caller. Returns the number of non-NaN pixels.
-    """
+def _histogram(pixels, edges, cell, counts, eq):
+    """Per cell, pixels by value bin (a pixel with k = #edges <= v satisfies cuts k..E, so
+    it counts in bin k), and ``eq``; returns (non-NaN pixels, vmin, vmax)."""
     h, w = pixels.shape
     vmin = np.inf
     vmax = -np.inf
@@ -42,8 +40,7 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
     n_edges = edges.shape[0]
     first = edges[0]
     inv_step = (n_edges - 1) / (edges[n_edges - 1] - first) if n_edges > 1 else 0.0
-    gh, gw, nk = counts.shape
-    # Histogram: pixel with k = #edges <= v satisfies cuts k..E, so count it in bin k.
+    gw = counts.shape[1]
     # Columns are walked cell by cell: no division per pixel.
     for y in range(h):
         r = y // cell
@@ -59,7 +56,13 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
                 counts[r, s, k] += 1
                 if k > 0 and edges[k - 1] == v:
                     eq[k - 1] += 1
-    # Cumulative over value bins, then over columns, then over rows.
+    return nonnan, vmin, vmax
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(counts):
+    """Per-cell histograms -> cumulative counts: over value bins, columns, then rows."""
+    gh, gw, nk = counts.shape
     for r in range(gh):
         for s in range(gw):
             for k in range(1, nk):
@@ -72,6 +75,16 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
         for s in range(gw):
             for k in range(nk):
                 counts[r, s, k] += counts[r - 1, s, k]
+
+
+@njit(cache=True, nogil=True)
+def build_chi_one(pixels, edges, cell, counts, eq, stats):
+    """Fill ``counts`` (gh, gw, E+1), ``eq`` (E,) and ``stats`` [vmin, vmax] for one 2-D mask.
+
+    ``counts`` must be zeroed by the caller. Returns the number of non-NaN pixels.
+    """
+    nonnan, vmin, vmax = _histogram(pixels, edges, cell, counts, eq)
+    _accumulate(counts)
     stats[0] = vmin
     stats[1] = vmax
     return nonnan
@@ -94,7 +107,7 @@ def chi_to_histograms(counts_flat, offsets, heights, widths, cell, n_cuts, out_f
     number of pixels in each value bin (the last bin: NaN pixels count nowhere, so it holds
     the non-NaN pixels at or above the top edge). Small numbers: they compress well."""
     for i in range(offsets.shape[0] - 1):
-        h, w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
+        _h, _w, gh, gw, counts = _mask_counts(counts_flat, offsets, heights, widths, cell,
                                             n_cuts, i)
         out = out_flat[offsets[i]:offsets[i + 1]].reshape((gh, gw, n_cuts))
         for r in range(gh):
@@ -123,7 +136,7 @@ def chi_to_histograms(counts_flat, offsets, heights, widths, cell, n_cuts, out_f
 def histograms_to_chi(hist_flat, offsets, heights, widths, cell, n_cuts, out_flat):
     """The inverse of ``chi_to_histograms``: cumulative sums over bins, columns and rows."""
     for i in range(offsets.shape[0] - 1):
-        h, w, gh, gw, hist = _mask_counts(hist_flat, offsets, heights, widths, cell, n_cuts, i)
+        _h, _w, gh, gw, hist = _mask_counts(hist_flat, offsets, heights, widths, cell, n_cuts, i)
         out = out_flat[offsets[i]:offsets[i + 1]].reshape((gh, gw, n_cuts))
         for r in range(gh):
             for s in range(gw):

@@ -69,7 +69,8 @@ def _output(shell: Session, args: list[str]) -> None:
         shell.close()
         return
     try:
-        handle = open(args[0], "w", encoding="utf-8")  # kept open until changed
+        # Kept open until .output changes it or the shell closes it.
+        handle = open(args[0], "w", encoding="utf-8")  # noqa: SIM115
     except OSError as e:
         raise CommandError(f".output {args[0]}: {e.strerror}") from None
     shell.close()

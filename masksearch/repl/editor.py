@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings
@@ -73,31 +73,21 @@ class QueryCompleter(Completer):
     def __init__(self, columns: Callable[[], list[str]]):
         self.columns = columns
 
-    def get_completions(self, document: Document, complete_event):
-        before = document.text_before_cursor
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterator[Completion]:
         line = document.current_line_before_cursor.lstrip()
         if line.startswith("."):
-            words = line.split()
-            if len(words) <= 1 and not line.endswith(" "):
-                for name in COMMANDS:
-                    if name.startswith(line.lower()):
-                        yield Completion(name, -len(line))
-            elif words[0] == ".mode":
-                word = "" if line.endswith(" ") else words[-1]
-                for mode in FORMATS:
-                    if mode.startswith(word.lower()):
-                        yield Completion(mode, -len(word))
-            return
+            yield from _command_completions(line)
+        else:
+            yield from self._word_completions(document.text_before_cursor)
+
+    def _word_completions(self, before: str) -> Iterator[Completion]:
         m = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", before)
         word = m.group() if m else ""
         if not word:
             return
         low = word.lower()
-        # Keywords follow the case the user writes them in: the word's own, else that of
-        # the statement's first word.
-        first = re.match(r"\s*([A-Za-z]+)", before)
-        upper = word.isupper() if not word.islower() else bool(
-            first and first.end() < len(before) and first.group(1).isupper())
+        upper = _writes_upper(word, before)
         for name in self.columns():
             if name.lower().startswith(low) and name != word:
                 yield Completion(name, -len(word), display_meta="column")
@@ -110,6 +100,29 @@ class QueryCompleter(Completer):
                 text = fn.upper() if upper else fn
                 yield Completion(text + "(", -len(word), display=text,
                                  display_meta="function")
+
+
+def _command_completions(line: str) -> Iterator[Completion]:
+    """Dot-command names, and ``.mode``'s values."""
+    words = line.split()
+    if len(words) <= 1 and not line.endswith(" "):
+        for name in COMMANDS:
+            if name.startswith(line.lower()):
+                yield Completion(name, -len(line))
+    elif words[0] == ".mode":
+        word = "" if line.endswith(" ") else words[-1]
+        for mode in FORMATS:
+            if mode.startswith(word.lower()):
+                yield Completion(mode, -len(word))
+
+
+def _writes_upper(word: str, before: str) -> bool:
+    """Keywords follow the case the user writes them in: the word's own, else that of the
+    statement's first word."""
+    if not word.islower():
+        return word.isupper()
+    first = re.match(r"\s*([A-Za-z]+)", before)
+    return bool(first and first.end() < len(before) and first.group(1).isupper())
 
 
 def _bindings() -> KeyBindings:

@@ -70,5 +70,5 @@ def split_input(text: str) -> tuple[list[Piece], str]:
 
 def is_complete(text: str) -> bool:
     """Whether the editor should run ``text`` on Enter rather than open a new line."""
-    pieces, rest = split_input(text)
+    _pieces, rest = split_input(text)
     return not rest

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import StoreError
 from .agg_cache import DIRECTORY as AGGCACHE
 from .checksum import load_checked_npz, verify_file
-from .manifest import read_manifest
+from .manifest import SegmentInfo, read_manifest
 from .segments import DELTA_GLOB, Segment
 
 
@@ -63,7 +63,7 @@ class CheckReport:
 def _ranges(ids) -> str:
     ids = sorted(ids)
     out, start, prev = [], ids[0], ids[0]
-    for i in ids[1:] + [None]:
+    for i in [*ids[1:], None]:
         if i is not None and i == prev + 1:
             prev = i
             continue
@@ -98,72 +98,96 @@ def check_store(root: Path) -> CheckReport:
     return report
 
 
-def _check_segment(seg: Segment, info, next_mask_id: int, seen: set[int],
-                   report: CheckReport) -> None:
-    all_ids: tuple[int, ...] = ()  # the segment's mask ids, once its metadata is verified
+class _SegmentCheck:
+    """The checks of one segment, each reporting what it finds damaged; later checks need
+    what earlier ones verified (the mask ids come from verified metadata)."""
 
-    def damaged(path: Path, error: Exception, ids=None) -> None:
-        report.problems.append(Problem(str(path), str(error),
-                                       tuple(all_ids if ids is None else ids)))
+    def __init__(self, seg: Segment, info: SegmentInfo, report: CheckReport):
+        self.seg, self.info, self.report = seg, info, report
+        self.ids: tuple[int, ...] = ()   # the segment's mask ids, once its metadata is verified
 
-    try:
-        seg.info  # noqa: B018 - loading verifies segment.json
-    except StoreError as e:
-        return damaged(seg.directory / "segment.json", e)
-    report.files += 1
-    if not seg.sealed:
-        report.unverifiable.append(str(seg.directory))
-    elif seg.info["count"] != info.count or seg.info["dtype"] != info.dtype:
-        return damaged(seg.directory / "segment.json",
-                       StoreError(f"{seg.directory / 'segment.json'}: does not match the "
-                                  "manifest"))
-    try:
-        meta = seg.meta
-        report.files += 1
-        ids = meta.column("mask_id").to_numpy()
-        # Ids increase within a segment (an ingest of several dtypes interleaves segments).
-        if len(ids) != info.count or (len(ids) and (
-                ids[0] != info.first_mask_id or ids[-1] >= next_mask_id
-                or (np.diff(ids) <= 0).any() or seen.intersection(ids.tolist()))):
-            raise StoreError(f"{seg.directory / 'meta.parquet'}: mask ids do not match the "
-                             "manifest")
+    def damaged(self, path: Path, error: Exception, ids: tuple[int, ...] | None = None) -> None:
+        self.report.problems.append(Problem(str(path), str(error),
+                                            self.ids if ids is None else ids))
+
+    def description(self) -> bool:
+        seg, path = self.seg, self.seg.directory / "segment.json"
+        try:
+            seg.info  # noqa: B018 - loading verifies segment.json
+        except StoreError as e:
+            self.damaged(path, e)
+            return False
+        self.report.files += 1
+        if not seg.sealed:
+            self.report.unverifiable.append(str(seg.directory))
+        elif seg.info["count"] != self.info.count or seg.info["dtype"] != self.info.dtype:
+            self.damaged(path, StoreError(f"{path}: does not match the manifest"))
+            return False
+        return True
+
+    def metadata(self, next_mask_id: int, seen: set[int]) -> bool:
+        path = self.seg.directory / "meta.parquet"
+        try:
+            ids = self.seg.meta.column("mask_id").to_numpy()
+            self.report.files += 1
+            # Ids increase within a segment (an ingest of several dtypes interleaves
+            # segments).
+            if len(ids) != self.info.count or (len(ids) and (
+                    ids[0] != self.info.first_mask_id or ids[-1] >= next_mask_id
+                    or (np.diff(ids) <= 0).any() or seen.intersection(ids.tolist()))):
+                raise StoreError(f"{path}: mask ids do not match the manifest")
+        except StoreError as e:
+            self.damaged(path, e)
+            return False
         seen.update(ids.tolist())
-    except StoreError as e:
-        return damaged(seg.directory / "meta.parquet", e)
-    all_ids = tuple(int(i) for i in ids)
-    pixels = seg.directory / "pixels.arrow"
-    try:
-        if seg.sealed:
-            verify_file(pixels, seg.info["files"]["pixels.arrow"], "pixels")
-        report.files += 1
-    except StoreError as e:
-        whole = e  # find the damaged masks below; the message names the file
-    else:
-        whole = None
-    bad = []
-    try:
-        for row in range(info.count):
-            try:
-                seg.pixels(row)
-            except StoreError:
-                bad.append(all_ids[row])
-    except StoreError as e:  # the file's structure is unreadable: every mask is affected
-        return damaged(pixels, e)
-    if bad:
-        damaged(pixels, StoreError(f"{pixels}: {len(bad)} of {info.count} masks are damaged "
-                                   "(checksum mismatch or undecodable)"), bad)
-    elif whole is not None:
-        damaged(pixels, whole, ())
-    try:
-        if seg.has_full_index():
-            seg.reload_index()
-            seg.index  # noqa: B018 - loading verifies every index file
-            report.files += 3
-        else:
-            for path in sorted(seg.directory.glob(DELTA_GLOB)):
-                report.files += 1
-                load_checked_npz(path, "index delta")
-            seg.index  # noqa: B018 - the deltas must also fit the segment
-    except (StoreError, FileNotFoundError) as e:
-        path = Path(getattr(e, "filename", None) or seg.directory / "chi.json")
-        damaged(path, e)
+        self.ids = tuple(int(i) for i in ids)
+        return True
+
+    def pixels(self) -> None:
+        path = self.seg.directory / "pixels.arrow"
+        whole = None   # the file's checksum failed: the damaged masks are found below
+        try:
+            if self.seg.sealed:
+                verify_file(path, self.seg.info["files"]["pixels.arrow"], "pixels")
+            self.report.files += 1
+        except StoreError as e:
+            whole = e
+        bad = []
+        try:
+            for row in range(self.info.count):
+                try:
+                    self.seg.pixels(row)
+                except StoreError:
+                    bad.append(self.ids[row])
+        except StoreError as e:  # the file's structure is unreadable: every mask is affected
+            self.damaged(path, e)
+            return
+        if bad:
+            self.damaged(path, StoreError(f"{path}: {len(bad)} of {self.info.count} masks are "
+                                          "damaged (checksum mismatch or undecodable)"),
+                         tuple(bad))
+        elif whole is not None:
+            self.damaged(path, whole, ())
+
+    def index(self) -> None:
+        seg = self.seg
+        try:
+            if seg.has_full_index():
+                seg.reload_index()
+                seg.index  # noqa: B018 - loading verifies every index file
+                self.report.files += 3
+            else:
+                for path in sorted(seg.directory.glob(DELTA_GLOB)):
+                    self.report.files += 1
+                    load_checked_npz(path, "index delta")
+                seg.index  # noqa: B018 - the deltas must also fit the segment
+        except (StoreError, FileNotFoundError) as e:
+            self.damaged(Path(getattr(e, "filename", None) or seg.directory / "chi.json"), e)
+
+
+def _check_segment(seg: Segment, info: SegmentInfo, next_mask_id: int, seen: set[int],
+                   report: CheckReport) -> None:
+    check = _SegmentCheck(seg, info, report)
+    if check.description() and check.metadata(next_mask_id, seen):
+        check.pixels()
+        check.index()

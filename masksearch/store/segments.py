@@ -130,9 +130,9 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
         if on_encoded is not None:
             on_encoded(stop - start)
     pixels_path = directory / "pixels.arrow"
-    with pa.OSFile(str(pixels_path), "wb") as sink:
-        with pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
-            writer.write_table(pa.table({"blob": _blob_array(blobs)}))
+    with pa.OSFile(str(pixels_path), "wb") as sink, \
+            pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
+        writer.write_table(pa.table({"blob": _blob_array(blobs)}))
     faults.point("write pixels.arrow")
     fsync_path(pixels_path)
     sink = pa.BufferOutputStream()
@@ -334,8 +334,7 @@ class Segment:
         if seal_path.exists() or self.sealed:
             seal = read_sealed_json(seal_path, "index description")
             listed = seal.get("files", {})
-            names = INDEX_FILES if INDEX_FILES[2] in listed else INDEX_FILES[:2] + (
-                LEGACY_COUNTS,)
+            names = INDEX_FILES if INDEX_FILES[2] in listed else (*INDEX_FILES[:2], LEGACY_COUNTS)
             for name in names:
                 if name not in listed:
                     raise StoreError(f"{seal_path}: the index description is damaged")
@@ -431,7 +430,7 @@ class Segment:
         return n if rebuild else before
 
     def index_bytes(self) -> int:
-        files = [self.directory / f for f in INDEX_FILES + (INDEX_SEAL, LEGACY_COUNTS)]
+        files = [self.directory / f for f in (*INDEX_FILES, INDEX_SEAL, LEGACY_COUNTS)]
         files += list(self.directory.glob(DELTA_GLOB))
         return sum(f.stat().st_size for f in files if f.exists())
 

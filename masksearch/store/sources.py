@@ -87,9 +87,9 @@ def _lossless(pixels: np.ndarray, label: str) -> np.ndarray:
     if kind in "iu":
         lo, hi = int(pixels.min()), int(pixels.max())
         for target in (np.uint8, np.uint16):
-            if 0 <= lo and hi <= np.iinfo(target).max:
+            if lo >= 0 and hi <= np.iinfo(target).max:
                 return pixels.astype(target)
-        if -FLOAT32_EXACT_INTS <= lo and hi <= FLOAT32_EXACT_INTS:
+        if lo >= -FLOAT32_EXACT_INTS and hi <= FLOAT32_EXACT_INTS:
             return pixels.astype(np.float32)
         raise IngestError(f"{refuse}; its values ({lo}..{hi}) fit none of them exactly "
                           "(convert with .astype(...))")

@@ -199,23 +199,23 @@ class Store:
             remove_file(p)
         segments = self.root / "segments"
         for p in sorted(segments.iterdir()) if segments.is_dir() else []:
-            if p.name not in committed:
+            if p.name in committed:
+                self._remove_segment_leftovers(p)
+            else:
                 remove_tree(p)
-                continue
-            for tmp in p.iterdir():
-                if _is_dead_tmp(tmp.name):
-                    remove_file(tmp)
-            if (p / INDEX_SEAL).exists():
-                for delta in p.glob(DELTA_GLOB):  # superseded by the full index
-                    remove_file(delta)
-            elif _sealed(self.segment(p.name)):
-                for name in INDEX_FILES + (LEGACY_COUNTS,):  # a writer died before chi.json
-                    if (p / name).exists():
-                        remove_file(p / name)
-        cache = self.root / "aggcache"
-        for tmp in cache.iterdir() if cache.is_dir() else []:
-            if _is_dead_tmp(tmp.name):
-                remove_file(tmp)
+        _remove_dead_tmps(self.root / "aggcache")
+
+    def _remove_segment_leftovers(self, directory: Path) -> None:
+        """In a committed segment: temporary files of dead processes, index deltas a full
+        index supersedes, and index files of a build that died before chi.json."""
+        _remove_dead_tmps(directory)
+        if (directory / INDEX_SEAL).exists():
+            for delta in directory.glob(DELTA_GLOB):
+                remove_file(delta)
+        elif _sealed(self.segment(directory.name)):
+            for name in (*INDEX_FILES, LEGACY_COUNTS):
+                if (directory / name).exists():
+                    remove_file(directory / name)
 
     def build_index(self, progress: ProgressFn | None = None, rebuild: bool = False) -> int:
         """Build every missing CHI (lazy indexing); returns how many masks got one.
@@ -392,6 +392,12 @@ def _sealed(segment: Segment) -> bool:
         return segment.sealed
     except StoreError:
         return False  # damaged: leave it as it is for ``check`` to report
+
+
+def _remove_dead_tmps(directory: Path) -> None:
+    for tmp in directory.iterdir() if directory.is_dir() else []:
+        if _is_dead_tmp(tmp.name):
+            remove_file(tmp)
 
 
 def _is_dead_tmp(name: str) -> bool:

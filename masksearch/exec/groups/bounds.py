@@ -121,7 +121,8 @@ class GroupBounder:
                      lo: np.ndarray, hi: np.ndarray) -> Bounds:
         """Narrow (lo, hi) with cell-by-cell bounds, one pass per distinct group shape and
         chunk of groups, but for the groups ``skip`` (empty, or bounded by the cache)."""
-        assert cp.mask.aggregate is not None and self.groups.shapes is not None
+        assert cp.mask.aggregate is not None
+        assert self.groups.shapes is not None
         lo, hi = lo.copy(), hi.copy()
         members = self.groups.members
         shapes = self.groups.shapes[which]
