@@ -68,7 +68,7 @@ def engine_error(what: str, sql: str, exc: BaseException) -> None:
 def run_sql(db: ms.Database, sql: str, what: str, **kw) -> ms.Result:
     try:
         return db.query(sql, **kw)
-    except Exception as e:  # noqa: BLE001 - any engine failure is reported with its query
+    except Exception as e:
         engine_error(what, sql, e)
 
 
