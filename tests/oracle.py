@@ -34,37 +34,29 @@ def range_text(rng) -> str:
     return f"{'[' if lo_closed else '('}{num_text(lo)}, {num_text(hi)}{']' if hi_closed else ')'}"
 
 
+_RENDER = {
+    "cp": lambda e: f"CP(mask, {roi_text(e[1])}, {range_text(e[2])})",
+    "area": lambda e: f"area({roi_text(e[1])})",
+    "num": lambda e: repr(e[1]) if isinstance(e[1], float) else str(e[1]),
+    "str": lambda e: "'" + e[1].replace("'", "''") + "'",
+    "col": lambda e: e[1],
+    "neg": lambda e: f"-({render(e[1])})",
+    "bin": lambda e: f"({render(e[2])} {e[1]} {render(e[3])})",
+    "cmp": lambda e: f"({render(e[2])} {e[1]} {render(e[3])})",
+    "and": lambda e: f"({render(e[1])} AND {render(e[2])})",
+    "or": lambda e: f"({render(e[1])} OR {render(e[2])})",
+    "not": lambda e: f"(NOT {render(e[1])})",
+    "isnull": lambda e: f"({render(e[1])} IS {'NOT ' if e[2] else ''}NULL)",
+    "between": lambda e: f"({render(e[1])} BETWEEN {render(e[2])} AND {render(e[3])})",
+    "in": lambda e: f"({render(e[1])} IN ({', '.join(render(x) for x in e[2])}))",
+    "agg": lambda e: "COUNT(*)" if e[1] == "count" else f"{e[1].upper()}({render(e[2])})",
+    "gcp": lambda e: f"CP({e[1]}(mask), {roi_text(e[2])}, {range_text(e[3])})",
+}
+
+
 def render(e) -> str:
-    kind = e[0]
-    if kind == "cp":
-        return f"CP(mask, {roi_text(e[1])}, {range_text(e[2])})"
-    if kind == "area":
-        return f"area({roi_text(e[1])})"
-    if kind == "num":
-        return repr(e[1]) if isinstance(e[1], float) else str(e[1])
-    if kind == "str":
-        return "'" + e[1].replace("'", "''") + "'"
-    if kind == "col":
-        return e[1]
-    if kind == "neg":
-        return f"-({render(e[1])})"
-    if kind in ("bin", "cmp"):
-        return f"({render(e[2])} {e[1]} {render(e[3])})"
-    if kind in ("and", "or"):
-        return f"({render(e[1])} {kind.upper()} {render(e[2])})"
-    if kind == "not":
-        return f"(NOT {render(e[1])})"
-    if kind == "isnull":
-        return f"({render(e[1])} IS {'NOT ' if e[2] else ''}NULL)"
-    if kind == "between":
-        return f"({render(e[1])} BETWEEN {render(e[2])} AND {render(e[3])})"
-    if kind == "in":
-        return f"({render(e[1])} IN ({', '.join(render(x) for x in e[2])}))"
-    if kind == "agg":
-        return "COUNT(*)" if e[1] == "count" else f"{e[1].upper()}({render(e[2])})"
-    if kind == "gcp":
-        return f"CP({e[1]}(mask), {roi_text(e[2])}, {range_text(e[3])})"
-    raise ValueError(kind)
+    """The SQL text of an expression spec."""
+    return _RENDER[e[0]](e)
 
 
 def _box(row, roi):
@@ -127,65 +119,85 @@ def group_cp(rows: list[dict], kind: str, roi, rng):
     return brute_cp(pixels, box, rng)
 
 
+def _agg(e, row):
+    rows = row["_rows"]
+    values = [] if e[2] is None else [evaluate(e[2], r) for r in rows]
+    return aggregate(e[1], values, len(rows))
+
+
+def _cp(e, row):
+    box = _box(row, e[1])
+    return None if box is None else brute_cp(row["pixels"], box, e[2])
+
+
+def _neg(e, row):
+    v = evaluate(e[1], row)
+    return None if v is None else -v
+
+
+def _bin(e, row):
+    a, b = evaluate(e[2], row), evaluate(e[3], row)
+    if a is None or b is None:
+        return None
+    if e[1] == "/":
+        return None if b == 0 else float(a) / float(b)
+    return {"+": a + b, "-": a - b, "*": a * b}[e[1]]
+
+
+def _cmp(e, row):
+    a, b = evaluate(e[2], row), evaluate(e[3], row)
+    return None if a is None or b is None else _CMP[e[1]](a, b)
+
+
+def _and(e, row):
+    a, b = evaluate(e[1], row), evaluate(e[2], row)
+    if a is False or b is False:
+        return False
+    return None if a is None or b is None else True
+
+
+def _or(e, row):
+    a, b = evaluate(e[1], row), evaluate(e[2], row)
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
+
+
+def _not(e, row):
+    a = evaluate(e[1], row)
+    return None if a is None else not a
+
+
+def _isnull(e, row):
+    v = evaluate(e[1], row)
+    return (v is not None) if e[2] else (v is None)
+
+
+def _in(e, row):
+    out = False
+    for x in e[2]:
+        hit = evaluate(("cmp", "=", e[1], x), row)
+        if hit is True:
+            return True
+        if hit is None:
+            out = None
+    return out
+
+
+_EVALUATE = {
+    "gcp": lambda e, row: group_cp(row["_rows"], e[1], e[2], e[3]),
+    "agg": _agg, "cp": _cp, "area": lambda e, row: _area(row, e[1]),
+    "num": lambda e, row: e[1], "str": lambda e, row: e[1], "col": lambda e, row: row[e[1]],
+    "neg": _neg, "bin": _bin, "cmp": _cmp, "and": _and, "or": _or, "not": _not,
+    "isnull": _isnull, "in": _in,
+    "between": lambda e, row: evaluate(("and", ("cmp", ">=", e[1], e[2]),
+                                        ("cmp", "<=", e[1], e[3])), row),
+}
+
+
 def evaluate(e, row):
     """Value of ``e`` for a row, or for a group given as {"_rows": [...], key: value}."""
-    kind = e[0]
-    if kind == "gcp":
-        return group_cp(row["_rows"], e[1], e[2], e[3])
-    if kind == "agg":
-        rows = row["_rows"]
-        values = [] if e[2] is None else [evaluate(e[2], r) for r in rows]
-        return aggregate(e[1], values, len(rows))
-    if kind == "cp":
-        box = _box(row, e[1])
-        return None if box is None else brute_cp(row["pixels"], box, e[2])
-    if kind == "area":
-        return _area(row, e[1])
-    if kind in ("num", "str"):
-        return e[1]
-    if kind == "col":
-        return row[e[1]]
-    if kind == "neg":
-        v = evaluate(e[1], row)
-        return None if v is None else -v
-    if kind == "bin":
-        a, b = evaluate(e[2], row), evaluate(e[3], row)
-        if a is None or b is None:
-            return None
-        if e[1] == "/":
-            return None if b == 0 else float(a) / float(b)
-        return {"+": a + b, "-": a - b, "*": a * b}[e[1]]
-    if kind == "cmp":
-        a, b = evaluate(e[2], row), evaluate(e[3], row)
-        return None if a is None or b is None else _CMP[e[1]](a, b)
-    if kind == "and":
-        a, b = evaluate(e[1], row), evaluate(e[2], row)
-        if a is False or b is False:
-            return False
-        return None if a is None or b is None else True
-    if kind == "or":
-        a, b = evaluate(e[1], row), evaluate(e[2], row)
-        if a is True or b is True:
-            return True
-        return None if a is None or b is None else False
-    if kind == "not":
-        a = evaluate(e[1], row)
-        return None if a is None else not a
-    if kind == "isnull":
-        v = evaluate(e[1], row)
-        return (v is not None) if e[2] else (v is None)
-    if kind == "between":
-        return evaluate(("and", ("cmp", ">=", e[1], e[2]), ("cmp", "<=", e[1], e[3])), row)
-    if kind == "in":
-        out = False
-        for x in e[2]:
-            hit = evaluate(("cmp", "=", e[1], x), row)
-            if hit is True:
-                return True
-            if hit is None:
-                out = None
-        return out
-    raise ValueError(kind)
+    return _EVALUATE[e[0]](e, row)
 
 
 def statement(items, where, keys, having, order, limit) -> str:

@@ -39,7 +39,7 @@ def slow_counts(monkeypatch):
 def test_timeout_stops_a_query_and_the_next_one_runs(db, slow_counts):
     database, maps = db
     start = time.monotonic()
-    with pytest.raises(ms.QueryTimeout, match="timeout of 0.1 s"):
+    with pytest.raises(ms.QueryTimeout, match=r"timeout of 0\.1 s"):
         database.query(Q, use_index=False, timeout=0.1)
     assert time.monotonic() - start < 0.1 + 0.5   # stops within a few masks per thread
     rows = database.query(Q, use_index=False, timeout=60).to_pylist()

@@ -256,7 +256,7 @@ def test_out_of_range_numbers_are_errors(tiny, sql, message):
         with pytest.raises(ms.QueryError, match=message) as info:
             tiny.query(sql, use_index=use_index)
         # Located, whether the parser or the evaluator found it.
-        assert info.value.line == 1 and info.value.column == 8, str(info.value)
+        assert (info.value.line, info.value.column) == (1, 8), str(info.value)
         assert "^" in str(info.value)
 
 

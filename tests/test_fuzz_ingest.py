@@ -212,10 +212,10 @@ def test_png_modes(tmp_path):
         with pytest.raises(IngestError, match=f"{name}: PNG mode .* is not a grayscale mask"):
             db.ingest([folder / name])
     np.save(folder / "obj.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
-    with pytest.raises(IngestError, match="obj.npy: cannot read mask file"):
+    with pytest.raises(IngestError, match=r"obj\.npy: cannot read mask file"):
         db.ingest([folder / "obj.npy"])
     (folder / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
-    with pytest.raises(IngestError, match="bad.npy: cannot read mask file"):
+    with pytest.raises(IngestError, match=r"bad\.npy: cannot read mask file"):
         db.ingest([folder / "bad.npy"])
     np.save(folder / "f8.npy", np.full((3, 3), 0.1))
     with pytest.raises(IngestError, match=r"f8.npy: dtype float64 .*pixel \(0, 0\) = 0.1 would change"):

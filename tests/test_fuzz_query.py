@@ -76,7 +76,8 @@ def _outcome(db: ms.Database, sql, use_index: bool) -> list | str:
         return normalize(db.query(sql, use_index=use_index).rows())
     except (QuerySyntaxError, BindError) as e:
         if isinstance(sql, str):
-            assert e.line is not None and e.column is not None, f"no position: {e}"
+            assert e.line is not None, f"no position: {e}"
+            assert e.column is not None, f"no position: {e}"
             assert 1 <= e.line <= sql.count("\n") + 1
         return f"{type(e).__name__}: {e.message}"
     except MaskSearchError as e:

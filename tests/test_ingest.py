@@ -127,9 +127,9 @@ def test_unreadable_files_name_the_file(tmp_path):
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb)
     db = ms.connect(tmp_path / "db")
-    with pytest.raises(IngestError, match="broken.png: cannot read mask file"):
+    with pytest.raises(IngestError, match=r"broken\.png: cannot read mask file"):
         db.ingest([bad])
-    with pytest.raises(IngestError, match="rgb.png: PNG mode RGB is not a grayscale mask"):
+    with pytest.raises(IngestError, match=r"rgb\.png: PNG mode RGB is not a grayscale mask"):
         db.ingest([rgb])
     with pytest.raises(IngestError, match="no such file"):
         db.ingest([tmp_path / "missing.npy"])

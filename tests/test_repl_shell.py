@@ -155,7 +155,8 @@ def test_dot_commands(db, tmp_path):
     assert "bbox" in text
     assert "box" in text
     assert "mask_id" in text
-    assert f"masks      {N} in 1 segment" in text and "indexing   eager" in text, err.getvalue()
+    assert f"masks      {N} in 1 segment" in text, err.getvalue()
+    assert "indexing   eager" in text, err.getvalue()
     shell.run(".timer off\nSELECT COUNT(*) FROM masks;")
     assert err.getvalue().splitlines()[-1] == "1 row"
     script = tmp_path / "s.sql"
