@@ -46,7 +46,8 @@ class QueryControl:
             self.cancel(QueryTimeout(f"query stopped after its timeout of {self.timeout:g} s"))
         if self.cancelled.is_set():
             # The same error in every thread, whichever the pool reports first.
-            raise type(self.reason)(*self.reason.args)
+            reason = self.reason or QueryCancelled("query cancelled")
+            raise type(reason)(*reason.args)
 
 
 _current: ContextVar[QueryControl | None] = ContextVar("masksearch_query_control",

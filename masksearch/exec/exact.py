@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import QueryError
 from ..lang import ast
+from .arrays import Array
 from .regions import Regions
 
 _COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
@@ -29,7 +29,7 @@ class Env(Protocol):
     def term_exact(self, node: ast.Expr) -> pa.Array:
         """Exact values of a CP term (rows) or an aggregate (groups)."""
 
-    def term_bounds(self, node: ast.Expr) -> tuple[np.ndarray, ...]:
+    def term_bounds(self, node: ast.Expr) -> tuple[Array, ...]:
         """(lo, hi, may_null, must_null) of a CP term (rows) or an aggregate (groups)."""
 
 
@@ -38,10 +38,11 @@ def area_array(env: Env, roi: ast.Roi) -> pa.Array:
     return pa.array(reg.area, pa.int64(), mask=reg.null)
 
 
-def located(error: QueryError, node) -> QueryError:
+def located(error: QueryError, node: object) -> QueryError:
     """``error`` at ``node``'s position in the query (the executor adds the query text)."""
-    if error.line is None and getattr(node, "pos", None):
-        return QueryError(error.message, None, node.pos[0], node.pos[1])
+    pos = getattr(node, "pos", None)
+    if error.line is None and pos:
+        return QueryError(error.message, None, pos[0], pos[1])
     return error
 
 
@@ -56,7 +57,9 @@ def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     return out
 
 
-Value = pa.Array | pa.Scalar
+# An Arrow array, or a scalar standing for a column of copies (pyarrow has no type stubs:
+# to the type checker its values are all Any).
+Value: TypeAlias = Any
 
 
 def _eval(e: ast.Expr, env: Env) -> Value:
@@ -130,11 +133,11 @@ _RULES: dict[type, Callable[[Any, Env], Value]] = {
 }
 
 
-def _as_bool(value):
+def _as_bool(value: Value) -> Value:
     return value.cast(pa.bool_()) if pa.types.is_null(value.type) else value
 
 
-def divide(left, right):
+def divide(left: Value, right: Value) -> Value:
     """Float division where a zero (or NULL) divisor gives NULL."""
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
         return pa.scalar(None, pa.float64())

@@ -16,7 +16,7 @@ def truth(value: pa.Array) -> np.ndarray:
     """A predicate's values as booleans, NULL as FALSE."""
     if pa.types.is_null(value.type):
         return np.zeros(len(value), bool)
-    return value.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    return np.asarray(value.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def bound_filter(units: Units, predicate: ast.Expr, settings: ExecSettings,

@@ -4,10 +4,12 @@ other shards."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ..plan.operators import Operator
 from ..plan.physical import PhysicalPlan
 from .context import ExecContext
 from .exact import evaluate
@@ -78,7 +80,7 @@ def _bound(plan: PhysicalPlan, batch: RowBatch, ctx: ExecContext
     f = plan.fragment
     n = batch.rows.num_rows
     candidates, undecided = np.arange(n), np.zeros(n, bool)
-    op = f.bound_filter or f.verify
+    op: Operator[Any] | None = f.bound_filter or f.verify
     if op is None:
         return candidates, undecided
     with ctx.records.timed(op):

@@ -13,12 +13,14 @@ so that the exact integer stays inside.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from .arrays import Array, Bools, Floats
 from .exact import Env, evaluate
 
 _EXACT_INT_LIMIT = 2.0 ** 53
@@ -27,13 +29,13 @@ _PREDICATES = (ast.Compare, ast.And, ast.Or, ast.Not, ast.IsNull)
 
 @dataclass(frozen=True)
 class Interval:
-    lo: np.ndarray
-    hi: np.ndarray
-    may_null: np.ndarray
-    must_null: np.ndarray
-    may_nan: np.ndarray = field(default=None)
+    lo: Array
+    hi: Array
+    may_null: Array
+    must_null: Array
+    may_nan: Bools | None = None
 
-    def nan(self) -> np.ndarray:
+    def nan(self) -> Array:
         return np.zeros(self.lo.shape, bool) if self.may_nan is None else self.may_nan
 
 
@@ -41,16 +43,16 @@ class Interval:
 class Outcomes:
     """Possible outcomes of a predicate per row."""
 
-    may_true: np.ndarray
-    may_false: np.ndarray
-    may_null: np.ndarray
+    may_true: Array
+    may_false: Array
+    may_null: Array
 
     @property
-    def must_true(self) -> np.ndarray:
+    def must_true(self) -> Array:
         return self.may_true & ~self.may_false & ~self.may_null
 
 
-def _widen(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _widen(lo: Array, hi: Array) -> tuple[Array, Array]:
     """Move ends beyond 2**53 one float outward (integers there are not all floats)."""
     big_lo = np.abs(lo) >= _EXACT_INT_LIMIT
     big_hi = np.abs(hi) >= _EXACT_INT_LIMIT
@@ -84,12 +86,8 @@ def _from_outcomes(o: Outcomes) -> Interval:
 
 def interval(e: ast.Expr, env: Env) -> Interval:
     """Bounds of a numeric (or boolean, as 0/1) expression for every row of ``env.rows``."""
-    if (isinstance(e, ast.Literal) and type(e.value) in (int, float)
-            and abs(e.value) < _EXACT_INT_LIMIT):   # a constant: no column of copies
-        n = env.rows.num_rows
-        v = np.full(n, float(e.value))
-        no = np.zeros(n, bool)
-        return Interval(v, v.copy(), no, no.copy(), no.copy())
+    if isinstance(e, ast.Literal) and _small_number(e.value):
+        return _constant(float(e.value), env.rows.num_rows)   # no column of copies
     if isinstance(e, ast.Area):     # numbers straight from the regions, no Arrow round trip
         reg = env.region(e.roi)
         area = reg.area.astype(np.float64)
@@ -107,36 +105,53 @@ def interval(e: ast.Expr, env: Env) -> Interval:
         a = interval(e.operand, env)
         return Interval(-a.hi, -a.lo, a.may_null, a.must_null, a.may_nan)
     if isinstance(e, ast.BinOp):
-        a, b = interval(e.left, env), interval(e.right, env)
-        may_null = a.may_null | b.may_null
-        must_null = a.must_null | b.must_null
-        inf = np.inf
-        with np.errstate(all="ignore"):
-            if e.op == "+":
-                lo, hi = a.lo + b.lo, a.hi + b.hi
-                nan = ((a.hi == inf) & (b.lo == -inf)) | ((a.lo == -inf) & (b.hi == inf))
-            elif e.op == "-":
-                lo, hi = a.lo - b.hi, a.hi - b.lo
-                nan = ((a.hi == inf) & (b.hi == inf)) | ((a.lo == -inf) & (b.lo == -inf))
-            elif e.op == "*":
-                lo, hi = _corners(np.multiply, a, b)
-                nan = (_has_zero(a) & _unbounded(b)) | (_has_zero(b) & _unbounded(a))
-            else:
-                return _divide(a, b, may_null, must_null)
-            lo, hi = _widen(lo, hi)
-        return _checked(lo, hi, may_null, must_null, nan | a.nan() | b.nan())
+        return _arithmetic(e.op, interval(e.left, env), interval(e.right, env))
     raise TypeError(f"no bounds for {type(e).__name__}")
 
 
-def _has_zero(a: Interval) -> np.ndarray:
+def _small_number(v: object) -> TypeGuard[int | float]:
+    """A number literal whose float64 value is exact."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and \
+        abs(v) < _EXACT_INT_LIMIT
+
+
+def _constant(v: float, n: int) -> Interval:
+    values = np.full(n, v)
+    no = np.zeros(n, bool)
+    return Interval(values, values.copy(), no, no.copy(), no.copy())
+
+
+def _arithmetic(op: str, a: Interval, b: Interval) -> Interval:
+    """Bounds of ``a op b`` from those of its operands."""
+    may_null = a.may_null | b.may_null
+    must_null = a.must_null | b.must_null
+    if op == "/":
+        return _divide(a, b, may_null, must_null)
+    inf = np.inf
+    with np.errstate(all="ignore"):
+        if op == "+":
+            lo, hi = a.lo + b.lo, a.hi + b.hi
+            nan = ((a.hi == inf) & (b.lo == -inf)) | ((a.lo == -inf) & (b.hi == inf))
+        elif op == "-":
+            lo, hi = a.lo - b.hi, a.hi - b.lo
+            nan = ((a.hi == inf) & (b.hi == inf)) | ((a.lo == -inf) & (b.lo == -inf))
+        else:
+            lo, hi = _corners(np.multiply, a, b)
+            nan = (_has_zero(a) & _unbounded(b)) | (_has_zero(b) & _unbounded(a))
+        lo, hi = _widen(lo, hi)
+    return _checked(lo, hi, may_null, must_null, nan | a.nan() | b.nan())
+
+
+def _has_zero(a: Interval) -> Array:
     return (a.lo <= 0) & (a.hi >= 0)
 
 
-def _unbounded(a: Interval) -> np.ndarray:
+def _unbounded(a: Interval) -> Array:
     return np.isinf(a.lo) | np.isinf(a.hi)
 
 
-def _checked(lo, hi, may_null, must_null, nan) -> Interval:
+def _checked(lo: Floats, hi: Floats, may_null: Bools, must_null: Bools,
+             nan: Bools) -> Interval:
     """Where NaN is possible the ends say nothing: make them unbounded."""
     nan = nan | np.isnan(lo) | np.isnan(hi)
     lo = np.where(nan, -np.inf, lo)
@@ -144,7 +159,7 @@ def _checked(lo, hi, may_null, must_null, nan) -> Interval:
     return Interval(lo, hi, may_null, must_null, nan)
 
 
-def _corners(op, a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
+def _corners(op: np.ufunc, a: Interval, b: Interval) -> tuple[Floats, Floats]:
     c = np.stack([op(a.lo, b.lo), op(a.lo, b.hi), op(a.hi, b.lo), op(a.hi, b.hi)])
     # 0 * inf or inf / inf is NaN: then the range is unbounded on both sides.
     undefined = np.isnan(c).any(axis=0)
@@ -153,7 +168,7 @@ def _corners(op, a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _divide(a: Interval, b: Interval, may_null, must_null) -> Interval:
+def _divide(a: Interval, b: Interval, may_null: Bools, must_null: Bools) -> Interval:
     b_zero_possible = _has_zero(b)
     b_only_zero = (b.lo == 0) & (b.hi == 0)
     away = ~b_zero_possible

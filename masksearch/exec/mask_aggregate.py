@@ -13,61 +13,63 @@ these sets right. ``mean`` gets the trivial bound [0, area]: verification decide
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..ranges import ALL, NONE, Cut
+from .aggregate import reduce_groups
+from .arrays import Array, Floats, Ints
 
 
-def aggregate_pixels(kind: str, masks: list[np.ndarray]) -> np.ndarray:
+def aggregate_pixels(kind: str, masks: list[Array]) -> Array:
     """The per-group mask: pixel-wise min, max, or mean (float64) of equally shaped masks.
     Min and max of float or bool masks are float64 too (exact: the conversion keeps every
     value and order, and a NaN member makes the pixel NaN either way)."""
     if kind == "mean":
-        return np.stack([m.astype(np.float64) for m in masks]).mean(axis=0)
+        mean: Floats = np.stack([m.astype(np.float64) for m in masks]).mean(axis=0)
+        return mean
     op = np.minimum if kind == "intersect" else np.maximum
-    out = masks[0].copy()
+    out: Array = masks[0].copy()
     for m in masks[1:]:
         op(out, m, out=out)
     return out.astype(np.float64) if out.dtype.kind in "bf" else out
 
 
-def _reduce(op, x, starts, empty):
-    out = np.full(len(starts) - 1, empty, dtype=np.float64)
-    nonempty = starts[1:] > starts[:-1]
-    if len(x) and nonempty.any():
-        out[nonempty] = op.reduceat(x.astype(np.float64), starts[:-1][nonempty])
-    return out
+MemberBounds = Callable[[list[tuple[Cut, Cut]]], list[tuple[Ints, Ints]]]
+MemberCells = Callable[[Cut, Cut], tuple[Ints, Ints, Ints]]
 
 
-def mask_aggregate_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, bounds, area: np.ndarray,
-                          starts: np.ndarray):
+def mask_aggregate_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, bounds: MemberBounds,
+                          area: Ints, starts: Ints) -> tuple[Floats, Floats]:
     """Per-group (lower, upper) of CP over the aggregated mask, for the range (lo_cut, hi_cut).
 
     ``bounds([(lo, hi), ...])`` gives the members' (lower, upper) for each range given as
     cuts, rows sorted by group; ``area`` is each group's clipped region area; ``starts`` the
     group offsets.
     """
-    area = area.astype(np.float64)
+    area_f = area.astype(np.float64)
     sizes = np.diff(starts).astype(np.float64)
     if kind == "mean":
-        return np.zeros(len(area)), area.copy()
-    member_area = np.repeat(area, np.diff(starts))
+        return np.zeros(len(area_f)), area_f.copy()
+    member_area = np.repeat(area_f, np.diff(starts))
     if kind == "intersect":
         (a_lo, a_hi), (_, c_hi) = bounds([(lo_cut, ALL), (hi_cut, ALL)])
-        upper = np.minimum(_reduce(np.minimum, a_hi, starts, np.inf), area)
-        lower = (_reduce(np.add, a_lo, starts, 0.0) - (sizes - 1) * area
-                 - _reduce(np.minimum, c_hi, starts, np.inf))
+        upper = np.minimum(reduce_groups(np.minimum, a_hi, starts, np.inf), area_f)
+        lower = (reduce_groups(np.add, a_lo, starts, 0.0) - (sizes - 1) * area_f
+                 - reduce_groups(np.minimum, c_hi, starts, np.inf))
         return np.maximum(lower, 0.0), upper
     (ab_lo, ab_hi), (b_lo, b_hi) = bounds([(lo_cut, hi_cut), (NONE, hi_cut)])
-    upper = np.minimum.reduce([_reduce(np.add, ab_hi, starts, 0.0),
-                               _reduce(np.minimum, b_hi, starts, np.inf), area])
+    upper = np.minimum.reduce([reduce_groups(np.add, ab_hi, starts, 0.0),
+                               reduce_groups(np.minimum, b_hi, starts, np.inf), area_f])
     missing = member_area - b_lo                      # pixels possibly outside B_i
-    total_missing = np.repeat(_reduce(np.add, missing, starts, 0.0), np.diff(starts))
-    lower = _reduce(np.maximum, ab_lo - (total_missing - missing), starts, 0.0)
+    total_missing = np.repeat(reduce_groups(np.add, missing, starts, 0.0), np.diff(starts))
+    lower = reduce_groups(np.maximum, ab_lo - (total_missing - missing), starts, 0.0)
     return np.maximum(lower, 0.0), upper
 
 
-def mask_aggregate_cell_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, cells, starts: np.ndarray):
+def mask_aggregate_cell_bounds(kind: str, lo_cut: Cut, hi_cut: Cut, cells: MemberCells,
+                               starts: Ints) -> tuple[Ints, Ints]:
     """Per-group (lower, upper) from the relations applied in every grid cell.
 
     ``cells(lo, hi)`` gives the members' per-cell (lower, upper, covered), each (M, cells),

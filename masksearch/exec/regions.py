@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from .arrays import Ints
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class Regions:
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:
     """Pixels of each clipped (N, 4) box."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    widths: Ints = boxes[:, 2] - boxes[:, 0]
+    heights: Ints = boxes[:, 3] - boxes[:, 1]
+    return widths * heights
 
 
 def clip_boxes(raw: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:

@@ -86,12 +86,12 @@ class RowBatch:
     @cached_property
     def seg(self) -> np.ndarray:
         """Each row's segment (a position in the snapshot)."""
-        return self.rows.column("_seg").to_numpy()
+        return np.asarray(self.rows.column("_seg").to_numpy())
 
     @cached_property
     def row(self) -> np.ndarray:
         """Each row's position in its segment."""
-        return self.rows.column("_row").to_numpy()
+        return np.asarray(self.rows.column("_row").to_numpy())
 
     def region(self, roi: ast.Roi) -> Regions:
         reg = self._regions.get(roi)
@@ -204,7 +204,7 @@ class RowBatch:
         for t in terms:
             self.bound_term(t)
         s = self.state
-        need = idx[~s.known[np.ix_(idx, terms)].all(axis=1)]
+        need = idx[~s.known[np.ix_(idx, np.asarray(terms, np.int64))].all(axis=1)]
         if not len(need):
             return
         start = time.perf_counter()

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from ..lang import ast
 from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
+from .arrays import Ints
 from .exact import evaluate
 from .filtering import truth
 from .intervals import Interval, interval
@@ -51,8 +52,9 @@ class Chooser:
             return idx
         sub = self.units.take(idx)
         table, keys = sort_keys(sub, order_by)
-        order = pc.sort_indices(table, sort_keys=keys).to_numpy()
-        return idx[order]
+        order = np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())
+        ordered: Ints = idx[order]
+        return ordered
 
 
 SortSpec = list[tuple[str, str, str]]
@@ -200,7 +202,8 @@ class _TopK:
         can_tie = reach == kth
         if kth_tie is not None:
             can_tie &= self.rank_of[part] < kth_tie
-        return part[~fine.must_null & (beats | can_tie)]
+        enter: Ints = part[~fine.must_null & (beats | can_tie)]
+        return enter
 
     def _kth(self, top: np.ndarray) -> tuple[float | None, int | None]:
         """The k-th exact value and its tie rank; None while a NULL or NaN k-th value can
@@ -240,7 +243,8 @@ class _TopK:
             if kth is not None:
                 before = len(part)
                 part = self._can_enter(part, kth, kth_tie)
-                exact = c.units.known[np.ix_(part, c.output_terms)].all(axis=1).sum()
+                exact = c.units.known[np.ix_(part, np.asarray(c.output_terms, np.int64))].all(
+                    axis=1).sum()
                 refining = refining and before - len(part) + exact >= \
                     settings.refine_pays * before
             top = c.sort(np.concatenate([top, c.qualify(part)]), self.sel.order_by)[:k]

@@ -8,12 +8,15 @@ equal and hash alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 Pos = tuple[int, int, int, int] | None
 
 
-def _pos() -> Pos:
+def _pos() -> Any:
+    """The ``pos`` field: not part of equality or repr."""
     return field(default=None, compare=False, repr=False)
 
 
@@ -194,7 +197,7 @@ class Explain:
     pos: Pos = _pos()
 
 
-def children(node: object) -> tuple:
+def children(node: object) -> tuple[Expr, ...]:
     """Sub-expressions of an expression node (for generic walks)."""
     if isinstance(node, (Neg, Not, IsNull)):
         return (node.operand,)
@@ -211,13 +214,13 @@ def children(node: object) -> tuple:
     return ()
 
 
-def walk(node: Expr):
+def walk(node: Expr) -> Iterator[Expr]:
     """Pre-order iteration over an expression tree."""
     yield node
     for child in children(node):
         yield from walk(child)
 
 
-def has_terms(node) -> bool:
+def has_terms(node: Expr) -> bool:
     """Whether an expression needs bounds: it holds a CP term or an aggregate."""
     return any(isinstance(n, (CP, Aggregate)) for n in walk(node))

@@ -7,9 +7,11 @@ about the stored values (``ValueSpan`` per pixel dtype), which the caller suppli
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..ranges import end_value
 from . import ast
 from .binder import BoundQuery
 
@@ -23,24 +25,17 @@ class ValueSpan:
     hi: float
 
 
-def _value(text: str) -> Fraction | float:
-    lowered = text.lower()
-    if lowered in ("inf", "-inf"):
-        return math.inf if lowered == "inf" else -math.inf
-    return Fraction(text)
-
-
 def _range_text(r: ast.Range) -> str:
     return f"{'[' if r.lo_closed else '('}{r.lo}, {r.hi}{']' if r.hi_closed else ')'}"
 
 
-def _where(node) -> str:
+def _where(node: ast.Range) -> str:
     return f"line {node.pos[0]}, column {node.pos[1]}: " if node.pos else ""
 
 
-def _cp_nodes(q: BoundQuery):
+def _cp_nodes(q: BoundQuery) -> Iterator[ast.CP]:
     roots = [*q.outputs, q.where, q.having, *(o.expr for o in q.order_by)]
-    seen = set()
+    seen: set[ast.Range] = set()
     for root in roots:
         if root is None:
             continue
@@ -50,7 +45,8 @@ def _cp_nodes(q: BoundQuery):
                 yield node
 
 
-def _has_integer(lo, lo_closed: bool, hi, hi_closed: bool) -> bool:
+def _has_integer(lo: Fraction | float, lo_closed: bool, hi: Fraction | float,
+                 hi_closed: bool) -> bool:
     if math.isinf(lo) or math.isinf(hi):
         return True
     first = math.ceil(lo) if lo_closed else math.floor(lo) + 1
@@ -62,7 +58,7 @@ def query_notices(q: BoundQuery, spans: list[ValueSpan]) -> list[str]:
     out: list[str] = []
     for cp in _cp_nodes(q):
         r = cp.range
-        lo, hi = _value(r.lo), _value(r.hi)
+        lo, hi = end_value(r.lo), end_value(r.hi)
         text = _range_text(r)
         where = _where(r)
         floats = [s for s in spans if s.dtype.startswith("float")]

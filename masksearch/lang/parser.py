@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from functools import cache, lru_cache
 from importlib.resources import files
+from typing import Any
 
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import (
@@ -14,6 +16,7 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
+from lark.tree import Meta
 
 from ..errors import QuerySyntaxError
 from . import ast
@@ -46,22 +49,23 @@ def _parser() -> Lark:
                 maybe_placeholders=False, start=["start", "range"])
 
 
-def _readable(names) -> str:
+def _readable(names: Iterable[str]) -> str:
     out = sorted({READABLE.get(n, n.lstrip("_").upper()) for n in names})
     return ", ".join(out[:12]) + (", ..." if len(out) > 12 else "")
 
 
-def _pos(meta) -> ast.Pos:
+def _pos(meta: Meta) -> ast.Pos:
     if getattr(meta, "empty", True):
         return None
-    return (meta.line, meta.column, meta.start_pos, meta.end_pos)
+    return (int(meta.line), int(meta.column), int(meta.start_pos), int(meta.end_pos))
 
 
 def _tok_pos(tok: Token) -> ast.Pos:
-    return (tok.line, tok.column, tok.start_pos, tok.end_pos)
+    return (int(tok.line or 0), int(tok.column or 0), int(tok.start_pos or 0),
+            int(tok.end_pos or 0))
 
 
-def _exact_number(text: str):
+def _exact_number(text: str) -> int | float:
     """An int for integer literals, else a float (inf when out of range); the text is kept
     for exact comparisons."""
     if all(c.isdigit() for c in text):
@@ -95,58 +99,65 @@ def _short(text: str) -> str:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer_NonRecursive):
-    def __init__(self, text: str):
+class _ToAst(Transformer_NonRecursive[Token, Any]):
+    def __init__(self, text: str, minus_at: set[tuple[int, int]]):
         super().__init__()
         self.text = text
-    def start(self, meta, c):
-        return c[0]
+        self.minus_at = minus_at
 
-    def explain(self, meta, c):
+    def _has_minus(self, meta: Meta) -> bool:
+        return not meta.empty and (meta.line, meta.column) in self.minus_at
+
+    def start(self, meta: Meta, c: list[Any]) -> ast.Select | ast.Explain | ast.Range:
+        node = c[0]
+        assert isinstance(node, (ast.Select, ast.Explain, ast.Range))
+        return node
+
+    def explain(self, meta: Meta, c: list[Any]) -> ast.Explain:
         analyze = any(isinstance(t, Token) and t.type == "ANALYZE" for t in c)
         return ast.Explain(c[-1], analyze, _pos(meta))
 
-    def select(self, meta, c):
-        parts = {"where": None, "group_by": (), "having": None, "order_by": (), "limit": None}
+    def select(self, meta: Meta, c: list[Any]) -> ast.Select:
+        parts: dict[str, Any] = {"where": None, "group_by": (), "having": None,
+                                 "order_by": (), "limit": None}
         items, table = c[0], c[1]
         for kind, value in c[2:]:
             parts[kind] = value
-        return ast.Select(tuple(items), table, parts["where"], parts["group_by"],
-                          parts["having"], parts["order_by"], parts["limit"], _pos(meta))
+        return ast.Select(tuple(items), table, **parts, pos=_pos(meta))
 
-    def select_list(self, meta, c):
+    def select_list(self, meta: Meta, c: list[Any]) -> list[ast.SelectItem]:
         return c
 
-    def select_item(self, meta, c):
+    def select_item(self, meta: Meta, c: list[Any]) -> ast.SelectItem:
         alias = str(c[1]) if len(c) > 1 else None
         return ast.SelectItem(c[0], alias, _pos(meta))
 
-    def star(self, meta, c):
+    def star(self, meta: Meta, c: list[Any]) -> ast.SelectItem:
         return ast.SelectItem(None, None, _pos(meta))
 
-    def table_name(self, meta, c):
+    def table_name(self, meta: Meta, c: list[Any]) -> str:
         return str(c[0])
 
-    def where(self, meta, c):
+    def where(self, meta: Meta, c: list[Any]) -> tuple[str, ast.Expr]:
         return "where", c[0]
 
-    def group_by(self, meta, c):
+    def group_by(self, meta: Meta, c: list[Any]) -> tuple[str, tuple[ast.Expr, ...]]:
         return "group_by", tuple(c)
 
-    def having(self, meta, c):
+    def having(self, meta: Meta, c: list[Any]) -> tuple[str, ast.Expr]:
         return "having", c[0]
 
-    def order_by(self, meta, c):
+    def order_by(self, meta: Meta, c: list[Any]) -> tuple[str, tuple[ast.OrderItem, ...]]:
         return "order_by", tuple(c)
 
-    def order_item(self, meta, c):
+    def order_item(self, meta: Meta, c: list[Any]) -> ast.OrderItem:
         desc = len(c) > 1 and c[1] == "DESC"
         return ast.OrderItem(c[0], desc, _pos(meta))
 
-    def direction(self, meta, c):
-        return c[0].upper()
+    def direction(self, meta: Meta, c: list[Any]) -> str:
+        return str(c[0]).upper()
 
-    def limit(self, meta, c):
+    def limit(self, meta: Meta, c: list[Any]) -> tuple[str, int]:
         if c[0].type != "INT":
             raise QuerySyntaxError(f"LIMIT needs a whole number, got {_short(str(c[0]))}",
                                    self.text, c[0].line, c[0].column)
@@ -154,113 +165,112 @@ class _ToAst(Transformer_NonRecursive):
         return "limit", int(digits or "0") if len(digits) <= MAX_INT_DIGITS else 2**63 - 1
 
     # --- expressions ---
-    def or_(self, meta, c):
+    def or_(self, meta: Meta, c: list[Any]) -> ast.Expr:
         items = tuple(x for x in c if not isinstance(x, Token))
         return items[0] if len(items) == 1 else ast.Or(items, _pos(meta))
 
-    def and_(self, meta, c):
+    def and_(self, meta: Meta, c: list[Any]) -> ast.Expr:
         items = tuple(x for x in c if not isinstance(x, Token))
         return items[0] if len(items) == 1 else ast.And(items, _pos(meta))
 
-    def not_(self, meta, c):
+    def not_(self, meta: Meta, c: list[Any]) -> ast.Not:
         return ast.Not(c[-1], _pos(meta))
 
-    def compare(self, meta, c):
+    def compare(self, meta: Meta, c: list[Any]) -> ast.Compare:
         op = "!=" if str(c[1]) == "<>" else str(c[1])
         return ast.Compare(op, c[0], c[2], _pos(meta))
 
-    def is_null(self, meta, c):
+    def is_null(self, meta: Meta, c: list[Any]) -> ast.IsNull:
         negated = any(isinstance(t, Token) and t.type == "NOT" for t in c)
         return ast.IsNull(c[0], negated, _pos(meta))
 
-    def in_list(self, meta, c):
+    def in_list(self, meta: Meta, c: list[Any]) -> ast.InList:
         negated = isinstance(c[1], Token) and c[1].type == "NOT"
         items = tuple(x for x in c[1:] if not isinstance(x, Token))
         return ast.InList(c[0], items, negated, _pos(meta))
 
-    def between(self, meta, c):
+    def between(self, meta: Meta, c: list[Any]) -> ast.Between:
         negated = isinstance(c[1], Token) and c[1].type == "NOT"
         rest = [x for x in c[1:] if not isinstance(x, Token)]
         return ast.Between(c[0], rest[0], rest[1], negated, _pos(meta))
 
-    def binop(self, meta, c):
+    def binop(self, meta: Meta, c: list[Any]) -> ast.BinOp:
         return ast.BinOp(str(c[1]), c[0], c[2], _pos(meta))
 
-    def neg(self, meta, c):
+    def neg(self, meta: Meta, c: list[Any]) -> ast.Expr:
         inner = c[0]
         if isinstance(inner, ast.Literal) and isinstance(inner.value, (int, float)) \
                 and not isinstance(inner.value, bool):
             return ast.Literal(-inner.value, "-" + inner.text, _pos(meta))
         return ast.Neg(inner, _pos(meta))
 
-    def number(self, meta, c):
+    def number(self, meta: Meta, c: list[Any]) -> ast.Literal:
         value = _exact_number(str(c[0]))
         if (isinstance(value, int) and value >= 2**63) or value == float("inf"):
             raise QuerySyntaxError(f"number {_short(str(c[0]))} is out of range", self.text,
                                    c[0].line, c[0].column)
         return ast.Literal(value, str(c[0]), _tok_pos(c[0]))
 
-    def string(self, meta, c):
+    def string(self, meta: Meta, c: list[Any]) -> ast.Literal:
         return ast.Literal(str(c[0])[1:-1].replace("''", "'"), str(c[0]), _tok_pos(c[0]))
 
-    def true(self, meta, c):
+    def true(self, meta: Meta, c: list[Any]) -> ast.Literal:
         return ast.Literal(True, "TRUE", _tok_pos(c[0]))
 
-    def false(self, meta, c):
+    def false(self, meta: Meta, c: list[Any]) -> ast.Literal:
         return ast.Literal(False, "FALSE", _tok_pos(c[0]))
 
-    def null(self, meta, c):
+    def null(self, meta: Meta, c: list[Any]) -> ast.Literal:
         return ast.Literal(None, "NULL", _tok_pos(c[0]))
 
-    def column(self, meta, c):
+    def column(self, meta: Meta, c: list[Any]) -> ast.Column:
         return ast.Column(str(c[0]), _tok_pos(c[0]))
 
-    def cp(self, meta, c):
+    def cp(self, meta: Meta, c: list[Any]) -> ast.CP:
         return ast.CP(c[0], c[1], c[2], _pos(meta))
 
-    def area(self, meta, c):
+    def area(self, meta: Meta, c: list[Any]) -> ast.Area:
         return ast.Area(c[0], _pos(meta))
 
-    def count_star(self, meta, c):
+    def count_star(self, meta: Meta, c: list[Any]) -> ast.Aggregate:
         return ast.Aggregate("count", None, _pos(meta))
 
-    def agg_call(self, meta, c):
+    def agg_call(self, meta: Meta, c: list[Any]) -> ast.Aggregate:
         return ast.Aggregate(str(c[0]).lower(), c[1], _pos(meta))
 
-    def mask_plain(self, meta, c):
+    def mask_plain(self, meta: Meta, c: list[Any]) -> ast.MaskRef:
         return ast.MaskRef(None, _pos(meta))
 
-    def mask_agg(self, meta, c):
+    def mask_agg(self, meta: Meta, c: list[Any]) -> ast.MaskRef:
         return ast.MaskRef(str(c[0]).lower(), _pos(meta))
 
-    def roi_full(self, meta, c):
+    def roi_full(self, meta: Meta, c: list[Any]) -> ast.FullRoi:
         return ast.FullRoi(_pos(meta))
 
-    def roi_box(self, meta, c):
-        return ast.BoxRoi(*c, pos=_pos(meta))
+    def roi_box(self, meta: Meta, c: list[Any]) -> ast.BoxRoi:
+        return ast.BoxRoi(c[0], c[1], c[2], c[3], _pos(meta))
 
-    def roi_column(self, meta, c):
+    def roi_column(self, meta: Meta, c: list[Any]) -> ast.ColumnRoi:
         return ast.ColumnRoi(str(c[0]), _pos(meta))
 
-    def signed_int(self, meta, c):
+    def signed_int(self, meta: Meta, c: list[Any]) -> int:
         value = _small_int(c[-1], self.text, "box coordinate")
-        return value if len(c) == 1 and not _has_minus(meta) else -value
+        return value if len(c) == 1 and not self._has_minus(meta) else -value
 
-    def range(self, meta, c):
+    def range(self, meta: Meta, c: list[Any]) -> ast.Range:
         lo_closed = str(c[0]) == "["
         hi_closed = str(c[-1]) == "]"
         return ast.Range(c[1], lo_closed, c[2], hi_closed, _pos(meta))
 
-    def range_end(self, meta, c):
+    def range_end(self, meta: Meta, c: list[Any]) -> str:
         if c[-1].type != "INF" and not _exponent_ok(str(c[-1])):
             raise QuerySyntaxError(f"number {_short(str(c[-1]))} is out of range", self.text,
                                    c[-1].line, c[-1].column)
         text = str(c[-1]).lower()
-        return ("-" if _has_minus(meta) else "") + text
+        return ("-" if self._has_minus(meta) else "") + text
 
 
-def _has_minus(meta) -> bool:
-    return getattr(meta, "_minus", False)
+
 
 
 def parse(text: str) -> ast.Select | ast.Explain:
@@ -304,9 +314,10 @@ def _parse(text: str, start: str = "start") -> ast.Select | ast.Explain | ast.Ra
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
     _check_depth(tree, text)
-    _note_minus_signs(tree, text)
     try:
-        return _ToAst(text).transform(tree)
+        node = _ToAst(text, _minus_signs(tree, text)).transform(tree)
+        assert isinstance(node, (ast.Select, ast.Explain, ast.Range))
+        return node
     except VisitError as e:
         if isinstance(e.orig_exc, QuerySyntaxError):
             raise e.orig_exc from None
@@ -324,7 +335,7 @@ def _check_unicode(text: str) -> None:
                                f"(U+{ord(text[e.start]):04X})", text, line, column) from None
 
 
-def _check_depth(tree: Tree, text: str) -> None:
+def _check_depth(tree: Tree[Token], text: str) -> None:
     """Refuse trees deeper than ``MAX_TREE_DEPTH`` (walked without recursion), located at
     the first node beyond the limit."""
     stack = [(tree, 1)]
@@ -339,11 +350,12 @@ def _check_depth(tree: Tree, text: str) -> None:
         stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
-def _note_minus_signs(tree, text: str) -> None:
-    """Anonymous '-' tokens are filtered out of the tree, so read the sign from the text."""
-    for sub in tree.iter_subtrees():
-        if sub.data in ("signed_int", "range_end") and not sub.meta.empty:
-            sub.meta._minus = text[_offset(text, sub.meta.line, sub.meta.column)] == "-"
+def _minus_signs(tree: Tree[Token], text: str) -> set[tuple[int, int]]:
+    """Where (line, column) a signed integer or range end starts with '-': anonymous '-'
+    tokens are filtered out of the tree, so the sign is read from the text."""
+    return {(sub.meta.line, sub.meta.column) for sub in tree.iter_subtrees()
+            if sub.data in ("signed_int", "range_end") and not sub.meta.empty
+            and text[_offset(text, sub.meta.line, sub.meta.column)] == "-"}
 
 
 def _offset(text: str, line: int, column: int) -> int:
@@ -366,6 +378,7 @@ def _syntax_error(text: str, e: UnexpectedInput) -> QuerySyntaxError:
         return QuerySyntaxError(f"unexpected {str(e.token)!r}; expected "
                                 f"{_readable(e.expected)}", text, e.line, e.column)
     if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        at = e.pos_in_stream or 0
+        ch = text[at] if at < len(text) else ""
         return QuerySyntaxError(f"unexpected character {ch!r}", text, e.line, e.column)
     return QuerySyntaxError(str(e), text, getattr(e, "line", None), getattr(e, "column", None))

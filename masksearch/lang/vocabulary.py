@@ -15,7 +15,8 @@ _TERMINAL = re.compile(r"^_?[A-Z_]+\.2:\s*/\(?([a-z_|]+)\)?(\\b|\(\?=)", re.M)
 
 @cache
 def _words() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    keywords, functions = set(), set()
+    keywords: set[str] = set()
+    functions: set[str] = set()
     for m in _TERMINAL.finditer(grammar_text()):
         (functions if m.group(2).startswith("(") else keywords).update(m.group(1).split("|"))
     return tuple(sorted(keywords)), tuple(sorted(functions))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..lang.binder import BoundQuery
 from .operators import (
@@ -44,7 +45,7 @@ class Fragment:
     project: Project | None = None
     members: PartialGroupBounds | None = None
 
-    def operators(self) -> tuple[Operator, ...]:
+    def operators(self) -> tuple[Operator[Any], ...]:
         """Root first."""
         ops = (self.members, self.project, self.select, self.verify, self.bound_filter,
                self.meta_filter, self.scan)
@@ -57,7 +58,7 @@ class RowMerge:
 
     merge: MergeRows
 
-    def operators(self) -> tuple[Operator, ...]:
+    def operators(self) -> tuple[Operator[Any], ...]:
         return (self.merge,)
 
 
@@ -72,7 +73,7 @@ class GroupMerge:
     select: Selection
     project: Project
 
-    def operators(self) -> tuple[Operator, ...]:
+    def operators(self) -> tuple[Operator[Any], ...]:
         ops = (self.project, self.select, self.mask_aggregation, self.filter, self.bounds,
                self.aggregate)
         return tuple(op for op in ops if op is not None)
@@ -92,11 +93,11 @@ class PhysicalPlan:
     def grouped(self) -> bool:
         return isinstance(self.merge, GroupMerge)
 
-    def operators(self) -> tuple[Operator, ...]:
+    def operators(self) -> tuple[Operator[Any], ...]:
         """Every operator, root first: the merge's, then the fragment's."""
         return self.merge.operators() + self.fragment.operators()
 
-    def describe(self, stats: Mapping[type[Operator], OperatorStats] | None = None) -> str:
+    def describe(self, stats: Mapping[type[Operator[Any]], OperatorStats] | None = None) -> str:
         """The plan as an indented tree, root first; with ``stats`` (from a run) each line
         also says what its operator saw, decided, read and took."""
         text = self.query.text
@@ -113,8 +114,8 @@ class PhysicalPlan:
         return "\n".join(lines)
 
 
-def _line(depth: int, label: str, stats: Mapping[type[Operator], OperatorStats] | None,
-          op: Operator | None) -> str:
+def _line(depth: int, label: str, stats: Mapping[type[Operator[Any]], OperatorStats] | None,
+          op: Operator[Any] | None) -> str:
     line = "  " * depth + ("-> " if depth else "") + label
     record = None if stats is None or op is None else stats.get(type(op))
     return line if record is None else f"{line}  ({record.summary()})"

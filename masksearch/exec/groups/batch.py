@@ -91,7 +91,7 @@ class GroupBatch:
         if not len(idx) or not len(terms):
             return
         s = self.state
-        need = idx[~s.known[np.ix_(idx, terms)].all(axis=1)]
+        need = idx[~s.known[np.ix_(idx, np.asarray(terms, np.int64))].all(axis=1)]
         if not len(need):
             return
         members = self.groups.members
@@ -99,7 +99,7 @@ class GroupBatch:
         members.resolve(flat, range(len(members.terms.cuts)))
         mask_terms = [a for a in terms if isinstance(self.aggregates[a], ast.CP)]
         if mask_terms:
-            todo = need[~s.known[np.ix_(need, mask_terms)].all(axis=1)]
+            todo = need[~s.known[np.ix_(need, np.asarray(mask_terms, np.int64))].all(axis=1)]
             if len(todo):
                 self._count_mask_aggregates(mask_terms, todo)
         for a in terms:
@@ -115,8 +115,8 @@ class GroupBatch:
         counts = self.aggregator.count(self.groups, self.keys, cps, cuts,  # type: ignore[arg-type]
                                        which)
         filled = self.groups.member_rows.sizes(which) > 0
-        self.state.exact[np.ix_(which[filled], terms)] = counts[filled].astype(object)
-        self.state.known[np.ix_(which, terms)] = True
+        self.state.exact[np.ix_(which[filled], np.asarray(terms, np.int64))] = counts[filled].astype(object)
+        self.state.known[np.ix_(which, np.asarray(terms, np.int64))] = True
 
     def term_exact(self, node: ast.Expr) -> pa.Array:
         a = self.aggregates.index(node)

@@ -30,7 +30,8 @@ class MemberRows:
         return self.flat[self.starts[g]:self.starts[g + 1]]
 
     def sizes(self, groups: np.ndarray) -> np.ndarray:
-        return self.starts[groups + 1] - self.starts[groups]
+        sizes: np.ndarray = self.starts[groups + 1] - self.starts[groups]
+        return sizes
 
     def select(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The member rows of ``groups``, one after the other, and each one's start."""
@@ -93,7 +94,7 @@ class Groups:
     @cached_property
     def mask_ids(self) -> np.ndarray:
         """The members' mask ids, by member row."""
-        return self.members.rows.column("mask_id").to_numpy()
+        return np.asarray(self.members.rows.column("mask_id").to_numpy())
 
     def with_shapes(self) -> Groups:
         """These groups with ``shapes`` set; a group whose masks differ in shape is an

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from .formation import Groups
 GROUP_CHUNK = 16   # groups per unit of parallel work
 
 
-def exact_aggregate_values(groups: Groups, agg: ast.Aggregate, which: np.ndarray) -> list:
+def exact_aggregate_values(groups: Groups, agg: ast.Aggregate,
+                           which: np.ndarray) -> list[Any]:
     """The exact value of ``agg`` (not COUNT(*)) for groups ``which``; the members' CP
     terms must be exact already."""
     assert agg.arg is not None
