@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 CORES = os.cpu_count() or 1    # asked once: os.cpu_count() reads /sys on every call
 _pool: ThreadPoolExecutor | None = None
@@ -60,7 +61,8 @@ def _parts(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
 
-def chunks_in_order(n: int, chunk: int, fn: Callable[[int, int], None]):
+def chunks_in_order(n: int, chunk: int,
+                    fn: Callable[[int, int], None]) -> Iterator[tuple[int, int]]:
     """Call ``fn(start, stop)`` for consecutive chunks of ``range(n)``, in parallel, and
     yield each chunk's ``(start, stop)`` to the caller's thread once it is done, in order
     (for progress reports). ``fn`` must write only its own part of any output."""
@@ -92,6 +94,11 @@ def run_all(tasks: list[Callable[[], None]]) -> None:
     for_chunks(len(tasks), 1, lambda s, e: tasks[s]())
 
 
+def _run_each(unit: list[Callable[[], None]]) -> None:
+    for fn in unit:
+        fn()
+
+
 def run_sized(tasks: list[tuple[Callable[[], None], int]], min_size: int) -> None:
     """``run_all`` for tasks of known sizes: consecutive small ones run together, as one
     unit of at least ``min_size``, so that each hand-off to a thread is worth its cost."""
@@ -103,4 +110,4 @@ def run_sized(tasks: list[tuple[Callable[[], None], int]], min_size: int) -> Non
             size = 0
         units[-1].append(fn)
         size += n
-    run_all([lambda unit=unit: [fn() for fn in unit] for unit in units])
+    run_all([partial(_run_each, unit) for unit in units])

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
+from numpy.typing import NDArray
 
-from ..kernels.bound_kernels import chi_bounds, chi_cell_bounds
+from ..kernels.bound_kernels import ChiArrays, chi_bounds, chi_cell_bounds
 from ..kernels.chi_kernels import build_chi_one
 from ..parallel import for_chunks, run_sized
 from ..ranges import Cut
@@ -93,7 +94,7 @@ class SegmentIndex:
     built: np.ndarray       # (N,) bool: False for masks not indexed yet (lazy indexing)
 
 
-def kernel_arrays(index: SegmentIndex) -> tuple[np.ndarray, ...]:
+def kernel_arrays(index: SegmentIndex) -> ChiArrays:
     """The index's arrays in the order the bound kernels take them."""
     return (index.counts, index.offsets, index.heights, index.widths, index.edges, index.eq,
             index.stats)
@@ -187,7 +188,7 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     # Views where ``at`` is a slice: the kernel writes in place.
     parts = [(out_lower[at], out_upper[at]) for out_lower, out_upper in outs]
-    direct = isinstance(at, slice)
+    scattered = None if isinstance(at, slice) else at
     if decide is None:
         low = high = np.full(len(rows), np.nan)
     else:
@@ -199,14 +200,14 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
             chi_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
                        (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
                        (lower[s:e], upper[s:e]))
-            if not direct:
-                out_lower[at[s:e]] = lower[s:e]
-                out_upper[at[s:e]] = upper[s:e]
+            if scattered is not None:
+                out_lower[scattered[s:e]] = lower[s:e]
+                out_upper[scattered[s:e]] = upper[s:e]
 
     # Sized by the work expected: refining every mask, or (deciding) mostly not.
     chunk = max(1, (REFINE_CHUNK if refine and decide is None else BOUND_CHUNK) // len(ranges))
-    return [(lambda s=s: bound(s, min(s + chunk, len(rows))),
-             min(chunk, len(rows) - s) * len(ranges)) for s in range(0, len(rows), chunk)]
+    return [(partial(bound, s, min(s + chunk, len(rows))), min(chunk, len(rows) - s) * len(ranges))
+            for s in range(0, len(rows), chunk)]
 
 
 def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: np.ndarray,
@@ -220,7 +221,8 @@ def segment_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes
 
 
 def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
-                        boxes: np.ndarray, lo: Cut, hi: Cut):
+                        boxes: np.ndarray, lo: Cut, hi: Cut,
+                        ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Per-cell (lower, upper, covered), each (M, gh * gw), for ``rows`` sharing one shape."""
     lo = snap_to_edges(cut_for_dtype(lo, dtype), index.edges)
     hi = snap_to_edges(cut_for_dtype(hi, dtype), index.edges)

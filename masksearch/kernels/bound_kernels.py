@@ -11,16 +11,38 @@ takes this one form, so the per-mask loop reads the same counts in the same way 
 data: branching on the case per mask cost most of the time, in mispredictions.
 """
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
-from .prefetch import prefetch
+from .prefetch import prefetch as prefetch_intrinsic
+
+# Jitted code calls an intrinsic without its typing context; numba's stubs type a call as
+# one to the Python function (typing context first) that never returns.
+prefetch = cast(Callable[[np.ndarray, int], None], prefetch_intrinsic)
 
 NO_SLACK = 1 << 62
 
+# (kl, ku, fl, fu, slack) of a cut on one mask (``cut_spec``).
+CutSpec = tuple[int, int, int, int, int]
+# Offsets of a grid rectangle's four corner counts and their sign factors (``grid_rect``).
+Rect = tuple[int, int, int, int, int, int, int, int]
+# Grid rectangle rows [r0, r1) x columns [s0, s1) as (r0, s0, r1, s1) (``box_grid``).
+GridBox = tuple[int, int, int, int]
+# (outer, inner, area, outer slack, inner slack) of a box (``box_geometry``).
+Geometry = tuple[Rect, Rect, int, int, int]
+# The segment's (counts, offsets, heights, widths, edges, eq, stats) (``SegmentIndex``).
+ChiArrays = tuple[np.ndarray, NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
+                  NDArray[np.float64], np.ndarray, NDArray[np.float64]]
+# A query range as its two cuts: (lo_t, lo_incl, hi_t, hi_incl).
+RangeCut = tuple[float, bool, float, bool]
+
 
 @njit(cache=True, nogil=True)
-def edges_below(t, edges):
+def edges_below(t: float, edges: NDArray[np.float64]) -> int:
     """Number of edges < t (edges sorted ascending)."""
     lo = 0
     hi = edges.shape[0]
@@ -34,14 +56,15 @@ def edges_below(t, edges):
 
 
 @njit(cache=True, nogil=True)
-def query_cut(t, edges):
+def query_cut(t: float, edges: NDArray[np.float64]) -> tuple[int, bool]:
     """The mask-independent part of a cut: (edges below t, whether t is an edge)."""
     k = edges_below(t, edges)
     return k, k < edges.shape[0] and edges[k] == t
 
 
 @njit(cache=True, nogil=True)
-def cut_spec(k, on_edge, eq, i, n_edges, vmin, vmax, t, incl):
+def cut_spec(k: int, on_edge: bool, eq: np.ndarray, i: int, n_edges: int, vmin: float,
+             vmax: float, t: float, incl: bool) -> CutSpec:
     """(kl, ku, fl, fu, slack) of the cut ``v < t`` / ``v <= t`` on mask i."""
     if t > vmax or (t == vmax and incl):        # every non-NaN pixel passes
         return n_edges, n_edges, 1, 1, NO_SLACK
@@ -59,7 +82,7 @@ def cut_spec(k, on_edge, eq, i, n_edges, vmin, vmax, t, incl):
 
 
 @njit(cache=True, nogil=True)
-def grid_rect(r0, s0, r1, s1, gw, n_cuts):
+def grid_rect(r0: int, s0: int, r1: int, s1: int, gw: int, n_cuts: int) -> Rect:
     """Grid rectangle rows [r0, r1) x columns [s0, s1) as the offsets of the four cumulative
     counts whose inclusion-exclusion gives it, each with its sign factor: 0 for a corner
     outside the grid (its offset then points at a valid count that is not used) and for all
@@ -77,12 +100,12 @@ def grid_rect(r0, s0, r1, s1, gw, n_cuts):
 
 
 @njit(cache=True, nogil=True)
-def cell_rect(r, s, gw, n_cuts):
+def cell_rect(r: int, s: int, gw: int, n_cuts: int) -> Rect:
     return grid_rect(r, s, r + 1, s + 1, gw, n_cuts)
 
 
 @njit(cache=True, nogil=True)
-def rect_count(counts, base, rect, k):
+def rect_count(counts: np.ndarray, base: int, rect: Rect, k: int) -> int:
     """C(k) of a grid rectangle of the mask whose counts start at ``base``."""
     a, b, c, d, fa, fb, fc, fd = rect
     return (fa * np.int64(counts[base + a + k]) - fb * np.int64(counts[base + b + k])
@@ -90,14 +113,16 @@ def rect_count(counts, base, rect, k):
 
 
 @njit(cache=True, nogil=True)
-def cut_count_bounds(counts, base, rect, spec):
+def cut_count_bounds(counts: np.ndarray, base: int, rect: Rect,
+                     spec: CutSpec) -> tuple[int, int]:
     kl, ku, fl, fu, slack = spec
     lower = fl * rect_count(counts, base, rect, kl)
     return lower, min(fu * rect_count(counts, base, rect, ku), lower + slack)
 
 
 @njit(cache=True, nogil=True)
-def range_count_bounds(counts, base, rect, lo, hi):
+def range_count_bounds(counts: np.ndarray, base: int, rect: Rect, lo: CutSpec,
+                       hi: CutSpec) -> tuple[int, int]:
     """Bounds of the pixels of a grid rectangle that fail the lo cut and pass the hi cut."""
     hl, hu = cut_count_bounds(counts, base, rect, hi)
     ll, lu = cut_count_bounds(counts, base, rect, lo)
@@ -105,7 +130,8 @@ def range_count_bounds(counts, base, rect, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def box_grid(h, w, cell, x0, y0, x1, y1):
+def box_grid(h: int, w: int, cell: int, x0: int, y0: int, x1: int,
+             y1: int) -> tuple[GridBox, GridBox]:
     """Grid indices (r0, s0, r1, s1) of the outer rectangle of cells covering the box and of
     the inner one inside it (may be empty)."""
     gh = (h + cell - 1) // cell
@@ -120,7 +146,7 @@ def box_grid(h, w, cell, x0, y0, x1, y1):
 
 
 @njit(cache=True, nogil=True)
-def grid_area(g, h, w, cell):
+def grid_area(g: GridBox, h: int, w: int, cell: int) -> int:
     r0, s0, r1, s1 = g
     if r1 <= r0 or s1 <= s0:
         return 0
@@ -128,7 +154,9 @@ def grid_area(g, h, w, cell):
 
 
 @njit(cache=True, nogil=True)
-def boundary_bounds(counts, base, grid, box, outer, inner, lo, hi):
+def boundary_bounds(counts: np.ndarray, base: int, grid: tuple[int, int, int, int],
+                    box: tuple[int, int, int, int], outer: GridBox, inner: GridBox,
+                    lo: CutSpec, hi: CutSpec) -> tuple[int, int]:
     """Bounds of the in-range pixels of the box inside the cells of the outer grid rectangle
     that are not in the inner one: a partly covered cell adds at most its covered pixels,
     and at least its in-range pixels that cannot all lie in its uncovered part. ``grid`` =
@@ -161,7 +189,8 @@ def boundary_bounds(counts, base, grid, box, outer, inner, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def box_geometry(h, w, cell, x0, y0, x1, y1, n_cuts):
+def box_geometry(h: int, w: int, cell: int, x0: int, y0: int, x1: int, y1: int,
+                 n_cuts: int) -> Geometry:
     """(outer, inner, area, outer slack, inner slack) of a clipped box: the grid rectangles
     (``grid_rect``) around it and inside it, its area, and how many pixels the outer one
     has beyond it and the inner one short of it."""
@@ -174,7 +203,7 @@ def box_geometry(h, w, cell, x0, y0, x1, y1, n_cuts):
 
 
 @njit(cache=True, nogil=True)
-def _store_geometry(g, geometry):
+def _store_geometry(g: NDArray[np.int64], geometry: Geometry) -> None:
     """The 19 values of a ``box_geometry`` in a row of the block's array."""
     outer, inner, area, outer_slack, inner_slack = geometry
     for q in range(8):
@@ -186,7 +215,8 @@ def _store_geometry(g, geometry):
 
 
 @njit(cache=True, nogil=True)
-def _one_geometry(rows, boxes, heights, widths):
+def _one_geometry(rows: NDArray[np.int64], boxes: NDArray[np.int64], heights: NDArray[np.int64],
+                  widths: NDArray[np.int64]) -> bool:
     """Whether every row has the first row's shape and box (a fixed box, one mask size)."""
     i0 = rows[0]
     for j in range(1, rows.shape[0]):
@@ -204,7 +234,10 @@ PREFETCH_BLOCK = 16
 
 # Inlined (numba IR inlining): as calls, passing the segment's arrays per mask cost ~2x.
 @njit(inline="always")
-def _prefetch_block(counts, offsets, grids, cell, rows, boxes, block, cuts, geometry):
+def _prefetch_block(counts: np.ndarray, offsets: NDArray[np.int64],
+                    grids: tuple[NDArray[np.int64], NDArray[np.int64]], cell: int,
+                    rows: NDArray[np.int64], boxes: NDArray[np.int64], block: tuple[int, int],
+                    cuts: tuple[int, int, int], geometry: NDArray[np.int64]) -> None:
     """Work out the box geometry of rows ``block = (start, stop)`` into ``geometry`` and ask
     for the corner counts they will read at ``cuts = (lo_k, hi_k, cuts per cell)``, so that
     their cache misses overlap; ``grids = (heights, widths)`` of the masks."""
@@ -226,7 +259,8 @@ def _prefetch_block(counts, offsets, grids, cell, rows, boxes, block, cuts, geom
 
 
 @njit(inline="always")
-def _coarse_bounds(counts, base, g, lo, hi):
+def _coarse_bounds(counts: np.ndarray, base: int, g: NDArray[np.int64], lo: CutSpec,
+                   hi: CutSpec) -> tuple[int, int, int, int]:
     """Bounds of CP for the mask whose counts start at ``base`` from the grid rectangles
     around and inside its box (geometry ``g``, see ``_store_geometry``), and the inner
     rectangle's own bounds."""
@@ -241,13 +275,16 @@ def _coarse_bounds(counts, base, g, lo, hi):
 
 
 @njit(inline="always")
-def _decides(lower, upper, low, high):
+def _decides(lower: int, upper: int, low: float, high: float) -> bool:
     """Bounds that are tight or tell whether ``low <= CP <= high`` (NaN ends: never)."""
     return lower >= upper or (lower >= low and upper <= high) or upper < low or lower > high
 
 
 @njit(cache=True, nogil=True)
-def chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out):
+def chi_bounds(chi: ChiArrays, cell: int, rows: NDArray[np.int64], boxes: NDArray[np.int64],
+               cut: RangeCut, refine: bool,
+               decide: tuple[NDArray[np.float64], NDArray[np.float64]],
+               out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
     """Bounds of ``CP(mask, box, range)`` for masks ``rows`` of one segment.
 
     ``chi`` = (counts, offsets, heights, widths, edges, eq, stats) of the segment (see
@@ -306,7 +343,10 @@ def chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out):
 
 
 @njit(cache=True, nogil=True)
-def chi_cell_bounds(chi, cell, rows, boxes, cut, out):
+def chi_cell_bounds(chi: ChiArrays, cell: int, rows: NDArray[np.int64], boxes: NDArray[np.int64],
+                    cut: RangeCut,
+                    out: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
+                    ) -> None:
     """Per grid cell, bounds of the pixels of ``box`` in the range, for masks ``rows``
     (``chi``, ``cell``, ``boxes`` and ``cut`` as for ``chi_bounds``).
 

@@ -6,6 +6,7 @@ words and the 0-7 bytes after them; ``store.checksum`` splits buffers that way.
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 P1 = np.uint64(11400714785074694791)
 P2 = np.uint64(14029467366897019727)
@@ -16,22 +17,22 @@ ZERO = np.uint64(0)
 
 
 @njit(inline="always")
-def _rotl(x, r):
+def _rotl(x: np.uint64, r: int) -> np.uint64:
     return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
 
 
 @njit(inline="always")
-def _round(acc, lane):
+def _round(acc: np.uint64, lane: np.uint64) -> np.uint64:
     return _rotl(acc + lane * P2, 31) * P1
 
 
 @njit(inline="always")
-def _merge(acc, val):
+def _merge(acc: np.uint64, val: np.uint64) -> np.uint64:
     return (acc ^ _round(ZERO, val)) * P1 + P4
 
 
 @njit(cache=True, nogil=True)
-def xxh64_words(words, tail, length):
+def xxh64_words(words: NDArray[np.uint64], tail: NDArray[np.uint8], length: int) -> np.uint64:
     n = words.shape[0]
     i = 0
     if length >= 32:

@@ -11,10 +11,12 @@ mask's non-NaN ``vmin``/``vmax``. A query cut is ``value < t`` (``incl`` False) 
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 
 @njit(cache=True, nogil=True)
-def _edges_le_guided(v, edges, first, inv_step):
+def _edges_le_guided(v: float, edges: NDArray[np.float64], first: float,
+                     inv_step: float) -> int:
     """``_edges_le`` starting from a guess for evenly spaced edges, corrected to be exact."""
     n = edges.shape[0]
     if v < first:
@@ -30,7 +32,8 @@ def _edges_le_guided(v, edges, first, inv_step):
 
 
 @njit(cache=True, nogil=True)
-def _histogram(pixels, edges, cell, counts, eq):
+def _histogram(pixels: np.ndarray, edges: NDArray[np.float64], cell: int, counts: np.ndarray,
+               eq: np.ndarray) -> tuple[int, float, float]:
     """Per cell, pixels by value bin (a pixel with k = #edges <= v satisfies cuts k..E, so
     it counts in bin k), and ``eq``; returns (non-NaN pixels, vmin, vmax)."""
     h, w = pixels.shape
@@ -60,7 +63,7 @@ def _histogram(pixels, edges, cell, counts, eq):
 
 
 @njit(cache=True, nogil=True)
-def _accumulate(counts):
+def _accumulate(counts: np.ndarray) -> None:
     """Per-cell histograms -> cumulative counts: over value bins, columns, then rows."""
     gh, gw, nk = counts.shape
     for r in range(gh):
@@ -78,7 +81,8 @@ def _accumulate(counts):
 
 
 @njit(cache=True, nogil=True)
-def build_chi_one(pixels, edges, cell, counts, eq, stats):
+def build_chi_one(pixels: np.ndarray, edges: NDArray[np.float64], cell: int, counts: np.ndarray,
+                  eq: np.ndarray, stats: NDArray[np.float64]) -> int:
     """Fill ``counts`` (gh, gw, E+1), ``eq`` (E,) and ``stats`` [vmin, vmax] for one 2-D mask.
 
     ``counts`` must be zeroed by the caller. Returns the number of non-NaN pixels.
@@ -91,7 +95,9 @@ def build_chi_one(pixels, edges, cell, counts, eq, stats):
 
 
 @njit(cache=True, nogil=True)
-def _mask_counts(counts_flat, offsets, heights, widths, cell, n_cuts, i):
+def _mask_counts(counts_flat: np.ndarray, offsets: NDArray[np.int64], heights: NDArray[np.int64],
+                 widths: NDArray[np.int64], cell: int, n_cuts: int,
+                 i: int) -> tuple[int, int, int, int, np.ndarray]:
     """Mask i's shape, grid and its CHI as a (gh, gw, n_cuts) view of the flat counts."""
     h = heights[i]
     w = widths[i]
@@ -102,7 +108,9 @@ def _mask_counts(counts_flat, offsets, heights, widths, cell, n_cuts, i):
 
 
 @njit(cache=True, nogil=True)
-def chi_to_histograms(counts_flat, offsets, heights, widths, cell, n_cuts, out_flat):
+def chi_to_histograms(counts_flat: np.ndarray, offsets: NDArray[np.int64],
+                      heights: NDArray[np.int64], widths: NDArray[np.int64], cell: int,
+                      n_cuts: int, out_flat: np.ndarray) -> None:
     """Undo the three cumulative sums of every mask's CHI: ``out_flat`` gets, per cell, the
     number of pixels in each value bin (the last bin: NaN pixels count nowhere, so it holds
     the non-NaN pixels at or above the top edge). Small numbers: they compress well."""
@@ -133,7 +141,9 @@ def chi_to_histograms(counts_flat, offsets, heights, widths, cell, n_cuts, out_f
 
 
 @njit(cache=True, nogil=True)
-def histograms_to_chi(hist_flat, offsets, heights, widths, cell, n_cuts, out_flat):
+def histograms_to_chi(hist_flat: np.ndarray, offsets: NDArray[np.int64],
+                      heights: NDArray[np.int64], widths: NDArray[np.int64], cell: int,
+                      n_cuts: int, out_flat: np.ndarray) -> None:
     """The inverse of ``chi_to_histograms``: cumulative sums over bins, columns and rows."""
     for i in range(offsets.shape[0] - 1):
         _h, _w, gh, gw, hist = _mask_counts(hist_flat, offsets, heights, widths, cell, n_cuts, i)

@@ -7,10 +7,11 @@ byte-at-a-time strided stores were 20x slower.
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 
 @njit(cache=True, nogil=True)
-def unshuffle_bytes(src, itemsize, out):
+def unshuffle_bytes(src: NDArray[np.uint8], itemsize: int, out: NDArray[np.uint8]) -> None:
     """Values from byte planes: ``out`` (n * itemsize bytes) from shuffled ``src``."""
     n = src.shape[0] // itemsize
     if itemsize == 4:
@@ -29,7 +30,7 @@ def unshuffle_bytes(src, itemsize, out):
 
 
 @njit(cache=True, nogil=True)
-def shuffle_bytes(src, itemsize, out):
+def shuffle_bytes(src: NDArray[np.uint8], itemsize: int, out: NDArray[np.uint8]) -> None:
     """Byte planes from values: the inverse of ``unshuffle_bytes``."""
     n = src.shape[0] // itemsize
     if itemsize == 4:

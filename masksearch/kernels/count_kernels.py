@@ -5,7 +5,8 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _count_rows(pixels, x0, y0, x1, y1, lo_t, lo_strict, hi_t, hi_strict):
+def _count_rows(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int, lo_t: float,
+                lo_strict: bool, hi_t: float, hi_strict: bool) -> int:
     # The flags are constant over the loop; the per-row int32 sum of 0/1 keeps the inner
     # loop free of branches, so that it compiles to vector instructions (4x the scalar loop).
     n = 0
@@ -33,7 +34,8 @@ def _count_rows(pixels, x0, y0, x1, y1, lo_t, lo_strict, hi_t, hi_strict):
 
 
 @njit(cache=True, nogil=True)
-def count_in_range(pixels, x0, y0, x1, y1, lo_t, lo_incl, hi_t, hi_incl):
+def count_in_range(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int, lo_t: float,
+                   lo_incl: bool, hi_t: float, hi_incl: bool) -> int:
     """Pixels of ``pixels[y0:y1, x0:x1]`` with value above the lo cut and within the hi cut.
 
     Cuts as in the CHI: lo excludes ``v < lo_t`` (or ``v <= lo_t`` when ``lo_incl``), hi keeps

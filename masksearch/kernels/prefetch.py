@@ -5,18 +5,28 @@ overlaps only the misses of the next mask or two. Asking for the counts of a blo
 ahead lets their misses overlap (3.5x faster bounds over per-mask boxes, 20,000 masks).
 """
 
+from collections.abc import Callable, Sequence
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.base import BaseContext
+from numba.core.typing.context import BaseContext as TypingContext
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
+
+# How numba lowers an intrinsic's call: (target context, builder, signature, arguments).
+Codegen = Callable[[BaseContext, ir.IRBuilder, Signature, Sequence[ir.Value]], ir.Value]
 
 
 @intrinsic
-def prefetch(typingctx, array, index):
+def prefetch(typingctx: TypingContext, array: types.Array,
+             index: types.Integer) -> tuple[Signature, Codegen]:
     """Hint that ``array[index]`` (1-D) will be read soon. Never faults, returns nothing."""
     sig = types.void(array, index)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         array_type, _ = signature.args
         data, i = args
         view = context.make_array(array_type)(context, builder, data)
