@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from ..errors import QueryError
 from ..lang import ast
+from ..plan.operators import Project
 from .arrays import Array
 from .regions import Regions
 
@@ -131,6 +132,11 @@ _RULES: dict[type, Callable[[Any, Env], Value]] = {
     ast.Area: _area, ast.Neg: _neg, ast.BinOp: _binop, ast.Compare: _compare,
     ast.And: _logic, ast.Or: _logic, ast.Not: _not, ast.IsNull: _is_null,
 }
+
+
+def project(op: Project, env: Env) -> pa.Table:
+    """The output columns of ``op`` over every row of ``env``."""
+    return pa.Table.from_arrays([evaluate(e, env) for e in op.outputs], names=list(op.names))
 
 
 def _as_bool(value: Value) -> Value:

@@ -7,8 +7,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from ..plan.operators import BoundFilter, GroupFilter
+from .arrays import Bools, Ints
 from .intervals import outcomes
 from .settings import ExecSettings
+from .stats import StatsRecords
 from .units import Units
 
 
@@ -17,6 +20,20 @@ def truth(value: pa.Array) -> np.ndarray:
     if pa.types.is_null(value.type):
         return np.zeros(len(value), bool)
     return np.asarray(value.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def filter_units(op: BoundFilter | GroupFilter, units: Units, records: StatsRecords,
+                 settings: ExecSettings, refine: bool = True) -> tuple[Ints, Bools]:
+    """Run ``op`` over every unit, recording what it decided: the candidates (units that
+    may satisfy its predicate) and, over all units, which the bounds left undecided."""
+    n = units.rows.num_rows
+    with records.timed(op) as rec:
+        keep, undecided = bound_filter(units, op.predicate, settings, refine)
+        rec.seen += n
+        rec.accepted += int((keep & ~undecided).sum())
+        rec.rejected += int((~keep).sum())
+        rec.undecided += int(undecided.sum())
+    return np.flatnonzero(keep), undecided
 
 
 def bound_filter(units: Units, predicate: ast.Expr, settings: ExecSettings,

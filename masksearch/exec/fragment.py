@@ -12,10 +12,10 @@ import pyarrow as pa
 from ..plan.operators import Operator
 from ..plan.physical import PhysicalPlan
 from .context import ExecContext
-from .exact import evaluate
-from .filtering import bound_filter, truth
+from .exact import evaluate, project
+from .filtering import filter_units, truth
 from .rows import RowBatch, RowTerms
-from .selection import Chooser, choose, sort_keys
+from .selection import Chooser, select_units, sort_keys
 from .stats import StatsRecords
 
 
@@ -50,6 +50,7 @@ def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> Fragme
             rec.passed += rows.num_rows
     batch = RowBatch(rows, terms, ctx)
     candidates, undecided = _bound(plan, batch, ctx)
+    condition = f.bound_filter.predicate if f.bound_filter is not None else None
     if f.members is not None:
         with records.timed(f.members) as rec:
             members = _members(plan, batch, candidates, undecided)
@@ -57,17 +58,12 @@ def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> Fragme
         return FragmentOutput(records, members=members)
     assert f.select is not None
     assert f.project is not None
-    with records.timed(f.select) as rec:
-        condition = f.bound_filter.predicate if f.bound_filter is not None else None
-        chooser = Chooser(batch, condition, undecided, list(range(len(terms.cuts))),
-                          list(plan.output_terms), ctx.settings)
-        chosen = choose(f.select, chooser, candidates)
-        rec.candidates += len(candidates)
-        rec.chosen += len(chosen)
+    chooser = Chooser(batch, condition, undecided, list(range(len(terms.cuts))),
+                      list(plan.output_terms), ctx.settings)
+    chosen = select_units(f.select, chooser, candidates, records)
     with records.timed(f.project) as rec:
         out = batch.take(chosen)
-        table = pa.Table.from_arrays([evaluate(e, out) for e in f.project.outputs],
-                                     names=list(f.project.names))
+        table = project(f.project, out)
         keys, _ = sort_keys(out, f.select.order_by)
         rec.rows += table.num_rows
     return FragmentOutput(records, table=table, keys=keys)
@@ -88,13 +84,7 @@ def _bound(plan: PhysicalPlan, batch: RowBatch, ctx: ExecContext
             batch.bound_term(t)
     if f.bound_filter is None or not n:
         return candidates, undecided
-    with ctx.records.timed(f.bound_filter) as rec:
-        keep, undecided = bound_filter(batch, f.bound_filter.predicate, ctx.settings)
-        rec.seen += n
-        rec.rejected += int((~keep).sum())
-        rec.accepted += int((keep & ~undecided).sum())
-        rec.undecided += int(undecided.sum())
-    return np.flatnonzero(keep), undecided
+    return filter_units(f.bound_filter, batch, ctx.records, ctx.settings)
 
 
 def _members(plan: PhysicalPlan, batch: RowBatch, candidates: np.ndarray,

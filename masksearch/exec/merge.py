@@ -13,14 +13,14 @@ from ..plan.operators import AggregationStats, BoundOrderTopK, MergeRows
 from ..plan.physical import GroupMerge, PhysicalPlan
 from ..store.agg_cache import AggregateCache
 from .context import ExecContext
-from .exact import evaluate
-from .filtering import bound_filter
+from .exact import project
+from .filtering import filter_units
 from .fragment import FragmentOutput
 from .groups.batch import GroupBatch
 from .groups.formation import Groups, form_groups
 from .groups.verify import MaskAggregator
 from .rows import RowBatch
-from .selection import Chooser, choose, sort_spec
+from .selection import Chooser, select_units, sort_spec
 from .stats import StatsRecords
 
 
@@ -82,24 +82,13 @@ def merge_groups(plan: PhysicalPlan, outs: Sequence[FragmentOutput], ctx: ExecCo
         batch.coarse_pending = probe
     candidates, undecided = np.arange(len(groups)), np.zeros(len(groups), bool)
     if m.filter is not None and len(groups):
-        with records.timed(m.filter) as rec:
-            keep, undecided = bound_filter(batch, m.filter.predicate, settings,
-                                           refine=ctx.use_index)
-            candidates = np.flatnonzero(keep)
-            rec.seen += len(keep)
-            rec.accepted += int((keep & ~undecided).sum())
-            rec.rejected += int((~keep).sum())
-            rec.undecided += int(undecided.sum())
-    with records.timed(m.select) as rec:
-        condition = m.filter.predicate if m.filter is not None else None
-        chooser = Chooser(batch, condition, undecided, list(range(len(m.bounds.aggregates))),
-                          list(plan.output_terms), settings)
-        chosen = choose(m.select, chooser, candidates, probe=settings.probe_groups)
-        rec.candidates += len(candidates)
-        rec.chosen += len(chosen)
+        candidates, undecided = filter_units(m.filter, batch, records, settings,
+                                             refine=ctx.use_index)
+    condition = m.filter.predicate if m.filter is not None else None
+    chooser = Chooser(batch, condition, undecided, list(range(len(m.bounds.aggregates))),
+                      list(plan.output_terms), settings)
+    chosen = select_units(m.select, chooser, candidates, records, probe=settings.probe_groups)
     with records.timed(m.project) as rec:
-        out = batch.take(chosen)
-        table = pa.Table.from_arrays([evaluate(e, out) for e in m.project.outputs],
-                                     names=list(m.project.names))
+        table = project(m.project, batch.take(chosen))
         rec.rows += table.num_rows
     return table

@@ -16,6 +16,7 @@ from .exact import evaluate
 from .filtering import truth
 from .intervals import Interval, interval
 from .settings import ExecSettings
+from .stats import StatsRecords
 from .units import Units
 
 
@@ -74,6 +75,16 @@ def sort_keys(units: Units, order_by: tuple[ast.OrderItem, ...]) -> tuple[pa.Tab
     arrays = [evaluate(item.expr, units) for item in order_by]
     arrays += [units.rows.column(name) for name in units.tie_columns]
     return pa.Table.from_arrays(arrays, names=[k[0] for k in spec]), spec
+
+
+def select_units(selection: Selection, chooser: Chooser, candidates: Ints,
+                 records: StatsRecords, probe: int = 0) -> Ints:
+    """``choose``, timed and recorded as the plan's selection."""
+    with records.timed(selection) as rec:
+        chosen = choose(selection, chooser, candidates, probe)
+        rec.candidates += len(candidates)
+        rec.chosen += len(chosen)
+    return chosen
 
 
 def choose(selection: Selection, chooser: Chooser, candidates: np.ndarray,
