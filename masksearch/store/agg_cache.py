@@ -10,10 +10,12 @@ reported, never used.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import StoreError
 from ..index.chi import SegmentIndex, chi_offsets, segment_bounds
@@ -24,7 +26,7 @@ DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
 
 
-def members_key(mask_ids) -> str:
+def members_key(mask_ids: Iterable[int]) -> str:
     """The member part of a group's entry keys."""
     return ",".join(map(str, sorted(map(int, mask_ids))))
 
@@ -43,7 +45,7 @@ class _Part:
 class AggregateCache:
     """The cached CHIs of one database; loads its files on first use."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.directory = root / DIRECTORY
         self._parts: list[_Part] | None = None
         self._where: dict[str, tuple[int, int]] = {}
@@ -70,14 +72,16 @@ class AggregateCache:
         """Merge the parts (one per file) that share pixel type, cell size, edges and count
         type into one index in memory: bounds then take one kernel call per kind of part,
         not one per file (a file is written per query that verified groups)."""
-        kinds: dict = {}
+        assert self._parts is not None  # loaded
+        kinds: dict[tuple[str, int, bytes, str], list[int]] = {}
         for p, part in enumerate(self._parts):
             ix = part.index
             kinds.setdefault((part.dtype.str, ix.cell, ix.edges.tobytes(), ix.counts.dtype.str),
                              []).append(p)
         if all(len(ps) == 1 for ps in kinds.values()):
             return
-        parts, moved = [], {}
+        parts: list[_Part] = []
+        moved: dict[int, tuple[int, int]] = {}
         for ps in kinds.values():
             merged = [self._parts[p].index for p in ps]
             parts.append(_Part(_concatenated(merged), self._parts[ps[0]].dtype))
@@ -89,7 +93,8 @@ class AggregateCache:
                        for k, (p, row) in self._where.items()}
         self._parts = parts
 
-    def _add(self, keys: list, index: SegmentIndex, dtype: np.dtype) -> None:
+    def _add(self, keys: list[str], index: SegmentIndex, dtype: np.dtype) -> None:
+        assert self._parts is not None  # loaded
         self._parts.append(_Part(index, dtype))
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
@@ -108,9 +113,11 @@ class AggregateCache:
         self._load()
         return not self._where
 
-    def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut):
+    def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut,
+               ) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
         """(found, lower, upper) for entries ``keys`` over clipped ``boxes`` (M, 4)."""
         self._load()
+        assert self._parts is not None  # loaded
         where = [self._where.get(k) for k in keys]
         found = np.array([w is not None for w in where], dtype=bool)
         lower = np.zeros(len(keys), np.int64)
@@ -153,6 +160,7 @@ class AggregateCache:
             "dtype": np.array(np.dtype(dtype).name),
             **{name: getattr(index, name) for name in _FIELDS}})
         self._add(keys, index, np.dtype(dtype))
+        assert self._parts is not None  # loaded
         if len(self._parts) > MAX_PARTS:
             self._consolidate()
         return len(keys)
@@ -161,7 +169,7 @@ class AggregateCache:
 _FIELDS = ("heights", "widths", "counts", "eq", "stats")    # a CHI's arrays, as saved
 
 
-def _index(cell: int, edges: np.ndarray, fields: dict) -> SegmentIndex:
+def _index(cell: int, edges: np.ndarray, fields: dict[str, np.ndarray]) -> SegmentIndex:
     """The index of CHIs given by their arrays (``_FIELDS``), every one built."""
     offsets = chi_offsets(fields["heights"], fields["widths"], cell, len(edges))
     return SegmentIndex(cell, edges, fields["counts"], offsets, fields["eq"], fields["stats"],
@@ -175,7 +183,7 @@ def _concatenated(indexes: list[SegmentIndex]) -> SegmentIndex:
         name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _FIELDS})
 
 
-def _repeated(keys: list[str]) -> np.ndarray:
+def _repeated(keys: list[str]) -> NDArray[np.bool_]:
     """True for every key that occurs earlier in ``keys``."""
     seen: set[str] = set()
     out = np.zeros(len(keys), bool)

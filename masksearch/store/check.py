@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _ranges(ids) -> str:
+def _ranges(ids: Iterable[int]) -> str:
     ids = sorted(ids)
     out, start, prev = [], ids[0], ids[0]
     for i in [*ids[1:], None]:

@@ -23,7 +23,7 @@ _NO_WORDS = np.zeros(0, np.uint64)
 _NPZ_NAME = re.compile(r"xxh64-([0-9a-f]{16})\.npz$")
 
 
-def digest(data) -> str:
+def digest(data: bytes | bytearray | memoryview | np.ndarray) -> str:
     """XXH64 (seed 0) of a bytes-like object, as 16 hex digits."""
     raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else \
         data.reshape(-1).view(np.uint8)
@@ -127,7 +127,7 @@ def save_checked_npz(directory: Path, prefix: str, arrays: dict[str, np.ndarray]
     """Write an NPZ file named ``<prefix>xxh64-<digest of its bytes>.npz`` (written whole,
     fsynced, renamed in) and return its path: the name is the checksum of the whole file."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, allow_pickle=True, **{k: np.asarray(v) for k, v in arrays.items()})
     data = buf.getbuffer()
     path = directory / f"{prefix}{DIGEST_KEY}-{digest(data)}.npz"
     write_atomic(path, data)

@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import faults
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 
 def fsync_path(path: Path) -> None:
@@ -22,7 +26,7 @@ def fsync_path(path: Path) -> None:
     faults.point(f"fsync {path.name}")
 
 
-def write_bytes(path: Path, data) -> None:
+def write_bytes(path: Path, data: Buffer) -> None:
     """Write ``data`` to a new file and fsync it (half first: a crash point sits between)."""
     view = memoryview(data).cast("B")
     with open(path, "wb") as f:
@@ -43,7 +47,7 @@ def replace(src: Path, dst: Path) -> None:
     fsync_path(dst.parent)
 
 
-def write_atomic(path: Path, data, tmp_suffix: str | None = None) -> None:
+def write_atomic(path: Path, data: Buffer, tmp_suffix: str | None = None) -> None:
     """Replace ``path`` with ``data``: readers see the old file or the new one, never a part."""
     tmp = path.with_name(path.name + (tmp_suffix or f".tmp-{os.getpid()}"))
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Collection, Iterable, Mapping, Set
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,7 @@ RESERVED = set(SYSTEM_COLUMNS) | {"mask"}
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
-def _is_box_like(values: Sequence) -> bool:
+def _is_box_like(values: Iterable[Any]) -> bool:
     if isinstance(values, np.ndarray):
         return values.ndim == 2 and values.shape[1] == 4 and values.dtype.kind in "iu"
     non_null = [v for v in values if v is not None]
@@ -28,8 +29,8 @@ def _is_box_like(values: Sequence) -> bool:
         isinstance(v, (tuple, list, np.ndarray)) and len(v) == 4 for v in non_null)
 
 
-def _box_array(name: str, values: Sequence) -> pa.Array:
-    rows = []
+def _box_array(name: str, values: Iterable[Any]) -> pa.Array:
+    rows: list[dict[str, int] | None] = []
     for i, v in enumerate(values):
         if v is None:
             rows.append(None)
@@ -46,7 +47,7 @@ def _box_array(name: str, values: Sequence) -> pa.Array:
     return pa.array(rows, BOX_TYPE)
 
 
-def _scalar_type(name: str, values: list) -> str:
+def _scalar_type(name: str, values: list[object]) -> str:
     kinds = set()
     for v in values:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -76,6 +77,8 @@ def metadata_column(name: str, values: object, n: int,
     if isinstance(values, (str, bytes, Mapping, Set)) or not hasattr(values, "__len__"):
         raise IngestError(f"{label}: expected a sequence of {n} values, got "
                           f"{type(values).__name__}")
+    # Anything else with a length is taken as a sequence of values.
+    values = cast("Collection[Any]", values)
     if len(values) != n:
         raise IngestError(f"{label} has {len(values)} values for {n} masks")
     if _is_box_like(values):
@@ -105,7 +108,7 @@ def metadata_column(name: str, values: object, n: int,
     return kind, pa.array(items, ARROW_TYPES[kind])
 
 
-def _is_unicode(v) -> bool:
+def _is_unicode(v: str) -> bool:
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:

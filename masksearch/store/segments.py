@@ -77,7 +77,8 @@ def _npy_bytes(array: np.ndarray) -> memoryview:
 def _write_index(directory: Path, index: SegmentIndex) -> None:
     """The full index files, then chi.json (their digests): its presence means complete."""
     files = {}
-    arrays = (_npy_bytes(index.eq), _npy_bytes(index.stats), encode_counts(index))
+    arrays: tuple[memoryview | bytes, ...] = (_npy_bytes(index.eq), _npy_bytes(index.stats),
+                                              encode_counts(index))
     for name, data in zip(INDEX_FILES, arrays, strict=True):
         write_atomic(directory / name, data)
         files[name] = {"size": len(data), "xxh64": digest(data)}
@@ -121,8 +122,8 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     def encode_and_index(start: int, stop: int) -> None:
         # One pass per chunk while its pixels are in cache: compress, checksum, index.
         for i in range(start, stop):
-            blobs[i] = encode_mask(masks[i], codec)
-            digests[i] = digest(blobs[i])
+            blob = blobs[i] = encode_mask(masks[i], codec)
+            digests[i] = digest(blob)
         if index is not None:
             fill_segment_index(index, start, masks[start:stop])
 
@@ -343,6 +344,7 @@ class Segment:
         counts_path = self.directory / (INDEX_FILES[2] if compressed else LEGACY_COUNTS)
         try:
             if compressed:
+                assert seal is not None  # compressed: read from the seal
                 layout = seal["counts"]
                 counts = decode_counts(counts_path.read_bytes(), np.dtype(layout["dtype"]),
                                        int(layout["size"]), offsets, heights, widths, cell,
@@ -361,7 +363,8 @@ class Segment:
                             np.ones(n, bool))
 
     @staticmethod
-    def _merge(index: SegmentIndex, rows, counts, eq, stats) -> None:
+    def _merge(index: SegmentIndex, rows: np.ndarray, counts: np.ndarray, eq: np.ndarray,
+               stats: np.ndarray) -> None:
         n = len(index.built)
         sizes = np.diff(index.offsets)
         rows = np.asarray(rows, np.int64)

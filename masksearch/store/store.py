@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +80,8 @@ class Store:
         self._clean_on_open()
 
     # --- creation and reading -------------------------------------------------------------
-    def _create(self, cell_size, bin_edges, codec, index) -> None:
+    def _create(self, cell_size: int | None, bin_edges: dict | None, codec: str | None,
+                index: str | None) -> None:
         """Create an empty database; the manifest, written last, makes it one. A creation
         killed before that leaves only what ``_unfinished_creation`` recognizes."""
         if self.root.exists() and any(not _unfinished_creation(p) for p in self.root.iterdir()):
@@ -157,7 +158,7 @@ class Store:
 
     # --- writing --------------------------------------------------------------------------
     @contextmanager
-    def write_lock(self, timeout: float | None = None):
+    def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the writer lock (flock on ``lock``): one writer at a time. Waits up to
         ``timeout`` seconds (default: the ``lock_timeout`` setting), then raises ``StoreError``. The
         kernel releases the lock when its holder dies, so a killed writer never blocks."""
@@ -241,8 +242,9 @@ class Store:
                 self.aggregate_cache = AggregateCache(self.root)
             return built
 
-    def ingest(self, sources: list[MaskSource], *, image_id, model_id, mask_type, metadata,
-               progress: ProgressFn | None = None, index: bool | None = None) -> list[int]:
+    def ingest(self, sources: list[MaskSource], *, image_id: object, model_id: object,
+               mask_type: object, metadata: dict | None, progress: ProgressFn | None = None,
+               index: bool | None = None) -> list[int]:
         n = len(sources)
         user = self._user_columns(metadata, n)
         ids = {"image_id": id_column("image_id", image_id if image_id is not None else
@@ -311,7 +313,9 @@ class Store:
         return {k: columns[k] for k in system} | {k: v for k, v in columns.items()
                                                    if k not in system}
 
-    def _write_segments(self, sources, ids, user, columns, written, progress,
+    def _write_segments(self, sources: list[MaskSource], ids: dict[str, tuple[str, pa.Array]],
+                        user: dict[str, tuple[str, pa.Array]], columns: dict[str, str],
+                        written: list[Path], progress: ProgressFn | None,
                         build_index: bool) -> list[SegmentInfo]:
         m = self.manifest
         new: list[SegmentInfo] = []
