@@ -1,5 +1,9 @@
 """masksearch: exact, index-accelerated queries over image masks."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .api import Database, connect
 from .errors import (
     BindError,
@@ -12,6 +16,13 @@ from .errors import (
     StoreError,
 )
 from .result import QueryStats, Result
+
+if TYPE_CHECKING:
+    import os
+
+    import duckdb
+
+    from .duckdb_ext import DuckDBAttachment
 
 __all__ = [
     "BindError",
@@ -31,7 +42,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def attach_duckdb(con, database, *, table_name: str = "masks"):
+def attach_duckdb(con: duckdb.DuckDBPyConnection, database: Database | str | os.PathLike[str],
+                  *, table_name: str = "masks") -> DuckDBAttachment:
     """Attach a masksearch database to a DuckDB connection (see ``masksearch.duckdb_ext``)."""
     from .duckdb_ext import attach_duckdb as attach
 

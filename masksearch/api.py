@@ -27,7 +27,7 @@ from .store.store import Store, WriteSettings
 class Database:
     """An open masksearch database (a directory)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     @property
@@ -40,8 +40,8 @@ class Database:
         the DuckDB functions."""
         return self._store
 
-    def ingest(self, masks, *, image_id=None, model_id=None, mask_type=None,
-               metadata: dict | None = None,
+    def ingest(self, masks: object, *, image_id: object = None, model_id: object = None,
+               mask_type: object = None, metadata: dict | None = None,
                progress: Callable[[int, int], None] | None = None,
                index: bool | None = None) -> list[int]:
         """Add masks with their metadata atomically and return their new mask ids.

@@ -23,11 +23,16 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import __version__
 from .errors import MaskSearchError
 from .store.manifest import MANIFEST
+
+if TYPE_CHECKING:   # imported where used: `masksearch --version` loads none of them
+    import pyarrow as pa
+
+    from .api import Database
 
 ID_COLUMNS = ("image_id", "model_id", "mask_type")
 _BOX_TEXT = re.compile(r"^\s*[\(\[{]?\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]}]?\s*$")
@@ -42,7 +47,7 @@ class CLIError(MaskSearchError):
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _open(path: str):
+def _open(path: str) -> Database:
     """An existing database; never creates one."""
     import masksearch as ms
 
@@ -58,7 +63,7 @@ def _id_value(text: str) -> int | str:
     return int(text) if _INT_TEXT.match(text) else text
 
 
-def _parse_ids(text: str | None):
+def _parse_ids(text: str | None) -> int | str | list[int | str] | None:
     """``--image-id``: one value for every mask, or a comma-separated list, one per mask."""
     if text is None:
         return None
@@ -66,12 +71,12 @@ def _parse_ids(text: str | None):
     return parts[0] if len(parts) == 1 else parts
 
 
-def _box_strings(values: list) -> list | None:
+def _box_strings(values: list[str | None]) -> list[tuple[int, ...] | None] | None:
     """The values as 4-tuples if every non-null one is a string like ``"x0,y0,x1,y1"``."""
     present = [v for v in values if v is not None]
     if not present or not all(isinstance(v, str) for v in present):
         return None
-    boxes = []
+    boxes: list[tuple[int, ...] | None] = []
     for v in values:
         if v is None:
             boxes.append(None)
@@ -83,7 +88,7 @@ def _box_strings(values: list) -> list | None:
     return boxes
 
 
-def _column_values(column) -> list:
+def _column_values(column: pa.ChunkedArray) -> list[Any]:
     """One metadata column as a list the library accepts (boxes become 4-tuples)."""
     import pyarrow as pa
 
@@ -96,7 +101,7 @@ def _column_values(column) -> list:
     return values
 
 
-def _read_metadata(path: str) -> dict[str, list]:
+def _read_metadata(path: str) -> dict[str, list[Any]]:
     """Columns of a CSV or Parquet file, one row per input mask, as name -> list of values."""
     import pyarrow as pa
 
@@ -123,7 +128,7 @@ def _read_metadata(path: str) -> dict[str, list]:
 class _Progress:
     """A tqdm bar on stderr fed by ``Database.ingest(progress=...)``."""
 
-    def __init__(self, enabled: bool, desc: str = "ingest"):
+    def __init__(self, enabled: bool, desc: str = "ingest") -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr,
@@ -144,7 +149,7 @@ def _read_sql(text: str) -> str:
 
 
 # --- subcommands ---------------------------------------------------------------------------
-def cmd_create(args) -> int:
+def cmd_create(args: argparse.Namespace) -> int:
     import masksearch as ms
 
     root = Path(args.path)
@@ -158,11 +163,12 @@ def cmd_create(args) -> int:
     return 0
 
 
-def cmd_ingest(args) -> int:
+def cmd_ingest(args: argparse.Namespace) -> int:
     db = _open(args.path)
     metadata = _read_metadata(args.metadata) if args.metadata else {}
-    ids = {"image_id": _parse_ids(args.image_id), "model_id": _parse_ids(args.model_id),
-           "mask_type": _parse_ids(args.mask_type)}
+    ids: dict[str, object] = {"image_id": _parse_ids(args.image_id),
+                              "model_id": _parse_ids(args.model_id),
+                              "mask_type": _parse_ids(args.mask_type)}
     for name in ID_COLUMNS:
         if name in metadata:
             if ids[name] is not None:
@@ -172,7 +178,9 @@ def cmd_ingest(args) -> int:
     show = not args.quiet and sys.stderr.isatty()
     progress = _Progress(show)
     try:
-        new = db.ingest(args.files, metadata=metadata or None, progress=progress, **ids)
+        new = db.ingest(args.files, image_id=ids["image_id"], model_id=ids["model_id"],
+                        mask_type=ids["mask_type"], metadata=metadata or None,
+                        progress=progress)
     finally:
         progress.close()
     if new:
@@ -182,7 +190,7 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_query(args) -> int:
+def cmd_query(args: argparse.Namespace) -> int:
     from .format import format_csv, format_json, format_table
 
     db = _open(args.path)
@@ -203,7 +211,7 @@ def cmd_query(args) -> int:
     return 0
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     from .format import format_info
 
     info = _open(args.path).info()
@@ -211,7 +219,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_index(args) -> int:
+def cmd_index(args: argparse.Namespace) -> int:
     from .format import human_bytes
 
     db = _open(args.path)
@@ -230,25 +238,25 @@ def cmd_index(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     """Verify every file; exit 0 when nothing is damaged, 3 when something is."""
     report = _open(args.path).check()
     print(report.summary())
     return 0 if report.ok else 3
 
 
-def cmd_explain(args) -> int:
+def cmd_explain(args: argparse.Namespace) -> int:
     print(_open(args.path).explain(_read_sql(args.sql)))
     return 0
 
 
-def cmd_repl(args) -> int:
+def cmd_repl(args: argparse.Namespace) -> int:
     from .repl import main as repl_main
 
     return repl_main(_open(args.path))
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
     demo_main()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +19,9 @@ import masksearch as ms
 
 from .format import format_table
 from .synth import saliency_maps
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 DB_PATH = "demo.msdb"
 N_MASKS = 4000
@@ -66,7 +71,7 @@ QUERIES = [
 ]
 
 
-def _progress_bar(desc: str):
+def _progress_bar(desc: str) -> tuple[tqdm, Callable[[int, int], None]]:
     from tqdm import tqdm
 
     bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr, leave=False,
@@ -119,7 +124,7 @@ def build(path: str | Path = DB_PATH, n: int = N_MASKS, seed: int = SEED) -> ms.
     return db
 
 
-def _timed(db: ms.Database, sql: str, use_index: bool):
+def _timed(db: ms.Database, sql: str, use_index: bool) -> tuple[ms.Result, float]:
     t = time.perf_counter()
     result = db.query(sql, use_index=use_index)
     return result, time.perf_counter() - t

@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import threading
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeAlias
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import NDArray
 
 from .api import Database, connect
 from .errors import MaskSearchError, QueryError, StoreError
@@ -47,12 +50,14 @@ BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"
 FULL_IMAGE = 2 ** 31 - 1   # a box this large clips to the whole mask
 FUNCTIONS = ("cp", "cp_between", "area")
 MACROS = ("box", "full_image")
+# A column as DuckDB hands it to an Arrow UDF.
+ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 class DuckDBAttachment:
     """A masksearch database attached to a DuckDB connection (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, db: Database, table_name: str):
+    def __init__(self, con: duckdb.DuckDBPyConnection, db: Database, table_name: str) -> None:
         self.con = con
         self.db = db
         self.table_name = table_name
@@ -63,13 +68,18 @@ class DuckDBAttachment:
     # --- the SQL surface --------------------------------------------------------------
     def _install(self) -> None:
         con = self.con
-        con.create_function("cp", self._cp, ["BIGINT", BOX_SQL, "VARCHAR"], "BIGINT",
-                            type="arrow", null_handling="special")
-        con.create_function("cp_between", self._cp_between,
-                            ["BIGINT", BOX_SQL, "VARCHAR", "DOUBLE", "DOUBLE"], "BOOLEAN",
-                            type="arrow", null_handling="special")
-        con.create_function("area", self._area, ["BIGINT", BOX_SQL], "BIGINT",
-                            type="arrow", null_handling="special")
+        # DuckDB takes type="arrow" and null_handling="special" as its documentation writes
+        # them; its type stubs accept only the enums, whose module is not the same in every
+        # supported DuckDB version.
+        con.create_function(  # type: ignore[call-overload]
+            "cp", self._cp, ["BIGINT", BOX_SQL, "VARCHAR"], "BIGINT", type="arrow",
+            null_handling="special")
+        con.create_function(  # type: ignore[call-overload]
+            "cp_between", self._cp_between, ["BIGINT", BOX_SQL, "VARCHAR", "DOUBLE", "DOUBLE"],
+            "BOOLEAN", type="arrow", null_handling="special")
+        con.create_function(  # type: ignore[call-overload]
+            "area", self._area, ["BIGINT", BOX_SQL], "BIGINT", type="arrow",
+            null_handling="special")
         con.execute("CREATE OR REPLACE TEMP MACRO box(x0, y0, x1, y1) AS "
                     f"CAST({{'x0': x0, 'y0': y0, 'x1': x1, 'y1': y1}} AS {BOX_SQL})")
         con.execute(f"CREATE OR REPLACE TEMP MACRO full_image() AS box(0, 0, {FULL_IMAGE}, "
@@ -110,20 +120,22 @@ class DuckDBAttachment:
                 self.con.execute(f"DROP MACRO IF EXISTS {name}")
 
     # --- the UDFs ---------------------------------------------------------------------
-    def _cp(self, ids, rois, ranges) -> pa.Array:
+    def _cp(self, ids: ArrowColumn, rois: ArrowColumn, ranges: ArrowColumn) -> pa.Array:
         return self._run(ids, rois, ranges, None, None)
 
-    def _cp_between(self, ids, rois, ranges, lows, highs) -> pa.Array:
+    def _cp_between(self, ids: ArrowColumn, rois: ArrowColumn, ranges: ArrowColumn,
+                    lows: ArrowColumn, highs: ArrowColumn) -> pa.Array:
         return self._run(ids, rois, ranges, lows, highs)
 
-    def _area(self, ids, rois) -> pa.Array:
+    def _area(self, ids: ArrowColumn, rois: ArrowColumn) -> pa.Array:
         with self._lock:
             rows, valid = self._rows(ids, rois)
             out = np.zeros(len(valid), np.int64)
             out[valid] = box_areas(rows.boxes)
             return pa.array(out, pa.int64(), mask=~valid)
 
-    def _run(self, ids, rois, ranges, lows, highs) -> pa.Array:
+    def _run(self, ids: ArrowColumn, rois: ArrowColumn, ranges: ArrowColumn,
+             lows: ArrowColumn | None, highs: ArrowColumn | None) -> pa.Array:
         with self._lock:
             filtering = lows is not None
             out = np.zeros(len(ids), bool if filtering else np.int64)
@@ -154,7 +166,7 @@ class DuckDBAttachment:
             return pa.array(out, mask=~valid)
 
     # --- helpers ----------------------------------------------------------------------
-    def _rows(self, ids, rois) -> tuple[_Rows, np.ndarray]:
+    def _rows(self, ids: ArrowColumn, rois: ArrowColumn) -> tuple[_Rows, NDArray[np.bool_]]:
         """Where the masks of the batch's non-NULL (mask_id, roi) pairs are, with their
         boxes clipped to them, and which batch rows those are. Unknown ids are an error."""
         store = self.db.store
@@ -192,7 +204,7 @@ def _numbers(values: pa.Array, valid: np.ndarray) -> np.ndarray:
     return out if valid.all() else out[valid]
 
 
-def _doubles(values, fill: float) -> np.ndarray:
+def _doubles(values: ArrowColumn, fill: float) -> NDArray[np.float64]:
     return pc.fill_null(values, fill).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
@@ -206,7 +218,8 @@ def _cuts(range_text: str) -> tuple[Cut, Cut]:
                          "masksearch, e.g. '(0.6, 1.0]' or '[0, inf)')") from None
 
 
-_attached: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_attached: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, DuckDBAttachment] = \
+    weakref.WeakKeyDictionary()
 
 
 def _close_all() -> None:
@@ -221,8 +234,8 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def attach_duckdb(con: duckdb.DuckDBPyConnection, database, *,
-                  table_name: str = "masks") -> DuckDBAttachment:
+def attach_duckdb(con: duckdb.DuckDBPyConnection, database: Database | str | os.PathLike[str],
+                  *, table_name: str = "masks") -> DuckDBAttachment:
     """Attach a masksearch database (a ``Database`` or a path) to ``con``: registers the
     ``masks`` table and the ``cp``, ``cp_between``, ``area``, ``box`` and ``full_image``
     functions; attaching again replaces the previous database. Returns the attachment

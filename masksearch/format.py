@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 
-def _cell(v) -> str:
+def _cell(v: object) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, float):
@@ -28,7 +29,7 @@ def format_table(table: pa.Table, max_rows: int | None = 50) -> str:
     numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
     widths = [max([len(n)] + [len(v) for v in col]) for n, col in zip(names, cols, strict=True)]
 
-    def line(values):
+    def line(values: Sequence[str]) -> str:
         return " | ".join(v.rjust(w) if num else v.ljust(w)
                           for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
 
@@ -48,7 +49,7 @@ def format_csv(table: pa.Table) -> str:
     return buf.getvalue()
 
 
-def _csv_cell(v):
+def _csv_cell(v: object) -> object:
     if v is None:
         return ""
     if isinstance(v, dict):

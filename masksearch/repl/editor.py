@@ -13,7 +13,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
-from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.lexers import Lexer
 from prompt_toolkit.styles import Style
 
@@ -129,7 +129,7 @@ def _bindings() -> KeyBindings:
     kb = KeyBindings()
 
     @kb.add("enter")
-    def _(event):
+    def _(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
         if is_complete(buffer.text):
             buffer.validate_and_handle()
@@ -141,7 +141,7 @@ def _bindings() -> KeyBindings:
 
 def run_interactive(shell: Shell) -> int:
     """Read, run and print until ``.quit`` or Ctrl-D; returns the exit status."""
-    session = PromptSession(
+    session: PromptSession[str] = PromptSession(
         history=FileHistory(str(history_path())), lexer=QueryLexer(),
         completer=QueryCompleter(lambda: list(shell.db.columns())), style=STYLE,
         multiline=True, key_bindings=_bindings(), complete_while_typing=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..api import Database
 from ..errors import MaskSearchError, QueryCancelled
@@ -14,6 +14,9 @@ from ..format import format_result
 from .commands import run_command
 from .session import Settings, ShellExit
 from .statements import split_input
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 TABLE_ROWS = 40            # rows a table shows on the terminal before "... more rows"
 PROGRESS_FROM = 200        # verification steps of this many masks show a progress bar
@@ -100,9 +103,9 @@ class Shell:
 class _ProgressBar:
     """A tqdm bar for verification steps big enough to take a while."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None or self.bar.total != total:
