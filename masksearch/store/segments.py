@@ -187,14 +187,18 @@ class Segment:
         path = self.directory / "meta.parquet"
         try:
             if self.sealed:
-                data = path.read_bytes()
+                # Read into an Arrow buffer, not Python bytes: Arrow's threads may release
+                # the last reference after the interpreter began to exit, and freeing a
+                # Python buffer then needs the GIL (the process aborted, 1 run in 20).
+                with pa.OSFile(str(path), "rb") as f:
+                    data = f.read_buffer()
                 expected = self.info["files"]["meta.parquet"]
                 if len(data) != expected["size"] or digest(data) != expected["xxh64"]:
                     raise StoreError(f"{path}: the metadata file is damaged ("
                                      + ("checksum mismatch)" if len(data) == expected["size"]
                                         else f"{len(data)} bytes, {expected['size']} "
                                         "expected)"))
-                table = pq.read_table(pa.BufferReader(data))
+                table = pq.read_table(pa.BufferReader(data), use_threads=False)
             else:
                 table = pq.read_table(path)
         except FileNotFoundError:
