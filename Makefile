@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-full clean
+.PHONY: demo test test-all lint bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,8 +14,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m masksearch.demo
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check masksearch tests benchmarks
+	$(BIN)/mypy
+
+# Lint, types and the tests but the long sets (marked slow): a few minutes.
+test: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Everything, the long sets too (crash points, long fuzzing, concurrency): what CI runs.
+test-all: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.installed-bench
