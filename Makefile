@@ -22,9 +22,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
-# Everything, the long sets too (crash points, long fuzzing, concurrency): what CI runs.
+# Everything, the long sets too (crash points, long fuzzing, concurrency), and every property
+# test with its full number of examples: what CI runs.
 test-all: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	MASKSEARCH_TESTS=all $(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from hypothesis import strategies as st
+
+# make test-all (CI) runs every property test with its full number of examples; make test,
+# the quick loop, with half of them.
+THOROUGH = os.environ.get("MASKSEARCH_TESTS") == "all"
+
+
+def examples(n: int) -> int:
+    """How many examples a property test runs: ``n`` in the full run, half in the quick."""
+    return n if THOROUGH else max(10, n // 2)
 
 DTYPES = ("bool", "uint8", "uint16", "float16", "float32")
 FLOAT_VALUES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.6, 0.75, 0.8, 0.95, 1.0)

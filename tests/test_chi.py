@@ -20,7 +20,7 @@ from masksearch.index.chi import (
 from masksearch.kernels.count_kernels import count_in_range
 
 from .reference_bounds import reference_bounds
-from .strategies import boxes, brute_cp, masks, value_ranges
+from .strategies import boxes, brute_cp, examples, masks, value_ranges
 
 
 def cuts(rng):
@@ -46,7 +46,7 @@ def case(draw):
     return m, draw(boxes(*m.shape)), draw(value_ranges(m)), draw(st.sampled_from([1, 2, 3, 4, 16]))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(case())
 def test_bounds_contain_exact(c):
     m, box, rng, cell = c
@@ -59,7 +59,7 @@ def test_bounds_contain_exact(c):
     assert coarse[0] <= fine[0] <= exact <= fine[1] <= coarse[1]
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(case(), st.data())
 def test_aligned_box_and_bin_range_is_exact(c, data):
     m, _, _, cell = c
@@ -80,7 +80,7 @@ def test_aligned_box_and_bin_range_is_exact(c, data):
     assert lower == upper == brute_cp(m, (x0, y0, x1, y1), rng)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(case())
 def test_count_kernel_matches_numpy(c):
     m, box, rng, _ = c
@@ -92,7 +92,7 @@ def test_count_kernel_matches_numpy(c):
     assert got == brute_cp(m, box, rng)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.lists(masks(dtype="float32", max_side=20), min_size=1, max_size=6), st.data())
 def test_segment_of_mixed_shapes(ms_, data):
     """Offsets into one flat count array stay right when shapes differ within a segment."""
@@ -163,7 +163,7 @@ def test_decimal_range_ends_hit_the_edges():
         assert lower[0] == upper[0] == exact
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.lists(case(), min_size=1, max_size=4), st.data())
 def test_bounds_equal_the_pixel_reference(cases, data):
     """The kernel's bounds are exactly those of the slow reference, which takes every

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from masksearch.index.chi import build_segment_index, default_edges, kernel_view
 from masksearch.store.chi_file import decode_counts, encode_counts
 
-from .strategies import masks
+from .strategies import examples, masks
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(st.sampled_from(["bool", "uint8", "uint16", "float32"]).flatmap(
     lambda dtype: st.lists(masks(dtype=dtype, max_side=40), min_size=1, max_size=6)),
        st.sampled_from([1, 3, 16]))

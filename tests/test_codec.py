@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from masksearch.kernels.codec_kernels import shuffle_bytes, unshuffle_bytes
 from masksearch.store.codec import decode_mask, encode_mask
 
-from .strategies import masks
+from .strategies import examples, masks
 
 
 def reference_shuffle(raw: np.ndarray, itemsize: int) -> np.ndarray:
@@ -26,7 +26,7 @@ def test_shuffle_matches_reference(itemsize):
     np.testing.assert_array_equal(back, raw)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(masks(max_side=40), st.sampled_from(["lz4", "zstd"]))
 def test_round_trip(m, codec):
     blob = encode_mask(m, codec)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import masksearch as ms
 
 from .oracle import range_text
-from .strategies import brute_cp, value_ranges
+from .strategies import brute_cp, examples, value_ranges
 from .test_engine_oracle import _build, databases
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def user_rows(draw, n_masks: int):
     return rows
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(databases(), st.data())
 def test_duckdb_functions_equal_oracle(database, data):
     masks, meta, cell, split = database

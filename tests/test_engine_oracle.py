@@ -15,7 +15,7 @@ from masksearch.exec.settings import ExecSettings
 
 from . import oracle
 from .oracle import GroupSpec, QuerySpec
-from .strategies import masks, value_ranges
+from .strategies import examples, masks, value_ranges
 
 LABELS = ["cat", "dog", "o'kapi"]
 
@@ -209,14 +209,14 @@ def _check(ms_, meta, cell, split, specs, settings: ExecSettings | None = None) 
         shutil.rmtree(tmp)
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(databases(), st.lists(group_queries(), min_size=1, max_size=3))
 def test_grouped_queries_equal_oracle(database, specs):
     ms_, meta, cell, split = database
     _check(ms_, meta, cell, split, specs)
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(databases(), st.lists(group_queries(), min_size=1, max_size=3))
 def test_grouped_queries_in_small_chunks_equal_oracle(database, specs):
     """The memory bounds of grouped queries (cell bounds a chunk of groups at a time,
@@ -228,7 +228,7 @@ def test_grouped_queries_in_small_chunks_equal_oracle(database, specs):
            ExecSettings(member_cells=8, chis_held=1, probe_groups=0, cached_groups=1))
 
 
-@settings(max_examples=120)
+@settings(max_examples=examples(120))
 @given(databases(), st.lists(queries(), min_size=1, max_size=4))
 def test_engine_equals_oracle(database, specs):
     ms_, meta, cell, split = database
@@ -248,7 +248,7 @@ def saliency_db(draw):
                         "score": [float(i % 5) / 4 for i in range(n)], "bbox": bbox}
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(saliency_db(), st.lists(st.one_of(queries(), group_queries()), min_size=1, max_size=4),
        st.sampled_from([4, 8, 16]))
 def test_engine_equals_oracle_on_saliency(database, specs, cell):

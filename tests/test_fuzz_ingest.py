@@ -20,6 +20,7 @@ import masksearch as ms
 from masksearch.errors import IngestError
 
 from .oracle import num_text
+from .strategies import examples
 
 INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_DTYPES = ["float16", "float32", "float64", "longdouble"]
@@ -95,7 +96,7 @@ def acceptable(a: np.ndarray) -> bool:
     return (lo >= 0 and hi <= 65535) or (lo >= -(2**24) and hi <= 2**24)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(arrays())
 def test_each_array_is_stored_exactly_or_refused_without_a_trace(db, a):
     root = Path(db.path)

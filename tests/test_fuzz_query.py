@@ -16,6 +16,8 @@ import masksearch as ms
 from masksearch.errors import BindError, MaskSearchError, QueryError, QuerySyntaxError
 from masksearch.lang.parser import MAX_TREE_DEPTH
 
+from .strategies import examples
+
 KEYWORDS = ["SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "ORDER", "LIMIT", "ASC",
             "DESC", "AS", "AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE", "BETWEEN",
             "EXPLAIN", "ANALYZE", "CP", "area", "box", "COUNT", "SUM", "AVG", "MIN", "MAX",
@@ -107,7 +109,7 @@ def run(db: ms.Database, sql) -> str:
     return "mixed (allowed): " + error.partition(":")[0]
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.lists(TOKENS, max_size=25), st.booleans())
 def test_random_token_streams(db, tokens, prefix):
     text = ("SELECT " if prefix else "") + " ".join(tokens)
@@ -182,7 +184,7 @@ def statements(draw):
     return draw(st.sampled_from(["", "EXPLAIN ", "EXPLAIN ANALYZE "])) + sql
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(statements())
 def test_generated_statements(db, sql):
     event(run(db, sql))
@@ -207,7 +209,12 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
+# A sum or a product of ~200 terms runs several seconds: the long set.
+HEAVY_SHAPES = {"sum", "aggregate"}
+
+
+@pytest.mark.parametrize("shape", [pytest.param(s, marks=pytest.mark.slow) if s in HEAVY_SHAPES
+                                   else s for s in sorted(SHAPES)])
 def test_nesting_up_to_the_limit_runs_and_beyond_it_fails_cleanly(db, shape):
     make = SHAPES[shape]
     deepest = max(n for n in range(1, 400) if _accepted("EXPLAIN ANALYZE " + make(n)))

@@ -18,7 +18,7 @@ from masksearch.lang.parser import parse
 from masksearch.plan.planner import plan
 
 from . import oracle
-from .strategies import masks, value_ranges
+from .strategies import examples, masks, value_ranges
 
 
 @st.composite
@@ -43,7 +43,7 @@ def row_intervals(draw):
             np.array(must_null, bool), values, starts)
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(row_intervals(), st.sampled_from(["count", "sum", "avg", "min", "max"]))
 def test_aggregate_bounds_contain_exact(case, func):
     lo, hi, may_null, must_null, values, starts = case
@@ -81,7 +81,7 @@ def mask_groups(draw):
     return groups, roi, draw(value_ranges()), draw(st.sampled_from([2, 3, 4, 16]))
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(mask_groups(), st.sampled_from(["intersect", "union", "mean"]))
 def test_mask_aggregate_bounds_contain_exact(case, kind):
     groups, roi, rng, cell = case

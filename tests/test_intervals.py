@@ -21,6 +21,8 @@ from masksearch.exec.intervals import interval, outcomes
 from masksearch.exec.regions import Regions, regions
 from masksearch.lang import ast
 
+from .strategies import examples
+
 N_TERMS = 3
 CP_NODES = [ast.CP(ast.MaskRef(), ast.BoxRoi(0, 0, t + 1, t + 1),
                    ast.Range("0", True, str(t + 1), True)) for t in range(N_TERMS)]
@@ -116,7 +118,7 @@ def _exact(expr: ast.Expr, env: Rows) -> list:
         raise
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(environments(), NUMERIC)
 def test_interval_contains_the_exact_value(env, expr):
     values = _exact(expr, env)
@@ -133,7 +135,7 @@ def test_interval_contains_the_exact_value(env, expr):
         assert iv.lo[r] <= v <= iv.hi[r], where
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(environments(), PREDICATES)
 def test_outcomes_allow_the_exact_truth(env, expr):
     values = _exact(expr, env)

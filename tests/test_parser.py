@@ -10,6 +10,8 @@ from masksearch.errors import MaskSearchError, QuerySyntaxError
 from masksearch.lang import ast
 from masksearch.lang.parser import parse
 
+from .strategies import examples
+
 
 def test_paper_filter_query():
     q = parse("""SELECT mask_id, image_id FROM masks
@@ -88,7 +90,7 @@ def test_syntax_errors_are_located(text, line, column, expected):
     assert caret_line.index("^") - 4 == column - 1
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.text(max_size=80))
 def test_arbitrary_text_raises_only_our_errors(text):
     with contextlib.suppress(MaskSearchError):
@@ -100,7 +102,7 @@ TOKENS = ["SELECT", "mask_id", "FROM", "masks", "WHERE", "CP", "(", ")", "mask",
           "LIMIT", "area", "bbox", "'x'", "IS", "NULL", "IN", "BETWEEN", ";", "*", "/"]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.lists(st.sampled_from(TOKENS), max_size=25))
 def test_random_token_streams_raise_only_our_errors(tokens):
     with contextlib.suppress(MaskSearchError):
