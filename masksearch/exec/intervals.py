@@ -205,22 +205,11 @@ def outcomes(e: ast.Expr, env: Env) -> Outcomes:
             return _compare_truths(e.op, outcomes(e.left, env), outcomes(e.right, env))
         return _compare(e.op, interval(e.left, env), interval(e.right, env))
     if isinstance(e, ast.Not):
-        o = outcomes(e.operand, env)
-        return Outcomes(o.may_false, o.may_true, o.may_null)
+        return _negated(outcomes(e.operand, env))
     if isinstance(e, ast.And):
-        items = [outcomes(x, env) for x in e.items]
-        may_true = np.logical_and.reduce([o.may_true for o in items])
-        may_false = np.logical_or.reduce([o.may_false for o in items])
-        may_null = (np.logical_and.reduce([o.may_true | o.may_null for o in items])
-                    & np.logical_or.reduce([o.may_null for o in items]))
-        return Outcomes(may_true, may_false, may_null)
-    if isinstance(e, ast.Or):
-        items = [outcomes(x, env) for x in e.items]
-        may_true = np.logical_or.reduce([o.may_true for o in items])
-        may_false = np.logical_and.reduce([o.may_false for o in items])
-        may_null = (np.logical_and.reduce([o.may_false | o.may_null for o in items])
-                    & np.logical_or.reduce([o.may_null for o in items]))
-        return Outcomes(may_true, may_false, may_null)
+        return _all_of([outcomes(x, env) for x in e.items])
+    if isinstance(e, ast.Or):    # NOT (NOT a AND NOT b)
+        return _negated(_all_of([_negated(outcomes(x, env)) for x in e.items]))
     if isinstance(e, ast.IsNull):
         if isinstance(e.operand, _PREDICATES):
             o = outcomes(e.operand, env)
@@ -232,6 +221,20 @@ def outcomes(e: ast.Expr, env: Env) -> Outcomes:
         return Outcomes(is_null.may_false, is_null.may_true, is_null.may_null) if e.negated \
             else is_null
     raise TypeError(f"no outcomes for {type(e).__name__}")
+
+
+def _negated(o: Outcomes) -> Outcomes:
+    return Outcomes(o.may_false, o.may_true, o.may_null)
+
+
+def _all_of(items: list[Outcomes]) -> Outcomes:
+    """AND in three-valued logic: it may be TRUE if every item may be, FALSE if one may be,
+    NULL if every item may be TRUE or NULL and one may be NULL."""
+    may_true = np.logical_and.reduce([o.may_true for o in items])
+    may_false = np.logical_or.reduce([o.may_false for o in items])
+    may_null = (np.logical_and.reduce([o.may_true | o.may_null for o in items])
+                & np.logical_or.reduce([o.may_null for o in items]))
+    return Outcomes(may_true, may_false, may_null)
 
 
 def _compare_truths(op: str, a: Outcomes, b: Outcomes) -> Outcomes:
