@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from .errors import MaskSearchError
 from .exec.stats import QueryStats
 
 __all__ = ["QueryStats", "Result"]
 
+PANDAS_MISSING = "to_pandas needs pandas: pip install masksearch[pandas]"
+
 
 class Result:
-    """Rows of a query. Convert with ``to_arrow()``, ``to_pylist()`` or ``to_pandas()``."""
+    """Rows of a query. Iterating gives the rows as tuples (as ``rows()``); convert with
+    ``to_arrow()``, ``to_pylist()`` or ``to_pandas()``."""
 
     def __init__(self, table: pa.Table, stats: QueryStats):
         self._table = table
@@ -33,7 +38,15 @@ class Result:
         return list(zip(*cols, strict=True))
 
     def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame`` (pandas is an extra: ``pip install masksearch[pandas]``)."""
+        try:
+            import pandas  # noqa: F401  (pyarrow's conversion needs it)
+        except ImportError:
+            raise MaskSearchError(PANDAS_MISSING) from None
         return self._table.to_pandas()
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows())
 
     def __len__(self) -> int:
         return self._table.num_rows
