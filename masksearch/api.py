@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import lru_cache
+from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
 
+from .errors import StoreError
 from .exec.control import QueryControl
 from .exec.executor import execute
 from .exec.settings import ExecSettings
@@ -25,14 +27,47 @@ from .store.store import Store, WriteSettings
 
 
 class Database:
-    """An open masksearch database (a directory)."""
+    """An open masksearch database (a directory). ``close()`` releases it; as a context
+    manager (``with ms.connect(path) as db:``) it is closed on leaving the block."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._open_store: Store | None = store
+        self._path = str(store.root)
+
+    @property
+    def _store(self) -> Store:
+        """The store, while the database is open; every method goes through here."""
+        store = self._open_store
+        if store is None:
+            raise StoreError(f"the database at {self._path} is closed")
+        return store
 
     @property
     def path(self) -> str:
-        return str(self._store.root)
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this connection refuses writes (``connect(path, read_only=True)``)."""
+        return self._store.read_only
+
+    @property
+    def closed(self) -> bool:
+        return self._open_store is None
+
+    def close(self) -> None:
+        """Release what this connection holds (open segment files and their memory maps,
+        the index and metadata read so far, the cache of aggregated masks' CHIs); later
+        calls raise ``StoreError``. Closing again does nothing. Results already returned
+        stay valid."""
+        self._open_store = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
     @property
     def store(self) -> Store:
@@ -94,8 +129,10 @@ class Database:
             return Result(pa.table({"plan": physical.describe().splitlines()}),
                           QueryStats(used_index=use_index))
         control = QueryControl(timeout=timeout, progress=progress)
-        table, stats = execute(physical, self._store.snapshot(), self._store.aggregate_cache,
-                               use_index=use_index, control=control, settings=settings)
+        store = self._store
+        table, stats = execute(physical, store.snapshot(), store.aggregate_cache,
+                               use_index=use_index, control=control, settings=settings,
+                               read_only=store.read_only)
         if not bound.explain:
             return Result(table, stats)
         lines = [*physical.describe(stats.operators).splitlines(), "",
@@ -157,7 +194,8 @@ class Database:
                 "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0}
 
     def __repr__(self) -> str:
-        return f"<masksearch.Database {self.path}>"
+        state = " (closed)" if self.closed else " (read-only)" if self.read_only else ""
+        return f"<masksearch.Database {self.path}{state}>"
 
 
 @lru_cache(maxsize=256)
@@ -170,9 +208,13 @@ def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
 def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,
             bin_edges: dict | None = None, codec: str | None = None,
             index: str | None = None, segment_size: int | None = None,
-            lock_timeout: float | None = None) -> Database:
+            lock_timeout: float | None = None, read_only: bool = False) -> Database:
     """Open the database at ``path``, creating it (with these settings) if absent, unless
     ``create=False``, which refuses a path without a database.
+
+    ``read_only=True`` never creates the database and refuses every write (``ingest``,
+    ``build_index``, ``rebuild_index``) with a ``StoreError``; its queries save nothing,
+    not even the CHIs lazy indexing would build.
 
     ``index="lazy"`` defers the CHIs: each mask gets its CHI when a query first reads it
     (or from ``build_index()``); ``"eager"`` (default) builds them at ingest. The creation
@@ -185,4 +227,5 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
                           lock_timeout=defaults.lock_timeout if lock_timeout is None
                           else lock_timeout)
     return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
-                          index=index, write=write, create=create))
+                          index=index, write=write, create=create and not read_only,
+                          read_only=read_only))

@@ -4,7 +4,9 @@ Two kinds: CHIs of masks lazy indexing had not indexed yet, built from the pixel
 verification (saved as index deltas of their segments), and CHIs of groups' aggregated
 masks (saved in the aggregated-mask cache). Verifying threads add to the collector; the
 query's own thread saves it, once at the end of the query and whenever it holds more than
-its limit, so memory stays bounded on long runs.
+its limit, so memory stays bounded on long runs. A collector that does not persist (a
+read-only connection) keeps nothing and saves nothing, and tells verification that no CHI
+needs building.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from ..store.segments import Segment
 
 class ChiCollector:
     def __init__(self, segments: Sequence[Segment], cache: AggregateCache | None,
-                 limit: int):
+                 limit: int, *, persist: bool = True):
         self.segments = segments
         self.cache = cache
         self.limit = limit
+        self.persist = persist      # False: CHIs are neither built for it nor saved
         self._lock = threading.Lock()
         self._masks: dict[int, dict[int, SegmentIndex]] = {}   # segment -> row -> CHI
         # (dtype, edges bytes) -> cache key -> CHI of an aggregated mask
@@ -35,6 +38,8 @@ class ChiCollector:
 
     def add_mask(self, segment: int, row: int, chi: SegmentIndex) -> None:
         """The CHI of mask ``row`` of the segment at position ``segment``."""
+        if not self.persist:
+            return
         with self._lock:
             rows = self._masks.setdefault(segment, {})
             if row not in rows:
@@ -42,11 +47,17 @@ class ChiCollector:
                 self._held += 1
 
     def has_mask(self, segment: int, row: int) -> bool:
+        """Whether mask ``row`` of the segment at ``segment`` needs no CHI built for this
+        collector: it holds one already, or it persists nothing."""
+        if not self.persist:
+            return True
         with self._lock:
             return row in self._masks.get(segment, {})
 
     def add_aggregate(self, key: str, chi: SegmentIndex, dtype: np.dtype) -> None:
         """The CHI of an aggregated mask of pixel type ``dtype``, under its cache key."""
+        if not self.persist:
+            return
         with self._lock:
             kind = self._aggregates.setdefault((dtype.name, chi.edges.tobytes()), {})
             if key not in kind:

@@ -1,5 +1,6 @@
 """Run a physical plan on a snapshot of the store: the fragment on every shard of segments,
-then the merge; the CHIs built on the way are saved once, at the end."""
+then the merge; the CHIs built on the way are saved once, at the end (not at all for a
+read-only connection)."""
 
 from __future__ import annotations
 
@@ -38,14 +39,17 @@ def shards(snapshot: Snapshot, settings: ExecSettings) -> list[list[int]]:
 
 def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None = None, *,
             use_index: bool = True, control: QueryControl | None = None,
-            settings: ExecSettings | None = None) -> tuple[pa.Table, QueryStats]:
+            settings: ExecSettings | None = None,
+            read_only: bool = False) -> tuple[pa.Table, QueryStats]:
     """Run ``plan`` over ``snapshot``; ``control`` lets the caller cancel or time it, and
-    ``cache`` keeps CHIs of groups' aggregated masks across queries."""
+    ``cache`` keeps CHIs of groups' aggregated masks across queries. ``read_only``: write
+    nothing (lazy indexing's CHIs are neither built nor saved; the cache is only read)."""
     settings = settings or ExecSettings()
     start = time.perf_counter()
     with running(control or QueryControl()):
         try:
-            table, records, collector = _run(plan, snapshot, cache, use_index, settings)
+            table, records, collector = _run(plan, snapshot, cache, use_index, settings,
+                                             read_only)
         except QueryError as e:
             if e.text is None and e.line is not None:   # located by the evaluator: show where
                 raise QueryError(e.message, plan.query.text, e.line, e.column) from None
@@ -54,9 +58,10 @@ def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None
 
 
 def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, use_index: bool,
-         settings: ExecSettings) -> tuple[pa.Table, StatsRecords, ChiCollector]:
+         settings: ExecSettings, read_only: bool,
+         ) -> tuple[pa.Table, StatsRecords, ChiCollector]:
     collector = ChiCollector(snapshot.segments, cache if use_index else None,
-                             settings.chis_held)
+                             settings.chis_held, persist=not read_only)
 
     def context(records: StatsRecords) -> ExecContext:   # one collector for all shards
         verify = records.of(plan.fragment.verify) if plan.fragment.verify else VerifyStats()

@@ -56,16 +56,18 @@ class WriteSettings:
 
 class Store:
     """The files of one database. Readers see the last committed manifest; one writer at a
-    time. ``create=False`` refuses a folder that holds no database instead of creating one."""
+    time. ``create=False`` refuses a folder that holds no database instead of creating one;
+    ``read_only=True`` implies it and refuses every write (``write_lock`` raises)."""
 
     def __init__(self, root: str | os.PathLike, *, cell_size: int | None = None,
                  bin_edges: dict | None = None, codec: str | None = None,
                  index: str | None = None, write: WriteSettings | None = None,
-                 create: bool = True):
+                 create: bool = True, read_only: bool = False):
         self.root = Path(root)
         self.write = write or WriteSettings()
+        self.read_only = read_only
         if not (self.root / MANIFEST).exists():
-            if not create:
+            if not create or read_only:
                 raise StoreError(f"no masksearch database at {self.root}")
             self._create(cell_size, bin_edges, codec, index)
         elif cell_size is not None or bin_edges is not None or codec is not None \
@@ -161,7 +163,11 @@ class Store:
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the writer lock (flock on ``lock``): one writer at a time. Waits up to
         ``timeout`` seconds (default: the ``lock_timeout`` setting), then raises ``StoreError``. The
-        kernel releases the lock when its holder dies, so a killed writer never blocks."""
+        kernel releases the lock when its holder dies, so a killed writer never blocks.
+        Every write starts here: a read-only store raises ``StoreError`` instead."""
+        if self.read_only:
+            raise StoreError(f"the database at {self.root} is open read-only: this connection "
+                             "cannot write to it (connect without read_only=True to write)")
         timeout = self.write.lock_timeout if timeout is None else timeout
         path = self.root / "lock"
         try:
