@@ -45,7 +45,8 @@ def test_between_and_in_are_desugared():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("SELECT mask_id FROM masks WHERE labl = 'a'", "unknown column 'labl'; columns are: mask_id"),
+    ("SELECT mask_id FROM masks WHERE labl = 'a'",
+     "unknown column 'labl'; did you mean label? columns are: mask_id"),
     ("SELECT mask_id FROM masks WHERE label = 1", "cannot compare string with number"),
     ("SELECT mask_id FROM masks WHERE CP(mask, label, [0, 1]) > 1", "not a box column"),
     ("SELECT mask_id FROM masks WHERE CP(mask, nobox, [0, 1]) > 1", "unknown column 'nobox'"),
@@ -66,6 +67,22 @@ def test_bind_errors_name_the_problem_and_place(text, message):
     assert message in str(e.value)
     assert e.value.line is not None
     assert "^" in str(e.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("SELECT lable FROM masks", "unknown column 'lable'; did you mean label? columns are: "),
+    ("SELECT MASKID FROM masks", "unknown column 'MASKID'; did you mean mask_id? columns"),
+    ("SELECT widht FROM masks", "unknown column 'widht'; did you mean width? columns"),
+    ("SELECT mask_id, CP(mask, full, [0, 1]) AS hot FROM masks WHERE hott > 1",
+     "unknown column 'hott'; did you mean hot? columns"),
+    ("SELECT mask_id FROM masks WHERE CP(mask, box1, [0, 1]) > 1",
+     "unknown column 'box1'; did you mean bbox? columns"),
+    ("SELECT x FROM masks", "unknown column 'x'; columns are: mask_id, image_id"),
+])
+def test_unknown_columns_suggest_the_closest_names(text, message):
+    with pytest.raises(BindError) as e:
+        b(text)
+    assert e.value.message.startswith(message)
 
 
 def test_alias_not_visible_in_select_list():

@@ -90,6 +90,52 @@ def test_syntax_errors_are_located(text, line, column, expected):
     assert caret_line.index("^") - 4 == column - 1
 
 
+@pytest.mark.parametrize(("text", "line", "column", "message"), [
+    ("SELECT CPP(mask, full, [0, 1]) FROM masks", 1, 8,
+     "unknown function 'CPP'; did you mean CP?"),
+    ("SELECT mask_id FROM masks\nWHERE  summ (mask_id) > 1", 2, 8,
+     "unknown function 'summ'; did you mean SUM?"),
+    ("SELECT aera(bbox) FROM masks", 1, 8, "unknown function 'aera'; did you mean AREA?"),
+    ("SELECT frobnicate(mask_id) FROM masks", 1, 8,
+     "unknown function 'frobnicate'; the functions are AREA, AVG, BOX, COUNT, CP, INTERSECT, "
+     "MAX, MEAN, MIN, SUM, UNION"),
+])
+def test_an_unknown_function_is_named_with_the_closest_ones(text, line, column, message):
+    with pytest.raises(QuerySyntaxError) as e:
+        parse(text)
+    err = e.value
+    assert err.message == message
+    assert (err.line, err.column) == (line, column)
+    assert str(err).splitlines()[-1].index("^") - 4 == column - 1
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT mask_id FROM masks(",          # a table name
+    "SELECT mask_id AS m(1) FROM masks",   # an alias
+    "SELECT mask_id -- x\n(1) FROM masks",  # a comment between the name and '('
+])
+def test_a_name_before_parenthesis_that_is_no_call_is_a_plain_syntax_error(text):
+    with pytest.raises(QuerySyntaxError, match="unexpected '\\('"):
+        parse(text)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('SELECT mask_id FROM masks WHERE label = "coins"',
+     "unexpected character '\"'; strings take single quotes: 'coins'"),
+    ('SELECT mask_id FROM masks WHERE label = "o\'k" OR label = \'x\'',
+     "unexpected character '\"'; strings take single quotes: 'o''k'"),
+    ('SELECT mask_id FROM masks WHERE label = "coins',
+     "unexpected character '\"'; strings take single quotes, as in 'text'"),
+    ('SELECT mask_id FROM masks WHERE label = "a\nb"',
+     "unexpected character '\"'; strings take single quotes, as in 'text'"),
+])
+def test_double_quotes_get_the_single_quoted_string(text, message):
+    with pytest.raises(QuerySyntaxError) as e:
+        parse(text)
+    assert e.value.message == message
+    assert (e.value.line, e.value.column) == (1, 41)
+
+
 @settings(max_examples=examples(300))
 @given(st.text(max_size=80))
 def test_arbitrary_text_raises_only_our_errors(text):

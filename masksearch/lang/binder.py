@@ -7,6 +7,7 @@ distinct CP terms. Everything after it can assume a well-typed query.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -214,7 +215,20 @@ class _Binder:
         known = ", ".join(self.columns)
         alias_note = f"; aliases: {', '.join(self.aliases)}" if self.aliases and not allow_alias \
             else ""
-        raise self.error(f"unknown column {node.name!r}; columns are: {known}{alias_note}", node)
+        raise self.error(f"unknown column {node.name!r}; {self._did_you_mean(key, allow_alias)}"
+                         f"columns are: {known}{alias_note}", node)
+
+    def _did_you_mean(self, key: str, allow_alias: bool) -> str:
+        """``did you mean x? `` for the columns (and usable aliases) spelled closest to
+        ``key`` (lower case), or nothing when none is close."""
+        names = {name.lower(): name for name in self.columns}
+        if allow_alias:
+            names.update({alias: alias for alias in self.aliases if alias not in names})
+        close = [names[c] for c in difflib.get_close_matches(key, list(names), n=3)]
+        if not close:
+            return ""
+        either = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+        return f"did you mean {either}? "
 
     def roi(self, roi: ast.Roi) -> ast.Roi:
         if isinstance(roi, ast.BoxRoi):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable
 from fractions import Fraction
 from functools import cache, lru_cache
@@ -377,10 +379,64 @@ def _syntax_error(text: str, e: UnexpectedInput) -> QuerySyntaxError:
             line, col = len(lines), len(lines[-1]) + 1
             return QuerySyntaxError(f"unexpected end of query; expected "
                                     f"{_readable(e.expected)}", text, line, col)
-        return QuerySyntaxError(f"unexpected {str(e.token)!r}; expected "
-                                f"{_readable(e.expected)}", text, e.line, e.column)
+        return _unknown_function(text, e.token) or QuerySyntaxError(
+            f"unexpected {str(e.token)!r}; expected {_readable(e.expected)}", text, e.line,
+            e.column)
     if isinstance(e, UnexpectedCharacters):
         at = e.pos_in_stream or 0
         ch = text[at] if at < len(text) else ""
-        return QuerySyntaxError(f"unexpected character {ch!r}", text, e.line, e.column)
+        hint = _double_quote_hint(text, at) if ch == '"' else ""
+        return QuerySyntaxError(f"unexpected character {ch!r}{hint}", text, e.line, e.column)
     return QuerySyntaxError(str(e), text, getattr(e, "line", None), getattr(e, "column", None))
+
+
+# A function's terminal matches its name only before '(': `_CP.2: /cp(?=\s*\()/i`.
+_FUNCTION_PATTERN = re.compile(r"^\(?([a-z_|]+)\)?\(\?=")
+
+
+@cache
+def function_names() -> tuple[str, ...]:
+    """The language's function names, lower case, from the grammar's terminals."""
+    names: set[str] = set()
+    for terminal in _parser().terminals:
+        m = _FUNCTION_PATTERN.match(str(terminal.pattern.value))
+        if m:
+            names.update(m.group(1).split("|"))
+    return tuple(sorted(names))
+
+
+def _unknown_function(text: str, token: Token) -> QuerySyntaxError | None:
+    """A name directly followed by an unexpected '(' is a call of a function that does not
+    exist (every function's name followed by '(' is a token of its own): say so, with the
+    closest function names, located at the name."""
+    if str(token) != "(" or token.start_pos is None:
+        return None
+    try:
+        before = list(_parser().lex(text[:token.start_pos]))
+    except UnexpectedInput:
+        return None
+    if not before or before[-1].type != "NAME" or \
+            text[before[-1].end_pos:token.start_pos].strip() or \
+            (len(before) > 1 and before[-2].type in ("_FROM", "_AS")):  # a table, an alias
+        return None
+    name = before[-1]
+    known = function_names()
+    close = difflib.get_close_matches(str(name).lower(), known, n=3)
+    hint = (f"did you mean {_alternatives([c.upper() for c in close])}?" if close else
+            f"the functions are {', '.join(k.upper() for k in known)}")
+    return QuerySyntaxError(f"unknown function {str(name)!r}; {hint}", text, name.line,
+                            name.column)
+
+
+def _alternatives(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _double_quote_hint(text: str, at: int) -> str:
+    """For a '"' where a string may have been meant: how to write it in single quotes."""
+    end = text.find('"', at + 1)
+    if end < 0 or "\n" in text[at + 1:end]:
+        return "; strings take single quotes, as in 'text'"
+    inner = text[at + 1:end].replace("'", "''")
+    return f"; strings take single quotes: '{inner}'"
