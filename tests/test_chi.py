@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,12 +120,39 @@ def test_default_edges_per_dtype():
     assert list(default_edges(np.dtype("bool"), 0, 1)) == [1.0]
     # Few integer values: one bin per value.
     assert list(default_edges(np.dtype("uint8"), 0, 5)) == [1, 2, 3, 4, 5]
-    assert len(default_edges(np.dtype("uint16"), 0, 60000)) <= 16
+    assert len(default_edges(np.dtype("uint16"), 0, 60000)) <= 18
     unit = default_edges(np.dtype("float32"), 0.0, 1.0)
     assert 0.6 in unit
     assert 0.8 in unit
     assert 0.0 in unit
     assert 1.0 in unit
+
+
+@pytest.mark.parametrize(("dtype", "lo", "hi"), [("uint8", 0, 255), ("uint8", 3, 200),
+                                                ("uint16", 0, 65535), ("uint16", 0, 64),
+                                                ("uint8", 0, 63)])
+def test_default_edges_of_integers_decide_the_ends(dtype, lo, hi):
+    """Integer spans get edges at lo + 1 and hi, so = lo, > lo, = hi and < hi are exact
+    from the index (one bin per value below 64 values, as before: those include them)."""
+    edges = default_edges(np.dtype(dtype), lo, hi)
+    assert lo + 1 in edges
+    assert hi in edges
+    assert (np.diff(edges) > 0).all()
+    assert edges[0] > lo
+    assert edges[-1] <= hi
+    if hi - lo >= 64:       # the 16 equal bins of before, and the two edges
+        equal = np.unique(np.round(np.linspace(lo, hi + 1, 17)))[1:-1]
+        assert set(edges) == {*equal, lo + 1, hi}
+
+
+def test_0_255_masks_are_exact_for_their_foreground():
+    m = np.zeros((40, 40), np.uint8)
+    m[3:29, 5:17] = 255
+    index = build_segment_index([m], edges_for(m), 16)
+    for rng in [(0, False, 255, True), (1, True, 255, True), (0, True, 0, True),
+                (255, True, 255, True), (0, True, 255, False)]:
+        exact = brute_cp(m, (0, 0, 40, 40), rng)
+        assert bounds_of(index, m, (0, 0, 40, 40), rng, refine=False) == (exact, exact), rng
 
 
 def test_single_edge_with_infinite_pixels():

@@ -246,3 +246,16 @@ def test_lazy_database_and_index_command(data, tmp_path):
     out = ok(run("index", db, "--quiet", cwd=work)).stdout
     assert f"{info['masks']} of {info['masks']} masks indexed" in out
     assert ok(run("query", db, sql, "--format", "csv", cwd=work)).stdout == want
+
+
+def test_query_prints_the_notice_for_a_unit_range_over_0_255_masks(data):
+    """The PNG masks hold 0..255: (0.6, 1.0] counts only their value 1."""
+    sql = "SELECT COUNT(*) AS n FROM masks WHERE CP(mask, full, (0.6, 1.0]) > 0"
+    proc = ok(run("query", data["db"], sql, cwd=data["work"]))
+    column = sql.index("(0.6") + 1
+    assert proc.stderr.startswith(f"notice: line 1, column {column}: the uint8 masks hold "
+                                  "values from 0 to 255, and (0.6, 1.0] covers only the "
+                                  "value 1; for the same share of their scale 0..255, write "
+                                  "(153, 255]\n")
+    want = sum(int(((m > 0.6) & (m <= 1.0)).any()) for m in data["masks"])
+    assert parse_table(proc.stdout) == [{"n": str(want)}]     # the result is unchanged

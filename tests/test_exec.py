@@ -402,3 +402,74 @@ def test_lazy_index_survives_deltas_removed_by_a_concurrent_build(tmp_path):
     finally:
         type(seg_dir).glob = original
     assert index.built.all()
+
+
+@pytest.fixture(scope="module")
+def binary255(tmp_path_factory):
+    """Binary object masks stored as uint8 0/255 (as PNG masks are), and the same masks as
+    bool."""
+    from masksearch.synth import binary_masks
+
+    objects = binary_masks(300, size=96, seed=1)
+    as255 = ms.connect(tmp_path_factory.mktemp("b255") / "db")
+    as255.ingest(objects.astype(np.uint8) * 255, image_id=np.arange(300))
+    as_bool = ms.connect(tmp_path_factory.mktemp("bbool") / "db")
+    as_bool.ingest(objects, image_id=np.arange(300))
+    return as255, as_bool, objects
+
+
+@pytest.mark.parametrize("box", [(16, 16, 80, 80), (0, 32, 96, 96), (10, 13, 77, 90)])
+@pytest.mark.parametrize("rng", ["(0, 255]", "[1, 255]"])
+def test_foreground_of_0_255_masks_is_decided_by_the_index(binary255, box, rng):
+    """The default edges of wide integer spans include vmin + 1 and vmax: on 0/255 masks
+    a (0, 255] filter reads no mask for a box on the cell grid, and no more than for the
+    same masks stored as bool otherwise; the rows are exact."""
+    as255, as_bool, objects = binary255
+    x0, y0, x1, y1 = box
+    counts = objects[:, y0:y1, x0:x1].sum((1, 2))
+    for t in np.percentile(counts, [25, 50, 90]).astype(int).tolist():
+        sql = f"SELECT mask_id FROM masks WHERE CP(mask, box({x0}, {y0}, {x1}, {y1}), {rng}) > {t}"
+        r = as255.query(sql)
+        assert [m for (m,) in r] == np.flatnonzero(counts > t).tolist()
+        assert r.rows() == as255.query(sql, use_index=False).rows()
+        assert r.stats.verified <= as_bool.query(sql).stats.verified
+        if x0 % 16 == y0 % 16 == 0:
+            assert r.stats.verified == 0
+    for sql, want in [("SELECT COUNT(*) FROM masks WHERE CP(mask, full, [255, 255]) = "
+                       "CP(mask, full, (0, inf))", 300),
+                      ("SELECT COUNT(*) FROM masks WHERE CP(mask, full, [0, 0]) > 4000",
+                       int(((~objects).sum((1, 2)) > 4000).sum()))]:
+        r = as255.query(sql)
+        assert r.rows() == [(want,)]
+        assert r.stats.verified == 0
+
+
+def test_notice_for_a_unit_range_over_0_255_masks(binary255, small):
+    as255, _, _ = binary255
+    sql = "SELECT mask_id FROM masks WHERE CP(mask, full, (0.6, 1.0]) > 100"
+    assert as255.notices(sql) == [
+        "line 1, column 48: the uint8 masks hold values from 0 to 255, and (0.6, 1.0] covers "
+        "only the value 1; for the same share of their scale 0..255, write (153, 255]"]
+    assert "covers only the value 0; for the same share of their scale 0..255, write " \
+        "[0, 127.5)" in as255.notices(sql.replace("(0.6, 1.0]", "[0, 0.5)"))[0]
+    # Ranges on the masks' own scale, and integer ranges (label maps' classes): no notice.
+    for ok in ("(153, 255]", "(0, 255]", "[1, 1]", "(0, 1]", "[0, inf)"):
+        assert as255.notices(sql.replace("(0.6, 1.0]", ok)) == [], ok
+    # Float masks in [0, 1]: no notice about scales.
+    assert small.notices(sql) == []
+
+
+def test_notice_for_a_unit_range_names_what_label_maps_hold(tmp_path):
+    from masksearch.lang.notices import SCALE_GAP
+
+    labels = np.zeros((2, 8, 8), np.uint16)
+    labels[0, 0, :3] = [1, 2, SCALE_GAP + 5]
+    db = ms.connect(tmp_path / "db")
+    db.ingest(labels, image_id=[0, 1])
+    sql = "SELECT mask_id FROM masks WHERE CP(mask, full, [0, 0.5]) > 1"
+    # 15 is far below the uint16 scale: no rescaled range is suggested.
+    assert db.notices(sql) == ["line 1, column 48: the uint16 masks hold values from 0 to "
+                               f"{SCALE_GAP + 5}, and [0, 0.5] covers only the value 0"]
+    few = ms.connect(tmp_path / "few")
+    few.ingest(np.minimum(labels, SCALE_GAP - 1), image_id=[0, 1])
+    assert few.notices(sql) == []

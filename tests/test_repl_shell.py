@@ -144,6 +144,23 @@ def test_notice_for_an_open_upper_end_at_the_largest_value(db):
     assert "no pixel lies in (1.5, 2]" in err2.getvalue()
 
 
+def test_notice_for_a_unit_range_over_0_255_masks(tmp_path):
+    masks = np.zeros((3, 16, 16), np.uint8)
+    masks[:, 4:12, 4:12] = 255
+    database = ms.connect(tmp_path / "png.msdb")
+    database.ingest(masks, image_id=[0, 1, 2])
+    shell, out, err = shell_for(database)
+    shell.run("SELECT COUNT(*) AS n FROM masks WHERE CP(mask, full, (0.6, 1.0]) > 10;")
+    assert "notice: line 1, column 54: the uint8 masks hold values from 0 to 255, and " \
+        "(0.6, 1.0] covers only the value 1; for the same share of their scale 0..255, " \
+        "write (153, 255]" in err.getvalue()
+    assert out.getvalue().split()[-1] == "0"    # the result itself is unchanged
+    shell2, out2, err2 = shell_for(database)
+    shell2.run("SELECT COUNT(*) AS n FROM masks WHERE CP(mask, full, (153, 255]) > 10;")
+    assert "notice" not in err2.getvalue()
+    assert out2.getvalue().split()[-1] == "3"
+
+
 def test_dot_commands(db, tmp_path):
     database, _, _ = db
     shell, out, err = shell_for(database)

@@ -41,14 +41,21 @@ def kernel_view(pixels: np.ndarray) -> np.ndarray:
 
 
 def default_edges(dtype: np.dtype, vmin: float, vmax: float) -> np.ndarray:
-    """Bin edges for a segment whose non-NaN values span [vmin, vmax]."""
+    """Bin edges for a segment whose non-NaN values span [vmin, vmax].
+
+    Unsigned integers spanning fewer than ``FEW_INTEGER_VALUES`` values get one bin per
+    value; wider spans get ``INTEGER_BINS`` equal bins plus edges at vmin + 1 and vmax, so
+    that ``= vmin``, ``> vmin``, ``= vmax`` and ``< vmax`` (on 0..255 masks ``= 0``,
+    ``> 0``, ``(0, 255]``, ``[1, 255]``, ``[255, 255]``) are exact from the index: binary
+    masks stored as 0/255 are then decided without reading a pixel."""
     if dtype == np.bool_:
         return np.array([1.0])
     if dtype.kind == "u":
         lo, hi = int(vmin), int(vmax)
         if hi - lo < FEW_INTEGER_VALUES:
             return np.arange(lo + 1, max(hi, lo + 1) + 1, dtype=np.float64)
-        return np.unique(np.round(np.linspace(lo, hi + 1, INTEGER_BINS + 1)))[1:-1]
+        bins = np.round(np.linspace(lo, hi + 1, INTEGER_BINS + 1))[1:-1]
+        return np.unique(np.concatenate([[lo + 1], bins, [hi]]))
     if not (math.isfinite(vmin) and math.isfinite(vmax)):
         finite = [v for v in (vmin, vmax) if math.isfinite(v)]
         vmin = vmax = finite[0] if finite else 0.0
