@@ -15,7 +15,9 @@ gives the connection
   box(x0, y0, x1, y1)            a box value; full_image() is the whole mask
 A ``roi`` is any STRUCT(x0, y0, x1, y1): the masks' box columns, a user table's boxes, box().
 ``ms.query(sql)`` runs a whole masksearch statement and returns a DuckDB relation;
-``ms.view(name, sql)`` makes its result a view that SQL can name.
+``ms.view(name, sql)`` makes its result a view that SQL can name. The ``masks`` table and the
+views are snapshots: ``ms.refresh()`` re-reads the metadata and re-runs the views' statements,
+seeing ingests by any process.
 
 The functions are vectorized Arrow UDFs: DuckDB hands over 2048 rows at a time; each batch
 gets CHI bounds first (coarse, then cell by cell) and reads pixels only for the rows those
@@ -62,7 +64,7 @@ class DuckDBAttachment:
         self.db = db
         self.table_name = table_name
         self._lock = threading.Lock()   # DuckDB may call UDFs from several threads
-        self._views: set[str] = set()
+        self._views: dict[str, tuple[str, bool]] = {}   # name -> (statement, use_index)
         self.masks_read = 0     # masks whose pixels the functions decoded, since attaching
 
     # --- the SQL surface --------------------------------------------------------------
@@ -87,12 +89,16 @@ class DuckDBAttachment:
         self.refresh()
 
     def refresh(self) -> None:
-        """Show masks ingested since attaching (the UDFs always see the current database)."""
+        """Show masks ingested since attaching or the last refresh, by this process or any
+        other: registers the ``masks`` table again and re-runs the statement of every view
+        (the UDFs always see the current database)."""
         store = self.db.store
         store.refresh()
         table = store.table()
         public = [n for n in table.column_names if not n.startswith("_")]
         self.con.register(self.table_name, table.select(public))
+        for name, (sql, use_index) in self._views.items():
+            self._register_view(name, sql, use_index)
 
     def query(self, sql: str, *, use_index: bool = True) -> duckdb.DuckDBPyRelation:
         """A masksearch statement's result as a DuckDB relation."""
@@ -101,11 +107,15 @@ class DuckDBAttachment:
         return self.con.from_arrow(result)
 
     def view(self, name: str, sql: str, *, use_index: bool = True) -> None:
-        """Register a masksearch statement's result (computed now) as view ``name``."""
+        """Register a masksearch statement's result as view ``name``: computed now, and
+        again on every ``refresh()``."""
+        self._register_view(name, sql, use_index)
+        self._views[name] = (sql, use_index)
+
+    def _register_view(self, name: str, sql: str, use_index: bool) -> None:
         with self._lock:
             result = self.db.query(sql, use_index=use_index).to_arrow()
         self.con.register(name, result)
-        self._views.add(name)
 
     def detach(self) -> None:
         """Remove the functions, macros and views from the connection."""

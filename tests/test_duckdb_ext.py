@@ -206,3 +206,44 @@ def test_process_exits_cleanly_with_or_without_close(saliency):
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == ""
         assert int(proc.stdout) > 0
+
+
+def test_refresh_sees_ingests_of_other_processes_and_reruns_views(tmp_path):
+    """While a connection is attached, another process ingests: ``refresh()`` shows the new
+    masks in the table, in the functions, and in every view registered with ``view()``,
+    whose statements it runs again (views are snapshots until then)."""
+    path = tmp_path / "shared.msdb"
+    first = np.zeros((3, 8, 8), np.uint8)
+    first[:, :2, :] = 1                     # 16 pixels of value 1 each
+    ms.connect(path).ingest(first, image_id=[0, 1, 2])
+    con = duckdb.connect()
+    try:
+        att = ms.attach_duckdb(con, str(path))
+        att.view("ones", "SELECT image_id, CP(mask, full, [1, 1]) AS n FROM masks "
+                         "WHERE CP(mask, full, [1, 1]) > 0")
+        att.view("per_image", "SELECT image_id, COUNT(*) AS k FROM masks GROUP BY image_id")
+        assert con.sql("SELECT count(*), sum(n) FROM ones").fetchall() == [(3, 48)]
+        script = ("import sys, numpy as np, masksearch as ms\n"
+                  "ms.connect(sys.argv[1]).ingest(np.ones((2, 8, 8), np.uint8), "
+                  "image_id=[2, 7])\n")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        # The functions see the new masks at once; the table and the views after refresh.
+        assert con.sql("SELECT cp(4, full_image(), '[1, 1]')").fetchall() == [(64,)]
+        assert con.sql("SELECT count(*) FROM masks").fetchall() == [(3,)]
+        assert con.sql("SELECT count(*) FROM ones").fetchall() == [(3,)]
+        att.refresh()
+        assert con.sql("SELECT count(*) FROM masks").fetchall() == [(5,)]
+        assert con.sql("SELECT count(*), sum(n) FROM ones").fetchall() == [(5, 48 + 128)]
+        assert con.sql("SELECT image_id, k FROM per_image ORDER BY image_id").fetchall() == [
+            (0, 1), (1, 1), (2, 2), (7, 1)]
+        assert con.sql("SELECT sum(cp(mask_id, full_image(), '[1, 1]')) FROM masks"
+                       ).fetchall() == [(48 + 128,)]
+        att.detach()
+        for name in ("ones", "per_image", "masks"):
+            with pytest.raises(duckdb.Error):
+                con.sql(f"SELECT * FROM {name}").fetchall()
+    finally:
+        con.close()
