@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from .duckdb_ext import DuckDBAttachment
+    from .ingest.coco import CocoSource
 
 __all__ = [
     "BindError",
@@ -38,6 +39,7 @@ __all__ = [
     "StoreError",
     "attach_duckdb",
     "connect",
+    "from_coco",
 ]
 __version__ = "0.1.0"
 
@@ -48,3 +50,13 @@ def attach_duckdb(con: duckdb.DuckDBPyConnection, database: Database | str | os.
     from .duckdb_ext import attach_duckdb as attach
 
     return attach(con, database, table_name=table_name)
+
+
+def from_coco(path: str | os.PathLike[str],
+              images_dir: str | os.PathLike[str] | None = None) -> CocoSource:
+    """A COCO instances or results JSON file as a source for ``Database.ingest``: one bool
+    mask per annotation, with its columns (see ``masksearch.ingest.coco``); needs the
+    ``coco`` extra (pycocotools)."""
+    from .ingest.coco import from_coco as read
+
+    return read(path, images_dir=images_dir)

@@ -15,6 +15,7 @@ from .exec.control import QueryControl
 from .exec.executor import execute
 from .exec.settings import ExecSettings
 from .exec.stats import QueryStats
+from .ingest.pipeline import IngestOptions, prepare
 from .lang.binder import BoundQuery, bind
 from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
@@ -22,7 +23,6 @@ from .plan.physical import PhysicalPlan
 from .plan.planner import plan
 from .result import Result
 from .store.check import CheckReport, check_store
-from .store.sources import mask_sources
 from .store.store import Store, WriteSettings
 
 
@@ -76,28 +76,37 @@ class Database:
         return self._store
 
     def ingest(self, masks: object, *, image_id: object = None, model_id: object = None,
-               mask_type: object = None, metadata: dict | None = None,
-               progress: Callable[[int, int], None] | None = None,
+               mask_type: object = None, metadata: object = None, key: str | None = None,
+               allow_missing: bool = False, box_format: str = "xyxy",
+               dtype: str | None = None, scale: float | None = None,
+               progress: Callable[[int, int | None], None] | None = None,
                index: bool | None = None) -> list[int]:
-        """Add masks with their metadata atomically and return their new mask ids.
+        """Add masks with their metadata in one atomic commit and return their new mask ids;
+        a refused ingest leaves every file of the database as it was.
 
-        ``masks``: an (N, H, W) array, a sequence of 2-D arrays, or PNG/NPY paths, folders or
-        globs. ``image_id`` (required for arrays; file stems by default for files),
-        ``model_id`` and ``mask_type``: one value for all masks or one per mask.
-        ``metadata``: column name -> one value per mask (numbers, strings, booleans, or
-        boxes given as an (N, 4) integer array or 4-tuples/None). ``index``: build the CHIs
-        now (default: as the database was created, eager or lazy).
+        ``masks``: an (N, H, W) or (N, 1, H, W) array or tensor (anything with ``__array__``
+        or ``__dlpack__``), a sequence of 2-D arrays or tensors, PNG/NPY/NPZ paths, folders or
+        globs, or a source such as ``masksearch.from_coco(path)``.
+        ``image_id`` (required for arrays; each file's stem by default), ``model_id`` and
+        ``mask_type``: one value for all masks or one per mask (or columns of the metadata).
+        ``metadata``: a dict of columns, a pandas DataFrame, a pyarrow Table, or a CSV or
+        Parquet file. Files are matched to its rows by the ``key`` column (default
+        ``"file"``: a file's path, name or stem), never by position; every file needs a row
+        unless ``allow_missing`` (its columns are then NULL). Arrays are matched by position.
+        Boxes are given as ``box_format`` ``"xyxy"`` (x0, y0, x1, y1) or ``"xywh"``.
+        ``dtype="float32"`` stores float64 masks rounded to float32; ``scale=255`` stores
+        ``pixels / 255`` as float32. ``index``: build the CHIs now (default: as the database
+        was created, eager or lazy).
         """
-        sources = mask_sources(masks)
-        if image_id is None and any(s.path is None for s in sources):
-            from .errors import IngestError
+        options = IngestOptions(image_id, model_id, mask_type, metadata, key, allow_missing,
+                                box_format, dtype, scale)
+        self._store.refresh()
+        prepared = prepare(masks, options, self._store.columns(),
+                           self._store.write.segment_masks)
+        return self._store.ingest(prepared.batches, progress=progress, index=index,
+                                  total=prepared.total)
 
-            raise IngestError("image_id is required when ingesting arrays")
-        return self._store.ingest(sources, image_id=image_id, model_id=model_id,
-                                  mask_type=mask_type, metadata=metadata, progress=progress,
-                                  index=index)
-
-    def build_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def build_index(self, progress: Callable[[int, int | None], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
         return self._store.build_index(progress)
 
@@ -107,7 +116,8 @@ class Database:
         the damaged files and mask ids when anything is damaged."""
         return check_store(self._store.root)
 
-    def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def rebuild_index(self,
+                      progress: Callable[[int, int | None], None] | None = None) -> int:
         """Rebuild every CHI from the pixels (after ``check`` found a damaged index); returns
         how many masks were indexed. Fails naming the mask if pixels are damaged."""
         return self._store.build_index(progress, rebuild=True)

@@ -23,14 +23,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from . import __version__
 from .errors import MaskSearchError
 from .store.manifest import MANIFEST
 
 if TYPE_CHECKING:   # imported where used: `masksearch --version` loads none of them
-    import pyarrow as pa
 
     from .api import Database
 
@@ -71,60 +70,6 @@ def _parse_ids(text: str | None) -> int | str | list[int | str] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _box_strings(values: list[str | None]) -> list[tuple[int, ...] | None] | None:
-    """The values as 4-tuples if every non-null one is a string like ``"x0,y0,x1,y1"``."""
-    present = [v for v in values if v is not None]
-    if not present or not all(isinstance(v, str) for v in present):
-        return None
-    boxes: list[tuple[int, ...] | None] = []
-    for v in values:
-        if v is None:
-            boxes.append(None)
-            continue
-        m = _BOX_TEXT.match(v)
-        if m is None:
-            return None
-        boxes.append(tuple(int(g) for g in m.groups()))
-    return boxes
-
-
-def _column_values(column: pa.ChunkedArray) -> list[Any]:
-    """One metadata column as a list the library accepts (boxes become 4-tuples)."""
-    import pyarrow as pa
-
-    values = column.to_pylist()
-    kind = column.type
-    if pa.types.is_struct(kind) and {f.name for f in kind} >= {"x0", "y0", "x1", "y1"}:
-        return [None if v is None else (v["x0"], v["y0"], v["x1"], v["y1"]) for v in values]
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _box_strings(values) or values
-    return values
-
-
-def _read_metadata(path: str) -> dict[str, list[Any]]:
-    """Columns of a CSV or Parquet file, one row per input mask, as name -> list of values."""
-    import pyarrow as pa
-
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"{path}: no such metadata file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".csv":
-            import pyarrow.csv as pcsv
-
-            table = pcsv.read_csv(p)
-        elif suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(p)
-        else:
-            raise CLIError(f"{path}: metadata must be a .csv or .parquet file")
-    except (pa.ArrowException, OSError) as e:
-        raise CLIError(f"{path}: cannot read metadata ({e})") from None
-    return {name: _column_values(table.column(name)) for name in table.column_names}
-
-
 class _Progress:
     """A tqdm bar on stderr fed by ``Database.ingest(progress=...)``."""
 
@@ -134,7 +79,7 @@ class _Progress:
         self.bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr,
                         disable=not enabled, leave=False, dynamic_ncols=True)
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int | None) -> None:
         if self.bar.total != total:
             self.bar.total = total
             self.bar.refresh()
@@ -164,29 +109,28 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    db = _open(args.path)
-    metadata = _read_metadata(args.metadata) if args.metadata else {}
-    ids: dict[str, object] = {"image_id": _parse_ids(args.image_id),
-                              "model_id": _parse_ids(args.model_id),
-                              "mask_type": _parse_ids(args.mask_type)}
-    for name in ID_COLUMNS:
-        if name in metadata:
-            if ids[name] is not None:
-                raise CLIError(f"{name} is given both by --{name.replace('_', '-')} and by a "
-                               f"column of {args.metadata}")
-            ids[name] = metadata.pop(name)
-    show = not args.quiet and sys.stderr.isatty()
-    progress = _Progress(show)
+    """Ingest files, or a COCO file; a missing database is created with the defaults."""
+    import masksearch as ms
+
+    db = ms.connect(args.path)
+    if args.format == "coco":
+        if len(args.files) != 1:
+            raise CLIError("--format coco takes one annotation file")
+        masks: object = ms.from_coco(args.files[0], images_dir=args.images)
+    elif args.images is not None:
+        raise CLIError("--images goes with --format coco")
+    else:
+        masks = args.files
+    progress = _Progress(not args.quiet and sys.stderr.isatty())
     try:
-        new = db.ingest(args.files, image_id=ids["image_id"], model_id=ids["model_id"],
-                        mask_type=ids["mask_type"], metadata=metadata or None,
-                        progress=progress)
+        new = db.ingest(masks, image_id=_parse_ids(args.image_id),
+                        model_id=_parse_ids(args.model_id),
+                        mask_type=_parse_ids(args.mask_type), metadata=args.metadata,
+                        key=args.key, allow_missing=args.allow_missing,
+                        box_format=args.box_format, progress=progress)
     finally:
         progress.close()
-    if new:
-        print(f"ingested {len(new)} masks into {db.path} (mask_id {new[0]}..{new[-1]})")
-    else:
-        print(f"ingested 0 masks into {db.path}")
+    print(f"ingested {len(new)} masks into {db.path} (mask_id {new[0]}..{new[-1]})")
     return 0
 
 
@@ -289,18 +233,30 @@ def _add_create(sub: Subparsers) -> None:
 
 def _add_ingest(sub: Subparsers) -> None:
     p = sub.add_parser(
-        "ingest", help="add PNG/NPY masks",
-        description="Add PNG/NPY masks (files, folders or globs) atomically. image_id defaults "
-                    "to each file's stem. A --metadata file has one row per mask in input "
-                    "order; its columns become metadata (image_id/model_id/mask_type columns "
-                    "set those ids; strings like 'x0,y0,x1,y1' become boxes).")
+        "ingest", help="add mask files (PNG/NPY/NPZ) or a COCO annotation file",
+        description="Add masks atomically; creates the database if missing. Files (paths, "
+                    "folders or globs): image_id defaults to each file's stem. A --metadata "
+                    "CSV or Parquet file is matched to the files by its key column (--key, "
+                    "default 'file': a file's path, name or stem), never by position; its "
+                    "columns become metadata (image_id/model_id/mask_type columns set those "
+                    "ids; strings like 'x0,y0,x1,y1' become boxes). --format coco reads a "
+                    "COCO instances or results JSON file.")
     p.add_argument("path", metavar="PATH")
     p.add_argument("files", metavar="FILES_OR_GLOBS", nargs="+")
+    p.add_argument("--format", choices=("files", "coco"), default="files",
+                   help="files (default) or coco: one COCO annotation JSON file")
+    p.add_argument("--images", metavar="DIR", help="coco: the images folder (fills image_path)")
     p.add_argument("--image-id", help="one id for all masks, or comma-separated, one per mask")
     p.add_argument("--model-id", help="one id for all masks, or comma-separated, one per mask")
     p.add_argument("--mask-type", help="one value for all masks, or comma-separated, one per mask")
     p.add_argument("--metadata", metavar="CSV_OR_PARQUET",
-                   help="a .csv or .parquet file with one row per mask")
+                   help="a .csv or .parquet file with one row per file, matched by --key")
+    p.add_argument("--key", default=None,
+                   help="the metadata column that names each file (default: file)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="files without a metadata row get NULL metadata (else an error)")
+    p.add_argument("--box-format", choices=("xyxy", "xywh"), default="xyxy",
+                   help="how boxes are given: x0,y0,x1,y1 (default) or x,y,width,height")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 

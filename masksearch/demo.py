@@ -71,13 +71,13 @@ QUERIES = [
 ]
 
 
-def _progress_bar(desc: str) -> tuple[tqdm, Callable[[int, int], None]]:
+def _progress_bar(desc: str) -> tuple[tqdm, Callable[[int, int | None], None]]:
     from tqdm import tqdm
 
     bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr, leave=False,
                disable=not sys.stderr.isatty(), dynamic_ncols=True)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int | None) -> None:
         if bar.total != total:
             bar.total = total
             bar.refresh()

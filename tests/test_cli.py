@@ -72,12 +72,15 @@ def data(tmp_path_factory):
     boxes = np.stack([rng.integers(0, 12, 2 * N_EACH), rng.integers(0, 12, 2 * N_EACH),
                       rng.integers(14, 40, 2 * N_EACH), rng.integers(14, 40, 2 * N_EACH)], 1)
     labels = [LABELS[i % 3] for i in range(2 * N_EACH)]
-    for name, part in (("npy_meta.csv", slice(0, N_EACH)), ("png_meta.csv", slice(N_EACH, None))):
+    for name, prefix, part in (("npy_meta.csv", "n", slice(0, N_EACH)),
+                               ("png_meta.csv", "p", slice(N_EACH, None))):
+        rows = [[f"{prefix}{k:02d}", lab, ",".join(str(int(v)) for v in b), k / 4]
+                for b, lab, k in zip(boxes[part], labels[part], range(N_EACH), strict=True)]
+        rng.shuffle(rows)   # matched to the files by their 'file' key, not by position
         with open(work / name, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["label", "bbox", "score"])
-            for b, lab, k in zip(boxes[part], labels[part], range(N_EACH), strict=True):
-                w.writerow([lab, ",".join(str(int(v)) for v in b), k / 4])
+            w.writerow(["file", "label", "bbox", "score"])
+            w.writerows(rows)
 
     db = work / "db.msdb"
     created = ok(run("create", str(db), "--cell-size", "8", cwd=work))
@@ -210,11 +213,18 @@ def test_unknown_column_lists_columns(data):
 def test_missing_database_is_an_error_not_a_create(data, tmp_path):
     missing = tmp_path / "nowhere.msdb"
     for args in (("query", str(missing), "SELECT mask_id FROM masks"),
-                 ("info", str(missing)),
-                 ("ingest", str(missing), str(data["work"] / "p00.png"))):
+                 ("info", str(missing))):
         err = failed(run(*args, cwd=tmp_path))
         assert f"no masksearch database at {missing}" in err
         assert not missing.exists()
+
+
+def test_ingest_creates_a_missing_database_with_the_defaults(data, tmp_path):
+    new = tmp_path / "new.msdb"
+    out = ok(run("ingest", str(new), str(data["work"] / "p00.png"), cwd=tmp_path))
+    assert "ingested 1 masks" in out.stdout
+    info = json.loads(ok(run("info", str(new), "--json", cwd=tmp_path)).stdout)
+    assert (info["masks"], info["cell_size"], info["index_mode"]) == (1, 16, "eager")
 
 
 def test_create_twice_and_bad_ingest_leave_database_unchanged(data):
@@ -222,10 +232,10 @@ def test_create_twice_and_bad_ingest_leave_database_unchanged(data):
     assert "exists" in err
     err = failed(run("ingest", data["db"], "nothing-*.png", cwd=data["work"]))
     assert "matches no file" in err
-    # Metadata with the wrong number of rows is refused before anything is written.
+    # Metadata rows that name no file being ingested are refused before anything is written.
     err = failed(run("ingest", data["db"], "p00.png", "p01.png", "--metadata", "png_meta.csv",
                      cwd=data["work"]))
-    assert "values for 2 masks" in err
+    assert f"png_meta.csv: {N_EACH - 2} rows name no file being ingested" in err
     info = json.loads(ok(run("info", data["db"], "--json", cwd=data["work"])).stdout)
     assert info["masks"] == 2 * N_EACH
 

@@ -207,10 +207,10 @@ def test_png_modes(tmp_path):
     assert db.mask(ids[1]).dtype == np.bool_
     before = state(tmp_path / "db")
     for name, data in [("rgb.png", png_bytes(np.zeros((4, 4, 3), np.uint8))),
-                       ("la.png", png_bytes(np.zeros((4, 4, 2), np.uint8), "LA")),
-                       ("p.png", png_bytes(np.zeros((4, 4), np.uint8), "P"))]:
+                       ("la.png", png_bytes(np.zeros((4, 4, 2), np.uint8), "LA"))]:
         (folder / name).write_bytes(data)
-        with pytest.raises(IngestError, match=f"{name}: PNG mode .* is not a grayscale mask"):
+        with pytest.raises(IngestError, match=f"{name}: PNG mode .* is a colour image, not a "
+                                              "mask; pick one channel"):
             db.ingest([folder / name])
     np.save(folder / "obj.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
     with pytest.raises(IngestError, match=r"obj\.npy: cannot read mask file"):
@@ -230,15 +230,18 @@ BAD_METADATA = [
     ({"metadata": {"s": ["ok", "\ud800"]}}, "metadata column 's', row 1: .* not valid Unicode"),
     ({"metadata": {"b": [(0, 0, 2**70, 1), None]}}, "metadata column 'b', row 0: a box"),
     ({"metadata": {"f": [10**400, 1.5]}}, "beyond the float64 range"),
-    ({"metadata": {"x": {"a": 1, "b": 2}}}, "expected a sequence of 2 values, got dict"),
-    ({"metadata": {"x": {1, 2}}}, "expected a sequence of 2 values, got set"),
-    ({"metadata": [1, 2]}, "metadata must map column names to values, got list"),
+    ({"metadata": {"x": {"a": 1, "b": 2}}}, "expected a sequence of values, one per mask, "
+                                            "got dict"),
+    ({"metadata": {"x": {1, 2}}}, "expected a sequence of values, one per mask, got set"),
+    ({"metadata": [1, 2]}, "metadata must be a dict of columns, a pandas DataFrame, a "
+                           "pyarrow Table, or a CSV or Parquet file, got list"),
     ({"metadata": {"x": [1]}}, "metadata column 'x' has 1 values for 2 masks"),
     ({"metadata": {"x": np.zeros((2, 3))}}, "expected one value per mask, got shape"),
     ({"metadata": {"x": [b"a", b"b"]}}, "unsupported value b'a'"),
     ({"metadata": {"x": [1, "a"]}}, "mixes types"),
     ({"metadata": {"x": [float("inf"), 1.0]}}, "row 0: infinite values"),
-    ({"metadata": {"k": ["a", "b"]}}, "column 'k' holds int64 values"),
+    ({"metadata": {"k": ["a", "b"]}}, "metadata column 'k', row 0: 'a' is not an integer, "
+                                      "as the column's int64 values in the database are"),
     ({"metadata": {"K": [1, 2]}}, "clashes with column 'k'"),
     ({"metadata": {"9x": [1, 2]}}, "not a valid identifier"),
     ({"metadata": {"_x": [1, 2]}}, "reserved"),

@@ -96,7 +96,7 @@ def test_columns_merge_across_ingests(tmp_path):
     ([np.zeros((3, 0), np.uint8)], {"image_id": [1]}, "mask 0: the mask is empty"),
     ([np.zeros((3, 3), np.uint8), np.zeros((2, 3, 3))], {"image_id": [1, 2]},
      "mask 1: a mask must be 2-D"),
-    (np.zeros((2, 2, 3, 3)), {"image_id": [1, 2]}, "expected an (N, H, W) array"),
+    (np.zeros((2, 2, 3, 3)), {"image_id": [1, 2]}, "expected an (N, H, W) or (N, 1, H, W) array"),
     ([np.full((3, 3), 2**40, np.int64)], {"image_id": [1]},
      "mask 0: dtype int64 is not supported"),
     ([np.full((3, 3), 0.1)], {"image_id": [1]}, "dtype float64 is not supported"),
@@ -129,7 +129,7 @@ def test_unreadable_files_name_the_file(tmp_path):
     db = ms.connect(tmp_path / "db")
     with pytest.raises(IngestError, match=r"broken\.png: cannot read mask file"):
         db.ingest([bad])
-    with pytest.raises(IngestError, match=r"rgb\.png: PNG mode RGB is not a grayscale mask"):
+    with pytest.raises(IngestError, match=r"rgb\.png: PNG mode RGB is a colour image, not a mask; pick one channel"):
         db.ingest([rgb])
     with pytest.raises(IngestError, match="no such file"):
         db.ingest([tmp_path / "missing.npy"])

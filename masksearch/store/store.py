@@ -6,8 +6,7 @@ import fcntl
 import os
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,26 +15,23 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import IngestError, StoreError
-from ..index.chi import DEFAULT_CELL_SIZE, default_edges, kernel_view
+from ..index.chi import DEFAULT_CELL_SIZE
 from .agg_cache import AggregateCache
 from .codec import CODECS
-from .durable import fsync_path, remove_file, remove_tree, replace
-from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
-from .metadata import ARROW_TYPES, RESERVED, id_column, merged_type, metadata_column
+from .durable import fsync_path, remove_file, remove_tree
+from .manifest import MANIFEST, Manifest, read_manifest, write_manifest
 from .segments import (
     DELTA_GLOB,
     INDEX_FILES,
     INDEX_SEAL,
     LEGACY_COUNTS,
     Segment,
-    write_segment,
 )
 from .snapshot import Snapshot
-from .sources import MaskSource
+from .writer import ColumnTypes, IngestBatch, ProgressFn, SegmentWriter
 
 _TMP_NAME = re.compile(r"\.tmp-(\d+)$")   # temporary files: NAME.tmp-<pid of the writer>
 
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -248,33 +244,41 @@ class Store:
                 self.aggregate_cache = AggregateCache(self.root)
             return built
 
-    def ingest(self, sources: list[MaskSource], *, image_id: object, model_id: object,
-               mask_type: object, metadata: dict | None, progress: ProgressFn | None = None,
-               index: bool | None = None) -> list[int]:
-        n = len(sources)
-        user = self._user_columns(metadata, n)
-        ids = {"image_id": id_column("image_id", image_id if image_id is not None else
-                                     [s.stem for s in sources], n, nullable=False),
-               "model_id": id_column("model_id", model_id, n, nullable=True),
-               "mask_type": id_column("mask_type", mask_type, n, nullable=True)}
+    def ingest(self, batches: Iterable[IngestBatch], *, progress: ProgressFn | None = None,
+               index: bool | None = None, total: int | None = None) -> list[int]:
+        """Add the masks of ``batches`` in one atomic commit; returns their new mask ids.
+
+        ``index``: build their CHIs now (default: as the database was created, eager or
+        lazy). ``progress(done, total)`` is told how far it got (``total``: the number of
+        masks, when the caller knows it). Any error, or Ctrl-C, leaves the database as it
+        was; the batches are consumed as they are written, so a stream of any length takes
+        the memory of about one segment per pixel type.
+        """
         with self.write_lock():
             self.refresh()
             self._remove_leftovers()
-            columns = self._merged_columns(ids, user)
-            written: list[Path] = []
+            manifest = self.manifest
+            types = ColumnTypes(manifest.columns)
+            writer = SegmentWriter(
+                self.root, manifest, types, segment_masks=self.write.segment_masks,
+                segment_bytes=self.write.segment_bytes,
+                build_index=manifest.index == "eager" if index is None else bool(index),
+                progress=progress, total=total)
             try:
-                build = self.manifest.index == "eager" if index is None else bool(index)
-                new = self._write_segments(sources, ids, user, columns, written, progress,
-                                           build)
-                manifest = self.manifest.with_segments(
-                    new, self.manifest.next_mask_id + n, columns)
+                for batch in batches:
+                    writer.add(batch)
+                if not writer.count:
+                    raise IngestError("masks: nothing to ingest")
+                new = writer.finish()
+                manifest = manifest.with_segments(new, manifest.next_mask_id + writer.count,
+                                                  types.ordered())
                 write_manifest(self.root, manifest)
             except BaseException:
-                self._roll_back(written)
+                self._roll_back(writer.written)
                 raise
             self.refresh()
-        first = manifest.next_mask_id - n
-        return list(range(first, first + n))
+        first = manifest.next_mask_id - writer.count
+        return list(range(first, first + writer.count))
 
     def _roll_back(self, written: list[Path]) -> None:
         """Remove the folders of a failed ingest, unless its commit happened after all (the
@@ -287,106 +291,6 @@ class Store:
         for d in written:
             if d.name not in committed:
                 remove_tree(d)
-
-    def _user_columns(self, metadata: dict | None, n: int) -> dict[str, tuple[str, pa.Array]]:
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise IngestError(f"metadata must map column names to values, got "
-                              f"{type(metadata).__name__}")
-        user = {}
-        known = {c.lower(): c for c in self.manifest.columns}
-        for name, values in (metadata or {}).items():
-            if not isinstance(name, str) or not name.isidentifier():
-                raise IngestError(f"metadata column name {name!r} is not a valid identifier")
-            if name.lower() in RESERVED or name.startswith("_"):
-                raise IngestError(f"metadata column {name!r} is reserved (so are names "
-                                  "starting with '_')")
-            # Column names are case-insensitive in queries: 'Score' and 'score' would clash.
-            other = known.get(name.lower())
-            if other is not None and other != name:
-                raise IngestError(f"metadata column {name!r} clashes with column {other!r} "
-                                  "(names are case-insensitive)")
-            known[name.lower()] = name
-            user[name] = metadata_column(name, values, n)
-        return user
-
-    def _merged_columns(self, ids: dict, user: dict) -> dict[str, str]:
-        columns = dict(self.manifest.columns) or {"mask_id": "int64"}
-        for name, (kind, _) in list(ids.items()) + list(user.items()):
-            columns[name] = merged_type(name, columns.get(name), kind)
-        columns.setdefault("height", "int64")
-        columns.setdefault("width", "int64")
-        system = ["mask_id", "image_id", "model_id", "mask_type", "height", "width"]
-        return {k: columns[k] for k in system} | {k: v for k, v in columns.items()
-                                                   if k not in system}
-
-    def _write_segments(self, sources: list[MaskSource], ids: dict[str, tuple[str, pa.Array]],
-                        user: dict[str, tuple[str, pa.Array]], columns: dict[str, str],
-                        written: list[Path], progress: ProgressFn | None,
-                        build_index: bool) -> list[SegmentInfo]:
-        m = self.manifest
-        new: list[SegmentInfo] = []
-        n = len(sources)
-        done = {"loaded": 0, "written": 0}
-
-        def report() -> None:
-            # Loading and writing are each half the work; 100% only once all is written.
-            if progress is not None:
-                progress((done["loaded"] + done["written"]) // 2, n)
-
-        def encoded(k: int) -> None:
-            done["written"] += k
-            report()
-
-        pending: dict[str, list[int]] = {}
-        pending_bytes: dict[str, int] = {}
-        loaded: dict[int, np.ndarray] = {}
-
-        def flush(dtype_name: str) -> None:
-            rows = pending.pop(dtype_name)
-            pending_bytes.pop(dtype_name)
-            masks = [loaded.pop(i) for i in rows]
-            take = pa.array(rows, pa.int64())
-            arrays = {"mask_id": pa.array(np.asarray(rows, np.int64) + m.next_mask_id)}
-            for name, (_, arr) in ids.items():
-                arrays[name] = arr.take(take).cast(ARROW_TYPES[columns[name]])
-            arrays["height"] = pa.array([mk.shape[0] for mk in masks], pa.int64())
-            arrays["width"] = pa.array([mk.shape[1] for mk in masks], pa.int64())
-            for name, (_, arr) in user.items():
-                arrays[name] = arr.take(take)
-            name = f"seg-{uuid.uuid4().hex[:16]}"
-            tmp = self.root / "segments" / f"tmp-{name}"
-            written.append(tmp)
-            write_segment(tmp, masks, pa.table(arrays), self._edges_for(masks), m.cell_size,
-                          m.codec, on_encoded=encoded,
-                          build_index=build_index)
-            final = self.root / "segments" / name
-            replace(tmp, final)
-            written.append(final)
-            new.append(SegmentInfo(name, len(masks), dtype_name, int(arrays["mask_id"][0].as_py())))
-
-        for i, src in enumerate(sources):
-            pixels = src.load()
-            key = pixels.dtype.name
-            loaded[i] = pixels
-            pending.setdefault(key, []).append(i)
-            pending_bytes[key] = pending_bytes.get(key, 0) + pixels.nbytes
-            done["loaded"] += 1
-            report()
-            if len(pending[key]) >= self.write.segment_masks or \
-                    pending_bytes[key] >= self.write.segment_bytes:
-                flush(key)
-        for key in list(pending):
-            flush(key)
-        return new
-
-    def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
-        dtype = masks[0].dtype
-        override = self.manifest.bin_edges.get(dtype.name)
-        if override is not None:
-            return np.asarray(override, dtype=np.float64)
-        lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
-        hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
-        return default_edges(dtype, lo, hi)
 
 
 def _unfinished_creation(path: Path) -> bool:

@@ -1,0 +1,188 @@
+"""Writing masks into new segments: batches come in, full segments go out.
+
+An ingest hands the writer batches of masks with their metadata columns (``IngestBatch``).
+The writer loads each mask, keeps it with others of its pixel type, and writes a segment
+whenever a pixel type has a segment's worth; memory holds at most one segment per pixel
+type, whatever the size of the ingest. Nothing written is visible until the caller commits
+the manifest naming the new segments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import IngestError
+from ..index.chi import default_edges, kernel_view
+from .durable import replace
+from .manifest import Manifest, SegmentInfo
+from .metadata import ARROW_TYPES, RESERVED, merged_type
+from .segments import write_segment
+
+TypedColumn = tuple[str, pa.Array]          # (logical type, one value per mask)
+ProgressFn = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class IngestBatch:
+    """Masks to add with their metadata: ``loads[i]()`` gives mask i's checked pixels
+    (loaded only when the writer reaches it), ``labels[i]`` says where it came from (for
+    errors), and each column holds one value per mask."""
+
+    labels: list[str]
+    loads: list[Callable[[], np.ndarray]]
+    columns: dict[str, TypedColumn] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.loads)
+
+
+class ColumnTypes:
+    """The table's columns and their logical types, as the manifest has them plus what the
+    batches of this ingest bring; a batch whose values do not fit a column is refused."""
+
+    def __init__(self, committed: Mapping[str, str]):
+        self.types = dict(committed) or {"mask_id": "int64"}
+        self._names = {name.lower(): name for name in self.types}
+
+    def add(self, columns: Mapping[str, TypedColumn]) -> None:
+        for name, (kind, _) in columns.items():
+            self._check_name(name)
+            self.types[name] = merged_type(name, self.types.get(name), kind)
+            self._names[name.lower()] = name
+
+    def _check_name(self, name: str) -> None:
+        if name in ("image_id", "model_id", "mask_type"):
+            return
+        if not isinstance(name, str) or not name.isidentifier():
+            raise IngestError(f"metadata column name {name!r} is not a valid identifier")
+        if name.lower() in RESERVED or name.startswith("_"):
+            raise IngestError(f"metadata column {name!r} is reserved (so are names "
+                              "starting with '_')")
+        # Column names are case-insensitive in queries: 'Score' and 'score' would clash.
+        other = self._names.get(name.lower())
+        if other is not None and other != name:
+            raise IngestError(f"metadata column {name!r} clashes with column {other!r} "
+                              "(names are case-insensitive)")
+
+    def ordered(self) -> dict[str, str]:
+        """System columns first, then the others in the order they came."""
+        types = dict(self.types)
+        types.setdefault("height", "int64")
+        types.setdefault("width", "int64")
+        system = ["mask_id", "image_id", "model_id", "mask_type", "height", "width"]
+        return {k: types.get(k, "null") for k in system} | {
+            k: v for k, v in types.items() if k not in system}
+
+
+@dataclass
+class _Pending:
+    """Masks of one pixel type waiting for their segment, with their metadata rows."""
+
+    masks: list[np.ndarray] = field(default_factory=list)
+    parts: list[tuple[pa.Table, list[int]]] = field(default_factory=list)   # (batch, rows)
+    nbytes: int = 0
+
+
+class SegmentWriter:
+    """Writes the masks of an ingest into new segment folders (listed in ``written``, so a
+    failed ingest can remove them) and says which segments to commit (``finish``)."""
+
+    def __init__(self, root: Path, manifest: Manifest, types: ColumnTypes, *,
+                 segment_masks: int, segment_bytes: int, build_index: bool,
+                 progress: ProgressFn | None = None, total: int | None = None):
+        self.root, self.manifest, self.types = root, manifest, types
+        self.segment_masks, self.segment_bytes = segment_masks, segment_bytes
+        self.build_index = build_index
+        self.progress, self.total = progress, total
+        self.written: list[Path] = []
+        self.segments: list[SegmentInfo] = []
+        self.count = 0                  # masks added so far
+        self._pending: dict[str, _Pending] = {}
+        self._loaded = self._encoded = 0
+
+    def add(self, batch: IngestBatch) -> None:
+        """Take a batch: its masks get the next mask ids, in order."""
+        self.types.add(batch.columns)
+        n = len(batch)
+        ids = np.arange(self.count, self.count + n, dtype=np.int64) + self.manifest.next_mask_id
+        table = pa.table({"mask_id": pa.array(ids)} | {
+            name: values for name, (_, values) in batch.columns.items()})
+        self.count += n
+        for i, load in enumerate(batch.loads):
+            pixels = load()
+            pending = self._pending.setdefault(pixels.dtype.name, _Pending())
+            pending.masks.append(pixels)
+            if not pending.parts or pending.parts[-1][0] is not table:
+                pending.parts.append((table, []))
+            pending.parts[-1][1].append(i)
+            pending.nbytes += pixels.nbytes
+            self._loaded += 1
+            self._report()
+            if len(pending.masks) >= self.segment_masks or pending.nbytes >= self.segment_bytes:
+                self._flush(pixels.dtype.name)
+
+    def finish(self) -> list[SegmentInfo]:
+        """Write what is pending; the segments to commit, in mask id order per pixel type."""
+        for dtype_name in list(self._pending):
+            self._flush(dtype_name)
+        return self.segments
+
+    def _report(self) -> None:
+        # Loading and writing are each half the work; 100% only once all is written.
+        if self.progress is not None:
+            self.progress((self._loaded + self._encoded) // 2, self.total)
+
+    def _encoded_some(self, k: int) -> None:
+        self._encoded += k
+        self._report()
+
+    def _flush(self, dtype_name: str) -> None:
+        pending = self._pending.pop(dtype_name)
+        masks = pending.masks
+        meta = self._metadata(pending)
+        name = f"seg-{uuid.uuid4().hex[:16]}"
+        tmp = self.root / "segments" / f"tmp-{name}"
+        self.written.append(tmp)
+        write_segment(tmp, masks, meta, self._edges_for(masks), self.manifest.cell_size,
+                      self.manifest.codec, on_encoded=self._encoded_some,
+                      build_index=self.build_index)
+        final = self.root / "segments" / name
+        replace(tmp, final)
+        self.written.append(final)
+        self.segments.append(SegmentInfo(name, len(masks), dtype_name,
+                                         int(meta.column("mask_id")[0].as_py())))
+
+    def _metadata(self, pending: _Pending) -> pa.Table:
+        """The segment's metadata rows: mask ids, the batches' columns (as the column types
+        stand now: a later batch may widen int64 to float64), heights and widths."""
+        names = [n for n in self.types.types if n not in ("height", "width")]
+        parts = []
+        for table, rows in pending.parts:
+            taken = table.take(pa.array(rows, pa.int64()))
+            arrays = [taken.column(n).cast(ARROW_TYPES[self.types.types[n]])
+                      if n in taken.column_names else
+                      pa.nulls(len(rows), ARROW_TYPES[self.types.types[n]]) for n in names]
+            parts.append(pa.Table.from_arrays(arrays, names=names))
+        meta = pa.concat_tables(parts)
+        # Columns no batch of this segment gave stay out (a committed column may be absent).
+        given = {n for table, _ in pending.parts for n in table.column_names}
+        meta = meta.select([n for n in names if n in given])
+        meta = meta.append_column("height", pa.array([m.shape[0] for m in pending.masks],
+                                                     pa.int64()))
+        return meta.append_column("width", pa.array([m.shape[1] for m in pending.masks],
+                                                    pa.int64()))
+
+    def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
+        dtype = masks[0].dtype
+        override = self.manifest.bin_edges.get(dtype.name)
+        if override is not None:
+            return np.asarray(override, dtype=np.float64)
+        lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
+        hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
+        return default_edges(dtype, lo, hi)
