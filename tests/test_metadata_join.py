@@ -72,6 +72,43 @@ def test_rows_join_their_files_whatever_their_order_and_key_spelling(tmp_path_fa
         assert db.mask(mask_id)[0, 0] == stems.index(stem)
 
 
+@settings(max_examples=examples(60), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text("abc01", min_size=1, max_size=4), min_size=2, max_size=6, unique=True),
+       st.sampled_from(["drop", "duplicate", "extra", "drop-allowed"]),
+       st.randoms(use_true_random=False))
+def test_a_wrong_table_is_refused_whole(tmp_path_factory, stems, fault, rnd):
+    """A row dropped, a key written twice, a row for no file: refused, naming it, and the
+    database stays byte-identical; a dropped row with allow_missing gives NULLs."""
+    root = tmp_path_factory.mktemp("wrong")
+    paths = write_masks(root / "seg", stems)
+    rows = [[stem, k] for k, stem in enumerate(stems)]
+    victim = rnd.randrange(len(rows))
+    if fault.startswith("drop"):
+        del rows[victim]
+    elif fault == "duplicate":
+        rows.append([stems[victim], 99])
+    else:
+        rows.append(["no-such-file", 99])
+    rnd.shuffle(rows)
+    meta = write_csv(root / "meta.csv", ["file", "v"], rows)
+    db = ms.connect(root / "db")
+    db.ingest(np.zeros((1, 3, 4), np.uint8), image_id=["first"], metadata={"v": [0]})
+    before = state(root / "db")
+    if fault == "drop-allowed":
+        db.ingest(paths, metadata=meta, allow_missing=True)
+        got = values_by_image(db, "v")
+        assert got.pop(stems[victim]) is None
+        assert got == {"first": 0} | {s: k for k, s in enumerate(stems) if k != victim}
+        return
+    message = {"drop": rf"1 file has no row in meta\.csv .*{stems[victim]}\.npy",
+               "duplicate": rf"key '{stems[victim]}' appears twice",
+               "extra": r"1 row names no file being ingested: 'no-such-file'"}[fault]
+    with pytest.raises(IngestError, match=message):
+        db.ingest(paths, metadata=meta)
+    assert state(root / "db") == before
+
+
 @pytest.fixture
 def base(tmp_path):
     """A database with one ingest, and three mask files to add."""
@@ -91,7 +128,7 @@ def refused(db: ms.Database, message: str, *args, **kwargs) -> None:
 def test_a_missing_row_is_an_error_or_nulls_when_allowed(base, tmp_path):
     db, paths = base
     meta = write_csv(tmp_path / "m.csv", ["file", "v"], [["c", 3], ["a", 1]])
-    refused(db, r"1 files have no row in m\.csv \(by 'file'\): .*b\.npy; add rows, or pass "
+    refused(db, r"1 file has no row in m\.csv \(by 'file'\): .*b\.npy; add rows, or pass "
                 r"allow_missing=True", paths, metadata=meta)
     db.ingest(paths, metadata=meta, allow_missing=True)
     assert values_by_image(db, "v") == {"first": 1, "a": 1, "b": None, "c": 3}
@@ -101,7 +138,7 @@ def test_rows_without_a_file_duplicates_and_ambiguous_keys_are_errors(base, tmp_
     db, paths = base
     extra = write_csv(tmp_path / "x.csv", ["file", "v"], [["a", 1], ["b", 2], ["c", 3],
                                                          ["zz", 9]])
-    refused(db, r"x\.csv: 1 rows name no file being ingested: 'zz' \(row 3\)", paths,
+    refused(db, r"x\.csv: 1 row names no file being ingested: 'zz' \(row 3\)", paths,
             metadata=extra)
     dup = write_csv(tmp_path / "d.csv", ["file", "v"], [["a", 1], ["b", 2], ["a.npy", 3],
                                                        ["c", 4]])

@@ -16,6 +16,10 @@ from .items import MaskItem
 SHOWN = 5    # items a message lists before "and N more"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"1 {one}" if n == 1 else f"{n} {many}"
+
+
 def _listed(names: Sequence[str]) -> str:
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
     return ", ".join(names[:SHOWN]) + more
@@ -58,10 +62,11 @@ def _check_matches(items: Sequence[MaskItem], rows: list[int | None],
                           f"{_listed(labels)}; use a longer key (the file's name or path)")
     unused = [f"{k!r} (row {r})" for k, r in row_of.items() if r not in users]
     if unused:
-        raise IngestError(f"{origin}: {len(unused)} rows name no file being ingested: "
-                          f"{_listed(unused)}")
+        raise IngestError(f"{origin}: {_count(len(unused), 'row names', 'rows name')} no "
+                          f"file being ingested: {_listed(unused)}")
     missing = [item.label for item, r in zip(items, rows, strict=True) if r is None]
     if missing and not allow_missing:
-        raise IngestError(f"{len(missing)} files have no row in {origin} (by {key!r}): "
+        raise IngestError(f"{_count(len(missing), 'file has', 'files have')} no row in "
+                          f"{origin} (by {key!r}): "
                           f"{_listed(missing)}; add rows, or pass allow_missing=True "
                           "(--allow-missing) to give them NULL metadata")
