@@ -33,10 +33,6 @@ if TYPE_CHECKING:   # imported where used: `masksearch --version` loads none of 
 
     from .api import Database
 
-ID_COLUMNS = ("image_id", "model_id", "mask_type")
-_BOX_TEXT = re.compile(r"^\s*[\(\[{]?\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]}]?\s*$")
-_INT_TEXT = re.compile(r"^[+-]?\d+$")
-
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
