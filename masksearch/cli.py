@@ -33,6 +33,8 @@ if TYPE_CHECKING:   # imported where used: `masksearch --version` loads none of 
 
     from .api import Database
 
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
