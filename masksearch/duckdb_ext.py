@@ -168,10 +168,12 @@ class DuckDBAttachment:
                 r = pos_of[sel]
                 if filtering:
                     out[sel], read = cp_in_interval(segments, rows.seg[r], rows.row[r],
-                                                    rows.boxes[r], lo, hi, low[sel], high[sel])
+                                                    rows.boxes[r], lo, hi, low[sel], high[sel],
+                                                    persist=not self.db.read_only)
                 else:
                     out[sel], read = cp_exact_indexed(segments, rows.seg[r], rows.row[r],
-                                                      rows.boxes[r], lo, hi)
+                                                      rows.boxes[r], lo, hi,
+                                                      persist=not self.db.read_only)
                 self.masks_read += read
             return pa.array(out, mask=~valid)
 

@@ -247,3 +247,27 @@ def test_refresh_sees_ingests_of_other_processes_and_reruns_views(tmp_path):
                 con.sql(f"SELECT * FROM {name}").fetchall()
     finally:
         con.close()
+
+
+def test_a_read_only_database_is_not_written_by_the_functions(tmp_path):
+    """cp() and cp_between() read pixels of a lazily indexed database; over a read-only
+    connection they save none of the CHIs they would build."""
+    from .test_fuzz_ingest import state
+
+    rng = np.random.default_rng(8)
+    maps = rng.random((40, 16, 16)).astype(np.float32)
+    path = tmp_path / "lazy.msdb"
+    ms.connect(path, index="lazy").ingest(maps, image_id=np.arange(40))
+    before = state(path)
+    con = duckdb.connect()
+    try:
+        ms.attach_duckdb(con, ms.connect(path, read_only=True))
+        got = con.execute("SELECT mask_id, cp(mask_id, box(1, 2, 13, 11), '(0.5, 1]') FROM "
+                          "masks ORDER BY mask_id").fetchall()
+        kept = con.execute("SELECT count(*) FROM masks WHERE cp_between(mask_id, full_image(),"
+                           " '(0.5, 1]', 130, NULL)").fetchone()[0]
+    finally:
+        con.close()
+    assert got == [(i, int((m[2:11, 1:13] > 0.5).sum())) for i, m in enumerate(maps)]
+    assert kept == int(((maps > 0.5).sum((1, 2)) >= 130).sum())
+    assert state(path) == before

@@ -57,9 +57,10 @@ def group_batch(plan: PhysicalPlan, members: RowBatch, ctx: ExecContext,
     cache = cache if ctx.use_index else None
     stats = ctx.records.of(m.mask_aggregation) if m.mask_aggregation else AggregationStats()
     room = max(ctx.settings.cached_groups, len(groups) // 50)
+    # A connection that saves nothing (read-only) still reads the cache, but builds no CHI.
+    aggregator = MaskAggregator(ctx, cache if ctx.collector.persist else None, stats, room)
     return GroupBatch(groups, m.bounds.aggregates, q.group_cuts,
-                      tuple(k.name for k in q.group_by), MaskAggregator(ctx, cache, stats, room),
-                      cache, ctx.settings)
+                      tuple(k.name for k in q.group_by), aggregator, cache, ctx.settings)
 
 
 def merge_groups(plan: PhysicalPlan, outs: Sequence[FragmentOutput], ctx: ExecContext,

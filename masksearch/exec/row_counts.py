@@ -63,10 +63,11 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
 
 
 def cp_exact(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
-             boxes: np.ndarray, lo: Cut, hi: Cut) -> tuple[np.ndarray, int, int]:
+             boxes: np.ndarray, lo: Cut, hi: Cut, persist: bool = True
+             ) -> tuple[np.ndarray, int, int]:
     """Exact CP per row (reading the pixels), compressed bytes read, CHIs built (lazy
-    indexing: saved before this returns)."""
-    collector = ChiCollector(segments, None, limit=CHIS_HELD)
+    indexing: saved before this returns, unless ``persist`` is False: read-only)."""
+    collector = ChiCollector(segments, None, limit=CHIS_HELD, persist=persist)
     counts, nbytes = verify_candidates(CountTask(segments, seg, row, [boxes], [(lo, hi)]),
                                        collector)
     built, _ = collector.save()
@@ -74,19 +75,21 @@ def cp_exact(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
 
 
 def cp_exact_indexed(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
-                     boxes: np.ndarray, lo: Cut, hi: Cut) -> tuple[np.ndarray, int]:
+                     boxes: np.ndarray, lo: Cut, hi: Cut, persist: bool = True
+                     ) -> tuple[np.ndarray, int]:
     """Exact CP per row: from the CHI where its bounds are tight, else from the pixels;
     also how many masks were read."""
     lower, upper = cp_bounds(segments, seg, row, boxes, lo, hi, refine=True)
     need = np.flatnonzero(lower != upper)
     if len(need):
-        lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi)[0]
+        lower[need] = cp_exact(segments, seg[need], row[need], boxes[need], lo, hi,
+                               persist)[0]
     return lower, len(need)
 
 
 def cp_in_interval(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
                    boxes: np.ndarray, lo: Cut, hi: Cut, low: np.ndarray,
-                   high: np.ndarray) -> tuple[np.ndarray, int]:
+                   high: np.ndarray, persist: bool = True) -> tuple[np.ndarray, int]:
     """Whether ``low <= CP <= high`` per row, reading pixels only for rows the coarse and
     then the cell-by-cell bounds leave undecided; also how many masks were read."""
     low = np.asarray(low, np.float64)
@@ -96,6 +99,6 @@ def cp_in_interval(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
     todo = np.flatnonzero(~out & (upper >= low) & (lower <= high))
     if not len(todo):
         return out, 0
-    exact, _, _ = cp_exact(segments, seg[todo], row[todo], boxes[todo], lo, hi)
+    exact, _, _ = cp_exact(segments, seg[todo], row[todo], boxes[todo], lo, hi, persist)
     out[todo] = (exact >= low[todo]) & (exact <= high[todo])
     return out, len(todo)
