@@ -69,7 +69,9 @@ RESULTS_COLUMNS = ("image_id", "annotation_id", "category_id", "bbox", "area", "
 _BOM = b"\xef\xbb\xbf"
 _OPEN = frozenset(("start_map", "start_array"))
 _CLOSE = frozenset(("end_map", "end_array"))
-_CHUNK = 1 << 16
+# Bytes ijson reads at a time. Its C backend parses a whole chunk before yielding, holding
+# the events (or objects) of one chunk: about 15x the chunk's bytes.
+_CHUNK = 1 << 14
 
 
 def _deps() -> tuple[Any, Any, Any]:
@@ -411,7 +413,7 @@ class CocoSource:
         prefix = "annotations.item" if self.kind == "instances" else "item"
         with open(self.path, "rb") as f:
             reader = _Reader(f)
-            stream = ijson.items(reader, prefix, use_float=True)
+            stream = ijson.items(reader, prefix, use_float=True, buf_size=_CHUNK)
             index = 0
             while True:
                 try:
@@ -633,7 +635,7 @@ def _scan(path: str, ijson: Any) -> _Header:
     """The first pass: the file's kind, images and categories, and how many annotations."""
     with open(path, "rb") as f:
         reader = _Reader(f)
-        events = iter(ijson.basic_parse(reader, use_float=True))
+        events = iter(ijson.basic_parse(reader, use_float=True, buf_size=_CHUNK))
         try:
             first, _ = next(events)
             if first == "start_map":
