@@ -312,12 +312,16 @@ def _rle(seg: dict[str, Any], height: int, width: int, mask: Any) -> dict[str, A
         _check_total(total, height, width)
         return {"size": [height, width], "counts": raw}
     if isinstance(counts, list):
-        if not all(_is_int(v) for v in counts):
-            raise _Problem("segmentation: uncompressed RLE counts must be integers")
-        if counts and (min(counts) < 0 or max(counts) >= 1 << 32):
+        try:
+            runs = np.asarray(counts) if counts else np.zeros(0, dtype=np.int64)
+        except (ValueError, OverflowError):
+            runs = None
+        if runs is None or runs.ndim != 1 or runs.dtype.kind not in "iu":
+            raise _Problem("segmentation: uncompressed RLE counts must be a list of integers")
+        if runs.size and (runs.min() < 0 or runs.max() >= 1 << 32):
             raise _Problem("segmentation: RLE counts hold a negative or too large run")
-        _check_total(sum(counts), height, width)
-        rle: dict[str, Any] = mask.frPyObjects({"size": [height, width], "counts": counts},
+        _check_total(int(runs.sum()), height, width)
+        rle: dict[str, Any] = mask.frPyObjects({"size": [height, width], "counts": runs},
                                                height, width)
         return rle
     raise _Problem(f"segmentation: RLE 'counts' is {_kind(counts)}, not a string "
