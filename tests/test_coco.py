@@ -494,12 +494,12 @@ FILE_REFUSALS = [
                                           r"categories\)"),
     (edited(without("images")), r"has 'annotations' but no 'images'"),
     (b'{"images": [], "annotations": {}}', r"'annotations' is an object, not a list"),
-    (b'{"images": [], "annotations": [1]}', r"annotations at index 0: is a number, not an "
+    (b'{"images": [], "annotations": [1]}', r"annotation at index 0: is a number, not an "
                                             r"object"),
     (edited(set_image(height=0)), r"image at index 1 \(id 7\): height and width must be "
                                   r"positive"),
     (edited(set_image(width="48")), r"image at index 1: 'width' is '48', not an integer"),
-    (edited(set_image(id=1)), r"images at index 1: id 1 appears twice"),
+    (edited(set_image(id=1)), r"image at index 1: id 1 appears twice"),
     (edited(set_image(file_name=3)), r"'file_name' is 3, not a string"),
     (b'{"images": [], "annotations": [], "categories": [{"id": 1}]}',
      r"category at index 0 \(id 1\): 'name' is missing"),

@@ -595,14 +595,18 @@ def _read_table(events: Iterator[tuple[str, Any]], first: str, key: str, path: s
     for index, (event, value) in enumerate(_elements(events)):
         ident, entry = parse(_build(events, event, value, ijson), index, path)
         if ident in table:
-            raise IngestError(f"{path}: {key} at index {index}: id {ident} appears twice")
+            raise IngestError(f"{path}, {key[:-1]} at index {index}: id {ident} appears "
+                              f"twice")
         table[ident] = entry
     return table
 
 
 def _count(events: Iterator[tuple[str, Any]], first: str, what: str, path: str) -> int:
+    """The number of elements of the array just opened (``first`` its first event), each of
+    them an object (``what``, as error messages name it)."""
     if first != "start_array":
-        raise IngestError(f"{path}: {what!r} is {_JSON_TYPES.get(first, first)}, not a list")
+        raise IngestError(f"{path}: 'annotations' is {_JSON_TYPES.get(first, first)}, not a "
+                          f"list")
     total = 0
     for event, _ in _elements(events):
         if event != "start_map":
@@ -628,7 +632,7 @@ def _scan_instances(events: Iterator[tuple[str, Any]], path: str, ijson: Any) ->
             categories = _read_table(events, first, key, path, ijson, _category)
             header.categories = {**(header.categories or {}), **categories}
         elif key == "annotations":
-            header.total += _count(events, first, "annotations", path)
+            header.total += _count(events, first, "annotation", path)
         else:
             _skip(events, first)
     header.keys = tuple(keys)
