@@ -50,6 +50,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Literal
@@ -366,7 +367,12 @@ def _decode(rle: dict[str, Any]) -> np.ndarray:
     """The (H, W) bool mask of a compressed RLE (C order)."""
     import pycocotools.mask as mask
 
-    return np.ascontiguousarray(mask.decode(rle)).view(np.bool_)
+    with warnings.catch_warnings():
+        # pycocotools' decode warns under NumPy 2 on every call; the mask is right.
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy",
+                                DeprecationWarning)
+        decoded = mask.decode(rle)
+    return np.ascontiguousarray(decoded).view(np.bool_)
 
 
 # --- the source ---------------------------------------------------------------------------
