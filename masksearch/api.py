@@ -124,21 +124,23 @@ class Database:
 
     def query(self, sql: str, *, use_index: bool = True, timeout: float | None = None,
               progress: Callable[[int, int], None] | None = None,
-              settings: ExecSettings | None = None) -> Result:
+              settings: ExecSettings | None = None,
+              control: QueryControl | None = None) -> Result:
         """Run one statement; ``use_index=False`` forces the brute-force path (same results).
 
         ``timeout`` (seconds) stops the query with ``QueryTimeout``; Ctrl-C (KeyboardInterrupt)
         stops it too. ``progress(done, total)`` is told of masks counted during verification.
         Neither leaves anything behind: queries never write, except the CHIs lazy indexing
         builds, which land whole or not at all. ``settings`` tunes the executor (tests and
-        benchmarks).
+        benchmarks). ``control``, instead of ``timeout`` and ``progress``, lets another thread
+        cancel the query (``control.cancel()``) and carries its timeout and progress.
         """
         physical = self._plan(sql)
         bound = physical.query
         if bound.explain and not bound.analyze:
             return Result(pa.table({"plan": physical.describe().splitlines()}),
                           QueryStats(used_index=use_index))
-        control = QueryControl(timeout=timeout, progress=progress)
+        control = control or QueryControl(timeout=timeout, progress=progress)
         store = self._store
         table, stats = execute(physical, store.snapshot(), store.aggregate_cache,
                                use_index=use_index, control=control, settings=settings,
