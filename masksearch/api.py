@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from functools import lru_cache
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,12 @@ from .result import Result
 from .store.check import CheckReport, check_store
 from .store.store import Store, WriteSettings
 
+if TYPE_CHECKING:   # the renderer (and Pillow) load on first use
+    from PIL.Image import Image as PILImage
+
+    from .render.selection import RangeArg
+    from .render.stored import Renderer, RoiArg
+
 
 class Database:
     """An open masksearch database (a directory). ``close()`` releases it; as a context
@@ -33,6 +40,7 @@ class Database:
     def __init__(self, store: Store) -> None:
         self._open_store: Store | None = store
         self._path = str(store.root)
+        self._renderer: Renderer | None = None
 
     @property
     def _store(self) -> Store:
@@ -174,6 +182,48 @@ class Database:
         self._store.refresh()
         segment, row = self._store.snapshot().locate(int(mask_id))
         return segment.pixels(row)
+
+    # --- pictures (masksearch.render) -------------------------------------------------------
+    @property
+    def _pictures(self) -> Renderer:
+        store = self._store
+        if self._renderer is None or self._renderer.store is not store:
+            from .render.stored import Renderer
+
+            self._renderer = Renderer(store)
+        return self._renderer
+
+    @property
+    def image_root(self) -> str | None:
+        """The folder relative ``image_path`` values are read from (an absolute path, kept
+        in the database's ``settings.json``), or None. Assign a folder to set it (relative
+        to the current directory), None to clear it; read-only connections cannot."""
+        return self._pictures.image_root
+
+    @image_root.setter
+    def image_root(self, folder: str | os.PathLike[str] | None) -> None:
+        self._pictures.set_image_root(folder)
+
+    def render(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
+               size: int | tuple[int, int] | None = None, *, legend: bool = True,
+               confined: bool = False) -> PILImage:
+        """A picture of one mask (RGB ``PIL.Image``): over its source image when its
+        ``image_path`` names a file (under ``image_root``; without a root, an absolute
+        path unless ``confined``), else alone; float maps in a perceptual colormap, label
+        maps in a class palette, binary masks tinted; ``roi`` framed (a box column's name,
+        ``'full'`` or (x0, y0, x1, y1)); the pixels in ``range`` (``'(0.6, 1.0]'`` or
+        (lo, hi) meaning (lo, hi]) and the ROI outlined. ``size``: None (native), the
+        longest side, or (w, h); ``legend`` adds a strip of 30 px under the picture with the
+        value span and the count. See docs/pictures.md."""
+        return self._pictures.render(mask_id, roi, range, size, legend=legend,
+                                     confined=confined)
+
+    def render_png(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
+                   size: int | tuple[int, int] | None = None, *, legend: bool = True,
+                   confined: bool = False) -> bytes:
+        """``render(...)`` as PNG bytes, cached per database state and arguments."""
+        return self._pictures.render_png(mask_id, roi, range, size, legend=legend,
+                                         confined=confined)
 
     def columns(self) -> dict[str, str]:
         """Queryable columns and their types."""
