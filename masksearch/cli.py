@@ -10,6 +10,7 @@
     masksearch explain PATH "SQL"
     masksearch repl PATH            (or just: masksearch PATH)
     masksearch demo
+    masksearch serve PATH [--host 127.0.0.1] [--port 8765] [--images DIR] [--allow-writes]
 
 Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1;
 ``check`` exits with 3 when it finds damage.
@@ -206,6 +207,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web import require_extra
+
+    require_extra()
+    from .web.config import ServeConfig
+    from .web.server import serve
+
+    serve(ServeConfig(args.path, host=args.host, port=args.port, images=args.images,
+                      allow_writes=args.allow_writes, timeout=args.timeout,
+                      max_rows=args.max_rows))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -307,6 +321,26 @@ def _add_path_commands(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_serve(sub: Subparsers) -> None:
+    p = sub.add_parser("serve", help="a local web app: SQL editor, query builder, pictures",
+                       description="Serve the database as a local web app and a JSON API "
+                                   "(needs the web extra: pip install 'masksearch[web]'). "
+                                   "Read-only unless --allow-writes.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default "
+                                                       "127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument("--images", metavar="DIR", help="folder that relative image_path values "
+                                                   "are read from (kept in the database)")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="allow statements that change data")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds a query may run (default 120)")
+    p.add_argument("--max-rows", type=_positive_int, default=100_000,
+                   help="rows of a result the server keeps (default 100000)")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     """The command line's parser and its command names."""
     parser = argparse.ArgumentParser(
@@ -315,7 +349,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     parser.add_argument("--version", action="version", version=f"masksearch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_create, _add_ingest, _add_query, _add_index, _add_path_commands):
+    for add in (_add_create, _add_ingest, _add_query, _add_index, _add_path_commands,
+                _add_serve):
         add(sub)
     return parser, set(sub.choices)
 

@@ -32,9 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "masksearch": {"api", "result", "errors", "duckdb_ext", "ingest"},
     "duckdb_ext": ENGINE | {"api", "result"},
     "repl": ENGINE | {"api", "result", "format"},
-    "cli": ENGINE | {"api", "result", "format", "repl", "demo", "masksearch"},
+    "cli": ENGINE | {"api", "result", "format", "repl", "demo", "masksearch", "web"},
     "demo": {"api", "format", "synth", "masksearch"},
     "__main__": {"cli"},
+    "web": ENGINE | {"api", "result", "format", "render"},
 }
 
 
