@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -17,9 +17,12 @@ from .exec.executor import execute
 from .exec.settings import ExecSettings
 from .exec.stats import QueryStats
 from .ingest.pipeline import IngestOptions, prepare
+from .lang import ast
 from .lang.binder import BoundQuery, bind
+from .lang.mutations import bind_change
 from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
+from .mutate.statements import describe_change, run_change
 from .plan.physical import PhysicalPlan
 from .plan.planner import plan
 from .result import Result
@@ -31,6 +34,15 @@ if TYPE_CHECKING:   # the renderer (and Pillow) load on first use
 
     from .render.selection import RangeArg
     from .render.stored import Renderer, RoiArg
+
+
+class MaskIds(list[int]):
+    """The mask ids an ingest gave its masks, in order; ``replaced``: how many masks it
+    replaced (``replace_on``)."""
+
+    def __init__(self, ids: list[int], replaced: int = 0) -> None:
+        super().__init__(ids)
+        self.replaced = replaced
 
 
 class Database:
@@ -68,6 +80,8 @@ class Database:
         the index and metadata read so far, the cache of aggregated masks' CHIs); later
         calls raise ``StoreError``. Closing again does nothing. Results already returned
         stay valid."""
+        if self._open_store is not None:
+            self._open_store.close()
         self._open_store = None
 
     def __enter__(self) -> Database:
@@ -88,7 +102,8 @@ class Database:
                allow_missing: bool = False, box_format: str = "xyxy",
                dtype: str | None = None, scale: float | None = None,
                progress: Callable[[int, int | None], None] | None = None,
-               index: bool | None = None) -> list[int]:
+               index: bool | None = None,
+               replace_on: Sequence[str] | str | None = None) -> MaskIds:
         """Add masks with their metadata in one atomic commit and return their new mask ids;
         a refused ingest leaves every file of the database as it was.
 
@@ -104,15 +119,20 @@ class Database:
         Boxes are given as ``box_format`` ``"xyxy"`` (x0, y0, x1, y1) or ``"xywh"``.
         ``dtype="float32"`` stores float64 masks rounded to float32; ``scale=255`` stores
         ``pixels / 255`` as float32. ``index``: build the CHIs now (default: as the database
-        was created, eager or lazy).
+        was created, eager or lazy). ``replace_on=["image_id", "model_id"]`` makes it an
+        upsert: the same commit deletes the masks that share those columns' values with a new
+        mask (a model re-run replacing its masks; NULL matches NULL); the result's
+        ``replaced`` says how many.
         """
         options = IngestOptions(image_id, model_id, mask_type, metadata, key, allow_missing,
                                 box_format, dtype, scale)
         self._store.refresh()
         prepared = prepare(masks, options, self._store.columns(),
                            self._store.write.segment_masks)
-        return self._store.ingest(prepared.batches, progress=progress, index=index,
-                                  total=prepared.total)
+        keys = (replace_on,) if isinstance(replace_on, str) else tuple(replace_on or ())
+        ids, replaced = self._store.ingest(prepared.batches, progress=progress, index=index,
+                                           total=prepared.total, replace_on=keys)
+        return MaskIds(ids, replaced)
 
     def build_index(self, progress: Callable[[int, int | None], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
@@ -143,6 +163,10 @@ class Database:
         benchmarks). ``control``, instead of ``timeout`` and ``progress``, lets another thread
         cancel the query (``control.cancel()``) and carries its timeout and progress.
         """
+        control = QueryControl(timeout=timeout, progress=progress)
+        stmt = parse(sql)
+        if _changes_data(stmt):
+            return self._change(sql, stmt, use_index, control, settings)
         physical = self._plan(sql)
         bound = physical.query
         if bound.explain and not bound.analyze:
@@ -158,6 +182,24 @@ class Database:
         lines = [*physical.describe(stats.operators).splitlines(), "",
                  f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)
+
+    def _change(self, sql: str, stmt: ast.Statement, use_index: bool, control: QueryControl,
+                settings: ExecSettings | None) -> Result:
+        """DELETE, UPDATE, ALTER TABLE (or EXPLAIN of one): one row, ``rows_affected``."""
+        store = self._store
+        if isinstance(stmt, ast.Explain) and not stmt.analyze:
+            store.refresh()
+            bound = bind_change(stmt, sql, store.columns())
+            return Result(pa.table({"plan": describe_change(bound)}),
+                          QueryStats(used_index=use_index))
+        assert not isinstance(stmt, ast.Select)
+        outcome = run_change(store, stmt, sql, use_index=use_index, control=control,
+                             settings=settings)
+        if isinstance(stmt, ast.Explain):
+            bound = bind_change(stmt, sql, store.columns())
+            return Result(pa.table({"plan": describe_change(bound, outcome)}), outcome.stats)
+        return Result(pa.table({"rows_affected": pa.array([outcome.rows_affected],
+                                                          pa.int64())}), outcome.stats)
 
     def _plan(self, sql: str) -> PhysicalPlan:
         self._store.refresh()
@@ -260,11 +302,19 @@ class Database:
         return f"<masksearch.Database {self.path}{state}>"
 
 
+def _changes_data(stmt: ast.Statement) -> bool:
+    """DELETE, UPDATE, ALTER TABLE, or EXPLAIN of DELETE or UPDATE."""
+    node = stmt.select if isinstance(stmt, ast.Explain) else stmt
+    return not isinstance(node, ast.Select)
+
+
 @lru_cache(maxsize=256)
 def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
     """The plan of ``sql`` over these columns: exploration repeats statements, and binding
     and planning cost about as much as a selective query's bounds; plans are immutable."""
-    return plan(bind(parse(sql), sql, dict(columns)))
+    stmt = parse(sql)
+    assert isinstance(stmt, (ast.Select, ast.Explain))
+    return plan(bind(stmt, sql, dict(columns)))
 
 
 def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,

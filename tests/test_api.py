@@ -34,9 +34,10 @@ def build(path: Path, maps, **kw) -> ms.Database:
 
 
 def files_of(path: Path) -> dict[str, str]:
-    """Every file of a database folder and a digest of its bytes."""
+    """Every file of a database folder and a digest of its bytes (but the registrations of
+    open connections in readers/, which are not data)."""
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+            for p in sorted(path.rglob("*")) if p.is_file() and p.parent.name != "readers"}
 
 
 def mapped(path: Path) -> list[str]:

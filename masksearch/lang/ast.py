@@ -192,7 +192,7 @@ class Select:
 
 @dataclass(frozen=True)
 class Explain:
-    select: Select
+    select: Select | Delete | Update     # the statement explained
     analyze: bool
     pos: Pos = _pos()
 
@@ -224,3 +224,50 @@ def walk(node: Expr) -> Iterator[Expr]:
 def has_terms(node: Expr) -> bool:
     """Whether an expression needs bounds: it holds a CP term or an aggregate."""
     return any(isinstance(n, (CP, Aggregate)) for n in walk(node))
+
+
+# --- statements that change data ---
+
+@dataclass(frozen=True)
+class Delete:
+    table: str
+    where: Expr | None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Assignment:
+    column: str
+    expr: Expr
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Update:
+    table: str
+    assignments: tuple[Assignment, ...]
+    where: Expr | None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    table: str
+    name: str
+    type_name: str
+    default: Literal | BoxRoi | None
+    pos: Pos = _pos()
+    name_pos: Pos = _pos()
+    type_pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class DropColumn:
+    table: str
+    name: str
+    pos: Pos = _pos()
+    name_pos: Pos = _pos()
+
+
+Change = Delete | Update | AddColumn | DropColumn
+Statement = Select | Explain | Change

@@ -85,6 +85,9 @@ class _Binder:
         explain = isinstance(stmt, ast.Explain)
         analyze = isinstance(stmt, ast.Explain) and stmt.analyze
         select = stmt.select if isinstance(stmt, ast.Explain) else stmt
+        if not isinstance(select, ast.Select):   # EXPLAIN DELETE/UPDATE: lang/mutations
+            raise self.error(f"{type(select).__name__.upper()} is bound as a change of data",
+                             select)
         if select.table.lower() not in TABLE_NAMES:
             raise self.error(f"unknown table {select.table!r}; the table is 'masks' (or "
                              "'MasksDatabaseView')", select)

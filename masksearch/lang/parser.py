@@ -112,10 +112,33 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     def _has_minus(self, meta: Meta) -> bool:
         return not meta.empty and (meta.line, meta.column) in self.minus_at
 
-    def start(self, meta: Meta, c: list[Any]) -> ast.Select | ast.Explain | ast.Range:
+    def start(self, meta: Meta, c: list[Any]) -> ast.Statement | ast.Range:
         node = c[0]
-        assert isinstance(node, (ast.Select, ast.Explain, ast.Range))
+        assert isinstance(node, (*STATEMENTS, ast.Range))
         return node
+
+    def delete(self, meta: Meta, c: list[Any]) -> ast.Delete:
+        where = c[1][1] if len(c) > 1 else None
+        return ast.Delete(c[0], where, _pos(meta))
+
+    def update(self, meta: Meta, c: list[Any]) -> ast.Update:
+        where = c[-1][1] if isinstance(c[-1], tuple) else None
+        items = tuple(x for x in c[1:] if isinstance(x, ast.Assignment))
+        return ast.Update(c[0], items, where, _pos(meta))
+
+    def assignment(self, meta: Meta, c: list[Any]) -> ast.Assignment:
+        if str(c[1]) != "=":
+            raise QuerySyntaxError(f"unexpected {str(c[1])!r}; SET takes column = value",
+                                   self.text, c[1].line, c[1].column)
+        return ast.Assignment(str(c[0]), c[2], _tok_pos(c[0]))
+
+    def alter_add(self, meta: Meta, c: list[Any]) -> ast.AddColumn:
+        default = c[3] if len(c) > 3 else None
+        return ast.AddColumn(c[0], str(c[1]), str(c[2]), default, _pos(meta),
+                             _tok_pos(c[1]), _tok_pos(c[2]))
+
+    def alter_drop(self, meta: Meta, c: list[Any]) -> ast.DropColumn:
+        return ast.DropColumn(c[0], str(c[1]), _pos(meta), _tok_pos(c[1]))
 
     def explain(self, meta: Meta, c: list[Any]) -> ast.Explain:
         analyze = any(isinstance(t, Token) and t.type == "ANALYZE" for t in c)
@@ -277,7 +300,10 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
 
 
 
-def parse(text: str) -> ast.Select | ast.Explain:
+STATEMENTS = (ast.Select, ast.Explain, ast.Delete, ast.Update, ast.AddColumn, ast.DropColumn)
+
+
+def parse(text: str) -> ast.Statement:
     """Parse one statement, raising ``QuerySyntaxError`` with its position on bad input."""
     if not isinstance(text, str):
         raise QuerySyntaxError(f"a query is a string, got {type(text).__name__}")
@@ -292,13 +318,13 @@ CACHED_TEXT = 4096
 
 
 @lru_cache(maxsize=256)
-def _parse_cached(text: str) -> ast.Select | ast.Explain:
+def _parse_cached(text: str) -> ast.Statement:
     return _statement(text)
 
 
-def _statement(text: str) -> ast.Select | ast.Explain:
+def _statement(text: str) -> ast.Statement:
     result = _parse(text)
-    assert isinstance(result, (ast.Select, ast.Explain))
+    assert isinstance(result, STATEMENTS)
     return result
 
 
@@ -311,7 +337,7 @@ def parse_range_text(text: str) -> ast.Range:
     return result
 
 
-def _parse(text: str, start: str = "start") -> ast.Select | ast.Explain | ast.Range:
+def _parse(text: str, start: str = "start") -> ast.Statement | ast.Range:
     _check_unicode(text)
     try:
         tree = _parser().parse(text, start=start)
@@ -320,7 +346,7 @@ def _parse(text: str, start: str = "start") -> ast.Select | ast.Explain | ast.Ra
     _check_depth(tree, text)
     try:
         node = _ToAst(text, _minus_signs(tree, text)).transform(tree)
-        assert isinstance(node, (ast.Select, ast.Explain, ast.Range))
+        assert isinstance(node, (*STATEMENTS, ast.Range))
         return node
     except VisitError as e:
         if isinstance(e.orig_exc, QuerySyntaxError):

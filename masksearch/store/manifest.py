@@ -9,16 +9,29 @@ from ..errors import StoreError
 from .checksum import read_sealed_json, write_sealed_json
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2          # 2: the manifest and segment files carry checksums
-READABLE_FORMATS = (1, 2)   # 1: written before checksums; read without verification
+FORMAT_VERSION = 3          # 3: segments may have deleted rows and rewritten metadata
+READABLE_FORMATS = (1, 2, 3)  # 1: written before checksums; read without verification
+                              # 2: the manifest and segment files carry checksums
 
 
 @dataclass(frozen=True)
 class SegmentInfo:
+    """A committed segment. ``count`` is its rows, deleted ones included. ``meta``: the
+    file holding its metadata now, when a statement rewrote it (``{"name", "size",
+    "xxh64"}``; else ``meta.parquet``); ``deleted``: its deletion vector (the same keys
+    and ``count``, the rows deleted), when rows were deleted."""
+
     name: str
     count: int
     dtype: str
     first_mask_id: int
+    meta: dict | None = None
+    deleted: dict | None = None
+
+    @property
+    def live(self) -> int:
+        """Rows not deleted."""
+        return self.count - (self.deleted["count"] if self.deleted else 0)
 
 
 @dataclass(frozen=True)
@@ -31,10 +44,23 @@ class Manifest:
     bin_edges: dict = field(default_factory=dict)  # dtype name -> list of edges (user override)
     columns: dict = field(default_factory=dict)    # column name -> logical type
     segments: tuple = ()
+    defaults: dict = field(default_factory=dict)   # column -> value new rows get (ALTER)
+    # Files no longer part of the database, kept while a reader may still use them:
+    # ({"version": the commit that retired them, "paths": [relative to the root]}, ...).
+    retired: tuple = ()
 
     def with_segments(self, new: list[SegmentInfo], next_mask_id: int, columns: dict) -> Manifest:
         return replace(self, version=self.version + 1, next_mask_id=next_mask_id,
                        columns=columns, segments=tuple(self.segments) + tuple(new))
+
+    def retiring(self, paths: list[str]) -> tuple:
+        """``retired`` with ``paths`` added, retired by the next version."""
+        if not paths:
+            return self.retired
+        return (*self.retired, {"version": self.version + 1, "paths": sorted(paths)})
+
+    def retired_paths(self) -> set[str]:
+        return {p for entry in self.retired for p in entry["paths"]}
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
@@ -55,6 +81,7 @@ def read_manifest(root: Path) -> Manifest:
                          f"{', '.join(map(str, READABLE_FORMATS))})")
     try:
         body["segments"] = tuple(SegmentInfo(**s) for s in body["segments"])
+        body["retired"] = tuple(body.get("retired", ()))
         return Manifest(**body)
     except (TypeError, KeyError) as e:
         raise StoreError(f"{path}: the manifest is damaged ({e})") from None

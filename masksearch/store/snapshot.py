@@ -11,9 +11,36 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
-from .manifest import Manifest
+from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES
+from .overlays import read_deleted, read_meta
 from .segments import Segment
+
+
+class SegmentState:
+    """A segment as one manifest has it: its metadata (rewritten by UPDATE or ALTER, or as
+    ingested) and its deleted rows. Files are read on first use."""
+
+    def __init__(self, segment: Segment, info: SegmentInfo):
+        self.segment, self.info = segment, info
+
+    @cached_property
+    def meta(self) -> pa.Table:
+        """Every row's metadata, deleted rows included."""
+        if self.info.meta is None:
+            return self.segment.meta
+        return read_meta(self.segment.directory, self.info.meta, self.info.count)
+
+    @cached_property
+    def deleted(self) -> np.ndarray:
+        """One bool per row: deleted."""
+        if self.info.deleted is None:
+            return np.zeros(self.info.count, bool)
+        return read_deleted(self.segment.directory, self.info.deleted, self.info.count)
+
+    def live_rows(self) -> np.ndarray:
+        """The rows not deleted, in order."""
+        return np.flatnonzero(~self.deleted)
 
 
 @dataclass(frozen=True)
@@ -28,11 +55,13 @@ class Locations:
 
 
 class Snapshot:
-    """The committed segments of one manifest and the metadata of their masks."""
+    """The committed segments of one manifest and the metadata of their masks (deleted rows
+    are not part of it)."""
 
-    def __init__(self, manifest: Manifest, segments: list[Segment]):
+    def __init__(self, manifest: Manifest, states: list[SegmentState]):
         self.manifest = manifest
-        self.segments = segments     # shared: do not modify
+        self.states = states
+        self.segments = [s.segment for s in states]     # shared: do not modify
 
     @property
     def columns(self) -> dict[str, str]:
@@ -47,8 +76,10 @@ class Snapshot:
         schema = pa.schema([(n, ARROW_TYPES[t]) for n, t in columns.items()]
                            + [("_seg", pa.int32()), ("_row", pa.int32())])
         parts = []
-        for k, seg in enumerate(self.segments):
-            meta = seg.meta
+        for k, state in enumerate(self.states):
+            meta, rows = state.meta, state.live_rows()
+            if len(rows) < meta.num_rows:
+                meta = meta.take(pa.array(rows))
             arrays = []
             for name, kind in columns.items():
                 if name in meta.column_names:
@@ -56,7 +87,7 @@ class Snapshot:
                 else:
                     arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
             arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
-            arrays.append(pa.array(np.arange(meta.num_rows, dtype=np.int32)))
+            arrays.append(pa.array(rows.astype(np.int32)))
             parts.append(pa.Table.from_arrays(arrays, schema=schema))
         if not parts:
             return schema.empty_table()
@@ -65,7 +96,7 @@ class Snapshot:
     @cached_property
     def starts(self) -> np.ndarray:
         """Where each segment's rows start in ``table`` (length: segments + 1)."""
-        counts = [s.count for s in self.manifest.segments]
+        counts = [s.live for s in self.manifest.segments]
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
     def rows_of(self, positions: Sequence[int]) -> pa.Table:

@@ -6,9 +6,10 @@ import fcntl
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,12 @@ import pyarrow as pa
 from ..errors import IngestError, StoreError
 from ..index.chi import DEFAULT_CELL_SIZE
 from .agg_cache import AggregateCache
+from .changes import Change, next_manifest, replaced_rows
 from .codec import CODECS
 from .durable import fsync_path, remove_file, remove_tree
-from .manifest import MANIFEST, Manifest, read_manifest, write_manifest
+from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
+from .overlays import DELETED_PREFIX, META_PREFIX
+from .readers import ReaderPin, oldest_pinned
 from .segments import (
     DELTA_GLOB,
     INDEX_FILES,
@@ -27,7 +31,7 @@ from .segments import (
     LEGACY_COUNTS,
     Segment,
 )
-from .snapshot import Snapshot
+from .snapshot import SegmentState, Snapshot
 from .writer import ColumnTypes, IngestBatch, ProgressFn, SegmentWriter
 
 _TMP_NAME = re.compile(r"\.tmp-(\d+)$")   # temporary files: NAME.tmp-<pid of the writer>
@@ -73,9 +77,17 @@ class Store:
         self._manifest_key: tuple | None = None
         self._snapshot: Snapshot | None = None
         self._segments: dict[str, Segment] = {}    # opened once, shared by snapshots
+        self._states: dict[tuple, SegmentState] = {}
+        self._alive: weakref.WeakSet[Snapshot] = weakref.WeakSet()  # snapshots handed out
         self.aggregate_cache = AggregateCache(self.root)
+        self._pin = ReaderPin(self.root)
+        self._closer = weakref.finalize(self, self._pin.close)
         self.refresh()
         self._clean_on_open()
+
+    def close(self) -> None:
+        """Withdraw this connection's reader registration (see ``readers``)."""
+        self._closer()
 
     # --- creation and reading -------------------------------------------------------------
     def _create(self, cell_size: int | None, bin_edges: dict | None, codec: str | None,
@@ -119,8 +131,22 @@ class Store:
         if key == self._manifest_key:
             return
         manifest = read_manifest(self.root)
-        self._snapshot = Snapshot(manifest, [self.segment(s.name) for s in manifest.segments])
+        states = [self._state(info) for info in manifest.segments]
+        names = {info.name for info in manifest.segments}
+        self._states = {k: v for k, v in self._states.items() if k[0] in names}
+        self._segments = {k: v for k, v in self._segments.items() if k in names}
+        self._snapshot = Snapshot(manifest, states)
+        self._alive.add(self._snapshot)
         self._manifest_key = key
+        # Snapshots still used by queries (of any thread) keep their versions pinned.
+        self._pin.set(min(s.manifest.version for s in self._alive))
+
+    def _state(self, info: SegmentInfo) -> SegmentState:
+        key = (info.name, (info.meta or {}).get("name"), (info.deleted or {}).get("name"))
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = SegmentState(self.segment(info.name), info)
+        return state
 
     def snapshot(self) -> Snapshot:
         """The committed state as of the last ``refresh``: what a query reads."""
@@ -195,23 +221,32 @@ class Store:
 
     def _remove_leftovers(self) -> None:
         """Delete what killed processes left (the caller holds the writer lock): temporary
-        manifests, uncommitted segment folders, partial indexes, and temporary files of dead
-        processes (queries write index deltas without the lock, so live ones are kept)."""
-        committed = {s.name for s in self.manifest.segments}
+        manifests, uncommitted segment folders and per-segment files, partial indexes, and
+        temporary files of dead processes (queries write index deltas without the lock, so
+        live ones are kept). Retired files a reader may still use are kept too."""
+        manifest = self.manifest
+        committed = {s.name: s for s in manifest.segments}
+        retired = manifest.retired_paths()
         for p in self.root.glob(f"{MANIFEST}.tmp-*"):
             remove_file(p)
         segments = self.root / "segments"
         for p in sorted(segments.iterdir()) if segments.is_dir() else []:
             if p.name in committed:
-                self._remove_segment_leftovers(p)
-            else:
+                self._remove_segment_leftovers(p, committed[p.name], retired)
+            elif f"segments/{p.name}" not in retired:
                 remove_tree(p)
         _remove_dead_tmps(self.root / "aggcache")
 
-    def _remove_segment_leftovers(self, directory: Path) -> None:
-        """In a committed segment: temporary files of dead processes, index deltas a full
-        index supersedes, and index files of a build that died before chi.json."""
+    def _remove_segment_leftovers(self, directory: Path, info: SegmentInfo,
+                                  retired: set[str]) -> None:
+        """In a committed segment: temporary files of dead processes, deletion vectors and
+        metadata files no state uses, index deltas a full index supersedes, and index files
+        of a build that died before chi.json."""
         _remove_dead_tmps(directory)
+        used = {spec["name"] for spec in (info.meta, info.deleted) if spec is not None}
+        for path in [*directory.glob(f"{DELETED_PREFIX}*"), *directory.glob(f"{META_PREFIX}*")]:
+            if path.name not in used and f"segments/{directory.name}/{path.name}" not in retired:
+                remove_file(path)
         if (directory / INDEX_SEAL).exists():
             for delta in directory.glob(DELTA_GLOB):
                 remove_file(delta)
@@ -219,6 +254,60 @@ class Store:
             for name in (*INDEX_FILES, LEGACY_COUNTS):
                 if (directory / name).exists():
                     remove_file(directory / name)
+
+    def collect_retired(self) -> None:
+        """Remove the retired files no live reader's snapshot can use any more (the caller
+        holds the writer lock)."""
+        oldest = oldest_pinned(self.root)
+        for entry in self.manifest.retired:
+            if oldest is None or oldest >= entry["version"]:
+                for path in entry["paths"]:
+                    target = self.root / path
+                    if target.is_dir():
+                        remove_tree(target)
+                    elif target.exists():
+                        remove_file(target)
+
+    @contextmanager
+    def writing(self) -> Iterator[Snapshot]:
+        """Hold the writer lock over the latest committed state (leftovers removed): what a
+        statement that changes data starts from."""
+        with self.write_lock():
+            self.refresh()
+            self._remove_leftovers()
+            self.collect_retired()
+            yield self.snapshot()
+
+    def commit(self, snapshot: Snapshot, change: Change) -> Manifest:
+        """Commit ``change`` to ``snapshot`` (the state ``writing`` gave) in one manifest
+        rename; on any error, or Ctrl-C, the new files are removed and nothing changed."""
+        outcome = next_manifest(self.root, snapshot, change)
+        base = snapshot.manifest
+        kept = tuple(e for e in base.retired
+                     if any((self.root / p).exists() for p in e["paths"]))
+        manifest = replace(outcome.manifest, version=base.version + 1,
+                           retired=replace(base, retired=kept).retiring(outcome.retire))
+        try:
+            write_manifest(self.root, manifest)
+        except BaseException:
+            if self._committed(manifest) is False:
+                for path in outcome.written:
+                    remove_file(path)
+            raise
+        return manifest
+
+    def _committed(self, manifest: Manifest) -> bool | None:
+        """Whether ``manifest`` is the committed one (None: the manifest is unreadable)."""
+        try:
+            return read_manifest(self.root).version == manifest.version
+        except StoreError:
+            return None
+
+    def finish_write(self) -> None:
+        """After a commit (writer lock still held): read the new state, remove what no
+        reader needs."""
+        self.refresh()
+        self.collect_retired()
 
     def build_index(self, progress: ProgressFn | None = None, rebuild: bool = False) -> int:
         """Build every missing CHI (lazy indexing); returns how many masks got one.
@@ -245,40 +334,50 @@ class Store:
             return built
 
     def ingest(self, batches: Iterable[IngestBatch], *, progress: ProgressFn | None = None,
-               index: bool | None = None, total: int | None = None) -> list[int]:
-        """Add the masks of ``batches`` in one atomic commit; returns their new mask ids.
+               index: bool | None = None, total: int | None = None,
+               replace_on: tuple[str, ...] = ()) -> tuple[list[int], int]:
+        """Add the masks of ``batches`` in one atomic commit; returns their new mask ids and
+        how many masks they replaced.
 
         ``index``: build their CHIs now (default: as the database was created, eager or
         lazy). ``progress(done, total)`` is told how far it got (``total``: the number of
-        masks, when the caller knows it). Any error, or Ctrl-C, leaves the database as it
-        was; the batches are consumed as they are written, so a stream of any length takes
-        the memory of about one segment per pixel type.
+        masks, when the caller knows it). ``replace_on``: key columns; the same commit
+        deletes the masks whose values of these columns equal a new mask's (NULL equals
+        NULL here). Any error, or Ctrl-C, leaves the database as it was; the batches are
+        consumed as they are written, so a stream of any length takes the memory of about
+        one segment per pixel type.
         """
-        with self.write_lock():
-            self.refresh()
-            self._remove_leftovers()
-            manifest = self.manifest
+        with self.writing() as snapshot:
+            manifest = snapshot.manifest
             types = ColumnTypes(manifest.columns)
-            writer = SegmentWriter(
-                self.root, manifest, types, segment_masks=self.write.segment_masks,
-                segment_bytes=self.write.segment_bytes,
-                build_index=manifest.index == "eager" if index is None else bool(index),
-                progress=progress, total=total)
+            writer = self.segment_writer(manifest, types, index, progress, total, replace_on)
             try:
                 for batch in batches:
                     writer.add(batch)
                 if not writer.count:
                     raise IngestError("masks: nothing to ingest")
-                new = writer.finish()
-                manifest = manifest.with_segments(new, manifest.next_mask_id + writer.count,
-                                                  types.ordered())
-                write_manifest(self.root, manifest)
+                change = Change(added=writer.finish(), columns=types.ordered(),
+                                next_mask_id=manifest.next_mask_id + writer.count)
+                if replace_on:
+                    change.deleted = replaced_rows(snapshot, writer.keys(), types.ordered())
+                committed = self.commit(snapshot, change)
             except BaseException:
                 self._roll_back(writer.written)
                 raise
-            self.refresh()
-        first = manifest.next_mask_id - writer.count
-        return list(range(first, first + writer.count))
+            del snapshot
+            self.finish_write()
+        first = committed.next_mask_id - writer.count
+        return list(range(first, first + writer.count)), change.rows_deleted()
+
+    def segment_writer(self, manifest: Manifest, types: ColumnTypes, index: bool | None,
+                       progress: ProgressFn | None = None, total: int | None = None,
+                       keys: tuple[str, ...] = ()) -> SegmentWriter:
+        """A writer of new segments for this connection's settings."""
+        return SegmentWriter(
+            self.root, manifest, types, segment_masks=self.write.segment_masks,
+            segment_bytes=self.write.segment_bytes,
+            build_index=manifest.index == "eager" if index is None else bool(index),
+            progress=progress, total=total, keys=keys)
 
     def _roll_back(self, written: list[Path]) -> None:
         """Remove the folders of a failed ingest, unless its commit happened after all (the

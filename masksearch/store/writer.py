@@ -95,8 +95,11 @@ class SegmentWriter:
 
     def __init__(self, root: Path, manifest: Manifest, types: ColumnTypes, *,
                  segment_masks: int, segment_bytes: int, build_index: bool,
-                 progress: ProgressFn | None = None, total: int | None = None):
+                 progress: ProgressFn | None = None, total: int | None = None,
+                 keys: tuple[str, ...] = ()):
         self.root, self.manifest, self.types = root, manifest, types
+        self.key_names = keys
+        self._keys: list[pa.Table] = []     # the key columns' values of every mask added
         self.segment_masks, self.segment_bytes = segment_masks, segment_bytes
         self.build_index = build_index
         self.progress, self.total = progress, total
@@ -114,6 +117,9 @@ class SegmentWriter:
         table = pa.table({"mask_id": pa.array(ids)} | {
             name: values for name, (_, values) in batch.columns.items()})
         self.count += n
+        if self.key_names:
+            self._keys.append(pa.table({k: table.column(k) if k in table.column_names
+                                        else pa.nulls(n) for k in self.key_names}))
         for i, load in enumerate(batch.loads):
             pixels = load()
             pending = self._pending.setdefault(pixels.dtype.name, _Pending())
@@ -126,6 +132,10 @@ class SegmentWriter:
             self._report()
             if len(pending.masks) >= self.segment_masks or pending.nbytes >= self.segment_bytes:
                 self._flush(pixels.dtype.name)
+
+    def keys(self) -> pa.Table:
+        """The key columns (``keys``) of every mask added, as given."""
+        return pa.concat_tables(self._keys, promote_options="permissive")
 
     def finish(self) -> list[SegmentInfo]:
         """Write what is pending; the segments to commit, in mask id order per pixel type."""
@@ -166,17 +176,26 @@ class SegmentWriter:
         for table, rows in pending.parts:
             taken = table.take(pa.array(rows, pa.int64()))
             arrays = [taken.column(n).cast(ARROW_TYPES[self.types.types[n]])
-                      if n in taken.column_names else
-                      pa.nulls(len(rows), ARROW_TYPES[self.types.types[n]]) for n in names]
+                      if n in taken.column_names else self._default(n, len(rows))
+                      for n in names]
             parts.append(pa.Table.from_arrays(arrays, names=names))
         meta = pa.concat_tables(parts)
-        # Columns no batch of this segment gave stay out (a committed column may be absent).
+        # Columns no batch of this segment gave stay out (a committed column may be absent),
+        # but for those with a DEFAULT.
         given = {n for table, _ in pending.parts for n in table.column_names}
+        given |= set(self.manifest.defaults)
         meta = meta.select([n for n in names if n in given])
         meta = meta.append_column("height", pa.array([m.shape[0] for m in pending.masks],
                                                      pa.int64()))
         return meta.append_column("width", pa.array([m.shape[1] for m in pending.masks],
                                                     pa.int64()))
+
+    def _default(self, name: str, n: int) -> pa.Array:
+        """The column's DEFAULT (ALTER TABLE ... ADD COLUMN) for ``n`` new rows, else NULLs."""
+        kind = ARROW_TYPES[self.types.types[name]]
+        if name not in self.manifest.defaults:
+            return pa.nulls(n, kind)
+        return pa.array([self.manifest.defaults[name]] * n, kind)
 
     def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
         dtype = masks[0].dtype

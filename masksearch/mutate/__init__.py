@@ -1,0 +1,1 @@
+"""Statements that change data: DELETE, UPDATE, ALTER TABLE, and metadata joined by key."""

@@ -1,0 +1,79 @@
+"""Files that change a committed segment without rewriting its pixels: a deletion vector
+(which rows are deleted) and a rewritten metadata file (UPDATE, ALTER TABLE).
+
+Each is a new file with a fresh name in the segment's folder, written whole and fsynced; the
+manifest that names it (with its size and digest) is the commit. The files they replace stay
+until no reader's snapshot can use them (``Store`` retires them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import StoreError
+from .checksum import digest
+from .durable import write_bytes
+
+DELETED_PREFIX = "deleted-"
+META_PREFIX = "meta-"
+
+
+def write_deleted(directory: Path, deleted: np.ndarray) -> dict:
+    """Write the deletion vector ``deleted`` (one bool per row) and describe it."""
+    data = np.packbits(np.asarray(deleted, bool)).tobytes()
+    name = f"{DELETED_PREFIX}{uuid.uuid4().hex[:16]}.bits"
+    write_bytes(directory / name, data)
+    return {"name": name, "size": len(data), "xxh64": digest(data),
+            "count": int(np.count_nonzero(deleted))}
+
+
+def read_deleted(directory: Path, spec: dict, rows: int) -> np.ndarray:
+    """The deletion vector described by ``spec``, verified: one bool per row."""
+    data = _read_checked(directory / spec["name"], spec, "deletion vector")
+    deleted = np.unpackbits(np.frombuffer(data, np.uint8), count=rows).astype(bool)
+    if len(deleted) != rows or int(deleted.sum()) != spec["count"]:
+        raise StoreError(f"{directory / spec['name']}: the deletion vector does not match "
+                         "the segment")
+    return deleted
+
+
+def write_meta(directory: Path, table: pa.Table) -> dict:
+    """Write a segment's metadata table as a new file and describe it."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    data = sink.getvalue()
+    name = f"{META_PREFIX}{uuid.uuid4().hex[:16]}.parquet"
+    write_bytes(directory / name, data)
+    return {"name": name, "size": data.size, "xxh64": digest(data)}
+
+
+def read_meta(directory: Path, spec: dict, rows: int) -> pa.Table:
+    """The metadata file described by ``spec``, verified."""
+    data = _read_checked(directory / spec["name"], spec, "metadata file")
+    try:
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"{directory / spec['name']}: cannot read metadata ({e})") from None
+    if table.num_rows != rows:
+        raise StoreError(f"{directory / spec['name']}: the metadata file does not match the "
+                         "segment")
+    return table
+
+
+def _read_checked(path: Path, spec: dict, what: str) -> pa.Buffer:
+    # An Arrow buffer, not Python bytes: see Segment.meta (freeing at interpreter exit).
+    try:
+        with pa.OSFile(str(path), "rb") as f:
+            data = f.read_buffer()
+    except FileNotFoundError:
+        raise StoreError(f"{path}: the {what} is missing") from None
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    if len(data) != spec["size"] or digest(data) != spec["xxh64"]:
+        raise StoreError(f"{path}: the {what} is damaged (checksum mismatch)")
+    return data
