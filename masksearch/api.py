@@ -178,7 +178,7 @@ class Database:
                                use_index=use_index, control=control, settings=settings,
                                read_only=store.read_only)
         if not bound.explain:
-            return Result(table, stats)
+            return Result(table, stats, database=self, query=bound)
         lines = [*physical.describe(stats.operators).splitlines(), "",
                  f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)

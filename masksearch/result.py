@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,11 +18,15 @@ PANDAS_MISSING = "to_pandas needs pandas: pip install masksearch[pandas]"
 
 class Result:
     """Rows of a query. Iterating gives the rows as tuples (as ``rows()``); convert with
-    ``to_arrow()``, ``to_pylist()`` or ``to_pandas()``."""
+    ``to_arrow()``, ``to_pylist()`` or ``to_pandas()``; see them as pictures in a notebook
+    (``_repr_html_``), with ``save_html`` or ``contact_sheet``."""
 
-    def __init__(self, table: pa.Table, stats: QueryStats):
+    def __init__(self, table: pa.Table, stats: QueryStats, *, database: Any = None,
+                 query: Any = None):
         self._table = table
         self.stats = stats
+        self._database = database      # the Database and bound query the pictures need
+        self._query = query
 
     @property
     def columns(self) -> list[str]:
@@ -44,6 +49,33 @@ class Result:
         except ImportError:
             raise MaskSearchError(PANDAS_MISSING) from None
         return self._table.to_pandas()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's and VS Code's view: up to 50 cards (pictures of the masks with the
+        query's CP term outlined, the values, the metadata) and how many rows are not
+        shown; no JavaScript."""
+        from .render.gallery import notebook_html
+
+        return notebook_html(self._database, self._query, self._table)
+
+    def save_html(self, path: str | os.PathLike[str], *, per_page: int = 50,
+                  max_rows: int = 1000, size: int = 160) -> int:
+        """Write the first ``max_rows`` rows as cards to one self-contained HTML file, in
+        pages of ``per_page`` (pictures embedded, no JavaScript, no external files);
+        ``size`` is the thumbnails' longest side. Returns the number of cards."""
+        from .render.gallery import save_html
+
+        return save_html(self._database, self._query, self._table, path, per_page=per_page,
+                         max_rows=max_rows, size=size)
+
+    def contact_sheet(self, path: str | os.PathLike[str], *, columns: int = 6,
+                      max_rows: int = 60, size: int = 160) -> int:
+        """Write the pictures of the first ``max_rows`` rows to one PNG, ``columns``
+        tiles a row, each captioned with its first values. Returns the number of tiles."""
+        from .render.gallery import contact_sheet
+
+        return contact_sheet(self._database, self._query, self._table, path,
+                             columns=columns, max_rows=max_rows, size=size)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self.rows())

@@ -34,7 +34,7 @@ class LegendText:
 
 
 @lru_cache(maxsize=1)
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def legend_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=10)
 
 
@@ -57,7 +57,7 @@ def _float_bar(draw: ImageDraw.ImageDraw, style: Style, width: int,
     if cuts is not None:
         a, b = _range_span(cuts, style, max(width - 4, 1))
         draw.line([(2 + a, 9), (2 + b - 1, 9)], fill=OUTLINE_COLOUR, width=2)
-    font = _font()
+    font = legend_font()
     draw.text((2, 10), _number(style.lo), fill=INK, font=font)
     hi = _number(style.hi)
     draw.text((width - 2 - draw.textlength(hi, font=font), 10), hi, fill=INK, font=font)
@@ -65,7 +65,7 @@ def _float_bar(draw: ImageDraw.ImageDraw, style: Style, width: int,
 
 def _swatches(draw: ImageDraw.ImageDraw, labels: list[int], width: int) -> None:
     x = 2
-    font = _font()
+    font = legend_font()
     for label in labels[:MAX_SWATCHES]:
         text = str(label)
         step = 10 + int(draw.textlength(text, font=font)) + 4
@@ -98,6 +98,6 @@ def legend_strip(style: Style, width: int, text: LegendText,
         _swatches(draw, labels or [], width)
     else:
         draw.rectangle([2, 4, 9, 11], fill=tuple(int(c) for c in TINT))
-        draw.text((12, 2), "mask", fill=INK, font=_font())
-    draw.text((2, LEGEND_HEIGHT - 11), _second_line(text), fill=INK, font=_font())
+        draw.text((12, 2), "mask", fill=INK, font=legend_font())
+    draw.text((2, LEGEND_HEIGHT - 11), _second_line(text), fill=INK, font=legend_font())
     return np.asarray(img)

@@ -122,11 +122,31 @@ class Renderer:
                size: object = None, *, legend: bool = True,
                confined: bool = False) -> Image.Image:
         pixels, record, columns = self._mask(mask_id)
+        return self.render_pixels(pixels, record, columns, roi, range, size, legend=legend,
+                                  confined=confined)
+
+    def render_pixels(self, pixels: np.ndarray, record: dict[str, Any],
+                      columns: dict[str, str], roi: RoiArg = None, range: RangeArg = None,
+                      size: object = None, *, legend: bool = True,
+                      confined: bool = False) -> Image.Image:
+        """The picture of ``pixels`` (a stored mask's, or a group's aggregated mask) with
+        the metadata ``record`` giving its box columns, ``image_path`` and ``mask_type``."""
         request = self.request(pixels, record, columns, roi, range, size, legend)
         out_h, out_w = picture_size(pixels.shape[0], pixels.shape[1], request.size)
         path = locate_image(self.image_root, record.get("image_path"), confined)
         image = read_image(path, out_w, out_h)
         return compose(pixels, request, mask_type=record.get("mask_type"), image=image)[0]
+
+    def records(self, mask_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The metadata rows of these masks (every column), by mask id."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.store.refresh()
+        table = self.store.snapshot().table
+        rows = table.filter(pc.is_in(table.column("mask_id"), value_set=pa.array(
+            mask_ids, pa.int64()))).drop_columns(["_seg", "_row"])
+        return {int(r["mask_id"]): r for r in rows.to_pylist()}
 
     def render_png(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
                    size: object = None, *, legend: bool = True,
