@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -86,7 +87,8 @@ def serve(config: ServeConfig, announce: Callable[[str], Any] = print) -> None:
     mode = "read-write" if config.allow_writes else "read-only"
     announce(f"masksearch: serving {config.path} ({mode}) at {url_of(sock)}  (Ctrl-C stops)")
     sys.stdout.flush()
-    server.run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):   # uvicorn raises a captured SIGINT again
+        server.run(sockets=[sock])                  # once it has stopped
     announce("masksearch: stopped")
 
 
