@@ -4,6 +4,7 @@
     masksearch ingest PATH FILES_OR_GLOBS... [--image-id ID] [--model-id X] [--mask-type X]
                       [--metadata FILE.csv|FILE.parquet] [--quiet]
     masksearch query PATH "SQL" [--format table|csv|json] [--max-rows N] [--no-index] [--stats]
+                     [--html FILE]
     masksearch index PATH [--rebuild] [--quiet]
     masksearch check PATH
     masksearch info PATH [--json]
@@ -126,10 +127,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         model_id=_parse_ids(args.model_id),
                         mask_type=_parse_ids(args.mask_type), metadata=args.metadata,
                         key=args.key, allow_missing=args.allow_missing,
-                        box_format=args.box_format, progress=progress)
+                        box_format=args.box_format, progress=progress,
+                        replace_on=_names(args.replace_on))
     finally:
         progress.close()
-    print(f"ingested {len(new)} masks into {db.path} (mask_id {new[0]}..{new[-1]})")
+    replaced = f", replacing {new.replaced}" if args.replace_on else ""
+    print(f"ingested {len(new)} masks into {db.path} (mask_id {new[0]}..{new[-1]}{replaced})")
+    return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    """Join a metadata table to the masks by a key column."""
+    db = _open(args.path)
+    n = db.add_metadata(args.file, key=args.key, allow_missing=args.allow_missing,
+                        box_format=args.box_format)
+    print(f"annotated {n} masks of {db.path} from {args.file} (joined on {args.key})")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    db = _open(args.path)
+    r = db.compact()
+    print(f"compacted {db.path}: {r.segments_before} segments -> {r.segments_after}, "
+          f"{r.masks_rewritten} masks rewritten, {r.cached_chis_removed} cached CHIs of "
+          "aggregated masks removed")
     return 0
 
 
@@ -151,6 +176,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"({len(result)} row{'s' if len(result) != 1 else ''})")
     if args.stats:
         print(result.stats.summary(), file=sys.stderr)
+    if args.html:
+        cards = result.save_html(args.html)
+        print(f"wrote {cards} card{'s' if cards != 1 else ''} to {args.html}", file=sys.stderr)
     return 0
 
 
@@ -269,8 +297,31 @@ def _add_ingest(sub: Subparsers) -> None:
                    help="files without a metadata row get NULL metadata (else an error)")
     p.add_argument("--box-format", choices=("xyxy", "xywh"), default="xyxy",
                    help="how boxes are given: x0,y0,x1,y1 (default) or x,y,width,height")
+    p.add_argument("--replace-on", metavar="COLUMNS",
+                   help="an upsert: comma-separated key columns (e.g. image_id,model_id); "
+                        "masks sharing a new mask's values of them are replaced in the same "
+                        "commit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
+
+
+def _add_changes(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "annotate", help="join a CSV/Parquet table's columns to the masks by a key column",
+        description="Add or update metadata columns from a table, matched to the masks by "
+                    "--key (default image_id), never by position; atomic.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("file", metavar="CSV_OR_PARQUET")
+    p.add_argument("--key", default="image_id", help="the key column (default: image_id)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="skip rows whose key matches no mask (else an error)")
+    p.add_argument("--box-format", choices=("xyxy", "xywh"), default="xyxy",
+                   help="how boxes are given: x0,y0,x1,y1 (default) or x,y,width,height")
+    p.set_defaults(func=cmd_annotate)
+    p = sub.add_parser("compact", help="rewrite small and partly deleted segments into full "
+                                       "ones")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_compact)
 
 
 def _add_query(sub: Subparsers) -> None:
@@ -284,6 +335,8 @@ def _add_query(sub: Subparsers) -> None:
     p.add_argument("--no-index", action="store_true",
                    help="brute force: verify every mask (same results, slower)")
     p.add_argument("--stats", action="store_true", help="print query statistics to stderr")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write the rows as pictures to FILE, a self-contained HTML page")
     p.set_defaults(func=cmd_query)
 
 
@@ -349,8 +402,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     parser.add_argument("--version", action="version", version=f"masksearch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_create, _add_ingest, _add_query, _add_index, _add_path_commands,
-                _add_serve):
+    for add in (_add_create, _add_ingest, _add_changes, _add_query, _add_index,
+                _add_path_commands, _add_serve):
         add(sub)
     return parser, set(sub.choices)
 

@@ -296,13 +296,13 @@ def test_source_image_under_the_root_is_blended(image_db):
     assert np.array_equal(np.asarray(db.render(1, legend=False)), alone)
 
 
-def test_image_root_is_kept_in_the_settings(image_db, tmp_path):
+def test_image_root_is_kept_in_the_settings(image_db, tmp_path, monkeypatch):
     """db.image_root: absolute, persisted in settings.json (sealed), seen by a new and by a
     read-only connection; read-only connections cannot set it; None clears it; a path that
     is no folder is refused."""
     db, images = image_db
     assert db.image_root is None
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     db.image_root = "images"
     assert db.image_root == str(images)
     assert ms.connect(db.path).image_root == str(images)

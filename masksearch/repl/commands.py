@@ -1,5 +1,5 @@
 """Dot-commands: ``.help``, ``.schema``, ``.info``, ``.timer``, ``.mode``, ``.output``,
-``.read``, ``.quit``."""
+``.read``, ``.gallery``, ``.quit``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,19 @@ def _read(shell: Session, args: list[str]) -> None:
                       f"{rest.strip()[:60]!r}")
 
 
+def _gallery(shell: Session, args: list[str]) -> None:
+    if len(args) != 1:
+        raise CommandError(".gallery takes one file name")
+    if shell.settings.last is None:
+        raise CommandError(".gallery: run a statement first; its rows become the pictures")
+    try:
+        cards = shell.settings.last.save_html(args[0])
+    except OSError as e:
+        raise CommandError(f".gallery {args[0]}: {e.strerror}") from None
+    shell.message(f"wrote {cards} card{'s' if cards != 1 else ''} of the last result to "
+                  f"{args[0]}")
+
+
 def _quit(shell: Session, args: list[str]) -> None:
     shell.close()
     raise ShellExit
@@ -108,6 +121,8 @@ COMMANDS: dict[str, tuple[str, str, Command]] = {
     ".output": (".output [FILE]", "send results to FILE; alone: back to the terminal",
                 _output),
     ".read": (".read FILE", "run the statements and commands in FILE", _read),
+    ".gallery": (".gallery FILE", "the last result as pictures: a self-contained HTML page",
+                 _gallery),
     ".quit": (".quit", "leave (also .exit or Ctrl-D)", _quit),
 }
 ALIASES = {".exit": ".quit", ".q": ".quit", ".h": ".help"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from ..api import Database
+from ..result import Result
 
 
 class ShellExit(Exception):
@@ -20,6 +21,7 @@ class Settings:
     use_index: bool = True
     output: TextIO | None = None   # .output FILE; None is the terminal
     output_name: str | None = None
+    last: Result | None = None     # the last statement's result (.gallery)
 
 
 class Session(Protocol):

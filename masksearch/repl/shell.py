@@ -83,6 +83,7 @@ class Shell:
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - start
+        self.settings.last = result
         to_terminal = self.settings.output is None
         limit = TABLE_ROWS if to_terminal else None
         table = result.to_arrow()
