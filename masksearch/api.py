@@ -17,16 +17,19 @@ from .exec.executor import execute
 from .exec.settings import ExecSettings
 from .exec.stats import QueryStats
 from .ingest.pipeline import IngestOptions, prepare
+from .ingest.stream import MaskWriter
 from .lang import ast
 from .lang.binder import BoundQuery, bind
 from .lang.mutations import bind_change
 from .lang.notices import ValueSpan, query_notices
 from .lang.parser import parse
+from .mutate.annotate import add_metadata
 from .mutate.statements import describe_change, run_change
 from .plan.physical import PhysicalPlan
 from .plan.planner import plan
 from .result import Result
 from .store.check import CheckReport, check_store
+from .store.compaction import CompactionResult
 from .store.store import Store, WriteSettings
 
 if TYPE_CHECKING:   # the renderer (and Pillow) load on first use
@@ -134,6 +137,34 @@ class Database:
                                            total=prepared.total, replace_on=keys)
         return MaskIds(ids, replaced)
 
+    def writer(self, *, image_id: object = None, model_id: object = None,
+               mask_type: object = None, commit_every: int | None = None,
+               allow_missing: bool = False, box_format: str = "xyxy",
+               dtype: str | None = None, scale: float | None = None,
+               index: bool | None = None) -> MaskWriter:
+        """A streaming writer: ``with db.writer(model_id="m1") as w: w.add(masks,
+        image_id=ids)``. Batches fill whole segments; the block commits once at its end (or
+        every ``commit_every`` masks); an exception or Ctrl-C inside it commits nothing of
+        what was added since the last commit. The writer lock is held for the block."""
+        options = IngestOptions(image_id, model_id, mask_type, None, None, allow_missing,
+                                box_format, dtype, scale)
+        return MaskWriter(self._store, options, commit_every, index)
+
+    def add_metadata(self, metadata: object, key: str = "image_id", *,
+                     allow_missing: bool = False, box_format: str = "xyxy") -> int:
+        """Join the columns of ``metadata`` (a dict of columns, DataFrame, Arrow table, CSV
+        or Parquet file) to the masks by ``key`` in one atomic commit; returns how many
+        masks got values. New columns are added, existing ones must keep their type; every
+        key must match a mask (unless ``allow_missing``) and appear once."""
+        return add_metadata(self._store, metadata, key, allow_missing=allow_missing,
+                            box_format=box_format)
+
+    def compact(self) -> CompactionResult:
+        """Rewrite small and partly deleted segments into full ones, in one atomic commit;
+        their files are removed once no open connection reads them. (Commits compact by
+        themselves when too many small segments pile up.)"""
+        return self._store.compact()
+
     def build_index(self, progress: Callable[[int, int | None], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
         return self._store.build_index(progress)
@@ -163,7 +194,7 @@ class Database:
         benchmarks). ``control``, instead of ``timeout`` and ``progress``, lets another thread
         cancel the query (``control.cancel()``) and carries its timeout and progress.
         """
-        control = QueryControl(timeout=timeout, progress=progress)
+        control = control or QueryControl(timeout=timeout, progress=progress)
         stmt = parse(sql)
         if _changes_data(stmt):
             return self._change(sql, stmt, use_index, control, settings)

@@ -36,7 +36,7 @@ def updated_segments(snapshot: Snapshot, found: pa.Table, columns: tuple[str, ..
         picked = np.flatnonzero(where.segment == k)
         meta = state.meta
         for name in columns:
-            meta = _set_rows(meta, name, ARROW_TYPES[types[name]], where.row[picked],
+            meta = set_rows(meta, name, ARROW_TYPES[types[name]], where.row[picked],
                              values[name].take(pa.array(picked)))
         change.meta[state.info.name] = meta
     return change
@@ -64,7 +64,7 @@ def _fitted(name: str, kind: str, arr: pa.Array, ids: np.ndarray) -> tuple[str, 
     return kind, arr.cast(ARROW_TYPES[kind])
 
 
-def _set_rows(meta: pa.Table, name: str, kind: pa.DataType, rows: np.ndarray,
+def set_rows(meta: pa.Table, name: str, kind: pa.DataType, rows: np.ndarray,
               values: pa.Array) -> pa.Table:
     """``meta`` with ``values`` in column ``name`` at ``rows`` (the column added if absent)."""
     n = meta.num_rows

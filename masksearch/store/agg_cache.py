@@ -21,6 +21,7 @@ from ..errors import StoreError
 from ..index.chi import SegmentIndex, chi_offsets, segment_bounds
 from ..ranges import Cut
 from .checksum import load_checked_npz, save_checked_npz
+from .durable import remove_file
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
@@ -148,17 +149,10 @@ class AggregateCache:
         if not new.any():
             return 0
         if not new.all():
-            offsets = index.offsets
-            spans = [np.arange(offsets[j], offsets[j + 1]) for j in np.flatnonzero(new)]
-            fields = {name: getattr(index, name)[new] for name in _FIELDS if name != "counts"}
-            fields["counts"] = index.counts[np.concatenate(spans)]
-            index = _index(index.cell, index.edges, fields)
+            index = _subset(index, new)
             keys = [k for k, n in zip(keys, new, strict=True) if n]
         self.directory.mkdir(exist_ok=True)
-        save_checked_npz(self.directory, "", {
-            "keys": np.array(keys), "cell": np.array(index.cell), "edges": index.edges,
-            "dtype": np.array(np.dtype(dtype).name),
-            **{name: getattr(index, name) for name in _FIELDS}})
+        _save(self.directory, keys, index, np.dtype(dtype))
         self._add(keys, index, np.dtype(dtype))
         assert self._parts is not None  # loaded
         if len(self._parts) > MAX_PARTS:
@@ -166,7 +160,55 @@ class AggregateCache:
         return len(keys)
 
 
+    def prune(self, alive_ids: np.ndarray) -> int:
+        """Remove the entries of groups with a member not in ``alive_ids`` (sorted): no
+        group can have those members any more (mask ids are never reused). Each file with
+        such entries is replaced by one without them. Returns how many were removed; the
+        caller holds the writer lock."""
+        removed = 0
+        for path in sorted(self.directory.glob("*.npz")) if self.directory.is_dir() else []:
+            try:
+                f = load_checked_npz(path, "cached CHIs")
+            except (FileNotFoundError, StoreError):
+                continue   # damaged files are for ``check`` to report
+            keys = [str(k) for k in f["keys"]]
+            keep = np.array([_members_alive(k, alive_ids) for k in keys], bool)
+            if keep.all():
+                continue
+            if keep.any():
+                index = _subset(_index(int(f["cell"]), f["edges"],
+                                       {name: f[name] for name in _FIELDS}), keep)
+                _save(self.directory, [k for k, x in zip(keys, keep, strict=True) if x],
+                      index, np.dtype(str(f["dtype"])))
+            remove_file(path)
+            removed += int((~keep).sum())
+        self._parts, self._where = None, {}
+        return removed
+
+
 _FIELDS = ("heights", "widths", "counts", "eq", "stats")    # a CHI's arrays, as saved
+
+
+def _save(directory: Path, keys: list[str], index: SegmentIndex, dtype: np.dtype) -> None:
+    save_checked_npz(directory, "", {
+        "keys": np.array(keys), "cell": np.array(index.cell), "edges": index.edges,
+        "dtype": np.array(dtype.name), **{name: getattr(index, name) for name in _FIELDS}})
+
+
+def _subset(index: SegmentIndex, keep: NDArray[np.bool_]) -> SegmentIndex:
+    """The CHIs of ``index`` where ``keep``."""
+    offsets = index.offsets
+    spans = [np.arange(offsets[j], offsets[j + 1]) for j in np.flatnonzero(keep)]
+    fields = {name: getattr(index, name)[keep] for name in _FIELDS if name != "counts"}
+    fields["counts"] = index.counts[np.concatenate(spans)]
+    return _index(index.cell, index.edges, fields)
+
+
+def _members_alive(key: str, alive_ids: np.ndarray) -> bool:
+    """Whether every member of entry ``key`` (``kind:id,id,...``) is in ``alive_ids``."""
+    members = np.array(key.partition(":")[2].split(","), np.int64)
+    k = np.minimum(np.searchsorted(alive_ids, members), len(alive_ids) - 1)
+    return bool(len(alive_ids)) and bool((alive_ids[k] == members).all())
 
 
 def _index(cell: int, edges: np.ndarray, fields: dict[str, np.ndarray]) -> SegmentIndex:

@@ -106,8 +106,8 @@ def replaced_rows(snapshot: Snapshot, keys: pa.Table, types: dict[str, str]) -> 
                               "text or booleans")
     if not table.num_rows:
         return {}
-    old = pa.table({f"k{i}": _key_text(table.column(n), types[n]) for i, n in enumerate(names)})
-    new = pa.table({f"k{i}": _key_text(keys.column(n), types[n]) for i, n in enumerate(names)})
+    old = pa.table({f"k{i}": key_text(table.column(n), types[n]) for i, n in enumerate(names)})
+    new = pa.table({f"k{i}": key_text(keys.column(n), types[n]) for i, n in enumerate(names)})
     old = old.append_column("_i", pa.array(np.arange(table.num_rows)))
     hit = old.join(new.group_by(new.column_names).aggregate([]), keys=new.column_names,
                    join_type="left semi").column("_i").to_numpy()
@@ -120,7 +120,7 @@ def replaced_rows(snapshot: Snapshot, keys: pa.Table, types: dict[str, str]) -> 
 _NULL_KEY = "\x00null"
 
 
-def _key_text(values: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
+def key_text(values: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
     """Key values as text in the column's type, NULL as a marker no text equals."""
     typed = values.cast(ARROW_TYPES[kind]) if kind != "null" else pa.nulls(len(values))
     return pc.fill_null(typed.cast(pa.string()), _NULL_KEY)

@@ -12,6 +12,7 @@ from ..errors import StoreError
 from .agg_cache import DIRECTORY as AGGCACHE
 from .checksum import load_checked_npz, verify_file
 from .manifest import SegmentInfo, read_manifest
+from .overlays import read_deleted, read_meta
 from .segments import DELTA_GLOB, Segment
 
 
@@ -86,7 +87,7 @@ def check_store(root: Path) -> CheckReport:
     seen: set[int] = set()
     for info in manifest.segments:
         report.segments += 1
-        report.masks += info.count
+        report.masks += info.live
         _check_segment(Segment(root / "segments" / info.name), info, manifest.next_mask_id,
                        seen, report)
     cache = root / AGGCACHE
@@ -125,6 +126,20 @@ class _SegmentCheck:
             self.damaged(path, StoreError(f"{path}: does not match the manifest"))
             return False
         return True
+
+    def overlays(self) -> bool:
+        """The deletion vector and rewritten metadata the manifest names, if any."""
+        ok = True
+        for spec, read in ((self.info.deleted, read_deleted), (self.info.meta, read_meta)):
+            if spec is None:
+                continue
+            try:
+                read(self.seg.directory, spec, self.info.count)
+                self.report.files += 1
+            except StoreError as e:
+                self.damaged(self.seg.directory / spec["name"], e)
+                ok = False
+        return ok
 
     def metadata(self, next_mask_id: int, seen: set[int]) -> bool:
         path = self.seg.directory / "meta.parquet"
@@ -189,6 +204,6 @@ class _SegmentCheck:
 def _check_segment(seg: Segment, info: SegmentInfo, next_mask_id: int, seen: set[int],
                    report: CheckReport) -> None:
     check = _SegmentCheck(seg, info, report)
-    if check.description() and check.metadata(next_mask_id, seen):
+    if check.description() and check.metadata(next_mask_id, seen) and check.overlays():
         check.pixels()
         check.index()

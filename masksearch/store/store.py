@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from ..index.chi import DEFAULT_CELL_SIZE
 from .agg_cache import AggregateCache
 from .changes import Change, next_manifest, replaced_rows
 from .codec import CODECS
+from .compaction import CompactionResult, chosen, compaction_change
 from .durable import fsync_path, remove_file, remove_tree
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
 from .overlays import DELETED_PREFIX, META_PREFIX
@@ -40,12 +42,14 @@ _TMP_NAME = re.compile(r"\.tmp-(\d+)$")   # temporary files: NAME.tmp-<pid of th
 
 @dataclass(frozen=True)
 class WriteSettings:
-    """How this connection writes: masks and pixel bytes per segment at most, and how long a
-    writer waits for another one to finish (seconds)."""
+    """How this connection writes: masks and pixel bytes per segment at most, how long a
+    writer waits for another one to finish (seconds), and whether commits compact small
+    segments by themselves (``store.compaction``)."""
 
     segment_masks: int = 4096
     segment_bytes: int = 256 << 20
     lock_timeout: float = 30.0
+    auto_compact: bool = True     # compact after a commit that leaves too many small segments
 
     def __post_init__(self) -> None:
         if self.segment_masks < 1 or self.segment_bytes < 1:
@@ -304,10 +308,44 @@ class Store:
             return None
 
     def finish_write(self) -> None:
-        """After a commit (writer lock still held): read the new state, remove what no
-        reader needs."""
+        """After a commit (writer lock still held): read the new state, compact it if it
+        holds too many small segments (``compaction``), remove what no reader needs."""
         self.refresh()
+        if self.write.auto_compact and chosen(self.manifest, self.write.segment_masks, True):
+            try:
+                self._compact(auto=True)
+            except StoreError as e:   # the statement itself is committed: say, go on
+                warnings.warn(f"automatic compaction failed: {e}", stacklevel=3)
         self.collect_retired()
+
+    def compact(self) -> CompactionResult:
+        """Rewrite every small or partly deleted segment into full ones (one atomic
+        commit) and drop cached CHIs of groups that can no longer exist."""
+        with self.writing():
+            result = self._compact(auto=False)
+            self.collect_retired()
+        return result
+
+    def _compact(self, auto: bool) -> CompactionResult:
+        """Compaction of the latest state (the caller holds the writer lock)."""
+        snapshot = self.snapshot()
+        groups = chosen(snapshot.manifest, self.write.segment_masks, auto)
+        result = CompactionResult(segments_before=len(snapshot.segments))
+        if groups:
+            written: list[Path] = []
+            try:
+                change, result.masks_rewritten = compaction_change(
+                    self.root, snapshot, groups, self.write.segment_masks, written)
+                self.commit(snapshot, change)
+            except BaseException:
+                self.roll_back(written)
+                raise
+            del snapshot
+            self.refresh()
+        alive = np.sort(self.table().column("mask_id").to_numpy())
+        result.cached_chis_removed = self.aggregate_cache.prune(alive)
+        result.segments_after = len(self.segments)
+        return result
 
     def build_index(self, progress: ProgressFn | None = None, rebuild: bool = False) -> int:
         """Build every missing CHI (lazy indexing); returns how many masks got one.
@@ -362,7 +400,7 @@ class Store:
                     change.deleted = replaced_rows(snapshot, writer.keys(), types.ordered())
                 committed = self.commit(snapshot, change)
             except BaseException:
-                self._roll_back(writer.written)
+                self.roll_back(writer.written)
                 raise
             del snapshot
             self.finish_write()
@@ -379,7 +417,7 @@ class Store:
             build_index=manifest.index == "eager" if index is None else bool(index),
             progress=progress, total=total, keys=keys)
 
-    def _roll_back(self, written: list[Path]) -> None:
+    def roll_back(self, written: list[Path]) -> None:
         """Remove the folders of a failed ingest, unless its commit happened after all (the
         error came after the manifest's rename); if the manifest is unreadable, leave them
         to the next writer's cleanup."""

@@ -198,10 +198,16 @@ class SegmentWriter:
         return pa.array([self.manifest.defaults[name]] * n, kind)
 
     def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
-        dtype = masks[0].dtype
-        override = self.manifest.bin_edges.get(dtype.name)
-        if override is not None:
-            return np.asarray(override, dtype=np.float64)
-        lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
-        hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
-        return default_edges(dtype, lo, hi)
+        return segment_edges(self.manifest, masks)
+
+
+def segment_edges(manifest: Manifest, masks: list[np.ndarray]) -> np.ndarray:
+    """The bin edges of a new segment of ``masks`` (one pixel type): the database's
+    override for the type, else edges fitted to the masks' values."""
+    dtype = masks[0].dtype
+    override = manifest.bin_edges.get(dtype.name)
+    if override is not None:
+        return np.asarray(override, dtype=np.float64)
+    lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
+    hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
+    return default_edges(dtype, lo, hi)
