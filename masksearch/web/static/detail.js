@@ -53,7 +53,7 @@ export class Detail {
     d.querySelector("#detail-title").textContent = `mask ${maskId}`;
     d.setAttribute("data-mask-id", maskId);
     this.img.setAttribute("alt", `mask ${maskId}`);
-    this.img.setAttribute("src", pictureUrl(maskId, page.picture, null));
+    this.img.removeAttribute("src");
     fill(d.querySelector("#detail-values"), page.columns, row);
     const meta = d.querySelector("#detail-meta");
     const source = clear(d.querySelector("#detail-source"));
@@ -61,6 +61,10 @@ export class Detail {
     if (!d.open) d.showModal();
     try {
       const info = await maskInfo(maskId);
+      const side = Math.max(info.values[info.columns.indexOf("height")] || 0,
+        info.values[info.columns.indexOf("width")] || 0);
+      // Small masks are drawn larger (nearest neighbour) so outlines and the legend read well.
+      this.img.setAttribute("src", pictureUrl(maskId, page.picture, Math.min(4096, Math.max(640, side))));
       fill(meta, info.columns, info.values);
       const at = info.columns.indexOf("image_path");
       if (at >= 0 && info.values[at] !== null) {
