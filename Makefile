@@ -47,4 +47,4 @@ bench-full: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_million.py
 
 clean:
-	rm -rf $(VENV) demo.msdb
+	rm -rf $(VENV) demo.msdb demo_images demo.html demo_sheet.png

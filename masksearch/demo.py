@@ -18,7 +18,7 @@ import numpy as np
 import masksearch as ms
 
 from .format import format_table
-from .synth import saliency_maps
+from .synth import attending_maps, object_boxes, source_images
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -86,37 +86,91 @@ def _progress_bar(desc: str) -> tuple[tqdm, Callable[[int, int | None], None]]:
     return bar, update
 
 
+def images_folder(root: Path) -> Path:
+    """Where the demo's source images go: ``demo_images`` next to ``demo.msdb``."""
+    return root.with_name(root.stem + "_images")
+
+
+def _reusable(root: Path, n: int) -> ms.Database | None:
+    """The existing demo database if it holds ``n`` masks with their source images."""
+    db = ms.connect(root)
+    count = db.info()["masks"]
+    if count == n and "image_path" in db.columns() and db.image_root is not None and \
+            Path(db.image_root).is_dir():
+        print(f"Reusing {root} ({n:,} masks, images in {db.image_root}); delete it to "
+              "rebuild.")
+        return db
+    print(f"{root} holds {count:,} masks, not {n:,} with source images: rebuilding it.")
+    return None
+
+
+def _clear(root: Path) -> None:
+    """Remove an old demo database and its images folder (only if it holds just images)."""
+    shutil.rmtree(root, ignore_errors=True)
+    folder = images_folder(root)
+    if folder.is_dir():
+        if any(p.suffix != ".jpg" for p in folder.iterdir()):
+            raise ms.MaskSearchError(f"{folder} holds more than the demo's images; move it "
+                                     "away or run the demo elsewhere")
+        shutil.rmtree(folder)
+
+
+def write_images(folder: Path, boxes: np.ndarray, labels: np.ndarray, seed: int) -> list[str]:
+    """One JPEG scene per image (an object in its box), in chunks; their file names."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:05d}.jpg" for i in range(len(boxes))]
+    for start in range(0, len(boxes), 256):
+        part = source_images(boxes[start:start + 256], labels[start:start + 256],
+                             seed=seed + start)
+        for k, img in enumerate(part):
+            Image.fromarray(img).save(folder / names[start + k], quality=88)
+    return names
+
+
 def build(path: str | Path = DB_PATH, n: int = N_MASKS, seed: int = SEED) -> ms.Database:
-    """The sample database at ``path``: reused if it holds ``n`` masks, else (re)built."""
+    """The sample database at ``path``: reused if it holds ``n`` masks, else (re)built.
+
+    ``n // 2`` images, each a scene with one object in its box, written as JPEG files to
+    ``demo_images`` next to the database (its image root); two models' saliency maps per
+    image, model 0 attending to the object in 80% of the images, model 1 in 60%."""
     root = Path(path)
     if (root / "manifest.json").is_file():
-        db = ms.connect(root)
-        count = db.info()["masks"]
-        if count == n:
-            print(f"Reusing {root} ({n:,} masks); delete it to rebuild.")
+        db = _reusable(root, n)
+        if db is not None:
             return db
-        print(f"{root} holds {count:,} masks, not {n:,}: rebuilding it.")
-        shutil.rmtree(root)
+        _clear(root)
     elif root.exists():
         raise ms.MaskSearchError(f"{root} exists and is not a masksearch database; "
                                  "move it away or run the demo elsewhere")
     t0 = time.perf_counter()
-    print(f"Generating {n:,} Grad-CAM-like 224x224 float32 saliency maps (seed {seed})...",
-          flush=True)
-    maps, boxes = saliency_maps(n, seed=seed)
+    images = n // 2
+    print(f"Generating {images:,} scenes and {n:,} Grad-CAM-like 224x224 float32 saliency "
+          f"maps (seed {seed})...", flush=True)
     rng = np.random.default_rng(seed)
-    image_labels = rng.choice(LABELS, n // 2 + 1)
+    boxes = object_boxes(images, seed=seed)
+    labels = rng.integers(0, len(LABELS), images)
+    maps = np.empty((n, 224, 224), np.float32)
+    maps[0::2] = attending_maps(boxes[:(n + 1) // 2], seed=seed + 1, on_object=0.8)
+    maps[1::2] = attending_maps(boxes[:n // 2], seed=seed + 2, on_object=0.6)
+    folder = images_folder(root)
+    names = write_images(folder, boxes, labels, seed)
     ids = np.arange(n)
     image_id, model_id = ids // 2, ids % 2          # two models' maps per image
     t1 = time.perf_counter()
-    print(f"  generated in {t1 - t0:.1f} s ({maps.nbytes / 1e6:.0f} MB of pixels)", flush=True)
+    print(f"  generated in {t1 - t0:.1f} s ({maps.nbytes / 1e6:.0f} MB of pixels; "
+          f"{images:,} images in {folder})", flush=True)
     db = ms.connect(root)
     bar, update = _progress_bar("ingest")
     try:
         db.ingest(maps, image_id=image_id, model_id=model_id, mask_type="saliency",
-                  metadata={"bbox": boxes, "label": image_labels[image_id]}, progress=update)
+                  metadata={"bbox": boxes[image_id],
+                            "label": np.array(LABELS)[labels[image_id]],
+                            "image_path": np.array(names)[image_id]}, progress=update)
     finally:
         bar.close()
+    db.image_root = folder
     info = db.info()
     print(f"  ingested into {root} in {time.perf_counter() - t1:.1f} s: "
           f"{info['pixel_bytes'] / 1e6:.0f} MB of compressed pixels, index "
@@ -152,6 +206,37 @@ def run_query(db: ms.Database, title: str, sql: str) -> bool:
     return same
 
 
+PICTURES_SQL = ("SELECT mask_id, image_id, model_id, label,\n"
+                "       CP(mask, bbox, (0.6, 1.0]) / area(bbox) AS attn_in_box\n"
+                "FROM masks\n"
+                "ORDER BY attn_in_box ASC LIMIT 25")
+
+
+def show_pictures(db: ms.Database, html: str = "demo.html",
+                  sheet: str = "demo_sheet.png") -> None:
+    """The top-25 masks attending least to their object, as pictures: the time to the first
+    picture and to all 25, an HTML page and a contact sheet."""
+    print()
+    print("== Pictures: the 25 masks attending least to their object (saliency over the "
+          "image, the box framed, the pixels in (0.6, 1.0] outlined)")
+    print("\n".join("   " + line for line in PICTURES_SQL.splitlines()))
+    t0 = time.perf_counter()
+    result = db.query(PICTURES_SQL)
+    t1 = time.perf_counter()
+    ids = [row[0] for row in result.rows()]
+    db.render_png(ids[0], "bbox", "(0.6, 1.0]", 160)
+    t2 = time.perf_counter()
+    for mask_id in ids[1:]:
+        db.render_png(mask_id, "bbox", "(0.6, 1.0]", 160)
+    t3 = time.perf_counter()
+    print(f"-> query {(t1 - t0) * 1e3:.1f} ms; first picture after {(t2 - t0) * 1e3:.1f} ms; "
+          f"all {len(ids)} pictures after {(t3 - t0) * 1e3:.1f} ms "
+          f"({(t3 - t1) / max(len(ids), 1) * 1e3:.1f} ms each)")
+    result.save_html(html)
+    result.contact_sheet(sheet)
+    print(f"-> wrote {html} (open it in a browser) and {sheet}")
+
+
 def main() -> None:
     t0 = time.perf_counter()
     db = build()
@@ -169,6 +254,10 @@ def main() -> None:
               f"({time.perf_counter() - t0:.1f} s in total).")
     else:
         print("!!! SOME QUERIES DIFFERED BETWEEN THE INDEX AND THE BRUTE-FORCE SCAN !!!")
+    show_pictures(db)
+    print()
+    print(f"Open the web app on it:  masksearch serve {DB_PATH}")
+    print(f"(or the shell:  masksearch {DB_PATH})")
 
 
 if __name__ == "__main__":

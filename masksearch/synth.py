@@ -107,3 +107,92 @@ def label_maps(n: int, size: int = 224, classes: int = 20, seed: int = 0) -> np.
 def binary_masks(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
     """``n`` bool object masks: the objects of a label map, all classes merged."""
     return label_maps(n, size, classes=1, seed=seed) > 0
+
+
+# --- scenes: source images with objects, and saliency maps that attend to them -------------
+
+# An object's colour per class (body, darker head), for up to 8 classes.
+_OBJECT_COLOURS = np.array([(176, 112, 60), (200, 180, 150), (150, 100, 70), (120, 90, 60),
+                            (214, 110, 40), (130, 130, 135), (90, 120, 160), (160, 60, 90)],
+                           dtype=np.float32)
+
+
+def object_boxes(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """``n`` object boxes (x0, y0, x1, y1) of 1/5 to 1/2 of the side, inside the image."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(size // 5, size // 2, n)
+    h = rng.integers(size // 5, size // 2, n)
+    x0 = (rng.random(n) * (size - w)).astype(np.int64)
+    y0 = (rng.random(n) * (size - h)).astype(np.int64)
+    return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
+
+
+def attending_maps(boxes: np.ndarray, size: int = 224, coarse: int = 7, seed: int = 0,
+                   on_object: float = 0.75) -> np.ndarray:
+    """Grad-CAM-like float32 maps in [0, 1], one per box: the main activation sits on the box
+    (of about its size) for a share ``on_object`` of the maps and anywhere for the rest; a
+    weaker second activation in 40% of them; noise; upsampled bilinearly."""
+    rng = np.random.default_rng(seed)
+    n = len(boxes)
+    scale = size / coarse
+    on = rng.random(n) < on_object
+    cx = np.where(on, (boxes[:, 0] + boxes[:, 2]) / 2 / scale - 0.5,
+                  rng.uniform(0, coarse - 1, n))
+    cy = np.where(on, (boxes[:, 1] + boxes[:, 3]) / 2 / scale - 0.5,
+                  rng.uniform(0, coarse - 1, n))
+    extent = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / scale
+    sigma = np.clip(extent * rng.uniform(0.25, 0.45, n), 0.5, 2.5)
+    yy, xx = np.mgrid[0:coarse, 0:coarse]
+    act = np.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2)
+                 / (2 * sigma[:, None, None] ** 2))
+    second = (rng.random(n) < 0.4)[:, None, None]
+    cy2, cx2 = rng.uniform(0, coarse - 1, (2, n, 1, 1))
+    act += second * 0.6 * np.exp(-((yy - cy2) ** 2 + (xx - cx2) ** 2) / 2.0)
+    act = np.maximum(act + rng.normal(0, 0.1, act.shape) - 0.1, 0)
+    up = _bilinear_matrix(size, coarse)
+    maps = up @ act @ up.T
+    peak = maps.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0).astype(np.float32)
+
+
+def _background(rng: np.random.Generator, size: int, up: np.ndarray) -> np.ndarray:
+    """(size, size, 3) float32: a sky-to-ground gradient with soft light and dark blotches."""
+    t = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None, None]
+    top = rng.uniform([90, 130, 170], [150, 190, 230]).astype(np.float32)
+    ground = rng.uniform([60, 90, 40], [120, 150, 80]).astype(np.float32)
+    blotches = (up @ rng.normal(0, 16, (6, 6)).astype(np.float32) @ up.T)[..., None]
+    return top * (1 - t) + ground * t + blotches
+
+
+def _draw_object(img: np.ndarray, box: np.ndarray, colour: np.ndarray, left: bool) -> None:
+    """An ellipse body, shaded, and a darker round head, inside ``box`` (in place)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + (y1 - y0) * 0.08
+    rx, ry = (x1 - x0) * 0.42, (y1 - y0) * 0.34
+    body = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+    hx, hy, hr = cx + rx * (-0.75 if left else 0.75), cy - ry * 0.8, min(rx, ry) * 0.45
+    head = ((xx - hx) ** 2 + (yy - hy) ** 2) / hr ** 2
+    shade = np.clip(1.15 - 0.35 * body, 0.6, 1.2)[..., None]
+    part = img[y0:y1, x0:x1]
+    part[:] = np.where((body <= 1)[..., None], colour * shade, part)
+    part[:] = np.where((head <= 1)[..., None], colour * 0.8, part)
+
+
+def source_images(boxes: np.ndarray, labels: np.ndarray, size: int = 224,
+                  seed: int = 0) -> np.ndarray:
+    """(n, size, size, 3) uint8 scenes: a background and, in each box, an object of its
+    class's colour (a shaded ellipse body and a head), as a camera-trap photo might hold."""
+    rng = np.random.default_rng(seed)
+    up = _bilinear_matrix(size, 6).astype(np.float32)
+    grain = rng.normal(0, 4, (2 * size, 2 * size, 3)).astype(np.float32)
+    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    for i, box in enumerate(boxes):
+        img = _background(rng, size, up)
+        colour = _OBJECT_COLOURS[int(labels[i]) % len(_OBJECT_COLOURS)]
+        _draw_object(img, box, colour, bool(rng.random() < 0.5))
+        dy, dx = rng.integers(0, size, 2)
+        img += grain[dy:dy + size, dx:dx + size]
+        np.clip(img, 0, 255, out=img)
+        out[i] = img
+    return out
