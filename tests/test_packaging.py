@@ -85,6 +85,14 @@ def test_the_wheel_holds_the_grammar_and_the_type_marker(installed):
     assert not any(n.startswith(("tests/", "benchmarks/", "grammar/")) for n in names)
 
 
+def test_the_wheel_holds_the_web_apps_page_and_assets(installed):
+    names = set(zipfile.ZipFile(installed[0]).namelist())
+    static = ROOT / "masksearch" / "web" / "static"
+    assets = {f"masksearch/web/static/{p.name}" for p in static.iterdir() if p.is_file()}
+    assert "masksearch/web/static/index.html" in assets
+    assert assets <= names
+
+
 def test_an_installed_wheel_ingests_and_answers_outside_the_checkout(installed):
     _, env, python, outside = installed
     script = textwrap.dedent("""
