@@ -5,6 +5,7 @@ writes, every malformed request a 4xx with a JSON message, pictures, the image r
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
 with warnings.catch_warnings():   # Starlette 1.x suggests httpx2; httpx works the same
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 import masksearch as ms
@@ -361,3 +362,32 @@ def test_info_lists_columns_and_counts(client, db):
     assert {v: n for v, n in label["top"]} == counts
     assert label["distinct"] == len(counts)
     assert next(c for c in body["columns"] if c["name"] == "bbox")["non_null"] == N
+
+
+STATIC = Path(ms.__file__).parent / "web" / "static"
+
+
+def test_the_page_has_no_inline_code_and_loads_nothing_from_elsewhere():
+    """The CSP forbids inline scripts; the page must not need any. Offline: no CDN."""
+    page = (STATIC / "index.html").read_text()
+    assert re.findall(r"<script\b[^>]*>", page) == \
+        ['<script type="module" src="/static/app.js">']
+    assert not re.search(r"\son[a-z]+\s*=", page)           # no inline event handlers
+    assert "style=" not in page
+    for asset in STATIC.iterdir():
+        text = asset.read_text()
+        urls = set(re.findall(r"https?://[^\s\"')]+", text)) - {"http://www.w3.org/2000/svg"}
+        assert urls == set(), (asset.name, urls)
+        if asset.suffix == ".js":
+            for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                         "eval(", "new Function"):
+                assert sink not in text, (asset.name, sink)
+
+
+def test_every_module_the_page_imports_is_served(client):
+    for asset in STATIC.glob("*.js"):
+        for name in re.findall(r'from "\./([a-z]+\.js)"', asset.read_text()):
+            assert (STATIC / name).is_file()
+        r = client.get(f"/static/{asset.name}")
+        assert r.status_code == 200
+        assert "javascript" in r.headers["content-type"]
