@@ -94,7 +94,59 @@ def run_index(path: Path, report) -> None:
     report("rebuild_index")
 
 
-SCENARIOS = {"ingest": (None, run_ingest), "index": (prepare_index, run_index)}
+def prepare_changes(path: Path) -> None:
+    """The starting point of the changes scenario: the ingests' masks, small segments."""
+    db = ms.connect(path, segment_size=SEGMENT_SIZE)
+    for b in ingest_batches():
+        db.ingest(b["masks"], image_id=b["image_id"], metadata=b["metadata"])
+
+
+def change_masks() -> list[np.ndarray]:
+    """New masks of the upsert and the streaming writer in the changes scenario."""
+    rng = np.random.default_rng(11)
+    return [rng.random((SIDE, SIDE)).astype(np.float32) for _ in range(5)]
+
+
+def _upsert(db: ms.Database) -> None:
+    new = change_masks()
+    db.ingest(new[:3], image_id=[200, 201, 202], metadata={"op": [2, 2, 2], "pair": [0, 0, 1]},
+              replace_on=["image_id"])
+
+
+def _stream(db: ms.Database) -> None:
+    with db.writer(model_id="w") as w:
+        w.add(change_masks()[3:], image_id=[900, 901], metadata={"op": [5, 5]})
+
+
+# Every kind of change, in order; each reports when it returned (see test_crash.py).
+CHANGES: list[tuple[str, object]] = [
+    ("delete by metadata", "DELETE FROM masks WHERE op = 1"),
+    ("delete by CP", "DELETE FROM masks WHERE CP(mask, box(3, 2, 17, 19), (0.5, 1.0]) > 120"),
+    ("update", "UPDATE masks SET pair = pair + 10 WHERE op = 2"),
+    ("alter add", "ALTER TABLE masks ADD COLUMN flag BOOLEAN DEFAULT true"),
+    ("alter drop", "ALTER TABLE masks DROP COLUMN flag"),
+    ("add_metadata", lambda db: db.add_metadata(
+        {"image_id": [1, 2, 301, 302, 303], "note": ["a", "b", "c", "d", "e"]},
+        allow_missing=True)),
+    ("upsert", _upsert),
+    ("writer", _stream),
+    ("compact", lambda db: db.compact()),
+]
+
+
+def run_changes(path: Path, report) -> None:
+    db = ms.connect(path, segment_size=SEGMENT_SIZE)
+    report("open")
+    for name, change in CHANGES:
+        if isinstance(change, str):
+            db.query(change)
+        else:
+            change(db)
+        report(name)
+
+
+SCENARIOS = {"ingest": (None, run_ingest), "index": (prepare_index, run_index),
+             "changes": (prepare_changes, run_changes)}
 
 
 def main() -> None:

@@ -216,10 +216,12 @@ class Store:
             os.close(fd)
 
     def _clean_on_open(self) -> None:
-        """Remove what killed writers left, unless a writer is at work (then it will)."""
+        """Remove what killed writers left, and retired files no reader uses, unless a
+        writer is at work (then it will)."""
         try:
             with self.write_lock(timeout=0):
                 self._remove_leftovers()
+                self.collect_retired()
         except StoreError:
             pass  # a writer holds the lock, or the folder is read-only
 
