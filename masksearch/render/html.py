@@ -15,13 +15,14 @@ CSS = """
 .ms-gallery .ms-sql{white-space:pre-wrap;margin:0 0 4px}
 .ms-gallery .ms-grid{display:flex;flex-wrap:wrap;gap:10px}
 .ms-gallery .ms-card{border:1px solid #d0d0d0;border-radius:6px;padding:6px;margin:0;
-  background:#fff;max-width:100%}
-.ms-gallery .ms-pics{display:flex;gap:4px;flex-wrap:wrap}
+  background:#fff;width:min-content;max-width:100%}
+.ms-gallery .ms-pics{display:flex;gap:4px}
 .ms-gallery .ms-pic{margin:0;text-align:center;font-size:11px;color:#555}
 .ms-gallery .ms-pic img{display:block;image-rendering:pixelated}
 .ms-gallery table{border-collapse:collapse;margin-top:4px;font-size:12px}
-.ms-gallery th{text-align:left;font-weight:600;padding:0 6px 0 0;color:#333;vertical-align:top}
-.ms-gallery td{padding:0;word-break:break-all;max-width:260px}
+.ms-gallery th{text-align:left;font-weight:600;padding:0 6px 0 0;color:#333;vertical-align:top;
+  white-space:nowrap}
+.ms-gallery td{padding:0;overflow-wrap:anywhere}
 .ms-gallery tr.ms-meta th,.ms-gallery tr.ms-meta td{color:#777;font-weight:400}
 .ms-gallery .ms-more{margin-top:8px;color:#444}
 """
