@@ -52,11 +52,12 @@ def _fitted(name: str, kind: str, arr: pa.Array, ids: np.ndarray) -> tuple[str, 
         floats = arr.to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(~np.isnan(floats) & ~np.isfinite(floats))
         if kind == "int64":
-            bad = np.flatnonzero(~np.isnan(floats) & (floats != np.floor(floats)
-                                                       | ~np.isfinite(floats)
-                                                       | (np.abs(floats) >= 2.0**63)))
+            with np.errstate(invalid="ignore"):
+                unfit = (floats != np.floor(floats)) | ~np.isfinite(floats) \
+                    | (np.abs(floats) >= 2.0**63)
+            bad = np.flatnonzero(~np.isnan(floats) & unfit)
         if len(bad):
-            v = floats[bad[0]]
+            v = float(floats[bad[0]])
             raise QueryError(f"column {name!r} holds {kind} values; mask {ids[bad[0]]} would "
                              f"get {v!r}" + (" (infinite values are not supported)"
                                              if math.isinf(v) else ""))
