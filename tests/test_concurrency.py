@@ -191,3 +191,111 @@ def test_cleanup_on_open_spares_live_readers_temporary_files(tmp_path):
     ms.connect(path)
     assert live.exists()
     assert not dead.exists()
+
+
+CHANGE_STATE_SQL = ("SELECT batch, COUNT(*) AS n, SUM(v) AS v, SUM(CP(mask, full, (0.5, 1.0])) "
+                    "AS s FROM masks GROUP BY batch ORDER BY batch")
+
+
+def change_steps() -> list[tuple]:
+    """20 changes: updates, deletes by CP, ingests of new batches and compactions."""
+    steps: list[tuple] = []
+    for i in range(20):
+        kind = ("update", "delete", "ingest", "compact")[i % 4]
+        steps.append((kind, i // 4))
+    return steps
+
+
+def change_states() -> list[list[tuple]]:
+    """Rows of CHANGE_STATE_SQL before the changes and after each one."""
+    model = {b: {j: 0 for j in range(PER_BATCH)} for b in range(4)}
+
+    def rows() -> list[tuple]:
+        return [(b, len(ms_), sum(ms_.values()), sum(b * PER_BATCH + j + 1 for j in ms_))
+                for b, ms_ in sorted(model.items()) if ms_]
+
+    states = [rows()]
+    for kind, n in change_steps():
+        if kind == "update":
+            model[n % 4] = {j: v + 1 for j, v in model[n % 4].items()}
+        elif kind == "delete":   # the masks with the fewest hot pixels of batch n % 4
+            b = n % 4
+            model[b] = {j: v for j, v in model[b].items() if b * PER_BATCH + j + 1 > (
+                b * PER_BATCH + 3 * (n + 1))}
+        elif kind == "ingest":
+            model[4 + n] = {j: 0 for j in range(PER_BATCH)}
+        states.append(rows())
+    return states
+
+
+CHANGER = textwrap.dedent("""
+    import sys, time, masksearch as ms
+    from pathlib import Path
+    from tests.test_concurrency import PER_BATCH, batch, change_steps
+    path, sync = sys.argv[1], Path(sys.argv[2])
+    while len(list(sync.glob("ready-*"))) < int(sys.argv[3]):
+        time.sleep(0.02)
+    db = ms.connect(path, segment_size=8)
+    for kind, n in change_steps():
+        b = n % 4
+        if kind == "update":
+            db.query(f"UPDATE masks SET v = v + 1 WHERE batch = {b}")
+        elif kind == "delete":
+            db.query(f"DELETE FROM masks WHERE batch = {b} AND "
+                     f"CP(mask, full, (0.5, 1.0]) <= {b * PER_BATCH + 3 * (n + 1)}")
+        elif kind == "ingest":
+            db.ingest(batch(4 + n), image_id=list(range(PER_BATCH)),
+                      metadata={"batch": [4 + n] * PER_BATCH, "v": [0] * PER_BATCH})
+        else:
+            db.compact()
+        time.sleep(0.03)
+    (sync / "finished").write_text("")
+""")
+
+# Rows of a batch are deleted too: a mask is found by its batch and image_id (its j).
+CHANGE_READER = READER.replace("STATE_SQL", "CHANGE_STATE_SQL").replace(
+    "b = int(rng.integers(0, len(rows)))", "b = rows[int(rng.integers(0, len(rows)))][0]"
+).replace("SELECT mask_id FROM masks", "SELECT mask_id, image_id FROM masks").replace(
+    "batch(b)[j]", "batch(b)[ids[j][1]]")
+
+
+@pytest.mark.slow
+def test_readers_see_whole_commits_during_changes_and_compactions(tmp_path):
+    """Readers in two other processes query while a writer makes 20 changes (updates,
+    deletes by CP, ingests, compactions; old files are retired while readers use them):
+    every state they see is one the changes committed, and masks read back exactly."""
+    path, sync = tmp_path / "db", tmp_path / "sync"
+    sync.mkdir()
+    db = ms.connect(path, segment_size=8)
+    for b in range(4):
+        db.ingest(batch(b), image_id=list(range(PER_BATCH)),
+                  metadata={"batch": [b] * PER_BATCH, "v": [0] * PER_BATCH})
+    db.close()
+    readers = [python(CHANGE_READER, str(path), str(sync), str(i)) for i in range(2)]
+    writer = python(CHANGER, str(path), str(sync), str(len(readers)))
+    out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    states = change_states()
+    valid = {json.dumps(s) for s in states}
+    assert len(valid) == 16     # compactions change no answer
+    seen = set()
+    for r in readers:
+        out, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err
+        result = json.loads(out)
+        for rows in result["states"]:
+            assert json.dumps(rows) in valid, f"a state no commit produced: {rows}"
+            seen.add(json.dumps(rows))
+        assert result["states"][-1] == json.loads(json.dumps(states[-1]))
+    assert len(seen) >= 3, "readers should have seen states between commits"
+    final = ms.connect(path)
+    assert final.query(CHANGE_STATE_SQL).rows() == [tuple(r) for r in states[-1]]
+    assert final.check().ok
+    final.close()
+    with ms.connect(path) as last:   # no reader left: every retired file goes
+        last.compact()
+        retired = [p for e in last.store.manifest.retired for p in e["paths"]]
+        assert not [p for p in retired if (path / p).exists()]
+        segments = {s.name for s in last.store.manifest.segments}
+        assert {p.name for p in (path / "segments").iterdir()} == segments
+    assert not [p for p in path.rglob("*") if ".tmp" in p.name]
