@@ -5,7 +5,6 @@ settings file, and the confinement of source images to the root with hostile pat
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
