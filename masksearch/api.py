@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from types import TracebackType
+from typing import TypeGuard
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -214,7 +215,7 @@ class Database:
                  f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)
 
-    def _change(self, sql: str, stmt: ast.Statement, use_index: bool, control: QueryControl,
+    def _change(self, sql: str, stmt: ast.Change | ast.Explain, use_index: bool, control: QueryControl,
                 settings: ExecSettings | None) -> Result:
         """DELETE, UPDATE, ALTER TABLE (or EXPLAIN of one): one row, ``rows_affected``."""
         store = self._store
@@ -223,7 +224,6 @@ class Database:
             bound = bind_change(stmt, sql, store.columns())
             return Result(pa.table({"plan": describe_change(bound)}),
                           QueryStats(used_index=use_index))
-        assert not isinstance(stmt, ast.Select)
         outcome = run_change(store, stmt, sql, use_index=use_index, control=control,
                              settings=settings)
         if isinstance(stmt, ast.Explain):
@@ -241,11 +241,17 @@ class Database:
 
     def explain(self, sql: str) -> str:
         """The plan of a statement as text."""
+        stmt = parse(sql)
+        if _changes_data(stmt):
+            self._store.refresh()
+            return "\n".join(describe_change(bind_change(stmt, sql, self._store.columns())))
         return self._plan(sql).describe()
 
     def notices(self, sql: str) -> list[str]:
         """Advice on a statement that probably does not mean what it says (e.g. a range
         ``(0.6, 1.0)`` over masks whose largest value is 1.0); empty when all is well."""
+        if _changes_data(parse(sql)):
+            return []
         bound = self._bind(sql)
         spans = self._store.snapshot().value_spans()
         return query_notices(bound, [ValueSpan(k, lo, hi) for k, (lo, hi) in spans.items()])
@@ -333,7 +339,7 @@ class Database:
         return f"<masksearch.Database {self.path}{state}>"
 
 
-def _changes_data(stmt: ast.Statement) -> bool:
+def _changes_data(stmt: ast.Statement) -> TypeGuard[ast.Change | ast.Explain]:
     """DELETE, UPDATE, ALTER TABLE, or EXPLAIN of DELETE or UPDATE."""
     node = stmt.select if isinstance(stmt, ast.Explain) else stmt
     return not isinstance(node, ast.Select)

@@ -269,3 +269,43 @@ def test_query_prints_the_notice_for_a_unit_range_over_0_255_masks(data):
                                   "(153, 255]\n")
     want = sum(int(((m > 0.6) & (m <= 1.0)).any()) for m in data["masks"])
     assert parse_table(proc.stdout) == [{"n": str(want)}]     # the result is unchanged
+
+
+def test_changes_through_the_command_line(data, tmp_path):
+    """query runs DELETE/UPDATE/ALTER (one rows_affected row), annotate joins a CSV by key,
+    ingest --replace-on upserts, compact rewrites segments; a refused annotation names the
+    row and changes nothing."""
+    work, db = data["work"], str(tmp_path / "c.msdb")
+    ok(run("ingest", db, "npy/*.npy", "--model-id", "1", "--quiet", cwd=work))
+    out = ok(run("query", db, "DELETE FROM masks WHERE CP(mask, full, (0.5, 1.0]) < 500",
+                 cwd=work)).stdout
+    gone = sum(cp(m, (0, 0, SIZE, SIZE), 0.5) < 500 for m in data["masks"][:N_EACH])
+    assert parse_table(out) == [{"rows_affected": str(gone)}]
+    ok(run("query", db, "ALTER TABLE masks ADD COLUMN reviewed BOOLEAN DEFAULT false",
+           cwd=work))
+    out = ok(run("query", db, "UPDATE masks SET reviewed = true WHERE image_id = 'n05'",
+                 cwd=work)).stdout
+    assert parse_table(out) == [{"rows_affected": str(int(
+        cp(data["masks"][5], (0, 0, SIZE, SIZE), 0.5) >= 500))}]
+    (tmp_path / "notes.csv").write_text("image_id,note\nn01,first\nn02,second\n")
+    keep = [f"n{i:02d}" for i in (1, 2)
+            if cp(data["masks"][i], (0, 0, SIZE, SIZE), 0.5) >= 500]
+    if len(keep) == 2:
+        out = ok(run("annotate", db, str(tmp_path / "notes.csv"), cwd=work)).stdout
+        assert out.startswith("annotated 2 masks")
+    (tmp_path / "bad.csv").write_text("image_id,note\nn01,a\nn01,b\n")
+    before = {p: p.read_bytes() for p in Path(db).rglob("*")
+              if p.is_file() and p.parent.name != "readers"}
+    err = failed(run("annotate", db, str(tmp_path / "bad.csv"), cwd=work))
+    assert "bad.csv, line 3: key 'n01' appears twice" in err
+    assert {p: p.read_bytes() for p in Path(db).rglob("*")
+            if p.is_file() and p.parent.name != "readers"} == before
+    out = ok(run("ingest", db, "npy/n07.npy", "npy/n08.npy", "--model-id", "1",
+                 "--replace-on", "image_id,model_id", "--quiet", cwd=work)).stdout
+    replaced = sum(cp(data["masks"][i], (0, 0, SIZE, SIZE), 0.5) >= 500 for i in (7, 8))
+    assert f"replacing {replaced})" in out
+    out = ok(run("compact", db, cwd=work)).stdout
+    assert out.startswith(f"compacted {db}: ")
+    n = ok(run("query", db, "SELECT count(*) AS n FROM masks", cwd=work)).stdout
+    assert parse_table(n) == [{"n": str(N_EACH - gone + 2 - replaced)}]
+    ok(run("check", db, cwd=work))
