@@ -6,8 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from types import TracebackType
-from typing import TypeGuard
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 import pyarrow as pa

@@ -116,7 +116,7 @@ def check(db: ms.Database, model: Model) -> None:
     counts = {i: cp(r["pixels"]) for i, r in rows.items()}
     topk = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     groups: dict = {}
-    for i, r in sorted(rows.items()):
+    for _, r in sorted(rows.items()):
         groups.setdefault(r["image_id"], []).append(r["pixels"])
     inter = sorted(((g, cp(np.minimum.reduce(ms_), (0, 0, SIDE, SIDE), 0.25, 1.0))
                     for g, ms_ in groups.items()), key=lambda kv: (-kv[1], kv[0]))[:2]
@@ -177,10 +177,12 @@ def test_explain_shows_the_plan_and_changes_nothing(db):
     before = db.query("SELECT count(*) FROM masks").rows()
     text = "\n".join(v for (v,) in db.query(
         "EXPLAIN DELETE FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 10"))
-    assert text.startswith("Delete") and "BoundFilter" in text
+    assert text.startswith("Delete")
+    assert "BoundFilter" in text
     assert db.query("SELECT count(*) FROM masks").rows() == before
     lines = [v for (v,) in db.query("EXPLAIN ANALYZE UPDATE masks SET k = 0 WHERE k > 6")]
-    assert lines[0] == "Update set k" and "3 rows affected" in lines
+    assert lines[0] == "Update set k"
+    assert "3 rows affected" in lines
     assert db.query("SELECT count(*) FROM masks WHERE k = 0").rows() == [(4,)]
 
 
@@ -254,15 +256,18 @@ def test_streaming_writer_commits_whole_segments_or_nothing(tmp_path):
             ids = w.add(masks_of(b, 4), image_id=[b] * 4)
             assert ids == list(range(4 * b, 4 * b + 4))
     assert [s.live for s in db.store.manifest.segments] == [8, 8, 8]
-    with pytest.raises(RuntimeError), db.writer(model_id="n") as w:
-        w.add(masks_of(9, 4), image_id=[1] * 4)
-        raise RuntimeError("the loop failed")
+    def failing_loop(batches: int, **kw) -> None:
+        with db.writer(**kw) as w:
+            for b in range(batches):
+                w.add(masks_of(b, 4), image_id=[b] * 4)
+            raise RuntimeError("the loop failed")
+
+    with pytest.raises(RuntimeError):
+        failing_loop(1, model_id="n")
     assert db.query("SELECT count(*) FROM masks").rows() == [(24,)]
     assert len(list((tmp_path / "db" / "segments").iterdir())) == 3
-    with pytest.raises(RuntimeError), db.writer(model_id="c", commit_every=5) as w:
-        for b in range(3):
-            w.add(masks_of(b, 4), image_id=[b] * 4)
-        raise RuntimeError("after a commit of 8")
+    with pytest.raises(RuntimeError):   # after a commit of 8
+        failing_loop(3, model_id="c", commit_every=5)
     assert db.query("SELECT count(*) FROM masks WHERE model_id = 'c'").rows() == [(8,)]
     with pytest.raises(IngestError, match="commit_every"):
         db.writer(commit_every=0)
@@ -292,7 +297,8 @@ def test_add_metadata_joins_by_key_never_by_position(db, tmp_path):
 def test_upsert_replaces_a_model_rerun_in_one_commit(db):
     ids = db.ingest(masks_of(5, 3), image_id=[1, 2, 42], model_id="a",
                     metadata={"k": [100, 101, 102]}, replace_on=["image_id", "model_id"])
-    assert ids == [10, 11, 12] and ids.replaced == 2
+    assert ids == [10, 11, 12]
+    assert ids.replaced == 2
     got = db.query("SELECT mask_id, image_id, k FROM masks WHERE image_id IN (1, 2, 42)")
     assert got.rows() == [(10, 1, 100), (11, 2, 101), (12, 42, 102)]
     with pytest.raises(IngestError, match="replace_on: no column 'nope'"):
