@@ -60,6 +60,7 @@ def read_image(path: Path | None, width: int, height: int) -> np.ndarray | None:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 return None
+            img.draft("RGB", (width, height))     # JPEG: decode at a reduced scale
             rgb = img.convert("RGB")
             if rgb.size != (width, height):
                 rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)

@@ -97,10 +97,14 @@ def draw(pixels: np.ndarray, style: Style, *, box: Box | None, cuts: tuple[Cut, 
     height, width = pixels.shape
     out_h, out_w = picture_size(height, width, size)
     rows, cols = sample_grid(height, width, out_h, out_w)
-    colours, weights = _mask_layer(pixels, style, image is not None)
+    if out_h * out_w < height * width:      # smaller: colour only the sampled pixels
+        colours, weights = _mask_layer(sample(pixels, rows, cols), style, image is not None)
+    else:
+        colours, weights = _mask_layer(pixels, style, image is not None)
+        colours, weights = sample(colours, rows, cols), sample(weights, rows, cols)
     base = image if image is not None else np.broadcast_to(
         np.array(BASE_COLOUR, np.uint8), (out_h, out_w, 3))
-    rgb = _blend(base, sample(colours, rows, cols), sample(weights, rows, cols))
+    rgb = _blend(base, colours, weights)
     clipped = None if box is None else clip_box(box, height, width)
     roi_edge = np.zeros((out_h, out_w), bool)
     if frame and clipped is not None and clipped != (0, 0, width, height):

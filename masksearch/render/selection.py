@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -22,7 +23,7 @@ def range_cuts_of(value: RangeArg) -> tuple[Cut, Cut] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_range(value)
+        return _parsed(value)
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -31,6 +32,11 @@ def range_cuts_of(value: RangeArg) -> tuple[Cut, Cut] | None:
     if math.isnan(lo) or math.isnan(hi) or not lo < hi:
         raise MaskSearchError(f"range ({lo}, {hi}]: the lower end must be below the upper")
     return Cut(lo, True), Cut(hi, True)
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> tuple[Cut, Cut]:
+    return parse_range(text)
 
 
 def clip_box(box: Sequence[int], height: int, width: int) -> Box:

@@ -176,5 +176,5 @@ class Renderer:
 def encode_png(img: Image.Image) -> bytes:
     """PNG bytes of a picture (fast compression: thumbnails are small)."""
     out = io.BytesIO()
-    img.save(out, format="PNG", compress_level=3)
+    img.save(out, format="PNG", compress_level=1)
     return out.getvalue()
