@@ -5,6 +5,7 @@ settings file, and the confinement of source images to the root with hostile pat
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -293,6 +294,27 @@ def test_source_image_under_the_root_is_blended(image_db):
     assert np.abs(over[0, 0] - expect0).max() <= 1
     assert np.abs(over[3, 3] - expect1).max() <= 1
     assert np.array_equal(np.asarray(db.render(1, legend=False)), alone)
+
+
+def test_png_cache_follows_the_image_file_and_commits(image_db):
+    """render_png's cache: the same bytes while nothing changes; a new picture when the
+    source image file changes or the image root does; emptied by a commit."""
+    db, images = image_db
+    db.image_root = images
+    first = db.render_png(0, size=16)
+    assert db.render_png(0, size=16) is first
+    Image.new("RGB", (16, 16), (10, 10, 200)).save(images / "sub" / "a.png")
+    os.utime(images / "sub" / "a.png", ns=(1, 10**18))
+    second = db.render_png(0, size=16)
+    assert second != first
+    want = np.asarray(db.render(0, size=16))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(second)).convert("RGB")), want)
+    db.image_root = None
+    assert db.render_png(0, size=16) != second
+    assert len(db._pictures._png) == 3
+    db.ingest(np.zeros((1, 8, 8), np.float32), image_id=[9])
+    db.render_png(0, size=16)
+    assert len(db._pictures._png) == 1        # the commit emptied the cache
 
 
 def test_image_root_is_kept_in_the_settings(image_db, tmp_path, monkeypatch):

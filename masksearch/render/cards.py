@@ -188,7 +188,7 @@ def _aggregated(db: Queryable, renderer: Renderer, members: list[int], cp: ast.C
     pixels = aggregate_pixels(cp.mask.aggregate, masks)
     record = renderer.records(members[:1]).get(members[0], {})
     img = renderer.render_pixels(pixels, record, db.store.columns(), roi_arg(cp.roi),
-                                 range_arg(cp.range), size)
+                                 range_arg(cp.range), size, source=renderer.source(record, False))
     title = f"{cp.mask.aggregate} of {len(members)} masks"
     return Thumb(encode_png(img), title)
 

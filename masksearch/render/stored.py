@@ -11,6 +11,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 
 from ..errors import MaskSearchError, StoreError
 from ..store.settings import image_root_value, read_settings, write_setting
+from ..store.snapshot import Snapshot
 from ..store.store import Store
 from .images import locate_image, read_image
 from .overlay import picture_size
@@ -101,13 +103,14 @@ class Renderer:
         write_setting(self.store.root, "image_root", image_root_value(self.store.root, folder))
 
     # --- pictures -------------------------------------------------------------------------
-    def _mask(self, mask_id: int) -> tuple[np.ndarray, dict[str, Any], dict[str, str]]:
+    def _locate(self, mask_id: int) -> tuple[Snapshot, int, int, dict[str, Any]]:
+        """The snapshot, segment position, row and metadata row of a mask."""
         self.store.refresh()
         snapshot = self.store.snapshot()
         where = snapshot.locate_many([int(mask_id)])
         seg, row = int(where.segment[0]), int(where.row[0])
         record = snapshot.table.slice(int(snapshot.starts[seg]) + row, 1).to_pylist()[0]
-        return snapshot.segments[seg].pixels(row), record, snapshot.columns
+        return snapshot, seg, row, record
 
     def request(self, pixels: np.ndarray, record: dict[str, Any], columns: dict[str, str],
                 roi: RoiArg, range: RangeArg, size: object, legend: bool) -> Request:
@@ -118,23 +121,28 @@ class Renderer:
         return Request(box, roi_text, cuts, range_text_of(range), size,  # type: ignore[arg-type]
                        legend)
 
+    def source(self, record: dict[str, Any], confined: bool) -> Path | None:
+        """The source image file of a mask's metadata row, or None."""
+        return locate_image(self.image_root, record.get("image_path"), confined)
+
     def render(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
                size: object = None, *, legend: bool = True,
                confined: bool = False) -> Image.Image:
-        pixels, record, columns = self._mask(mask_id)
-        return self.render_pixels(pixels, record, columns, roi, range, size, legend=legend,
-                                  confined=confined)
+        snapshot, seg, row, record = self._locate(mask_id)
+        return self.render_pixels(snapshot.segments[seg].pixels(row), record,
+                                  snapshot.columns, roi, range, size, legend=legend,
+                                  source=self.source(record, confined))
 
     def render_pixels(self, pixels: np.ndarray, record: dict[str, Any],
                       columns: dict[str, str], roi: RoiArg = None, range: RangeArg = None,
                       size: object = None, *, legend: bool = True,
-                      confined: bool = False) -> Image.Image:
+                      source: Path | None = None) -> Image.Image:
         """The picture of ``pixels`` (a stored mask's, or a group's aggregated mask) with
-        the metadata ``record`` giving its box columns, ``image_path`` and ``mask_type``."""
+        the metadata ``record`` giving its box columns and ``mask_type``, over the image
+        file ``source`` (see ``source``) if any."""
         request = self.request(pixels, record, columns, roi, range, size, legend)
         out_h, out_w = picture_size(pixels.shape[0], pixels.shape[1], request.size)
-        path = locate_image(self.image_root, record.get("image_path"), confined)
-        image = read_image(path, out_w, out_h)
+        image = read_image(source, out_w, out_h)
         return compose(pixels, request, mask_type=record.get("mask_type"), image=image)[0]
 
     def records(self, mask_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -148,28 +156,46 @@ class Renderer:
             mask_ids, pa.int64()))).drop_columns(["_seg", "_row"])
         return {int(r["mask_id"]): r for r in rows.to_pylist()}
 
-    def render_png(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
-                   size: object = None, *, legend: bool = True,
-                   confined: bool = False) -> bytes:
-        self.store.refresh()
-        key = (int(mask_id), _hashable(roi), _hashable(range), _hashable(size), legend,
-               confined, self.image_root)
+    def _cached(self, snapshot: Snapshot, key: tuple) -> bytes | None:
         with self._lock:
-            if self._snapshot is not self.store.snapshot():
+            if self._snapshot is not snapshot:      # a commit: every picture may change
                 self._png.clear()
                 self._png_bytes = 0
-                self._snapshot = self.store.snapshot()
-            if key in self._png:
+                self._snapshot = snapshot
+            data = self._png.get(key)
+            if data is not None:
                 self._png.move_to_end(key)
-                return self._png[key]
-        data = encode_png(self.render(mask_id, roi, range, size, legend=legend,
-                                      confined=confined))
+            return data
+
+    def _keep(self, key: tuple, data: bytes) -> None:
         with self._lock:
             self._png[key] = data
             self._png_bytes += len(data)
             while self._png_bytes > CACHE_BYTES and len(self._png) > 1:
                 _, old = self._png.popitem(last=False)
                 self._png_bytes -= len(old)
+
+    def render_png(self, mask_id: int, roi: RoiArg = None, range: RangeArg = None,
+                   size: object = None, *, legend: bool = True,
+                   confined: bool = False) -> bytes:
+        """``render`` as PNG bytes, cached by the database's snapshot, the arguments and
+        the source image file (its path, size and modification time)."""
+        snapshot, seg, row, record = self._locate(mask_id)
+        path = self.source(record, confined)
+        stamp = None
+        if path is not None:
+            try:
+                st = path.stat()
+                stamp = (str(path), st.st_size, st.st_mtime_ns)
+            except OSError:         # removed since it was found: drawn without it
+                path = None
+        key = (int(mask_id), _hashable(roi), _hashable(range), _hashable(size), legend, stamp)
+        data = self._cached(snapshot, key)
+        if data is None:
+            data = encode_png(self.render_pixels(
+                snapshot.segments[seg].pixels(row), record, snapshot.columns, roi, range, size,
+                legend=legend, source=path))
+            self._keep(key, data)
         return data
 
 
