@@ -50,6 +50,10 @@ class AppState:
     runner: QueryRunner
     pngs: PngCache
 
+    def warm(self) -> None:
+        self.queries.warm()
+        self.renders.warm()
+
     def close(self) -> None:
         self.runner.cancel_all()
         self.queries.close()

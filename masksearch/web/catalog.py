@@ -12,14 +12,24 @@ from ..api import Database
 from .values import json_value
 
 TOP_VALUES = 12
+MANY = 100                          # columns with more distinct values list none of them
 _SKIP = {"mask_id", "height", "width"}   # one value per mask, or shown as shapes
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """Values of one column in their natural order (numbers as numbers), NULL last."""
+    if value is None:
+        return (2, 0)
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
 def _value_counts(column: pa.ChunkedArray) -> dict[str, Any]:
     counts = pc.value_counts(column)
     values = counts.field("values").to_pylist()
     numbers = counts.field("counts").to_pylist()
-    pairs = sorted(zip(values, numbers, strict=True), key=lambda p: (-p[1], str(p[0])))
+    pairs = sorted(zip(values, numbers, strict=True), key=lambda p: (-p[1], _order(p[0])))
+    if len(pairs) > MANY:          # nearly one value a mask (ids, paths): the count says it
+        return {"distinct": len(pairs)}
     return {"distinct": len(pairs),
             "top": [[json_value(v), n] for v, n in pairs[:TOP_VALUES]]}
 

@@ -57,6 +57,7 @@ class Workers:
         self._local = threading.local()
         self._opened: list[Database] = []
         self._lock = threading.Lock()
+        self.count = count
         self.pool = ThreadPoolExecutor(count, thread_name_prefix=f"masksearch-{name}")
 
     def db(self) -> Database:
@@ -69,6 +70,25 @@ class Workers:
 
     def submit(self, fn: Callable[[Database], T]) -> Future[T]:
         return self.pool.submit(lambda: fn(self.db()))
+
+    def warm(self) -> None:
+        """Start every thread and open its connection with the index loaded (about a
+        quarter of a second each on the demo database), so no request pays for it."""
+        barrier = threading.Barrier(self.count)
+
+        def start() -> None:
+            try:
+                self.db().info()
+            except BaseException:
+                barrier.abort()           # the other threads stop waiting
+                raise
+            barrier.wait(timeout=60)
+
+        futures = [self.pool.submit(start) for _ in range(self.count)]
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None and not isinstance(error, threading.BrokenBarrierError):
+                raise error
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

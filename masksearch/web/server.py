@@ -66,9 +66,8 @@ def _server(config: ServeConfig) -> tuple[Any, Any]:
     from .app import create_app, make_state
 
     set_image_root(config)
-    open_db = opener(config)
-    open_db().close()                     # fail now, not on the first request
-    state = make_state(config, open_db)
+    state = make_state(config, opener(config))
+    state.warm()                          # every connection open: fail now, not later
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:

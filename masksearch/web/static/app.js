@@ -51,12 +51,14 @@ function showProgress(job) {
 async function runJob(sql, useIndex) {
   const started = await api.startQuery(sql, useIndex);
   state.job = started.id;
+  let wait = 5;   // most queries take milliseconds: ask soon, then less and less often
   for (;;) {
     const job = await api.queryState(started.id, 0, pageSize());
     if (job.state === "done") return job;
     if (job.state === "failed" || job.state === "cancelled") throw new api.ApiError(200, job);
     showProgress(job);
-    await sleep(POLL_MS);
+    await sleep(wait);
+    wait = Math.min(POLL_MS, wait * 2);
   }
 }
 
@@ -103,6 +105,7 @@ async function run({ useIndex = $("#use-index").checked, record = true } = {}) {
     showPage(page);
     const rows = `${page.total_rows} row${page.total_rows === 1 ? "" : "s"}`;
     setStatus(`${rows} in ${(page.stats.seconds * 1000).toFixed(1)} ms` +
+      `${useIndex ? "" : " without the index"}` +
       `${page.truncated ? " (cut to the server's row limit)" : ""}`, "ok");
     return page;
   } catch (e) {
@@ -190,10 +193,12 @@ function sidePanel(info) {
   for (const c of info.columns) {
     const item = el("li", { "data-column": c.name },
       el("span", { class: "col-name", text: c.name }), " ", el("span", { class: "col-type", text: c.type }));
+    if (c.distinct !== undefined) {
+      item.append(el("span", { class: "muted", text: ` ${c.distinct} distinct` }));
+    }
     if (c.top) {
-      item.append(el("span", { class: "muted", text: ` ${c.distinct} distinct` }),
-        el("ul", { class: "values" }, c.top.map(([v, n]) =>
-          el("li", {}, el("span", { class: "value", text: show(v) }), el("span", { class: "count", text: String(n) })))));
+      item.append(el("ul", { class: "values" }, c.top.map(([v, n]) =>
+        el("li", {}, el("span", { class: "value", text: show(v) }), el("span", { class: "count", text: String(n) })))));
     } else if (c.non_null !== undefined) {
       item.append(el("span", { class: "muted", text: ` ${c.non_null} not NULL` }));
     }
@@ -229,16 +234,21 @@ async function start() {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); }
   });
   window.addEventListener("popstate", () => { if (fromUrl()) run({ record: false }); });
+  const panel = loadPanel(builder);          // at the same time as the query of the URL
+  if (fromUrl()) await run({ record: false });
+  await panel;
+  document.body.setAttribute("data-ready", "true");
+}
+
+async function loadPanel(builder) {
   try {
-    const info = await api.getInfo();
+    const [info, first] = await Promise.all([api.getInfo(),
+      api.query("SELECT mask_id FROM masks LIMIT 1").catch(() => null)]);
     sidePanel(info);
-    const first = await api.query("SELECT mask_id FROM masks LIMIT 1").catch(() => null);
     builder.setColumns(info.columns, first && first.rows.length ? first.rows[0][0] : null);
   } catch (e) {
     setStatus(`cannot read the database: ${e.message}`, "error");
   }
-  if (fromUrl()) await run({ record: false });
-  document.body.setAttribute("data-ready", "true");
 }
 
 start();

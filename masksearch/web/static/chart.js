@@ -7,14 +7,16 @@ const PARTS = [
   ["rejected_by_metadata", "rejected by metadata", "part-meta"],
   ["accepted_by_index", "accepted by the index", "part-accept"],
   ["rejected_by_index", "rejected by the index", "part-reject"],
+  ["skipped", "never reached (bounds or LIMIT stopped early)", "part-skip"],
   ["read", "pixels read", "part-read"],
 ];
 
+// Masks neither decided by a filter nor read: a top-k or LIMIT that stopped before them
+// (with the index, because their bounds could not beat the rows found).
 function parts(stats) {
   const decided = stats.rejected_by_metadata + stats.accepted_by_index + stats.rejected_by_index;
-  // Masks neither decided nor read (a top-k that stopped early) count as decided by the index.
-  const rest = Math.max(0, stats.masks_total - decided - stats.verified);
-  return { ...stats, rejected_by_index: stats.rejected_by_index + rest, read: stats.verified };
+  return { ...stats, skipped: Math.max(0, stats.masks_total - decided - stats.verified),
+    read: stats.verified };
 }
 
 function bar(y, label, stats, width) {
