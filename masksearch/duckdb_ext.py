@@ -16,8 +16,8 @@ gives the connection
 A ``roi`` is any STRUCT(x0, y0, x1, y1): the masks' box columns, a user table's boxes, box().
 ``ms.query(sql)`` runs a whole masksearch statement and returns a DuckDB relation;
 ``ms.view(name, sql)`` makes its result a view that SQL can name. The ``masks`` table and the
-views are snapshots: ``ms.refresh()`` re-reads the metadata and re-runs the views' statements,
-seeing ingests by any process.
+views are snapshots, and the functions read the same state: ``ms.refresh()`` re-reads the
+metadata and re-runs the views' statements, seeing ingests and changes by any process.
 
 The functions are vectorized Arrow UDFs: DuckDB hands over 2048 rows at a time; each batch
 gets CHI bounds first (coarse, then cell by cell) and reads pixels only for the rows those
@@ -47,6 +47,7 @@ from .exec.regions import box_areas, clip_boxes
 from .exec.row_counts import cp_exact_indexed, cp_in_interval
 from .lang.binder import parse_range
 from .ranges import Cut
+from .store.snapshot import Snapshot
 
 BOX_SQL = "STRUCT(x0 BIGINT, y0 BIGINT, x1 BIGINT, y1 BIGINT)"
 FULL_IMAGE = 2 ** 31 - 1   # a box this large clips to the whole mask
@@ -66,6 +67,7 @@ class DuckDBAttachment:
         self._lock = threading.Lock()   # DuckDB may call UDFs from several threads
         self._views: dict[str, tuple[str, bool]] = {}   # name -> (statement, use_index)
         self.masks_read = 0     # masks whose pixels the functions decoded, since attaching
+        self._snapshot: Snapshot | None = None   # the state the table and functions show
 
     # --- the SQL surface --------------------------------------------------------------
     def _install(self) -> None:
@@ -89,12 +91,14 @@ class DuckDBAttachment:
         self.refresh()
 
     def refresh(self) -> None:
-        """Show masks ingested since attaching or the last refresh, by this process or any
-        other: registers the ``masks`` table again and re-runs the statement of every view
-        (the UDFs always see the current database)."""
+        """Show the database as it is now (ingests, deletes, updates since attaching or the
+        last refresh, by this process or any other): registers the ``masks`` table again
+        and re-runs the statement of every view. The functions read the same state as the
+        table, so a mask deleted meanwhile by another connection still reads back."""
         store = self.db.store
         store.refresh()
-        table = store.table()
+        self._snapshot = snapshot = store.snapshot()
+        table = snapshot.table
         public = [n for n in table.column_names if not n.startswith("_")]
         self.con.register(self.table_name, table.select(public))
         for name, (sql, use_index) in self._views.items():
@@ -157,7 +161,8 @@ class DuckDBAttachment:
             if filtering:
                 low = _doubles(lows, -np.inf)
                 high = _doubles(highs, np.inf)
-            segments = self.db.store.segments
+            assert self._snapshot is not None   # set on attaching
+            segments = self._snapshot.segments
             # Usually one constant range for the whole batch.
             texts = pc.unique(ranges if valid.all() else ranges.filter(pa.array(valid)))
             texts = texts.to_pylist()
@@ -181,8 +186,8 @@ class DuckDBAttachment:
     def _rows(self, ids: ArrowColumn, rois: ArrowColumn) -> tuple[_Rows, NDArray[np.bool_]]:
         """Where the masks of the batch's non-NULL (mask_id, roi) pairs are, with their
         boxes clipped to them, and which batch rows those are. Unknown ids are an error."""
-        store = self.db.store
-        store.refresh()
+        snapshot = self._snapshot
+        assert snapshot is not None   # set on attaching
         rois = rois.combine_chunks() if isinstance(rois, pa.ChunkedArray) else rois
         ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         # Struct fields with the struct's own NULLs folded in (a NULL box is NULL in each).
@@ -192,7 +197,7 @@ class DuckDBAttachment:
             if f.null_count:
                 valid &= ~pc.is_null(f).to_numpy(zero_copy_only=False)
         try:
-            where = store.snapshot().locate_many(_numbers(ids, valid))
+            where = snapshot.locate_many(_numbers(ids, valid))
         except StoreError as e:
             raise MaskSearchError(f"{e} in the masksearch database {self.db.path}") from None
         raw = np.stack([_numbers(f, valid) for f in fields], axis=1).astype(

@@ -209,9 +209,10 @@ def test_process_exits_cleanly_with_or_without_close(saliency):
 
 
 def test_refresh_sees_ingests_of_other_processes_and_reruns_views(tmp_path):
-    """While a connection is attached, another process ingests: ``refresh()`` shows the new
-    masks in the table, in the functions, and in every view registered with ``view()``,
-    whose statements it runs again (views are snapshots until then)."""
+    """While a connection is attached, another process ingests, then deletes: ``refresh()``
+    shows the new state in the table, in the functions, and in every view registered with
+    ``view()``, whose statements it runs again. Until then the table, the views and the
+    functions all show the state of the last refresh (a deleted mask still reads back)."""
     path = tmp_path / "shared.msdb"
     first = np.zeros((3, 8, 8), np.uint8)
     first[:, :2, :] = 1                     # 16 pixels of value 1 each
@@ -230,8 +231,9 @@ def test_refresh_sees_ingests_of_other_processes_and_reruns_views(tmp_path):
         proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                               text=True, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        # The functions see the new masks at once; the table and the views after refresh.
-        assert con.sql("SELECT cp(4, full_image(), '[1, 1]')").fetchall() == [(64,)]
+        # The table, the views and the functions see the new masks after refresh.
+        with pytest.raises(duckdb.Error, match="mask_id 4 does not exist"):
+            con.sql("SELECT cp(4, full_image(), '[1, 1]')").fetchall()
         assert con.sql("SELECT count(*) FROM masks").fetchall() == [(3,)]
         assert con.sql("SELECT count(*) FROM ones").fetchall() == [(3,)]
         att.refresh()
@@ -241,6 +243,18 @@ def test_refresh_sees_ingests_of_other_processes_and_reruns_views(tmp_path):
             (0, 1), (1, 1), (2, 2), (7, 1)]
         assert con.sql("SELECT sum(cp(mask_id, full_image(), '[1, 1]')) FROM masks"
                        ).fetchall() == [(48 + 128,)]
+        assert con.sql("SELECT cp(4, full_image(), '[1, 1]')").fetchall() == [(64,)]
+        script = ("import sys, masksearch as ms\n"
+                  "ms.connect(sys.argv[1]).query('DELETE FROM masks WHERE image_id = 2')\n")
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert con.sql("SELECT sum(cp(mask_id, full_image(), '[1, 1]')) FROM masks"
+                       ).fetchall() == [(48 + 128,)]      # the state of the last refresh
+        att.refresh()
+        assert con.sql("SELECT count(*), sum(n) FROM ones").fetchall() == [(3, 16 + 16 + 64)]
+        assert con.sql("SELECT sum(cp(mask_id, full_image(), '[1, 1]')) FROM masks"
+                       ).fetchall() == [(16 + 16 + 64,)]
         att.detach()
         for name in ("ones", "per_image", "masks"):
             with pytest.raises(duckdb.Error):
