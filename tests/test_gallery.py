@@ -13,17 +13,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import masksearch as ms
 from masksearch.cli import main as cli_main
 from masksearch.errors import MaskSearchError
 from masksearch.render import OUTLINE_COLOUR
+from masksearch.render.cards import Card, Gallery, Thumb
+from masksearch.render.html import document_html, gallery_html
 from masksearch.render.legend import LEGEND_HEIGHT
 from masksearch.render.selection import in_range, range_cuts_of
 from masksearch.render.sheet import PAD
 from masksearch.repl.shell import Shell
 from masksearch.result import Result
+
+from .strategies import examples
 
 N = 14
 SIDE = 16
@@ -53,7 +59,10 @@ class Page(HTMLParser):
         self.cards: list[dict] = []
         self._fig: dict | None = None
         self.texts: list[str] = []
+        self.cells: list[str] = []          # the text of every th and td, in order
+        self._cell: list[str] | None = None
         self.feed(text)
+        self.close()
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -67,13 +76,20 @@ class Page(HTMLParser):
         elif tag == "img" and self._fig is not None:
             self._fig["src"] = a.get("src")
             self._fig["alt"] = a.get("alt")
+        elif tag in ("th", "td"):
+            self._cell = []
 
     def handle_endtag(self, tag):
         if tag == "figure":
             self._fig = None
+        elif tag in ("th", "td") and self._cell is not None:
+            self.cells.append("".join(self._cell))
+            self._cell = None
 
     def handle_data(self, data):
         self.texts.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 def picture(src: str) -> np.ndarray:
@@ -243,6 +259,32 @@ def test_results_without_pictures(gdb):
     assert_safe(text)
     assert "no pictures" in text
     assert all(not c["pics"] for c in Page(text).cards)
+
+
+_texts = st.text(st.sampled_from(list("<>\"'&=/ ;:ab\u00e9\u202e\n")) | st.characters(),
+                 max_size=24)
+
+
+@settings(max_examples=examples(200))
+@given(fields=st.lists(st.tuples(_texts, _texts), min_size=1, max_size=4),
+       meta=st.lists(st.tuples(_texts, _texts), max_size=3), title=_texts,
+       mask_id=st.none() | st.integers(-5, 10**12))
+def test_any_text_is_escaped_and_reads_back(fields, meta, title, mask_id):
+    """Whatever the names, values and titles hold, the page's tags are only the gallery's
+    own and every text reads back exactly as given (in the notebook fragment and the
+    document)."""
+    card = Card(tuple(fields), tuple(meta), (Thumb(b"\x89PNG", title, mask_id),), mask_id)
+    gallery = Gallery([card], 3, term=title, note=None)
+    for text in (gallery_html(gallery), document_html(gallery, title, 5)):
+        assert {tag for tag, _ in Page(text).tags} <= ALLOWED_TAGS
+        page = Page(text)
+        assert page.cards[0]["mask_id"] == (None if mask_id is None else str(mask_id))
+        assert page.cards[0]["pics"][0]["alt"] == title
+        assert page.cells == [t for pair in [*fields, *meta] for t in pair]
+
+
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "div", "pre", "section",
+                "nav", "a", "figure", "img", "figcaption", "table", "tr", "th", "td"}
 
 
 # --- files ----------------------------------------------------------------------------------

@@ -14,19 +14,27 @@ from .legend import legend_font
 
 PAD = 6
 CAPTION = 14
+TITLE = 12
 BACKGROUND = (246, 246, 246)
 INK = (20, 20, 20)
 
 
 def _tile(card: Card) -> Image.Image | None:
+    """A card's pictures side by side, each with its title under it (only when there are
+    several: a group's members and aggregated masks)."""
     pics = [Image.open(io.BytesIO(t.png)).convert("RGB") for t in card.thumbs]
     if not pics:
         return None
+    titled = len(pics) > 1
     width = sum(p.width for p in pics) + 2 * (len(pics) - 1)
-    tile = Image.new("RGB", (width, max(p.height for p in pics)), BACKGROUND)
+    height = max(p.height for p in pics) + (TITLE if titled else 0)
+    tile = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(tile)
     x = 0
-    for p in pics:
+    for p, thumb in zip(pics, card.thumbs, strict=True):
         tile.paste(p, (x, 0))
+        if titled:
+            draw.text((x, p.height), thumb.title, fill=INK, font=legend_font())
         x += p.width + 2
     return tile
 
