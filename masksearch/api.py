@@ -286,8 +286,8 @@ class Database:
                size: int | tuple[int, int] | None = None, *, legend: bool = True,
                confined: bool = False) -> PILImage:
         """A picture of one mask (RGB ``PIL.Image``): over its source image when its
-        ``image_path`` names a file (under ``image_root``; without a root, an absolute
-        path unless ``confined``), else alone; float maps in a perceptual colormap, label
+        ``image_path`` names a file (under ``image_root``; without a root, and unless
+        ``confined``, a path on this machine), else alone; float maps in a perceptual colormap, label
         maps in a class palette, binary masks tinted; ``roi`` framed (a box column's name,
         ``'full'`` or (x0, y0, x1, y1)); the pixels in ``range`` (``'(0.6, 1.0]'`` or
         (lo, hi) meaning (lo, hi]) and the ROI outlined. ``size``: None (native), the

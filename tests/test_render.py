@@ -407,6 +407,22 @@ def test_confined_rendering_reads_no_absolute_paths_without_a_root(tmp_path):
     assert tuple(free[0, 0]) != tuple(LUT[0])
 
 
+def test_without_a_root_relative_paths_are_taken_from_the_current_directory(tmp_path,
+                                                                              monkeypatch):
+    """As from_coco writes them for a relative images_dir; never with confined=True."""
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (4, 4), (255, 255, 0)).save(tmp_path / "imgs" / "a.png")
+    db = ms.connect(tmp_path / "rel.msdb")
+    db.ingest(np.zeros((1, 4, 4), np.float32), image_id=[0],
+              metadata={"image_path": ["imgs/a.png"]})
+    monkeypatch.chdir(tmp_path)
+    assert tuple(np.asarray(db.render(0, legend=False))[0, 0]) != tuple(LUT[0])
+    assert tuple(np.asarray(db.render(0, legend=False, confined=True))[0, 0]) == \
+        tuple(LUT[0])
+    monkeypatch.chdir(tmp_path / "imgs")
+    assert tuple(np.asarray(db.render(0, legend=False))[0, 0]) == tuple(LUT[0])
+
+
 # --- speed ----------------------------------------------------------------------------------
 
 

@@ -42,12 +42,16 @@ def resolve_image(root: str | os.PathLike[str] | None, value: object) -> Path | 
 
 def locate_image(root: str | None, value: object, confined: bool) -> Path | None:
     """The source image file of a mask: under the root by ``resolve_image``; without a
-    root, and unless ``confined``, an absolute path as it stands."""
+    root, and unless ``confined``, the path as it stands (absolute, or relative to the
+    current directory, as ``from_coco(images_dir=...)`` writes a relative folder's)."""
     if root is not None or confined:
         return resolve_image(root, value)
-    if not isinstance(value, str) or "\x00" in value or not os.path.isabs(value):
+    if not isinstance(value, str) or not value or "\x00" in value:
         return None
-    path = os.path.realpath(value)
+    try:
+        path = os.path.realpath(value)
+    except (OSError, ValueError):
+        return None
     return Path(path) if os.path.isfile(path) else None
 
 
