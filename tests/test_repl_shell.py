@@ -234,3 +234,20 @@ def test_completer_offers_columns_keywords_functions_and_commands():
     assert complete(".m") == [".mode"]
     assert complete(".mode j") == ["json"]
     assert complete("SELECT ") == []
+
+
+def test_statements_that_change_data(tmp_path):
+    maps, boxes = saliency_maps(12, size=32, coarse=4, seed=5)
+    database = ms.connect(tmp_path / "c.msdb", cell_size=8)
+    database.ingest(maps, image_id=np.arange(12), model_id=1, metadata={"bbox": boxes})
+    shell, out, err = shell_for(database)
+    hot = (maps > 0.5).sum(axis=(1, 2))
+    shell.run("DELETE FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 100;\n"
+              "ALTER TABLE masks ADD COLUMN seen BOOLEAN DEFAULT false;\n"
+              "UPDATE masks SET seen = true WHERE mask_id < 6;\n"
+              "SELECT count(*) AS n FROM masks WHERE seen;")
+    text = out.getvalue()
+    assert text.count("rows_affected") == 3, text
+    assert f"{int((hot > 100).sum())}" in text.splitlines()[2]
+    assert int(text.rstrip().splitlines()[-1]) == int((hot[:6] <= 100).sum())
+    assert "Traceback" not in err.getvalue()
