@@ -356,7 +356,8 @@ def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
 def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,
             bin_edges: dict | None = None, codec: str | None = None,
             index: str | None = None, segment_size: int | None = None,
-            lock_timeout: float | None = None, read_only: bool = False) -> Database:
+            lock_timeout: float | None = None, read_only: bool = False,
+            auto_compact: bool = True) -> Database:
     """Open the database at ``path``, creating it (with these settings) if absent, unless
     ``create=False``, which refuses a path without a database.
 
@@ -369,11 +370,13 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
     settings (``cell_size``, ``bin_edges``, ``codec``, ``index``) are fixed then. This
     connection's ingests write segments of at most ``segment_size`` masks (default 4096),
     and wait up to ``lock_timeout`` seconds (default 30) for another writer to finish.
+    ``auto_compact=False`` keeps its commits from compacting small segments by themselves
+    (``compact()`` still does).
     """
     defaults = WriteSettings()
     write = WriteSettings(segment_masks=segment_size or defaults.segment_masks,
                           lock_timeout=defaults.lock_timeout if lock_timeout is None
-                          else lock_timeout)
+                          else lock_timeout, auto_compact=auto_compact)
     return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
                           index=index, write=write, create=create and not read_only,
                           read_only=read_only))
