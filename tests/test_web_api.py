@@ -4,6 +4,7 @@ writes, every malformed request a 4xx with a JSON message, pictures, the image r
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -391,3 +392,31 @@ def test_every_module_the_page_imports_is_served(client):
         r = client.get(f"/static/{asset.name}")
         assert r.status_code == 200
         assert "javascript" in r.headers["content-type"]
+
+
+GROUPED = ("SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) / "
+           "CP(union(mask), full, (0.5, 1.0]) AS iou FROM masks WHERE model_id IN (0, 1) "
+           "GROUP BY image_id ORDER BY iou DESC LIMIT 9")
+
+
+def test_pictures_of_grouped_rows_show_members_and_aggregated_masks(client, db):
+    job = client.post("/api/queries", json={"sql": GROUPED}).json()["id"]
+    for _ in range(500):
+        if client.get(f"/api/queries/{job}").json()["state"] == "done":
+            break
+        time.sleep(0.01)
+    body = client.get(f"/api/queries/{job}/cards?offset=3&limit=4").json()
+    rows = db.query(GROUPED).to_pylist()[3:7]
+    assert len(body["cards"]) == len(rows)
+    for card, row in zip(body["cards"], rows, strict=True):
+        members = [r["mask_id"] for r in db.query(
+            f"SELECT mask_id FROM masks WHERE image_id = {row['image_id']}").to_pylist()]
+        assert [t["mask_id"] for t in card["thumbs"]] == [*members, None, None]
+        assert [t["title"] for t in card["thumbs"][-2:]] == \
+            [f"intersect of {len(members)} masks", f"union of {len(members)} masks"]
+        for t in card["thumbs"]:
+            assert t["src"].startswith("data:image/png;base64,")
+        assert card["thumbs"][0]["src"] == "data:image/png;base64," + base64.b64encode(
+            db.render_png(members[0], "full", "(0.5, 1.0]", 160)).decode()
+    problem(client.get("/api/queries/nope/cards"), 404)
+    problem(client.get(f"/api/queries/{job}/cards?limit=5000"), 400)

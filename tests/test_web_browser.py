@@ -305,3 +305,32 @@ def test_hostile_metadata_is_shown_as_text_and_never_runs(served, page):
     assert page.watch.errors == []
     rows = db.query(sql).to_pylist()
     assert sum(r["label"] in HOSTILE for r in rows) == 16
+
+
+def test_grouped_rows_show_their_members_and_aggregated_masks(served, page):
+    url, db = served
+    sql = ("SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) / "
+           "CP(union(mask), full, (0.5, 1.0]) AS iou\nFROM masks\nGROUP BY image_id\n"
+           "ORDER BY iou DESC LIMIT 6")
+    open_app(page, url, sql)
+    expect(page.locator(".card .thumbs")).to_have_count(6, timeout=30_000)
+    rows = db.query(sql).to_pylist()
+    cards = page.locator(".card")
+    for k, row in enumerate(rows):
+        assert cards.nth(k).get_attribute("data-image-id") == str(row["image_id"])
+        members = [r["mask_id"] for r in db.query(
+            f"SELECT mask_id FROM masks WHERE image_id = {row['image_id']}").to_pylist()]
+        shown = cards.nth(k).locator("[data-member-id]").evaluate_all(
+            "m => m.map(x => Number(x.dataset.memberId))")
+        assert shown == members
+        assert cards.nth(k).locator(".member figcaption").all_inner_texts()[-2:] == \
+            [f"intersect of {len(members)} masks", f"union of {len(members)} masks"]
+    shot(page, "web-groups.png")
+    cards.first.locator("[data-member-id]").first.click()
+    expect(page.locator("#detail")).to_have_attribute("data-mask-id", str(members_of(db, rows[0])))
+    assert page.watch.errors == []
+
+
+def members_of(db, row) -> int:
+    return db.query(f"SELECT mask_id FROM masks WHERE image_id = {row['image_id']} "
+                    "ORDER BY mask_id LIMIT 1").to_pylist()[0]["mask_id"]

@@ -5,6 +5,7 @@
     POST   /api/query                 {"sql", "use_index", "limit", "offset"} -> rows, stats
     POST   /api/queries               {"sql", "use_index"} -> {"id"}: a query run in the background
     GET    /api/queries/{id}          its state and progress; once done a page of its rows
+    GET    /api/queries/{id}/cards    pictures of grouped rows (members, aggregated masks)
     DELETE /api/queries/{id}          cancels it
     GET    /api/masks/{id}            one mask's metadata
     GET    /api/masks/{id}.png        its picture (?size=&roi=&range=)
@@ -31,7 +32,7 @@ from ..api import Database
 from . import requests as rq
 from .catalog import catalog
 from .config import ServeConfig
-from .pictures import PngCache, render_png, source_image
+from .pictures import PngCache, group_cards, render_png, source_image
 from .problems import ApiError, from_exception
 from .runner import QueryJob, QueryRunner, Workers
 from .security import SecurityHeaders, allowed_hosts
@@ -151,6 +152,19 @@ async def query_status(request: Request) -> Response:
     return _json(_job_json(job, offset, limit))
 
 
+async def query_cards(request: Request) -> Response:
+    """Pictures of a finished query's rows that are groups (or lack a mask_id)."""
+    state = _state(request)
+    offset, limit = rq.page(request.query_params, min(state.config.page_limit, 100))
+    job = state.runner.get(request.path_params["job_id"])
+    if job.state != "done" or job.table is None:
+        raise ApiError(409, f"query {job.id} has no rows yet (it is {job.state})", "state")
+    table, sql = job.table, job.sql
+    size = rq.render_request({"size": request.query_params.get("size", "160")}).size or 160
+    cards = await _on(state.renders, lambda db: group_cards(db, sql, table, offset, limit, size))
+    return _json(cards)
+
+
 async def cancel_query(request: Request) -> Response:
     job = _state(request).runner.cancel(request.path_params["job_id"])
     return _json({"id": job.id, "state": job.state, "cancel_requested": True})
@@ -206,6 +220,7 @@ ROUTES = [
     Route("/api/queries", start_query, methods=["POST"]),
     Route("/api/queries/{job_id:str}", query_status, methods=["GET"]),
     Route("/api/queries/{job_id:str}", cancel_query, methods=["DELETE"]),
+    Route("/api/queries/{job_id:str}/cards", query_cards),
     Route("/api/masks/{mask_id:int}", mask_info),
     Route("/api/masks/{mask_id:int}.png", mask_png),
     Route("/api/masks/{mask_id:int}/image", mask_image),

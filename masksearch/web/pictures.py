@@ -3,11 +3,16 @@ PNGs kept in an LRU cache; and a mask's source image, only from under the image 
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 from ..api import Database
+from ..lang import ast
 from .problems import ApiError
 from .requests import RenderRequest
 
@@ -80,3 +85,31 @@ def source_image(db: Database, mask_id: int) -> tuple[Path, str]:
     if media is None:
         raise ApiError(404, f"mask {mask_id}'s source is not an image file", "not_found")
     return path, media
+
+
+MAX_CARD_ROWS = 240     # rows whose pictures the cards endpoint renders (all up to the page)
+
+
+def group_cards(db: Database, sql: str, table: pa.Table, offset: int, limit: int,
+                size: int) -> dict[str, Any]:
+    """Pictures for rows that are not one mask each (groups, or rows without mask_id): the
+    renderer's cards (a group's first members and its aggregated masks) for rows
+    ``offset`` .. ``offset + limit``, PNGs as data URLs."""
+    from ..lang.binder import bind
+    from ..lang.parser import parse
+    from ..render.cards import build_gallery
+
+    end = min(offset + limit, table.num_rows)
+    if end > MAX_CARD_ROWS:
+        return {"term": None, "cards": [],
+                "note": f"pictures of grouped rows are drawn for the first {MAX_CARD_ROWS} rows"}
+    stmt = parse(sql)
+    if not isinstance(stmt, ast.Select):
+        return {"term": None, "cards": [], "note": "no pictures for this statement"}
+    gallery = build_gallery(db, bind(stmt, sql, db.columns()), table, limit=end, size=size)
+    return {"term": gallery.term, "note": gallery.note,
+            "cards": [{"thumbs": [{"src": "data:image/png;base64," +
+                                   base64.b64encode(t.png).decode(), "title": t.title,
+                                   "mask_id": t.mask_id} for t in card.thumbs],
+                       "metadata": [list(m) for m in card.metadata]}
+                      for card in gallery.cards[offset:end]]}

@@ -55,8 +55,9 @@ def _resolve(e: ast.Expr, aliases: dict[str, ast.Expr]) -> ast.Expr:
 
 
 def picture_term(sql: str) -> dict[str, Any] | None:
-    """The CP term the pictures of a result show: the first in ORDER BY, else in WHERE (or
-    HAVING), else in the select list; ``None`` when there is none or the text does not parse.
+    """The CP term the pictures of a result show (as the renderer's cards choose it): the
+    first in ORDER BY, else in WHERE, else in the select list, else in HAVING; ``None`` when
+    there is none or the text does not parse.
     Gives ``{"roi": None | column | [x0, y0, x1, y1], "range": "(lo, hi]", "aggregate"}``."""
     try:
         stmt = parse(sql)
@@ -69,8 +70,9 @@ def picture_term(sql: str) -> dict[str, Any] | None:
     aliases = {i.alias.lower(): i.expr for i in items if i.alias and i.expr is not None}
     candidates = [
         [_resolve(o.expr, aliases) for o in select.order_by],
-        [e for e in (select.where, select.having) if e is not None],
+        [select.where] if select.where is not None else [],
         [i.expr for i in items if i.expr is not None],
+        [select.having] if select.having is not None else [],
     ]
     for exprs in candidates:
         where = [_resolve(e, aliases) for e in exprs]

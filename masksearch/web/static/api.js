@@ -34,6 +34,8 @@ export const startQuery = (sql, useIndex) =>
   call("POST", "/api/queries", { sql, use_index: useIndex });
 export const queryState = (id, offset, limit) =>
   call("GET", `/api/queries/${encodeURIComponent(id)}?offset=${offset}&limit=${limit}`);
+export const queryCards = (id, offset, limit) =>
+  call("GET", `/api/queries/${encodeURIComponent(id)}/cards?offset=${offset}&limit=${limit}`);
 export const cancelQuery = (id) => call("DELETE", `/api/queries/${encodeURIComponent(id)}`);
 export const maskInfo = (id) => call("GET", `/api/masks/${encodeURIComponent(id)}`);
 

@@ -6,7 +6,7 @@ import * as api from "./api.js";
 import { Editor } from "./editor.js";
 import { Builder } from "./builder.js";
 import { drawChart } from "./chart.js";
-import { drawCards, drawTable } from "./grid.js";
+import { addGroupPictures, drawCards, drawTable } from "./grid.js";
 import { Detail } from "./detail.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -148,15 +148,29 @@ function showPage(page) {
   const view = document.querySelector("input[name=view]:checked").value;
   const hasMasks = page.columns.includes("mask_id");
   const cards = view === "cards" && hasMasks;
-  $("#grid").hidden = !cards;
-  $("#table-view").hidden = cards;
-  if (cards) drawCards($("#grid"), page, openDetail);
+  const grouped = view === "cards" && !hasMasks && page.rows.length > 0;
+  $("#grid").hidden = !(cards || grouped);
+  $("#table-view").hidden = cards || grouped;
+  $("#grid").classList.toggle("groups", grouped);
+  if (cards || grouped) drawCards($("#grid"), page, openDetail);
   else drawTable($("#table-view"), page, openDetail);
+  if (grouped && state.job) groupPictures(state.job, page);
   const end = Math.min(page.total_rows, page.offset + page.rows.length);
   $("#page-info").textContent = page.total_rows
     ? `rows ${page.offset + 1}-${end} of ${page.total_rows}` : "no rows";
   $("#prev").disabled = page.offset <= 0;
   $("#next").disabled = end >= page.total_rows;
+}
+
+async function groupPictures(job, page) {
+  try {
+    const got = await api.queryCards(job, page.offset, page.rows.length);
+    if (state.page !== page) return;             // another page is shown by now
+    addGroupPictures($("#grid"), page, got.cards, openDetail);
+    if (got.note) setStatus(got.note, "muted");
+  } catch (e) {
+    setStatus(`no pictures for these rows: ${e.message}`, "warn");
+  }
 }
 
 async function turn(delta) {

@@ -94,6 +94,11 @@ export class Builder {
     f.querySelectorAll(".group-only").forEach((n) => { n.hidden = !grouped; });
     f.querySelectorAll(".topk-only").forEach((n) => { n.hidden = !topk; });
     f.querySelectorAll(".filter-only").forEach((n) => { n.hidden = topk; });
+    // One aggregated mask per group: its region is the full mask or a fixed box.
+    for (const option of f.roi.options) {
+      option.disabled = grouped && !["full", "__box", "__drawn"].includes(option.value);
+    }
+    if (f.roi.selectedOptions[0] && f.roi.selectedOptions[0].disabled) f.roi.value = "full";
     const boxed = f.roi.value === "__box" || f.roi.value === "__drawn";
     f.querySelector(".roi-box").hidden = !boxed;
     const area = f.querySelector(".draw-area");

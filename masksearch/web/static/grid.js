@@ -37,6 +37,34 @@ export function drawCards(container, page, onOpen) {
   container.append(...page.rows.map((row) => card(page, row, onOpen)));
 }
 
+// Pictures of grouped rows (the renderer's: first members, aggregated masks) added to the
+// cards drawn without them; a member opens the detail view of its mask.
+export function addGroupPictures(container, page, cards, onOpen) {
+  const nodes = container.querySelectorAll(".card");
+  cards.forEach((c, i) => {
+    const node = nodes[i];
+    if (!node || !c.thumbs.length) return;
+    const strip = el("div", { class: "thumbs" });
+    for (const t of c.thumbs) {
+      const fig = el("figure", { class: "member" },
+        el("img", { src: t.src, alt: t.title, title: t.title, class: "thumb" }),
+        el("figcaption", { text: t.title }));
+      if (t.mask_id !== null) {
+        fig.setAttribute("data-member-id", t.mask_id);
+        fig.addEventListener("click", (e) => {
+          e.stopPropagation();
+          onOpen(t.mask_id, page, page.rows[i]);
+        });
+      }
+      strip.append(fig);
+    }
+    node.prepend(strip);
+    const extra = c.metadata.map(([k, v]) =>
+      el("div", { class: "kv-row" }, el("dt", { text: k }), el("dd", { text: v })));
+    node.querySelector("dl").append(...extra);
+  });
+}
+
 export function drawTable(container, page, onOpen) {
   clear(container);
   const head = el("tr", {}, page.columns.map((c) => el("th", { text: c })));
