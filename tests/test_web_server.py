@@ -172,3 +172,33 @@ def test_serve_without_the_web_extra_names_it(tmp_path):
     assert r.returncode == 1
     assert "pip install 'masksearch[web]'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_images_option_sets_the_image_root_kept_in_the_database(tmp_path):
+    path, root, _ = build(tmp_path)
+    with ms.connect(path) as db:
+        db.image_root = None
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    with BackgroundServer(ServeConfig(str(path), port=0, images=str(root))) as url:
+        info = json.loads(get(url + "api/info")[1])
+        assert info["image_root"] == str(root.resolve())
+        assert get(url + "api/masks/0/image")[1] == (root / "img0.png").read_bytes()
+    with ms.connect(path, read_only=True) as db:
+        assert db.image_root == str(root.resolve())
+
+
+def test_writes_only_with_allow_writes(tmp_path):
+    path, _, _ = build(tmp_path)
+    sql = "DELETE FROM masks WHERE mask_id < 3"
+    with BackgroundServer(ServeConfig(str(path), port=0)) as url:
+        assert post(url, {"sql": sql})[0] == 403
+        assert post(url, {"sql": "SELECT COUNT(*) AS n FROM masks"})[1]["rows"] == [[120]]
+    with BackgroundServer(ServeConfig(str(path), port=0, allow_writes=True)) as url:
+        assert get(url + "api/masks/1.png?size=32")[0] == 200
+        status, body = post(url, {"sql": sql})
+        assert status == 200, body
+        assert post(url, {"sql": "SELECT COUNT(*) AS n FROM masks"})[1]["rows"] == [[117]]
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            get(url + "api/masks/1.png?size=32")     # the cached picture was dropped
+        assert gone.value.code == 404

@@ -148,7 +148,8 @@ function showPage(page) {
   const view = document.querySelector("input[name=view]:checked").value;
   const hasMasks = page.columns.includes("mask_id");
   const cards = view === "cards" && hasMasks;
-  const grouped = view === "cards" && !hasMasks && page.rows.length > 0;
+  const plan = page.columns.length === 1 && page.columns[0] === "plan";   // EXPLAIN
+  const grouped = view === "cards" && !hasMasks && !plan && page.rows.length > 0;
   $("#grid").hidden = !(cards || grouped);
   $("#table-view").hidden = cards || grouped;
   $("#grid").classList.toggle("groups", grouped);
