@@ -86,7 +86,9 @@ async def index(request: Request) -> Response:
 
 
 async def info(request: Request) -> Response:
-    return _json(await _on(_state(request).queries, catalog))
+    # Short reads go to the picture workers: long queries on the query workers never hold
+    # up the side panel or a detail view.
+    return _json(await _on(_state(request).renders, catalog))
 
 
 def _refuse_writes(state: AppState, sql: str) -> None:
@@ -182,7 +184,7 @@ async def mask_info(request: Request) -> Response:
         return {"mask_id": mask_id, "columns": table.column_names,
                 "types": [column_type(t) for t in table.schema.types], "values": values}
 
-    return _json(await _on(_state(request).queries, read))
+    return _json(await _on(_state(request).renders, read))
 
 
 async def mask_png(request: Request) -> Response:

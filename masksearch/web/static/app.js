@@ -44,7 +44,8 @@ function showProgress(job) {
   const { done, total } = job.progress;
   if (total > 0) { bar.max = total; bar.value = done; } else bar.removeAttribute("value");
   const counted = total > 0 ? `, ${done} of ${total} masks read` : "";
-  setStatus(`running ${job.elapsed.toFixed(1)} s${counted}`);
+  const what = job.state === "queued" ? "waiting for a free worker" : "running";
+  setStatus(`${what} ${job.elapsed.toFixed(1)} s${counted}`);
 }
 
 // Start a query and wait for it; the first page of rows, or null if it failed.
