@@ -307,6 +307,27 @@ def test_hostile_metadata_is_shown_as_text_and_never_runs(served, page):
     assert sum(r["label"] in HOSTILE for r in rows) == 16
 
 
+@pytest.mark.parametrize(("sql", "fails"), [
+    ("<script>alert(1)</script>", True),
+    ("SELECT mask_id FROM masks WHERE label = '\"><img src=x onerror=alert(2)>' AND", True),
+    ("SELECT mask_id, '<img src=x onerror=alert(3)>' AS x FROM masks LIMIT 2", False),
+])
+def test_hostile_query_text_in_the_url_and_in_errors_never_runs(served, page, sql, fails):
+    url, _ = served
+    open_app(page, url, sql)
+    if fails:
+        expect(page.locator("#sql-error")).to_be_visible()
+    else:
+        expect(page.locator(".card")).to_have_count(2)
+        assert "<img src=x onerror=alert(3)>" in page.locator("#grid").inner_text()
+    assert page.locator("#sql").input_value() == sql
+    assert sql in page.locator("#sql-highlight").inner_text()
+    page.wait_for_timeout(200)
+    assert page.locator("img[src=x]").count() == 0
+    assert page.watch.dialogs == []
+    assert page.watch.errors == []
+
+
 def test_grouped_rows_show_their_members_and_aggregated_masks(served, page):
     url, db = served
     sql = ("SELECT image_id, CP(intersect(mask), full, (0.5, 1.0]) / "
