@@ -11,8 +11,8 @@ chunk k of 20 made with seed k, metadata ``bbox`` and ``bucket = mask_id % 10``)
   no-comp   the same ingests with automatic compaction off (one small segment each).
 On each, bench_engine.py's selective filter (``CP(mask, box(37, 41, 181, 179), (0.8, 1.0]) >
 T``, T chosen so that about 0.5% qualify) and top-25 by ``CP(mask, bbox, (0.6, 1.0]) /
-area(bbox)`` DESC, each timed ``--repeat`` times after a warm-up (median), their answers
-checked against NumPy; then on ``once``: DELETE of 10% of the masks by a metadata predicate
+area(bbox)`` DESC, their answers checked against NumPy, then timed ``--repeat`` times in
+rounds (each round runs every query on every layout in turn; medians); then on ``once``: DELETE of 10% of the masks by a metadata predicate
 (``bucket = 3``) and DELETE by the selective CP predicate, timed, with the share of masks whose
 pixels the CP delete read. Prints ratios to ``once`` and writes
 ``benchmarks/results/mutations-N.json``.
@@ -85,23 +85,11 @@ def build(path: Path, n: int, layout: str) -> float:
     return spent
 
 
-def timed_query(db: ms.Database, sql: str, repeat: int) -> tuple[float, list]:
-    rows = db.query(sql).rows()        # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        got = db.query(sql).rows()
-        times.append(time.perf_counter() - t)
-        if got != rows:
-            fail(f"{sql}: answers differ between runs")
-    return statistics.median(times), rows
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "data")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
@@ -121,20 +109,34 @@ def main() -> None:
                 (np.arange(n), -ratio))[:TOPK]]}
     summary: dict = {"n": n, "chunk": CHUNK, "machine": machine(), "engine": engine_version(),
                      "layouts": {}}
-    for layout in ("once", "small", "no-comp"):
+    layouts = ("once", "small", "no-comp")
+    dbs = {}
+    for layout in layouts:
         path = args.workdir / f"mutations-{layout}-{n}.msdb"
         spent = build(path, n, layout)
-        db = ms.connect(path)
-        entry = {"ingest_s": round(spent, 2), "segments": len(db.store.segments)}
+        dbs[layout] = ms.connect(path)
+        summary["layouts"][layout] = {"ingest_s": round(spent, 2),
+                                      "segments": len(dbs[layout].store.segments)}
+        log(f"  {layout:8s} built: ingest {spent:7.1f} s, "
+            f"{len(dbs[layout].store.segments):5d} segments")
+    # Timed in rounds, the layouts in turn, so that the machine's drift hits all alike.
+    times: dict = {(layout, q): [] for layout in layouts for q in queries}
+    for layout in layouts:
         for name, sql in queries.items():
-            median, rows = timed_query(db, sql, args.repeat)
-            if rows != want[name]:
+            if dbs[layout].query(sql).rows() != want[name]:     # also the warm-up
                 fail(f"{layout}: {name} differs from NumPy")
-            entry[name] = round(median * 1e3, 2)
-        summary["layouts"][layout] = entry
-        log(f"  {layout:8s} ingest {spent:7.1f} s, {entry['segments']:5d} segments, "
-            + ", ".join(f"{q} {entry[q]:.1f} ms" for q in queries))
-        db.close()
+    for _ in range(args.repeat):
+        for layout in layouts:
+            for name, sql in queries.items():
+                start = time.perf_counter()
+                dbs[layout].query(sql)
+                times[layout, name].append(time.perf_counter() - start)
+    for layout in layouts:
+        entry = summary["layouts"][layout]
+        for name in queries:
+            entry[name] = round(statistics.median(times[layout, name]) * 1e3, 2)
+        log(f"  {layout:8s} " + ", ".join(f"{q} {entry[q]:.1f} ms" for q in queries))
+        dbs[layout].close()
     once = summary["layouts"]["once"]
     for layout in ("small", "no-comp"):
         ratios = {q: summary["layouts"][layout][q] / once[q] for q in queries}

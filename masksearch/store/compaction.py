@@ -8,8 +8,9 @@ and removed once no reader's snapshot uses them. It also drops cached CHIs of ag
 masks whose groups can no longer exist.
 
 After every commit, compaction runs by itself when one pixel type has ``AUTO_SEGMENTS`` small
-segments of about the same size (a size tier is a power of 4): each mask is rewritten about
-once per tier on its way to a full segment, not once per ingest.
+segments of about the same size (a size tier is a power of 4), or small segments holding a
+full segment's worth of masks together, or a segment with half its rows deleted: each mask
+is rewritten about once per tier on its way to a full segment, not once per ingest.
 """
 
 from __future__ import annotations
@@ -59,11 +60,16 @@ def chosen(manifest: Manifest, segment_masks: int, auto: bool) -> list[list[Segm
 
 
 def _auto_pick(segments: list[SegmentInfo], segment_masks: int) -> list[SegmentInfo]:
+    """Mostly deleted segments; the small segments of every full size tier; and all small
+    segments once together they fill a segment (so small ones never pile up across tiers)."""
     mostly_deleted = [s for s in segments if s.live <= s.count * (1 - MOSTLY_DELETED)]
+    small = [s for s in segments
+             if s.live < segment_masks * SMALL and s not in mostly_deleted]
+    if sum(s.live for s in small) >= segment_masks:
+        return mostly_deleted + small
     tiers: dict[int, list[SegmentInfo]] = {}
-    for s in segments:
-        if s.live < segment_masks * SMALL and s not in mostly_deleted:
-            tiers.setdefault(int(math.log(max(s.live, 1), 4)), []).append(s)
+    for s in small:
+        tiers.setdefault(int(math.log(max(s.live, 1), 4)), []).append(s)
     full_tiers = [s for members in tiers.values() if len(members) >= AUTO_SEGMENTS
                   for s in members]
     return mostly_deleted + full_tiers
