@@ -203,7 +203,6 @@ class Database:
         if bound.explain and not bound.analyze:
             return Result(pa.table({"plan": physical.describe().splitlines()}),
                           QueryStats(used_index=use_index))
-        control = control or QueryControl(timeout=timeout, progress=progress)
         store = self._store
         table, stats = execute(physical, store.snapshot(), store.aggregate_cache,
                                use_index=use_index, control=control, settings=settings,
@@ -214,7 +213,8 @@ class Database:
                  f"{table.num_rows} rows", *stats.lines()]
         return Result(pa.table({"plan": lines}), stats)
 
-    def _change(self, sql: str, stmt: ast.Change | ast.Explain, use_index: bool, control: QueryControl,
+    def _change(self, sql: str, stmt: ast.Change | ast.Explain, use_index: bool,
+                control: QueryControl,
                 settings: ExecSettings | None) -> Result:
         """DELETE, UPDATE, ALTER TABLE (or EXPLAIN of one): one row, ``rows_affected``."""
         store = self._store

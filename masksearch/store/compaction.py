@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
+from ..index.chi import SegmentIndex, chi_offsets
 from .changes import Change
 from .durable import remove_tree, replace
 from .manifest import Manifest, SegmentInfo
-from .segments import write_segment
+from .segments import write_copied_segment, write_segment
 from .snapshot import Snapshot
 from .writer import segment_edges
 
@@ -79,26 +81,70 @@ def rewrite(root: Path, snapshot: Snapshot, group: list[SegmentInfo], segment_ma
             written: list[Path]) -> list[SegmentInfo]:
     """Write the live masks of ``group`` into new full segments (listed in ``written`` as
     they are made, for the caller to remove if the commit does not happen)."""
-    manifest = snapshot.manifest
     names = {s.name for s in group}
     positions = [k for k, s in enumerate(snapshot.segments) if s.directory.name in names]
     table = snapshot.rows_of(positions).sort_by("mask_id")
+    copy = _can_copy(snapshot, positions)
     new = []
     for chunk in _chunks(table, segment_masks):
         segs = chunk.column("_seg").to_numpy()
         rows = chunk.column("_row").to_numpy()
-        masks = [snapshot.segments[k].pixels(int(r)) for k, r in zip(segs, rows, strict=True)]
         meta = chunk.drop_columns(["_seg", "_row"])
         name = f"seg-{uuid.uuid4().hex[:16]}"
         tmp = root / "segments" / f"tmp-{name}"
         written.append(tmp)
-        write_segment(tmp, masks, meta, segment_edges(manifest, masks), manifest.cell_size,
-                      manifest.codec, build_index=True)
+        if copy:
+            _copy_masks(tmp, snapshot, segs, rows, meta)
+        else:
+            _rewrite_masks(tmp, snapshot, segs, rows, meta)
         replace(tmp, root / "segments" / name)
         written.append(root / "segments" / name)
-        new.append(SegmentInfo(name, len(masks), group[0].dtype,
+        new.append(SegmentInfo(name, len(rows), group[0].dtype,
                                int(meta.column("mask_id")[0].as_py())))
     return new
+
+
+def _can_copy(snapshot: Snapshot, positions: list[int]) -> bool:
+    """Whether the masks can move as they are, compressed, with their CHIs: every segment
+    has checksums, the database's codec and cell size, the same bin edges, a full index."""
+    manifest = snapshot.manifest
+    segments = [snapshot.segments[k] for k in positions]
+    first = segments[0].info
+    return all(seg.sealed and seg.has_full_index() and seg.info["codec"] == manifest.codec
+               and seg.info["cell_size"] == manifest.cell_size
+               and seg.info["edges"] == first["edges"] for seg in segments)
+
+
+def _copy_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.ndarray,
+                meta: pa.Table) -> None:
+    """A segment of these masks' compressed bytes and CHIs, read as stored (verified)."""
+    blobs, digests, counts, eq, stats = [], [], [], [], []
+    for k, r in zip(segs.tolist(), rows.tolist(), strict=True):
+        seg = snapshot.segments[k]
+        index = seg.index
+        blobs.append(seg.blob(r))
+        digests.append(seg.info["blobs_xxh64"][r])
+        counts.append(index.counts[index.offsets[r]:index.offsets[r + 1]])
+        eq.append(index.eq[r])
+        stats.append(index.stats[r])
+    first = snapshot.segments[int(segs[0])].index
+    heights = meta.column("height").to_numpy().astype(np.int64)
+    widths = meta.column("width").to_numpy().astype(np.int64)
+    offsets = chi_offsets(heights, widths, first.cell, len(first.edges))
+    merged = np.concatenate(counts).astype(np.result_type(*(c.dtype for c in counts)))
+    index = SegmentIndex(first.cell, first.edges, merged, offsets, np.stack(eq),
+                         np.stack(stats), heights, widths, np.ones(len(rows), bool))
+    write_copied_segment(directory, snapshot.segments[int(segs[0])].dtype, blobs, digests,
+                         meta, index, snapshot.manifest.codec)
+
+
+def _rewrite_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.ndarray,
+                   meta: pa.Table) -> None:
+    """A segment of these masks decoded and written anew, with new CHIs."""
+    manifest = snapshot.manifest
+    masks = [snapshot.segments[k].pixels(int(r)) for k, r in zip(segs, rows, strict=True)]
+    write_segment(directory, masks, meta, segment_edges(manifest, masks), manifest.cell_size,
+                  manifest.codec, build_index=True)
 
 
 def _chunks(table: pa.Table, size: int) -> Iterator[pa.Table]:

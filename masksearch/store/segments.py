@@ -25,7 +25,7 @@ without verification; ``Store.check`` reports them as unverifiable.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -130,10 +130,27 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     for start, stop in chunks_in_order(n, ENCODE_CHUNK, encode_and_index):
         if on_encoded is not None:
             on_encoded(stop - start)
+    _write_files(directory, dtype, blobs, digests, meta, edges, cell, codec, index)
+
+
+def write_copied_segment(directory: Path, dtype: np.dtype, blobs: list[pa.Buffer],
+                         digests: list[str], meta: pa.Table, index: SegmentIndex,
+                         codec: str) -> None:
+    """Write a segment of masks already compressed (``blobs``, their ``digests``) with their
+    CHIs (``index``, every mask built): compaction moves masks without decoding them."""
+    directory.mkdir(parents=True)
+    faults.point("mkdir segment")
+    _write_files(directory, dtype, blobs, digests, meta, index.edges, index.cell, codec, index)
+
+
+def _write_files(directory: Path, dtype: np.dtype, blobs: Sequence[pa.Buffer | None],
+                 digests: list[str], meta: pa.Table, edges: np.ndarray, cell: int, codec: str,
+                 index: SegmentIndex | None) -> None:
+    """The files of a new segment, then its sealed description, each fsynced."""
     pixels_path = directory / "pixels.arrow"
     with pa.OSFile(str(pixels_path), "wb") as sink, \
             pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
-        writer.write_table(pa.table({"blob": _blob_array(blobs)}))
+        writer.write_table(pa.table({"blob": _blob_array(list(blobs))}))
     faults.point("write pixels.arrow")
     fsync_path(pixels_path)
     sink = pa.BufferOutputStream()
@@ -142,7 +159,7 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     write_bytes(directory / "meta.parquet", meta_bytes)
     if index is not None:
         _write_index(directory, index)
-    info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(masks),
+    info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(blobs),
             "codec": codec, "cell_size": cell, "edges": [float(e) for e in edges],
             "files": {"pixels.arrow": describe_file(pixels_path),
                       "meta.parquet": {"size": meta_bytes.size, "xxh64": digest(meta_bytes)}},
@@ -266,9 +283,9 @@ class Segment:
         memory-mapped, so a blob is checked on its first read, not on every query."""
         return np.zeros(len(self.shapes[0]), bool)
 
-    def pixels(self, row: int) -> np.ndarray:
-        """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
-        verified against the mask's digest on the first read in this process)."""
+    def blob(self, row: int) -> pa.Buffer:
+        """The compressed bytes of the mask at ``row``, verified against its digest on the
+        first read in this process."""
         data, offsets = self._blobs
         start, end = int(offsets[row]), int(offsets[row + 1])
         blob = data.slice(start, end - start)
@@ -277,6 +294,12 @@ class Segment:
                 raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
                                  "is damaged (checksum mismatch)")
             self._verified[row] = True
+        return blob
+
+    def pixels(self, row: int) -> np.ndarray:
+        """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
+        verified against the mask's digest on the first read in this process)."""
+        blob = self.blob(row)
         heights, widths = self.shapes
         try:
             return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
