@@ -202,6 +202,8 @@ def test_errors_in_the_query_are_located(client, db, sql, line, column):
     "(DELETE FROM masks)",
     "INSERT INTO masks VALUES (1)",
     "DROP TABLE masks",
+    "EXPLAIN ANALYZE DELETE FROM masks WHERE mask_id = 1",
+    "explain analyze UPDATE masks SET label = 'x'",
 ])
 def test_statements_that_change_data_are_refused(client, db, sql):
     before = db.query("SELECT COUNT(*) AS n FROM masks").rows()
@@ -209,6 +211,14 @@ def test_statements_that_change_data_are_refused(client, db, sql):
         body = problem(client.post(path, json={"sql": sql}), 403)
         assert body["kind"] == "read_only"
         assert "--allow-writes" in body["error"]
+    assert db.query("SELECT COUNT(*) AS n FROM masks").rows() == before
+
+
+def test_explain_of_a_change_shows_its_plan_and_changes_nothing(client, db):
+    before = db.query("SELECT COUNT(*) AS n FROM masks").rows()
+    r = client.post("/api/query", json={"sql": "EXPLAIN DELETE FROM masks WHERE mask_id = 1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"][0] == ["Delete"]
     assert db.query("SELECT COUNT(*) AS n FROM masks").rows() == before
 
 

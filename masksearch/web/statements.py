@@ -24,7 +24,15 @@ def first_keyword(sql: str) -> str:
 
 
 def changes_data(sql: str) -> bool:
-    return first_keyword(sql) in WRITE_WORDS
+    """DELETE, UPDATE, ALTER TABLE, or EXPLAIN ANALYZE of DELETE or UPDATE (which runs it);
+    text that does not parse is judged by its first word."""
+    try:
+        stmt = parse(sql)
+    except MaskSearchError:
+        return first_keyword(sql) in WRITE_WORDS
+    if isinstance(stmt, ast.Explain):
+        return stmt.analyze and not isinstance(stmt.select, ast.Select)
+    return not isinstance(stmt, ast.Select)
 
 
 def _range_text(r: ast.Range) -> str:
