@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from .checksum import digest
-from .durable import write_bytes
+from .durable import fsync_path, write_bytes
 
 DELETED_PREFIX = "deleted-"
 META_PREFIX = "meta-"
@@ -28,6 +28,7 @@ def write_deleted(directory: Path, deleted: np.ndarray) -> dict:
     data = np.packbits(np.asarray(deleted, bool)).tobytes()
     name = f"{DELETED_PREFIX}{uuid.uuid4().hex[:16]}.bits"
     write_bytes(directory / name, data)
+    fsync_path(directory)     # the file's name is durable before a manifest names it
     return {"name": name, "size": len(data), "xxh64": digest(data),
             "count": int(np.count_nonzero(deleted))}
 
@@ -49,6 +50,7 @@ def write_meta(directory: Path, table: pa.Table) -> dict:
     data = sink.getvalue()
     name = f"{META_PREFIX}{uuid.uuid4().hex[:16]}.parquet"
     write_bytes(directory / name, data)
+    fsync_path(directory)
     return {"name": name, "size": data.size, "xxh64": digest(data)}
 
 
