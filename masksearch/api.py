@@ -133,6 +133,8 @@ class Database:
         prepared = prepare(masks, options, self._store.columns(),
                            self._store.write.segment_masks)
         keys = (replace_on,) if isinstance(replace_on, str) else tuple(replace_on or ())
+        known = {name.lower(): name for name in self._store.columns()}
+        keys = tuple(known.get(k.lower(), k) if isinstance(k, str) else k for k in keys)
         ids, replaced = self._store.ingest(prepared.batches, progress=progress, index=index,
                                            total=prepared.total, replace_on=keys)
         return MaskIds(ids, replaced)
@@ -226,8 +228,8 @@ class Database:
         outcome = run_change(store, stmt, sql, use_index=use_index, control=control,
                              settings=settings)
         if isinstance(stmt, ast.Explain):
-            bound = bind_change(stmt, sql, store.columns())
-            return Result(pa.table({"plan": describe_change(bound, outcome)}), outcome.stats)
+            return Result(pa.table({"plan": describe_change(outcome.bound, outcome)}),
+                          outcome.stats)
         return Result(pa.table({"rows_affected": pa.array([outcome.rows_affected],
                                                           pa.int64())}), outcome.stats)
 
@@ -315,7 +317,7 @@ class Database:
         segments = self._store.segments
         dtypes: dict[str, int] = {}
         for s in self._store.manifest.segments:
-            dtypes[s.dtype] = dtypes.get(s.dtype, 0) + s.count
+            dtypes[s.dtype] = dtypes.get(s.dtype, 0) + s.live
         shapes: dict[str, int] = {}
         if table.num_rows:
             h = table.column("height").to_numpy()
@@ -323,7 +325,9 @@ class Database:
             pairs, counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
             shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
         pixel_bytes = sum(s.pixel_bytes() for s in segments)
-        indexed = sum(int(s.index.built.sum()) for s in segments)
+        snapshot = self._store.snapshot()
+        indexed = sum(int(state.segment.index.built[~state.deleted].sum())
+                      for state in snapshot.states)
         index_bytes = sum(s.index_bytes() for s in segments)
         m = self._store.manifest
         return {"path": self.path, "masks": table.num_rows, "segments": len(segments),

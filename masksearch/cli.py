@@ -137,7 +137,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+    if text is None:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CLIError("--replace-on needs column names, e.g. --replace-on image_id,model_id")
+    return names
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:

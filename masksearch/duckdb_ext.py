@@ -97,12 +97,25 @@ class DuckDBAttachment:
         table, so a mask deleted meanwhile by another connection still reads back."""
         store = self.db.store
         store.refresh()
-        self._snapshot = snapshot = store.snapshot()
+        snapshot = store.snapshot()
+        # Every view's statement first: one that no longer runs (a column it names was
+        # dropped) changes nothing, and says how to go on.
+        results = {}
+        for name, (sql, use_index) in self._views.items():
+            try:
+                results[name] = self._run_view(sql, use_index)
+            except MaskSearchError as e:
+                why = getattr(e, "message", str(e))
+                raise MaskSearchError(f"view {name!r} no longer runs on the database "
+                                      f"({why}); nothing was refreshed. Remove it with "
+                                      f"drop_view({name!r}) or define it again with "
+                                      "view()") from None
+        self._snapshot = snapshot
         table = snapshot.table
         public = [n for n in table.column_names if not n.startswith("_")]
         self.con.register(self.table_name, table.select(public))
-        for name, (sql, use_index) in self._views.items():
-            self._register_view(name, sql, use_index)
+        for name, result in results.items():
+            self.con.register(name, result)
 
     def query(self, sql: str, *, use_index: bool = True) -> duckdb.DuckDBPyRelation:
         """A masksearch statement's result as a DuckDB relation."""
@@ -116,10 +129,21 @@ class DuckDBAttachment:
         self._register_view(name, sql, use_index)
         self._views[name] = (sql, use_index)
 
+    def drop_view(self, name: str) -> None:
+        """Remove view ``name`` (registered with ``view()``)."""
+        if name not in self._views:
+            raise MaskSearchError(f"no view {name!r}; the views are: "
+                                  f"{', '.join(self._views) or 'none'}")
+        del self._views[name]
+        with contextlib.suppress(duckdb.Error, ValueError):
+            self.con.unregister(name)
+
     def _register_view(self, name: str, sql: str, use_index: bool) -> None:
+        self.con.register(name, self._run_view(sql, use_index))
+
+    def _run_view(self, sql: str, use_index: bool) -> pa.Table:
         with self._lock:
-            result = self.db.query(sql, use_index=use_index).to_arrow()
-        self.con.register(name, result)
+            return self.db.query(sql, use_index=use_index).to_arrow()
 
     def detach(self) -> None:
         """Remove the functions, macros and views from the connection."""

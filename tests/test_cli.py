@@ -304,6 +304,8 @@ def test_changes_through_the_command_line(data, tmp_path):
                  "--replace-on", "image_id,model_id", "--quiet", cwd=work)).stdout
     replaced = sum(cp(data["masks"][i], (0, 0, SIZE, SIZE), 0.5) >= 500 for i in (7, 8))
     assert f"replacing {replaced})" in out
+    err = failed(run("ingest", db, "npy/n07.npy", "--replace-on", " , ", cwd=work))
+    assert "--replace-on needs column names" in err
     out = ok(run("compact", db, cwd=work)).stdout
     assert out.startswith(f"compacted {db}: ")
     n = ok(run("query", db, "SELECT count(*) AS n FROM masks", cwd=work)).stdout

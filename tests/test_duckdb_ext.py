@@ -285,3 +285,31 @@ def test_a_read_only_database_is_not_written_by_the_functions(tmp_path):
     assert got == [(i, int((m[2:11, 1:13] > 0.5).sum())) for i, m in enumerate(maps)]
     assert kept == int(((maps > 0.5).sum((1, 2)) >= 130).sum())
     assert state(path) == before
+
+
+def test_refresh_with_a_view_that_no_longer_runs_changes_nothing(tmp_path):
+    """A view naming a column another statement dropped: refresh() says which view and how
+    to go on, and leaves the table and every view as they were; drop_view() removes it."""
+    db = ms.connect(tmp_path / "v.msdb")
+    db.ingest(np.ones((3, 4, 4), np.uint8), image_id=[0, 1, 2],
+              metadata={"label": ["a", "b", "a"]})
+    con = duckdb.connect()
+    try:
+        att = ms.attach_duckdb(con, db)
+        att.view("labels", "SELECT label, COUNT(*) AS n FROM masks GROUP BY label")
+        att.view("n", "SELECT COUNT(*) AS n FROM masks")
+        db.query("DELETE FROM masks WHERE image_id = 0")
+        db.query("ALTER TABLE masks DROP COLUMN label")
+        with pytest.raises(ms.MaskSearchError, match=r"view 'labels' no longer runs .*"
+                                                     r"drop_view\('labels'\)"):
+            att.refresh()
+        assert con.sql("SELECT count(*) FROM masks").fetchall() == [(3,)]
+        assert con.sql("SELECT n FROM n").fetchall() == [(3,)]
+        att.drop_view("labels")
+        att.refresh()
+        assert con.sql("SELECT count(*) FROM masks").fetchall() == [(2,)]
+        assert con.sql("SELECT n FROM n").fetchall() == [(2,)]
+        with pytest.raises(ms.MaskSearchError, match="no view 'labels'"):
+            att.drop_view("labels")
+    finally:
+        con.close()

@@ -4,6 +4,9 @@ filter, top-k and grouped queries checked against NumPy after every step, index 
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -387,3 +390,117 @@ def test_compaction_moves_masks_exactly_whatever_their_edges_and_shapes(tmp_path
     for i, m in enumerate(masks):
         assert np.array_equal(db.mask(i), m)
     assert db.check().ok
+
+
+# --- found in review -------------------------------------------------------------------------
+
+def test_a_refused_add_adds_nothing_to_the_writer(tmp_path):
+    db = ms.connect(tmp_path / "db")
+    good = list(masks_of(1, 3))
+    with db.writer(model_id=1) as w:
+        with pytest.raises(IngestError, match="mask 3: a mask must be 2-D"):
+            w.add([*good, np.zeros(3, np.float32)], image_id=[20, 21, 22, 23])
+        with pytest.raises(IngestError, match="metadata column 'k'"):
+            w.add(good, image_id=[1, 2, 3], metadata={"k": [1, "x", 2]})
+        assert w.add(good[:1], image_id=[30]) == [0]
+    assert db.query("SELECT mask_id, image_id FROM masks").rows() == [(0, 30)]
+    assert "k" not in db.columns()
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("UPDATE masks SET image_id = NULL WHERE k = 2",
+     "image_id is required for every mask; mask 2 would get NULL"),
+    ("UPDATE masks SET mask_type = 1.5", "column 'mask_type' holds int64 values"),
+    ("UPDATE masks SET mask_type = true", "mask_type holds integers or text, not bool"),
+    ("UPDATE masks SET k = 1.5", "column 'k' holds int64 values; mask 0 would get 1.5"),
+    ("UPDATE masks SET mask = 1", "the pixels cannot be set"),
+    ("UPDATE masks SET label = box(0, 0, 4, 4)", "column 'label' holds string values; a box"),
+])
+def test_updates_keep_the_rules_of_ingest(db, sql, message):
+    from .test_api import files_of
+
+    before = files_of(db.store.root)
+    with pytest.raises(ms.MaskSearchError, match=re.escape(message)) as e:
+        db.query(sql)
+    assert "^" in str(e.value), "the error shows where in the statement"
+    assert files_of(db.store.root) == before
+
+
+def test_update_sets_a_box_column_to_a_box(db):
+    db.query("ALTER TABLE masks ADD COLUMN bbox BOX")
+    assert db.query("UPDATE masks SET bbox = box(1, 2, 9, 10) WHERE k < 3").rows() == [(3,)]
+    got = db.query("SELECT mask_id, CP(mask, bbox, (0.5, 1.0]) AS c FROM masks WHERE k < 3")
+    want = [(i, cp(m, (1, 2, 9, 10))) for i, m in enumerate(masks_of(3, 10)[:3])]
+    assert got.rows() == want
+
+
+def test_a_refused_update_on_a_lazy_database_leaves_every_file(tmp_path):
+    from .test_api import files_of
+
+    db = ms.connect(tmp_path / "db", index="lazy", cell_size=8)
+    db.ingest(masks_of(3, 10), image_id=list(range(10)), metadata={"k": list(range(10))})
+    before = files_of(db.store.root)
+    with pytest.raises(ms.QueryError, match="holds int64 values"):
+        db.query(f"UPDATE masks SET k = CP(mask, box{BOX}, (0.5, 1.0]) / 7")
+    assert files_of(db.store.root) == before
+
+
+def test_add_metadata_keeps_types_and_text(tmp_path):
+    db = ms.connect(tmp_path / "db")
+    db.ingest(masks_of(1, 3), image_id=["000123", "000456", "7"],
+              metadata={"k": [1, 2, 3], "code": ["a", "b", "c"]})
+    csv = tmp_path / "t.csv"
+    csv.write_text("image_id,code\n000123,007\n000456,010\n")
+    assert db.add_metadata(csv) == 2
+    assert db.query("SELECT image_id, code FROM masks ORDER BY mask_id").rows() == [
+        ("000123", "007"), ("000456", "010"), ("7", "c")]
+    csv.write_text("image_id,k\n7,1.5\n")
+    with pytest.raises(IngestError, match="column 'k' holds int64 values in the database; "
+                                          "the table gives float64"):
+        db.add_metadata(csv)
+    csv.write_text("image_id,note,note\n7,a,b\n")
+    with pytest.raises(IngestError, match="t.csv: column 'note' appears twice"):
+        db.add_metadata(csv)
+
+
+def test_info_counts_live_masks(db):
+    db.query("DELETE FROM masks WHERE k < 4")
+    info = db.info()
+    assert info["masks"] == 6
+    assert info["dtypes"] == {"float32": 6}
+    assert info["indexed_masks"] == 6
+
+
+def test_an_upsert_matches_keys_as_stored_with_their_default(db):
+    db.query("ALTER TABLE masks ADD COLUMN grp VARCHAR DEFAULT 'g'")
+    db.query("UPDATE masks SET grp = NULL WHERE k = 0")
+    ids = db.ingest(masks_of(6, 1), image_id=[99], replace_on=["GRP"])
+    assert ids.replaced == 9
+    assert db.query("SELECT mask_id, grp FROM masks").rows() == [(0, None), (10, "g")]
+
+
+def test_pictures_after_a_delete_show_the_right_rows(db):
+    """The renderer finds a mask's metadata row by its id: after a delete in its segment,
+    a mask keeps its own box; a result's cards skip masks deleted since the query ran."""
+    db.query("ALTER TABLE masks ADD COLUMN bbox BOX DEFAULT box(0, 0, 16, 16)")
+    db.query("UPDATE masks SET bbox = box(0, 0, 4, 4) WHERE k = 2")
+    db.query("UPDATE masks SET bbox = box(3, 3, 12, 12) WHERE k = 3")
+    before = np.asarray(db.render(3, roi="bbox"))
+    result = db.query("SELECT mask_id, k FROM masks WHERE k < 5")
+    db.query("DELETE FROM masks WHERE k = 1")        # an earlier row of the same segment
+    assert np.array_equal(np.asarray(db.render(3, roi="bbox")), before)
+    html = result._repr_html_()
+    assert "deleted since the query ran" in html
+    assert html.count('data-mask-id="') >= 4
+
+
+def test_a_writer_block_refuses_other_writes_of_its_connection_at_once(tmp_path):
+    db = ms.connect(tmp_path / "db", lock_timeout=30)
+    db.ingest(masks_of(1, 2), image_id=[0, 1])
+    start = time.monotonic()
+    with db.writer() as w:
+        w.add(masks_of(2, 1), image_id=[2])
+        with pytest.raises(StoreError, match="this connection is writing already"):
+            db.query("DELETE FROM masks WHERE image_id = 0")
+    assert time.monotonic() - start < 10
+    assert db.query("SELECT count(*) FROM masks").rows() == [(3,)]

@@ -10,14 +10,17 @@ since the last commit.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from functools import partial
 from types import TracebackType
+
+import numpy as np
 
 from ..errors import IngestError
 from ..store.changes import Change
 from ..store.snapshot import Snapshot
 from ..store.store import Store
-from ..store.writer import ColumnTypes, SegmentWriter
-from .pipeline import IngestOptions, prepare
+from ..store.writer import ColumnTypes, IngestBatch, SegmentWriter
+from .pipeline import IngestOptions, Prepared, prepare
 
 
 class MaskWriter:
@@ -36,6 +39,7 @@ class MaskWriter:
         self._snapshot: Snapshot | None = None
         self._writer: SegmentWriter | None = None
         self._types: ColumnTypes | None = None
+        self._broken: str | None = None    # why an add failed midway: nothing more commits
 
     def __enter__(self) -> MaskWriter:
         stack = ExitStack()
@@ -54,15 +58,23 @@ class MaskWriter:
         writer, types = self._writer, self._types
         if writer is None or types is None:
             raise IngestError("the writer is not open: use it in a with block")
+        if self._broken is not None:
+            raise IngestError(f"the writer failed earlier ({self._broken}); nothing more is "
+                              "committed")
         o = self.options
         options = IngestOptions(image_id if image_id is not None else o.image_id,
                                 model_id if model_id is not None else o.model_id,
                                 mask_type if mask_type is not None else o.mask_type,
                                 metadata, key, o.allow_missing, o.box_format, o.dtype, o.scale)
-        prepared = prepare(masks, options, types.ordered(), self.store.write.segment_masks)
+        batches = _checked(prepare(masks, options, types.ordered(),
+                                   self.store.write.segment_masks), types)
         first = writer.manifest.next_mask_id + writer.count
-        for batch in prepared.batches:
-            writer.add(batch)
+        try:
+            for batch in batches:
+                writer.add(batch)
+        except BaseException as e:   # e.g. a full disk: what this add wrote cannot be told
+            self._broken = f"{type(e).__name__}: {e}"
+            raise
         ids = list(range(first, writer.manifest.next_mask_id + writer.count))
         if self.commit_every is not None and writer.count >= self.commit_every:
             self.commit()
@@ -71,9 +83,11 @@ class MaskWriter:
     def commit(self) -> None:
         """Commit what was added since the last commit."""
         writer, types, snapshot = self._writer, self._types, self._snapshot
-        assert writer is not None
-        assert types is not None
-        assert snapshot is not None
+        if writer is None or types is None or snapshot is None:
+            raise IngestError("the writer is not open: use it in a with block")
+        if self._broken is not None:
+            raise IngestError(f"the writer failed earlier ({self._broken}); nothing more is "
+                              "committed")
         if not writer.count:
             return
         try:
@@ -95,8 +109,28 @@ class MaskWriter:
         stack, self._stack = self._stack, None
         assert stack is not None
         with stack:
-            if kind is None:
+            if kind is None and self._broken is None:
                 self.commit()
             elif self._writer is not None:
                 self.store.roll_back(self._writer.written)
+            if kind is None and self._broken is not None:
+                raise IngestError(f"the writer failed ({self._broken}); nothing since the "
+                                  "last commit was committed")
             self._writer = self._types = self._snapshot = None
+
+
+def _checked(prepared: Prepared, types: ColumnTypes) -> list[IngestBatch]:
+    """The batches of one ``add``, every mask read and checked and every column's type
+    checked before any is handed to the writer: a refused add adds nothing."""
+    probe = ColumnTypes(types.types)
+    batches = []
+    for batch in prepared.batches:
+        probe.add(batch.columns)
+        pixels = [load() for load in batch.loads]
+        batches.append(IngestBatch(batch.labels, [partial(_same, p) for p in pixels],
+                                   batch.columns))
+    return batches
+
+
+def _same(pixels: np.ndarray) -> np.ndarray:
+    return pixels

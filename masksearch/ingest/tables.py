@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +50,14 @@ class Metadata:
             f"metadata column {name!r}"
 
 
-def read_metadata(metadata: object, key: str | None) -> Metadata | None:
-    """The table of ``metadata`` (``key``: a column read as text, to join files by)."""
+def read_metadata(metadata: object, key: str | None,
+                  text: Collection[str] = ()) -> Metadata | None:
+    """The table of ``metadata`` (``key``: a column read as text, to join files by; a file's
+    ``text`` columns are read as text too, where they hold text in the database)."""
     if metadata is None:
         return None
     if isinstance(metadata, (str, os.PathLike)):
-        return _read_file(Path(metadata), key)
+        return _read_file(Path(metadata), key, text)
     if isinstance(metadata, Mapping):
         columns = {}
         for name, values in metadata.items():
@@ -87,7 +89,7 @@ def _length(columns: Mapping[str, Any]) -> int:
     return next(iter(lengths.values()), 0)
 
 
-def _read_file(path: Path, key: str | None) -> Metadata:
+def _read_file(path: Path, key: str | None, text: Collection[str] = ()) -> Metadata:
     if not path.is_file():
         raise IngestError(f"{path}: no such metadata file")
     suffix = path.suffix.lower()
@@ -96,8 +98,8 @@ def _read_file(path: Path, key: str | None) -> Metadata:
             import pyarrow.csv as pcsv
 
             # The key column as text: "007" must stay "007" to match a file named 007.png.
-            options = pcsv.ConvertOptions(column_types={key: pa.string()} if key else {},
-                                          strings_can_be_null=True)
+            as_text = {name: pa.string() for name in [*([key] if key else []), *text]}
+            options = pcsv.ConvertOptions(column_types=as_text, strings_can_be_null=True)
             table = pcsv.read_csv(path, convert_options=options)
         elif suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
@@ -107,6 +109,11 @@ def _read_file(path: Path, key: str | None) -> Metadata:
             raise IngestError(f"{path}: metadata must be a .csv or .parquet file")
     except (pa.ArrowException, OSError) as e:
         raise IngestError(f"{path}: cannot read metadata ({e})") from None
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise IngestError(f"{path}: column {name!r} appears twice")
+        seen.add(name)
     return Metadata(path.name, _arrow_columns(table, key), table.num_rows, from_file=True)
 
 

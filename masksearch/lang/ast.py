@@ -238,7 +238,7 @@ class Delete:
 @dataclass(frozen=True)
 class Assignment:
     column: str
-    expr: Expr
+    expr: Expr | BoxRoi     # a box literal, box(x0, y0, x1, y1), sets a BOX column
     pos: Pos = _pos()
 
 

@@ -36,13 +36,16 @@ class BoundDelete:
 
 @dataclass(frozen=True)
 class BoundUpdate:
-    """UPDATE: ``query`` selects mask_id and then each assigned column's new value."""
+    """UPDATE: ``query`` selects mask_id and then the new value of each of ``columns``;
+    ``boxes`` are the columns set to a box literal, with that box."""
 
     text: str
     query: BoundQuery
     columns: tuple[str, ...]
     explain: bool = False
     analyze: bool = False
+    boxes: tuple[tuple[str, dict[str, int]], ...] = ()
+    positions: tuple[ast.Pos, ...] = ()     # of each of ``columns``' values, for errors
 
 
 @dataclass(frozen=True)
@@ -103,21 +106,42 @@ def _rows_query(node: ast.Delete | ast.Update, values: tuple[ast.Expr, ...], tex
 def _bind_update(node: ast.Update, text: str, columns: Mapping[str, str], explain: bool,
                  analyze: bool) -> BoundUpdate:
     targets: list[str] = []
-    checker = TypeChecker(text, {n: LOGICAL_TO_TYPE[k] for n, k in columns.items()})
+    values: list[ast.Assignment] = []
+    boxes: list[tuple[str, dict[str, int]]] = []
     for a in node.assignments:
+        if a.column.lower() == "mask":
+            raise located_error(text, "the pixels cannot be set (UPDATE sets metadata "
+                                "columns)", ast.Column(a.column, a.pos))
         name = _existing(a.column, a.pos, text, columns, FIXED, "set")
         if name in targets:
             raise located_error(text, f"column {name!r} is set twice", a)
+        targets.append(name)
+        if isinstance(a.expr, ast.BoxRoi):
+            boxes.append((name, _box_value(a.expr, name, columns[name], text)))
+            continue
         if has_aggregate(a.expr):
             raise located_error(text, "SET cannot use aggregates", a.expr)
-        targets.append(name)
-    query = _rows_query(node, tuple(a.expr for a in node.assignments), text, columns)
-    for a, name, value in zip(node.assignments, targets, query.outputs[1:], strict=True):
-        want, got = LOGICAL_TO_TYPE[columns[name]], checker.type_of(value)
+        values.append(ast.Assignment(name, a.expr, a.pos))
+    query = _rows_query(node, tuple(a.expr for a in values if isinstance(a.expr, ast.Expr)),
+                        text, columns)
+    checker = TypeChecker(text, {n: LOGICAL_TO_TYPE[k] for n, k in columns.items()})
+    for a, value in zip(values, query.outputs[1:], strict=True):
+        want, got = LOGICAL_TO_TYPE[columns[a.column]], checker.type_of(value)
         if NULL not in (want, got) and want != got:
-            raise located_error(text, f"column {name!r} holds {columns[name]} values; "
+            raise located_error(text, f"column {a.column!r} holds {columns[a.column]} values; "
                                 f"{source(text, a.expr)} is {got}", a.expr)
-    return BoundUpdate(text, query, tuple(targets), explain, analyze)
+    return BoundUpdate(text, query, tuple(a.column for a in values), explain, analyze,
+                       tuple(boxes), tuple(a.expr.pos for a in values))
+
+
+def _box_value(box: ast.BoxRoi, name: str, kind: str, text: str) -> dict[str, int]:
+    if kind not in ("box", "null"):
+        raise located_error(text, f"column {name!r} holds {kind} values; a box cannot go "
+                            "into it", box)
+    if box.x1 < box.x0 or box.y1 < box.y0:
+        raise located_error(text, f"box({box.x0}, {box.y0}, {box.x1}, {box.y1}) has x1 < x0 "
+                            "or y1 < y0 (a box is x0, y0, x1, y1)", box)
+    return {"x0": box.x0, "y0": box.y0, "x1": box.x1, "y1": box.y1}
 
 
 def _existing(name: str, pos: ast.Pos, text: str, columns: Mapping[str, str],

@@ -40,19 +40,26 @@ def add_metadata(store: Store, metadata: object, key: str = "image_id", *,
 def _annotation(snapshot: Snapshot, metadata: object, key: str, allow_missing: bool,
                 box_format: str) -> tuple[Change, int]:
     columns = snapshot.columns
-    table = read_metadata(metadata, None)
-    if table is None or key not in table.columns:
-        raise IngestError(f"metadata: no key column {key!r} (pass key= the column naming "
-                          "the masks, e.g. image_id)")
     db_key = next((c for c in columns if c.lower() == key.lower()), None)
     if db_key is None:
         raise IngestError(f"the database has no column {key!r} to join on; columns are: "
                           f"{', '.join(columns)}")
+    # A file's columns that hold text in the database are read as text ('007' stays '007').
+    text = [name for name, kind in columns.items() if kind == "string"]
+    table = read_metadata(metadata, key if columns[db_key] == "string" else None, text)
+    if table is None or key not in table.columns:
+        raise IngestError(f"metadata: no key column {key!r} (name the column that names the "
+                          "masks with key= or --key, e.g. image_id)")
     typed = typed_columns(table, columns, box_format)
     _, key_values = typed.pop(key)
     fixed = [n for n in typed if n.lower() in FIXED]
     if fixed:
         raise IngestError(f"{table.origin}: column {fixed[0]!r} cannot be set")
+    for name, (kind, _) in typed.items():
+        old = columns.get(name, "null")
+        if old not in ("null", kind) and (old, kind) != ("float64", "int64"):
+            raise IngestError(f"{table.origin}: column {name!r} holds {old} values in the "
+                              f"database; the table gives {kind} values")
     types = ColumnTypes(columns)
     types.add(typed)
     kinds = types.ordered()
@@ -98,5 +105,5 @@ def _matches(snapshot: Snapshot, db_key: str, kind: str, keys: pa.Array,
         shown = ", ".join(f"{theirs[i]!r} ({row_name(i)})" for i in unmatched[:5])
         raise IngestError(f"{origin}: {len(unmatched)} key(s) match no mask: {shown}"
                           f"{', ...' if len(unmatched) > 5 else ''} (allow_missing=True "
-                          "skips them)")
+                          "or --allow-missing, skips them)")
     return row_of

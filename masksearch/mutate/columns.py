@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from ..errors import QueryError
 from ..lang.mutations import BoundAddColumn, BoundDropColumn
 from ..store.changes import Change
-from ..store.metadata import ARROW_TYPES
+from ..store.metadata import ARROW_TYPES, BOX_TYPE
 from ..store.snapshot import Snapshot
 
 # Arrow types of computed values -> column types as stored.
@@ -20,15 +20,21 @@ LOGICAL = {pa.int64(): "int64", pa.float64(): "float64", pa.string(): "string",
            pa.bool_(): "bool", pa.null(): "null"}
 
 
-def updated_segments(snapshot: Snapshot, found: pa.Table, columns: tuple[str, ...]) -> Change:
+def updated_segments(snapshot: Snapshot, found: pa.Table, columns: tuple[str, ...],
+                     boxes: tuple[tuple[str, dict[str, int]], ...] = ()) -> Change:
     """The change setting ``columns`` to ``found``'s values (mask_id, then one column per
-    assigned column, in order)."""
+    assigned column, in order), and each column of ``boxes`` to its box."""
     types = dict(snapshot.manifest.columns)
     values: dict[str, pa.Array] = {}
     ids = found.column(0).to_numpy()
     for i, name in enumerate(columns):
         arr = found.column(i + 1).combine_chunks()
         types[name], values[name] = _fitted(name, types[name], arr, ids)
+        if name in ID_COLUMNS:
+            _check_ids(name, types[name], values[name], ids)
+    for name, box in boxes:
+        types[name], values[name] = "box", pa.array([box] * len(ids), BOX_TYPE)
+    columns = (*columns, *(name for name, _ in boxes))
     where = snapshot.locate_many(ids)
     change = Change(columns=types)
     for k in np.unique(where.segment).tolist():
@@ -42,12 +48,34 @@ def updated_segments(snapshot: Snapshot, found: pa.Table, columns: tuple[str, ..
     return change
 
 
+ID_COLUMNS = ("image_id", "model_id", "mask_type")
+
+
+class ColumnValueError(QueryError):
+    """A value an UPDATE gives does not fit its column (``target``)."""
+
+    def __init__(self, target: str, message: str):
+        self.target = target
+        super().__init__(message)
+
+
+def _check_ids(name: str, kind: str, values: pa.Array, ids: np.ndarray) -> None:
+    """As at ingest: ids are integers or text, and every mask has an image_id."""
+    if kind not in ("int64", "string", "null"):
+        raise ColumnValueError(name, f"{name} holds integers or text, not {kind} values")
+    if name == "image_id" and values.null_count:
+        i = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ColumnValueError(name, "image_id is required for every mask; mask "
+                               f"{ids[i]} would get NULL")
+
+
 def _fitted(name: str, kind: str, arr: pa.Array, ids: np.ndarray) -> tuple[str, pa.Array]:
     """The column's type after the update and the values in it; values that do not fit
     (a fraction for a BIGINT column, an infinite number) are an error naming the mask."""
     got = LOGICAL.get(arr.type, "box" if pa.types.is_struct(arr.type) else None)
     if kind == "null":
-        kind = got or "null"
+        # An id column takes whole numbers as integers (as ingest stores them).
+        kind = "int64" if name in ID_COLUMNS and got == "float64" else got or "null"
     if arr.type == pa.float64():
         floats = arr.to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(~np.isnan(floats) & ~np.isfinite(floats))
@@ -58,9 +86,10 @@ def _fitted(name: str, kind: str, arr: pa.Array, ids: np.ndarray) -> tuple[str, 
             bad = np.flatnonzero(~np.isnan(floats) & unfit)
         if len(bad):
             v = float(floats[bad[0]])
-            raise QueryError(f"column {name!r} holds {kind} values; mask {ids[bad[0]]} would "
-                             f"get {v!r}" + (" (infinite values are not supported)"
-                                             if math.isinf(v) else ""))
+            raise ColumnValueError(name, f"column {name!r} holds {kind} values; mask "
+                                   f"{ids[bad[0]]} would get {v!r}"
+                                   + (" (infinite values are not supported)"
+                                      if math.isinf(v) else ""))
         arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, pa.float64()), arr)
     return kind, arr.cast(ARROW_TYPES[kind])
 

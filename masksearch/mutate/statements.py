@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..errors import QueryError
 from ..exec.control import QueryControl
 from ..exec.executor import execute
 from ..exec.settings import ExecSettings
@@ -29,7 +30,7 @@ from ..plan.planner import plan
 from ..store.changes import Change
 from ..store.snapshot import Snapshot
 from ..store.store import Store
-from .columns import added_column, dropped_column, updated_segments
+from .columns import ColumnValueError, added_column, dropped_column, updated_segments
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Outcome:
 
     rows_affected: int
     stats: QueryStats
+    bound: BoundChange
     plan: PhysicalPlan | None = None
 
 
@@ -50,10 +52,13 @@ def run_change(store: Store, stmt: ast.Change | ast.Explain, text: str, *,
         bound = bind_change(stmt, text, snapshot.columns)
         if isinstance(bound, (BoundDelete, BoundUpdate)):
             physical = plan(bound.query)
+            # read_only: the CHIs lazy indexing builds are not saved, so that a statement
+            # refused after its query (a value of the wrong type) leaves every file as it was.
             found, stats = execute(physical, snapshot, store.aggregate_cache,
-                                   use_index=use_index, control=control, settings=settings)
+                                   use_index=use_index, control=control, settings=settings,
+                                   read_only=True)
             change = (_deletion(snapshot, found) if isinstance(bound, BoundDelete)
-                      else updated_segments(snapshot, found, bound.columns))
+                      else _update(snapshot, found, bound))
             affected = found.num_rows
         else:
             physical, stats, affected = None, QueryStats(used_index=use_index), 0
@@ -63,7 +68,20 @@ def run_change(store: Store, stmt: ast.Change | ast.Explain, text: str, *,
             store.commit(snapshot, change)
         del snapshot
         store.finish_write()
-    return Outcome(affected, stats, physical)
+    return Outcome(affected, stats, bound, physical)
+
+
+def _update(snapshot: Snapshot, found: pa.Table, bound: BoundUpdate) -> Change:
+    """The change of an UPDATE; a value that does not fit its column is an error located
+    at the value's expression."""
+    try:
+        return updated_segments(snapshot, found, bound.columns, bound.boxes)
+    except ColumnValueError as e:
+        pos = bound.positions[bound.columns.index(e.target)] if e.target in bound.columns \
+            else None
+        if pos is None:
+            raise
+        raise QueryError(e.message, bound.text, pos[0], pos[1]) from None
 
 
 def _deletion(snapshot: Snapshot, found: pa.Table) -> Change:
@@ -86,7 +104,7 @@ def describe_change(bound: BoundChange, outcome: Outcome | None = None) -> list[
     if not isinstance(bound, (BoundDelete, BoundUpdate)):
         return [f"DropColumn {bound.name}"]
     head = "Delete" if isinstance(bound, BoundDelete) else \
-        f"Update set {', '.join(bound.columns)}"
+        f"Update set {', '.join((*bound.columns, *(n for n, _ in bound.boxes)))}"
     physical = outcome.plan if outcome is not None and outcome.plan is not None \
         else plan(bound.query)
     ops = outcome.stats.operators if outcome is not None else None

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from ..errors import StoreError
 from ..exec.mask_aggregate import aggregate_pixels
 from ..lang import ast
 from ..lang.binder import BoundQuery
@@ -153,16 +154,25 @@ def _mask_cards(db: Queryable, query: BoundQuery, table: pa.Table, n: int, size:
     records = Renderer(db.store).records([i for i in ids if i is not None])
 
     def thumb(mask_id: int | None) -> tuple[Thumb, ...]:
-        if mask_id is None:
+        if mask_id is None or mask_id not in records:   # deleted since the query ran
             return ()
-        png = db.render_png(mask_id, term.roi, term.range, size)
+        try:
+            png = db.render_png(mask_id, term.roi, term.range, size)
+        except StoreError:
+            if mask_id in Renderer(db.store).records([mask_id]):
+                raise
+            return ()    # deleted meanwhile
         return (Thumb(png, f"mask {mask_id}", mask_id),)
 
     thumbs = _parallel(thumb, ids)
     fields = _fields(table, n)
     shown = {name for name, _ in fields[0]} if fields else set()
-    return [Card(f, _metadata(records.get(i, {}) if i is not None else {}, shown), t, i)
-            for f, t, i in zip(fields, thumbs, ids, strict=True)]
+    return [Card(f, _metadata(records[i], shown) if i in records else _GONE if i is not None
+                 else (), t, i) for f, t, i in zip(fields, thumbs, ids, strict=True)]
+
+
+# The card of a mask deleted after its query ran: the row's values, no picture.
+_GONE = (("mask", "deleted since the query ran"),)
 
 
 def _members(db: Queryable, query: BoundQuery, keys: list[str]) -> dict[tuple, list[int]]:

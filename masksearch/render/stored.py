@@ -109,7 +109,8 @@ class Renderer:
         snapshot = self.store.snapshot()
         where = snapshot.locate_many([int(mask_id)])
         seg, row = int(where.segment[0]), int(where.row[0])
-        record = snapshot.table.slice(int(snapshot.starts[seg]) + row, 1).to_pylist()[0]
+        position = int(snapshot.positions([int(mask_id)])[0])
+        record = snapshot.table.slice(position, 1).to_pylist()[0]
         return snapshot, seg, row, record
 
     def request(self, pixels: np.ndarray, record: dict[str, Any], columns: dict[str, str],

@@ -27,15 +27,25 @@ class ReaderPin:
     read-only file system): then nothing is pinned, and nothing can be replaced either."""
 
     def __init__(self, root: Path):
-        self.path = root / DIRECTORY / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.path = root / DIRECTORY / name
         self.version: int | None = None
         self._fd: int | None = None
+        # Locked under a hidden name, then renamed in: a writer never sees it unlocked (it
+        # would take it for a dead reader's).
+        new = root / DIRECTORY / f".new-{name}"
         try:
             self.path.parent.mkdir(exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(new, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
             return
-        fcntl.flock(fd, fcntl.LOCK_EX)   # a new file: nobody else holds it
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.rename(new, self.path)
+        except OSError:
+            os.close(fd)
+            new.unlink(missing_ok=True)
+            return
         self._fd = fd
 
     def set(self, version: int) -> None:
@@ -62,6 +72,9 @@ def oldest_pinned(root: Path) -> int | None:
     oldest: int | None = None
     directory = root / DIRECTORY
     for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if path.name.startswith(".new-"):
+            _remove_if_dead(path)
+            continue
         version = _live_pin(path)
         if version is not None:
             oldest = version if oldest is None else min(oldest, version)
@@ -84,3 +97,13 @@ def _live_pin(path: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def _remove_if_dead(path: Path) -> None:
+    """A registration its process never renamed in: removed once that process is gone."""
+    try:
+        os.kill(int(path.name.split("-")[1]), 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+    except (ValueError, IndexError, PermissionError, OverflowError):
+        pass

@@ -110,7 +110,8 @@ class Snapshot:
 
     @cached_property
     def _by_id(self) -> tuple[np.ndarray, ...]:
-        """Sorted mask ids and, in that order, each mask's segment, row, height and width."""
+        """Sorted mask ids and, in that order, each mask's segment, row, height, width and
+        position in ``table``."""
         table = self.table
         ids = table.column("mask_id").to_numpy()
         order = np.argsort(ids, kind="stable")
@@ -119,11 +120,11 @@ class Snapshot:
             return table.column(name).to_numpy().astype(np.int64)[order]
 
         return (ids[order], column("_seg"), column("_row"), column("height"),
-                column("width"))
+                column("width"), order.astype(np.int64))
 
-    def locate_many(self, mask_ids: np.ndarray | Sequence[int]) -> Locations:
-        """Where the masks ``mask_ids`` are; an unknown id is a ``StoreError`` naming it."""
-        sorted_ids, seg, row, height, width = self._by_id
+    def _find(self, mask_ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Positions of ``mask_ids`` in the sorted ids; an unknown id is a ``StoreError``."""
+        sorted_ids = self._by_id[0]
         wanted = np.asarray(mask_ids, np.int64).reshape(-1)
         if len(sorted_ids):
             k = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
@@ -132,7 +133,18 @@ class Snapshot:
             k, found = np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
         if not found.all():
             raise StoreError(f"mask_id {wanted[~found][0]} does not exist")
+        return k
+
+    def locate_many(self, mask_ids: np.ndarray | Sequence[int]) -> Locations:
+        """Where the masks ``mask_ids`` are; an unknown id is a ``StoreError`` naming it."""
+        k = self._find(mask_ids)
+        _, seg, row, height, width, _ = self._by_id
         return Locations(seg[k], row[k], height[k], width[k])
+
+    def positions(self, mask_ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """The rows of ``table`` holding ``mask_ids`` (deleted rows are not in it, so a
+        segment's rows there are not its physical rows: ``_row`` says those)."""
+        return self._by_id[5][self._find(mask_ids)]
 
     def locate(self, mask_id: int) -> tuple[Segment, int]:
         """The segment and row holding ``mask_id``."""

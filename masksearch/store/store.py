@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 import time
 import warnings
 import weakref
@@ -84,6 +85,7 @@ class Store:
         self._states: dict[tuple, SegmentState] = {}
         self._alive: weakref.WeakSet[Snapshot] = weakref.WeakSet()  # snapshots handed out
         self.aggregate_cache = AggregateCache(self.root)
+        self._writing_thread: int | None = None   # the thread holding the writer lock
         self._pin = ReaderPin(self.root)
         self._closer = weakref.finalize(self, self._pin.close)
         self.refresh()
@@ -194,6 +196,10 @@ class Store:
         if self.read_only:
             raise StoreError(f"the database at {self.root} is open read-only: this connection "
                              "cannot write to it (connect without read_only=True to write)")
+        if self._writing_thread == threading.get_ident():
+            raise StoreError(f"{self.root}: this connection is writing already (a db.writer() "
+                             "block is open): add masks through the writer, or change data "
+                             "after its block")
         timeout = self.write.lock_timeout if timeout is None else timeout
         path = self.root / "lock"
         try:
@@ -211,7 +217,11 @@ class Store:
                         raise StoreError(f"{self.root}: another process is writing to the "
                                          f"database (waited {timeout:g} s for {path})") from None
                     time.sleep(0.05)
-            yield
+            self._writing_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._writing_thread = None
         finally:
             os.close(fd)
 

@@ -51,10 +51,16 @@ class ColumnTypes:
         self._names = {name.lower(): name for name in self.types}
 
     def add(self, columns: Mapping[str, TypedColumn]) -> None:
-        for name, (kind, _) in columns.items():
-            self._check_name(name)
-            self.types[name] = merged_type(name, self.types.get(name), kind)
-            self._names[name.lower()] = name
+        """Take a batch's columns, or refuse them all (the types stay as they were)."""
+        types, names = dict(self.types), dict(self._names)
+        try:
+            for name, (kind, _) in columns.items():
+                self._check_name(name)
+                self.types[name] = merged_type(name, self.types.get(name), kind)
+                self._names[name.lower()] = name
+        except BaseException:
+            self.types, self._names = types, names
+            raise
 
     def _check_name(self, name: str) -> None:
         if name in ("image_id", "model_id", "mask_type"):
@@ -117,8 +123,9 @@ class SegmentWriter:
         table = pa.table({"mask_id": pa.array(ids)} | {
             name: values for name, (_, values) in batch.columns.items()})
         self.count += n
-        if self.key_names:
+        if self.key_names:   # as stored: a column the batch lacks gets its DEFAULT
             self._keys.append(pa.table({k: table.column(k) if k in table.column_names
+                                        else self._default(k, n) if k in self.types.types
                                         else pa.nulls(n) for k in self.key_names}))
         for i, load in enumerate(batch.loads):
             pixels = load()
