@@ -81,6 +81,24 @@ READER = textwrap.dedent("""
 """)
 
 
+def reader_states(readers: list[subprocess.Popen], valid: set[str], last: list
+                  ) -> tuple[set[str], int]:
+    """Wait for the reader processes: every state each saw must be one of ``valid`` (as
+    JSON), and its last read, which started after the writer finished, ``last``. Returns the
+    states seen and how many reads there were."""
+    seen, reads = set(), 0
+    for r in readers:
+        out, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err
+        result = json.loads(out)
+        for rows in result["states"]:
+            assert json.dumps(rows) in valid, f"a state no commit produced: {rows}"
+            seen.add(json.dumps(rows))
+        reads += result["reads"]
+        assert result["states"][-1] == json.loads(json.dumps(last))
+    return seen, reads
+
+
 def python(script: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
@@ -96,20 +114,10 @@ def test_readers_see_whole_commits_during_ingests(tmp_path, index):
     db.ingest(batch(0), image_id=list(range(PER_BATCH)), metadata={"batch": [0] * PER_BATCH})
     readers = [python(READER, str(path), str(sync), str(i)) for i in range(2)]
     writer = python(WRITER, str(path), str(sync), str(len(readers)))
-    out, err = writer.communicate(timeout=300)
+    _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
     valid = {json.dumps(expected_state(k)) for k in range(1, BATCHES + 1)}
-    seen, reads = set(), 0
-    for r in readers:
-        out, err = r.communicate(timeout=300)
-        assert r.returncode == 0, err
-        result = json.loads(out)
-        for rows in result["states"]:
-            assert json.dumps(rows) in valid, f"a state no commit produced: {rows}"
-            seen.add(json.dumps(rows))
-        reads += result["reads"]
-        # The last read started after the writer finished: it sees everything.
-        assert result["states"][-1] == json.loads(json.dumps(expected_state(BATCHES)))
+    seen, reads = reader_states(readers, valid, expected_state(BATCHES))
     print(f"{reads} reads saw {len(seen)} of {BATCHES} committed states")
     assert len(seen) >= 3, "readers should have seen states between commits"
     final = ms.connect(path)
@@ -273,20 +281,12 @@ def test_readers_see_whole_commits_during_changes_and_compactions(tmp_path):
     db.close()
     readers = [python(CHANGE_READER, str(path), str(sync), str(i)) for i in range(2)]
     writer = python(CHANGER, str(path), str(sync), str(len(readers)))
-    out, err = writer.communicate(timeout=300)
+    _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
     states = change_states()
     valid = {json.dumps(s) for s in states}
     assert len(valid) == 16     # compactions change no answer
-    seen = set()
-    for r in readers:
-        out, err = r.communicate(timeout=300)
-        assert r.returncode == 0, err
-        result = json.loads(out)
-        for rows in result["states"]:
-            assert json.dumps(rows) in valid, f"a state no commit produced: {rows}"
-            seen.add(json.dumps(rows))
-        assert result["states"][-1] == json.loads(json.dumps(states[-1]))
+    seen, _ = reader_states(readers, valid, states[-1])
     assert len(seen) >= 3, "readers should have seen states between commits"
     final = ms.connect(path)
     assert final.query(CHANGE_STATE_SQL).rows() == [tuple(r) for r in states[-1]]

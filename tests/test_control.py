@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import masksearch as ms
-import masksearch.exec.verify as verify
 from masksearch.synth import saliency_maps
+
+from .slowdown import slow_down_verification
 
 N = 300
 Q = "SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 100"
@@ -27,13 +28,7 @@ def db(tmp_path_factory):
 @pytest.fixture
 def slow_counts(monkeypatch):
     """Verification at 2 ms per mask, so a query runs long enough to be stopped."""
-    count = verify.count_in_range
-
-    def slow(*args):
-        time.sleep(0.002)
-        return count(*args)
-
-    monkeypatch.setattr(verify, "count_in_range", slow)
+    slow_down_verification(monkeypatch, 0.002)
 
 
 def test_timeout_stops_a_query_and_the_next_one_runs(db, slow_counts):

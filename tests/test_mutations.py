@@ -459,7 +459,7 @@ def test_add_metadata_keeps_types_and_text(tmp_path):
                                           "the table gives float64"):
         db.add_metadata(csv)
     csv.write_text("image_id,note,note\n7,a,b\n")
-    with pytest.raises(IngestError, match="t.csv: column 'note' appears twice"):
+    with pytest.raises(IngestError, match=r"t\.csv: column 'note' appears twice"):
         db.add_metadata(csv)
 
 

@@ -21,12 +21,12 @@ with warnings.catch_warnings():   # Starlette 1.x suggests httpx2; httpx works t
     from starlette.testclient import TestClient
 
 import masksearch as ms
-import masksearch.exec.verify as verify
 from masksearch.web.app import create_app, make_state
 from masksearch.web.config import ServeConfig
 from masksearch.web.server import opener
 from masksearch.web.values import json_value
 
+from .slowdown import slow_down_verification
 from .web_fixture import HOSTILE, IMAGE_PATHS, INSIDE, N, build
 
 QUERIES = [
@@ -132,13 +132,7 @@ def test_background_query_and_its_pages(client, db):
 @pytest.fixture
 def slow_counts(monkeypatch):
     """Verification at 20 ms per mask: a brute-force query over the fixture takes seconds."""
-    count = verify.count_in_range
-
-    def slow(*args):
-        time.sleep(0.02)
-        return count(*args)
-
-    monkeypatch.setattr(verify, "count_in_range", slow)
+    slow_down_verification(monkeypatch, 0.02)
 
 
 def test_cancel_stops_a_running_query(client, slow_counts):

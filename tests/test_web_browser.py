@@ -18,7 +18,6 @@ from urllib.parse import quote
 import pytest
 
 import masksearch as ms
-import masksearch.exec.verify as verify
 
 from .web_fixture import HOSTILE, N, build
 
@@ -45,6 +44,8 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from masksearch.web.config import ServeConfig  # noqa: E402
 from masksearch.web.server import BackgroundServer  # noqa: E402
+
+from .slowdown import slow_down_verification  # noqa: E402
 
 TOP = "SELECT mask_id, label, CP(mask, bbox, (0.6, 1.0]) AS hot FROM masks ORDER BY hot DESC LIMIT 40"
 
@@ -256,13 +257,7 @@ def test_index_on_and_off_chart_and_explain_analyze(served, page):
 @pytest.fixture
 def slow_counts(monkeypatch):
     """Verification at 50 ms per mask (the server runs in this process): seconds a query."""
-    count = verify.count_in_range
-
-    def slow(*args):
-        time.sleep(0.05)
-        return count(*args)
-
-    monkeypatch.setattr(verify, "count_in_range", slow)
+    slow_down_verification(monkeypatch, 0.05)
 
 
 def test_a_long_query_shows_progress_and_cancels(served, page, slow_counts):

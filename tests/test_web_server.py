@@ -22,12 +22,12 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 import masksearch as ms
-import masksearch.exec.verify as verify
 from masksearch.cli import build_parser
 from masksearch.web.config import ServeConfig
 from masksearch.web.server import BackgroundServer
 from masksearch.web.values import json_value
 
+from .slowdown import slow_down_verification
 from .web_fixture import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,13 +56,7 @@ def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
 @pytest.fixture
 def slow_counts(monkeypatch):
     """Verification at 2 ms a mask (the server runs in this process): every query busy."""
-    count = verify.count_in_range
-
-    def slow(*args):
-        time.sleep(0.002)
-        return count(*args)
-
-    monkeypatch.setattr(verify, "count_in_range", slow)
+    slow_down_verification(monkeypatch, 0.002)
 
 
 def test_eight_clients_at_once_get_correct_answers_and_the_page_stays_responsive(
