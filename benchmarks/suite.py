@@ -57,7 +57,8 @@ def run_workload(d: datasets.Dataset, w: Workload, repeat: int, decode_s: float,
                  duck: duckdb.DuckDBPyConnection | None, duck_n: int) -> dict:
     want = w.numpy()
     db = d.db
-    db.query(w.sql)                                   # warm-up: kernels, segments
+    db.query(w.sql)                                   # warm-up of both sides: kernels,
+    db.query(w.sql, use_index=False)                  # segments, nothing charged to one
     t_idx, t_scan, t_np = [], [], []
     result = slow = None
     for _ in range(repeat):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .api import Database, connect
 from .errors import (
     BindError,
     IngestError,
@@ -15,15 +14,16 @@ from .errors import (
     QueryTimeout,
     StoreError,
 )
-from .result import QueryStats, Result
 
 if TYPE_CHECKING:
     import os
 
     import duckdb
 
+    from .api import Database, connect
     from .duckdb_ext import DuckDBAttachment
     from .ingest.coco import CocoSource
+    from .result import QueryStats, Result
 
 __all__ = [
     "BindError",
@@ -42,6 +42,27 @@ __all__ = [
     "from_coco",
 ]
 __version__ = "0.1.0"
+
+
+# The engine (NumPy, Arrow, Numba, lark) loads on first use of one of these names, so that
+# `import masksearch` and commands that need no engine start fast (docs/performance.md).
+def __getattr__(name: str) -> Any:
+    if name in ("Database", "connect"):
+        from . import api
+
+        value = getattr(api, name)
+    elif name in ("QueryStats", "Result"):
+        from . import result
+
+        value = getattr(result, name)
+    else:
+        raise AttributeError(f"module 'masksearch' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def attach_duckdb(con: duckdb.DuckDBPyConnection, database: Database | str | os.PathLike[str],

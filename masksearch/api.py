@@ -9,34 +9,26 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
-import pyarrow as pa
 
 from .errors import StoreError
-from .exec.control import QueryControl
-from .exec.executor import execute
-from .exec.settings import ExecSettings
-from .exec.stats import QueryStats
-from .ingest.pipeline import IngestOptions, prepare
-from .ingest.stream import MaskWriter
-from .lang import ast
-from .lang.binder import BoundQuery, bind
-from .lang.mutations import bind_change
-from .lang.notices import ValueSpan, query_notices
-from .lang.parser import parse
-from .mutate.annotate import add_metadata
-from .mutate.statements import describe_change, run_change
-from .plan.physical import PhysicalPlan
-from .plan.planner import plan
-from .result import Result
-from .store.check import CheckReport, check_store
-from .store.compaction import CompactionResult
 from .store.store import Store, WriteSettings
 
-if TYPE_CHECKING:   # the renderer (and Pillow) load on first use
+# The query engine (parser, planner, executor), ingest, changes, checks and pictures load in
+# the methods that use them: opening a database (the shell's first prompt) needs none of them.
+if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+    from .exec.control import QueryControl
+    from .exec.settings import ExecSettings
+    from .ingest.stream import MaskWriter
+    from .lang import ast
+    from .lang.binder import BoundQuery
+    from .plan.physical import PhysicalPlan
     from .render.selection import RangeArg
     from .render.stored import Renderer, RoiArg
+    from .result import Result
+    from .store.check import CheckReport
+    from .store.compaction import CompactionResult
 
 
 class MaskIds(list[int]):
@@ -127,6 +119,8 @@ class Database:
         mask (a model re-run replacing its masks; NULL matches NULL); the result's
         ``replaced`` says how many.
         """
+        from .ingest.pipeline import IngestOptions, prepare
+
         options = IngestOptions(image_id, model_id, mask_type, metadata, key, allow_missing,
                                 box_format, dtype, scale)
         self._store.refresh()
@@ -148,6 +142,9 @@ class Database:
         image_id=ids)``. Batches fill whole segments; the block commits once at its end (or
         every ``commit_every`` masks); an exception or Ctrl-C inside it commits nothing of
         what was added since the last commit. The writer lock is held for the block."""
+        from .ingest.pipeline import IngestOptions
+        from .ingest.stream import MaskWriter
+
         options = IngestOptions(image_id, model_id, mask_type, None, None, allow_missing,
                                 box_format, dtype, scale)
         return MaskWriter(self._store, options, commit_every, index)
@@ -158,6 +155,8 @@ class Database:
         or Parquet file) to the masks by ``key`` in one atomic commit; returns how many
         masks got values. New columns are added, existing ones must keep their type; every
         key must match a mask (unless ``allow_missing``) and appear once."""
+        from .mutate.annotate import add_metadata
+
         return add_metadata(self._store, metadata, key, allow_missing=allow_missing,
                             box_format=box_format)
 
@@ -175,6 +174,8 @@ class Database:
         """Read every file of the database and verify it against its checksums (pixels of
         every mask, metadata, index); ``report.ok`` is False and ``report.problems`` names
         the damaged files and mask ids when anything is damaged."""
+        from .store.check import check_store
+
         return check_store(self._store.root)
 
     def rebuild_index(self,
@@ -196,6 +197,14 @@ class Database:
         benchmarks). ``control``, instead of ``timeout`` and ``progress``, lets another thread
         cancel the query (``control.cancel()``) and carries its timeout and progress.
         """
+        import pyarrow as pa
+
+        from .exec.control import QueryControl
+        from .exec.executor import execute
+        from .exec.stats import QueryStats
+        from .lang.parser import parse
+        from .result import Result
+
         control = control or QueryControl(timeout=timeout, progress=progress)
         stmt = parse(sql)
         if _changes_data(stmt):
@@ -219,6 +228,14 @@ class Database:
                 control: QueryControl,
                 settings: ExecSettings | None) -> Result:
         """DELETE, UPDATE, ALTER TABLE (or EXPLAIN of one): one row, ``rows_affected``."""
+        import pyarrow as pa
+
+        from .exec.stats import QueryStats
+        from .lang import ast
+        from .lang.mutations import bind_change
+        from .mutate.statements import describe_change, run_change
+        from .result import Result
+
         store = self._store
         if isinstance(stmt, ast.Explain) and not stmt.analyze:
             store.refresh()
@@ -242,6 +259,10 @@ class Database:
 
     def explain(self, sql: str) -> str:
         """The plan of a statement as text."""
+        from .lang.mutations import bind_change
+        from .lang.parser import parse
+        from .mutate.statements import describe_change
+
         stmt = parse(sql)
         if _changes_data(stmt):
             self._store.refresh()
@@ -251,6 +272,9 @@ class Database:
     def notices(self, sql: str) -> list[str]:
         """Advice on a statement that probably does not mean what it says (e.g. a range
         ``(0.6, 1.0)`` over masks whose largest value is 1.0); empty when all is well."""
+        from .lang.notices import ValueSpan, query_notices
+        from .lang.parser import parse
+
         if _changes_data(parse(sql)):
             return []
         bound = self._bind(sql)
@@ -310,6 +334,11 @@ class Database:
         self._store.refresh()
         return self._store.columns()
 
+    def mask_count(self) -> int:
+        """The number of masks, from the manifest alone (``info()`` reads every segment)."""
+        self._store.refresh()
+        return sum(s.live for s in self._store.manifest.segments)
+
     def info(self) -> dict:
         """Counts, shapes, dtypes and sizes of the database."""
         self._store.refresh()
@@ -344,6 +373,8 @@ class Database:
 
 def _changes_data(stmt: ast.Statement) -> TypeGuard[ast.Change | ast.Explain]:
     """DELETE, UPDATE, ALTER TABLE, or EXPLAIN of DELETE or UPDATE."""
+    from .lang import ast
+
     node = stmt.select if isinstance(stmt, ast.Explain) else stmt
     return not isinstance(node, ast.Select)
 
@@ -352,6 +383,11 @@ def _changes_data(stmt: ast.Statement) -> TypeGuard[ast.Change | ast.Explain]:
 def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
     """The plan of ``sql`` over these columns: exploration repeats statements, and binding
     and planning cost about as much as a selective query's bounds; plans are immutable."""
+    from .lang import ast
+    from .lang.binder import bind
+    from .lang.parser import parse
+    from .plan.planner import plan
+
     stmt = parse(sql)
     assert isinstance(stmt, (ast.Select, ast.Explain))
     return plan(bind(stmt, sql, dict(columns)))

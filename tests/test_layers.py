@@ -33,8 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "masksearch": {"api", "result", "errors", "duckdb_ext", "ingest"},
     "duckdb_ext": ENGINE | {"api", "result"},
     "repl": ENGINE | {"api", "result", "format"},
-    "cli": ENGINE | {"api", "result", "format", "repl", "demo", "masksearch", "web"},
-    "demo": {"api", "format", "synth", "masksearch"},
+    "cli": ENGINE | {"api", "result", "format", "repl", "demo", "masksearch", "web", "warmup"},
+    "demo": {"api", "format", "synth", "masksearch", "warmup"},
+    "warmup": {"api"},
     "__main__": {"cli"},
     "web": ENGINE | {"api", "result", "format", "render"},
 }

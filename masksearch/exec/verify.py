@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import masksearch.kernels as kernels
+
 from ..index.chi import build_segment_index, cut_for_dtype, kernel_view
-from ..kernels.count_kernels import count_in_range
 from ..parallel import chunks_in_order, spread_chunk
 from ..ranges import Cut
 from ..store.segments import Segment
@@ -28,6 +29,14 @@ class CountTask:
     row_of: np.ndarray          # (M,) row of each mask in its segment
     boxes: list[np.ndarray]     # per term: (M, 4) clipped boxes
     cuts: list[tuple[Cut, Cut]]  # per term: (lo cut, hi cut)
+
+
+def count_in_range(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int, lo_t: float,
+                   lo_incl: bool, hi_t: float, hi_incl: bool) -> int:
+    """The pixels of ``pixels[y0:y1, x0:x1]`` in the range (``kernels.count_kernels``, loaded
+    on the first call)."""
+    return kernels.count_kernels.count_in_range(pixels, x0, y0, x1, y1, lo_t, lo_incl, hi_t,
+                                                hi_incl)
 
 
 def read_mask(segments: Sequence[Segment], k: int, row: int,

@@ -11,14 +11,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..kernels.bound_kernels import ChiArrays, chi_bounds, chi_cell_bounds
-from ..kernels.chi_kernels import build_chi_one
+import masksearch.kernels as kernels
+
 from ..parallel import for_chunks, run_sized
 from ..ranges import Cut
+
+if TYPE_CHECKING:
+    from ..kernels.bound_kernels import ChiArrays
 
 DEFAULT_CELL_SIZE = 16
 FLOAT_UNIT_BINS = 20      # edges at multiples of 0.05 for data in [0, 1]
@@ -130,8 +134,8 @@ def fill_segment_index(index: SegmentIndex, start: int, masks: list[np.ndarray])
         gh, gw = grid_shape(m.shape[0], m.shape[1], index.cell)
         block = index.counts[index.offsets[i]:index.offsets[i + 1]].reshape(gh, gw,
                                                                              n_edges + 1)
-        build_chi_one(kernel_view(m), index.edges, index.cell, block, index.eq[i],
-                      index.stats[i])
+        kernels.chi_kernels.build_chi_one(kernel_view(m), index.edges, index.cell, block,
+                                          index.eq[i], index.stats[i])
 
 
 def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -> SegmentIndex:
@@ -204,9 +208,10 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     def bound(s: int, e: int) -> None:
         for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
                                                                      strict=True):
-            chi_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
-                       (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
-                       (lower[s:e], upper[s:e]))
+            kernels.bound_kernels.chi_bounds(
+                kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
+                (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
+                (lower[s:e], upper[s:e]))
             if scattered is not None:
                 out_lower[scattered[s:e]] = lower[s:e]
                 out_upper[scattered[s:e]] = upper[s:e]
@@ -241,8 +246,9 @@ def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
 
     def bound(s: int, e: int) -> None:
-        chi_cell_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
-                        (lo.t, lo.incl, hi.t, hi.incl), (lower[s:e], upper[s:e], covered[s:e]))
+        kernels.bound_kernels.chi_cell_bounds(
+            kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
+            (lo.t, lo.incl, hi.t, hi.incl), (lower[s:e], upper[s:e], covered[s:e]))
 
     for_chunks(len(rows), CELL_BOUND_CHUNK, bound)
     return (lower.reshape(len(rows), -1), upper.reshape(len(rows), -1),

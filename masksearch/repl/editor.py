@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -18,7 +19,6 @@ from prompt_toolkit.lexers import Lexer
 from prompt_toolkit.styles import Style
 
 from ..format import FORMATS
-from ..lang.vocabulary import functions, keywords
 from .commands import COMMANDS
 from .session import ShellExit
 from .shell import Shell
@@ -43,11 +43,19 @@ def history_path() -> Path:
     return Path(os.environ.get("MASKSEARCH_HISTORY") or Path.home() / ".masksearch_history")
 
 
+@cache
+def _vocabulary() -> tuple[frozenset[str], frozenset[str]]:
+    """The language's keywords and functions, read from the grammar (and lark loaded) when
+    first needed: not before the first prompt."""
+    from ..lang.vocabulary import functions, keywords
+
+    return frozenset(keywords()), frozenset(functions())
+
+
 class QueryLexer(Lexer):
     """Highlights keywords, functions, numbers, strings, comments and dot-commands."""
 
     def lex_document(self, document: Document) -> Callable[[int], list]:
-        kws, fns = set(keywords()), set(functions())
         lines = document.lines
 
         def line_tokens(i: int) -> list:
@@ -58,6 +66,7 @@ class QueryLexer(Lexer):
             for m in _TOKEN.finditer(line):
                 kind, text = m.lastgroup, m.group()
                 if kind == "word":
+                    kws, fns = _vocabulary()
                     low = text.lower()
                     kind = "keyword" if low in kws else "function" if low in fns else ""
                 out.append((f"class:{kind}" if kind and kind != "other" else "", text))
@@ -86,6 +95,8 @@ class QueryCompleter(Completer):
         word = m.group() if m else ""
         if not word:
             return
+        from ..lang.vocabulary import functions, keywords
+
         low = word.lower()
         upper = _writes_upper(word, before)
         for name in self.columns():
@@ -147,8 +158,7 @@ def run_interactive(shell: Shell) -> int:
         multiline=True, key_bindings=_bindings(), complete_while_typing=False,
         prompt_continuation=lambda width, line_number, soft: CONTINUATION[-width:],
         enable_history_search=True)
-    info = shell.db.info()
-    shell.message(f"masksearch: {info['masks']} masks in {shell.db.path}. "
+    shell.message(f"masksearch: {shell.db.mask_count()} masks in {shell.db.path}. "
                   "Statements end with ';'. .help for help, Ctrl-D to leave.")
     while True:
         try:

@@ -4,10 +4,12 @@ signal, and the part of the shell a dot-command may use."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ..api import Database
-from ..result import Result
+
+if TYPE_CHECKING:
+    from ..result import Result
 
 
 class ShellExit(Exception):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import IngestError
 from .manifest import Manifest, SegmentInfo
@@ -122,5 +121,7 @@ _NULL_KEY = "\x00null"
 
 def key_text(values: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
     """Key values as text in the column's type, NULL as a marker no text equals."""
+    import pyarrow.compute as pc  # here: opening a database needs no Arrow compute
+
     typed = values.cast(ARROW_TYPES[kind]) if kind != "null" else pa.nulls(len(values))
     return pc.fill_null(typed.cast(pa.string()), _NULL_KEY)

@@ -10,26 +10,76 @@ import io
 import json
 import mmap
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
 
+import masksearch.kernels as kernels
+
 from ..errors import StoreError
-from ..kernels.checksum_kernels import xxh64_words
 from .durable import write_atomic, write_bytes
 
 DIGEST_KEY = "xxh64"
 _NO_WORDS = np.zeros(0, np.uint64)
 _NPZ_NAME = re.compile(r"xxh64-([0-9a-f]{16})\.npz$")
+# Buffers up to this size are digested in Python (at most ~2 ms): opening a database reads
+# only small files, and needs no Numba then (see masksearch.kernels).
+SMALL_DIGEST = 16 * 1024
+_M = (1 << 64) - 1
+_P1, _P2, _P3 = 11400714785074694791, 14029467366897019727, 1609587929392839161
+_P4, _P5 = 9650029242287828579, 2870177450012600261
 
 
 def digest(data: bytes | bytearray | memoryview | np.ndarray) -> str:
     """XXH64 (seed 0) of a bytes-like object, as 16 hex digits."""
     raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else \
         data.reshape(-1).view(np.uint8)
+    if len(raw) <= SMALL_DIGEST:
+        return f"{xxh64_small(raw.tobytes()):016x}"
     n8 = len(raw) // 8
     words = np.frombuffer(raw.data, np.uint64, count=n8) if n8 else _NO_WORDS
-    return f"{int(xxh64_words(words, raw[n8 * 8:], len(raw))):016x}"
+    value = kernels.checksum_kernels.xxh64_words(words, raw[n8 * 8:], len(raw))
+    return f"{int(value):016x}"
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & _M
+
+
+def _round(acc: int, lane: int) -> int:
+    return (_rotl((acc + lane * _P2) & _M, 31) * _P1) & _M
+
+
+def xxh64_small(data: bytes) -> int:
+    """XXH64 (seed 0) in plain Python: the same steps as ``kernels.checksum_kernels``."""
+    n = len(data) // 8
+    words = struct.unpack_from(f"<{n}Q", data)
+    i = 0
+    if len(data) >= 32:
+        v = [(_P1 + _P2) & _M, _P2, 0, (-_P1) & _M]
+        while i + 4 <= n:
+            v = [_round(v[k], words[i + k]) for k in range(4)]
+            i += 4
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M
+        for lane in v:
+            h = ((h ^ _round(0, lane)) * _P1 + _P4) & _M
+    else:
+        h = _P5
+    h = (h + len(data)) & _M
+    for word in words[i:]:
+        h = (_rotl(h ^ _round(0, word), 27) * _P1 + _P4) & _M
+    tail = data[n * 8:]
+    j = 0
+    if len(tail) >= 4:
+        h = (_rotl(h ^ ((int.from_bytes(tail[:4], "little") * _P1) & _M), 23) * _P2
+             + _P3) & _M
+        j = 4
+    for byte in tail[j:]:
+        h = (_rotl(h ^ ((byte * _P5) & _M), 11) * _P1) & _M
+    h = ((h ^ (h >> 33)) * _P2) & _M
+    h = ((h ^ (h >> 29)) * _P3) & _M
+    return h ^ (h >> 32)
 
 
 def file_digest(path: Path) -> tuple[int, str]:

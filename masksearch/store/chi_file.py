@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+import masksearch.kernels as kernels
+
 from ..index.chi import SegmentIndex
-from ..kernels.chi_kernels import chi_to_histograms, histograms_to_chi
-from ..kernels.codec_kernels import shuffle_bytes, unshuffle_bytes
 
 CODEC = pa.Codec("lz4")
 
@@ -21,12 +21,12 @@ CODEC = pa.Codec("lz4")
 def encode_counts(index: SegmentIndex) -> bytes:
     """The counts of a full index as compressed histograms."""
     hist = np.empty_like(index.counts)
-    chi_to_histograms(index.counts, index.offsets, index.heights, index.widths, index.cell,
+    kernels.chi_kernels.chi_to_histograms(index.counts, index.offsets, index.heights, index.widths, index.cell,
                       len(index.edges) + 1, hist)
     raw = hist.view(np.uint8)
     if hist.dtype.itemsize > 1:
         shuffled = np.empty_like(raw)
-        shuffle_bytes(raw, hist.dtype.itemsize, shuffled)
+        kernels.codec_kernels.shuffle_bytes(raw, hist.dtype.itemsize, shuffled)
         raw = shuffled
     return CODEC.compress(raw, asbytes=True)
 
@@ -42,8 +42,8 @@ def decode_counts(data: bytes, dtype: np.dtype, size: int, offsets: np.ndarray,
         raise ValueError(f"{raw.size} bytes of histograms, {nbytes} expected")
     if dtype.itemsize > 1:
         out = np.empty(nbytes, np.uint8)
-        unshuffle_bytes(raw, dtype.itemsize, out)
+        kernels.codec_kernels.unshuffle_bytes(raw, dtype.itemsize, out)
         raw = out
     counts = np.empty(size, dtype)
-    histograms_to_chi(raw.view(dtype), offsets, heights, widths, cell, n_edges + 1, counts)
+    kernels.chi_kernels.histograms_to_chi(raw.view(dtype), offsets, heights, widths, cell, n_edges + 1, counts)
     return counts

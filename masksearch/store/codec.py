@@ -7,7 +7,7 @@ from functools import cache
 import numpy as np
 import pyarrow as pa
 
-from ..kernels.codec_kernels import shuffle_bytes, unshuffle_bytes
+import masksearch.kernels as kernels
 
 CODECS = ("lz4", "zstd")
 
@@ -23,7 +23,7 @@ def encode_mask(pixels: np.ndarray, codec: str) -> pa.Buffer:
     itemsize = pixels.dtype.itemsize
     if itemsize > 1:
         shuffled = np.empty_like(raw)
-        shuffle_bytes(raw, itemsize, shuffled)
+        kernels.codec_kernels.shuffle_bytes(raw, itemsize, shuffled)
         raw = shuffled
     return _codec(codec).compress(raw, asbytes=False)
 
@@ -35,6 +35,6 @@ def decode_mask(blob: pa.Buffer, dtype: np.dtype, height: int, width: int,
     raw = np.frombuffer(_codec(codec).decompress(blob, decompressed_size=nbytes), np.uint8)
     if dtype.itemsize > 1:
         out = np.empty(nbytes, np.uint8)
-        unshuffle_bytes(raw, dtype.itemsize, out)
+        kernels.codec_kernels.unshuffle_bytes(raw, dtype.itemsize, out)
         raw = out
     return raw.view(dtype).reshape(height, width)

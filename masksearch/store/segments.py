@@ -58,6 +58,7 @@ from .checksum import (
 from .chi_file import decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
+from .overlays import read_parquet
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
 ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
@@ -215,9 +216,9 @@ class Segment:
                                      + ("checksum mismatch)" if len(data) == expected["size"]
                                         else f"{len(data)} bytes, {expected['size']} "
                                         "expected)"))
-                table = pq.read_table(pa.BufferReader(data), use_threads=False)
+                table = read_parquet(pa.BufferReader(data))
             else:
-                table = pq.read_table(path)
+                table = read_parquet(str(path))
         except FileNotFoundError:
             raise StoreError(f"{path}: the metadata file is missing") from None
         except MemoryError:

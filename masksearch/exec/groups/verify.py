@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+import masksearch.kernels as kernels
+
 from ...errors import QueryError
 from ...index.chi import build_segment_index
-from ...kernels.count_kernels import count_in_range
 from ...lang import ast
 from ...lang.binder import CPTerm
 from ...plan.operators import AggregationStats
@@ -103,8 +104,8 @@ class MaskAggregator:
                         if cache_this and cache is not None and mine[kind] not in cache:
                             self._collect(aggregated[kind], mine[kind], int(seg[rows[0]]))
                     x0, y0, x1, y1 = boxes[t][j]
-                    counts[j, t] = count_in_range(aggregated[kind], x0, y0, x1, y1, c.lo.t,
-                                                  c.lo.incl, c.hi.t, c.hi.incl)
+                    counts[j, t] = kernels.count_kernels.count_in_range(
+                        aggregated[kind], x0, y0, x1, y1, c.lo.t, c.lo.incl, c.hi.t, c.hi.incl)
 
         for _ in in_parallel(len(which), GROUP_CHUNK, run):
             if collector.full:
