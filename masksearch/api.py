@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from .exec.control import QueryControl
+    from .exec.executor import FragmentRunner
     from .exec.settings import ExecSettings
     from .ingest.stream import MaskWriter
     from .lang import ast
@@ -44,9 +45,10 @@ class Database:
     """An open masksearch database (a directory). ``close()`` releases it; as a context
     manager (``with ms.connect(path) as db:``) it is closed on leaving the block."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, executor: object = None) -> None:
         self._open_store: Store | None = store
         self._path = str(store.root)
+        self._runner = _runner(executor, self._path)
         self._renderer: Renderer | None = None
 
     @property
@@ -217,7 +219,7 @@ class Database:
         store = self._store
         table, stats = execute(physical, store.snapshot(), store.aggregate_cache,
                                use_index=use_index, control=control, settings=settings,
-                               read_only=store.read_only)
+                               read_only=store.read_only, runner=self._runner)
         if not bound.explain:
             return Result(table, stats, database=self, query=bound)
         lines = [*physical.describe(stats.operators).splitlines(), "",
@@ -371,6 +373,26 @@ class Database:
         return f"<masksearch.Database {self.path}{state}>"
 
 
+def _runner(executor: object, path: str) -> FragmentRunner | None:
+    """What runs a query's fragments: here (None), or a Dask cluster's workers given a
+    ``distributed.Client`` or a scheduler's address."""
+    if executor is None:
+        return None
+    try:
+        import distributed
+    except ImportError:
+        raise StoreError("executor= needs Dask's distributed: pip install masksearch[dask]"
+                         ) from None
+    from .exec.dask_runner import DaskRunner
+
+    if isinstance(executor, str):
+        executor = distributed.Client(executor)
+    if not isinstance(executor, distributed.Client):
+        raise StoreError(f"executor must be a distributed.Client or a scheduler address, "
+                         f"got {type(executor).__name__}")
+    return DaskRunner(executor, path)
+
+
 def _changes_data(stmt: ast.Statement) -> TypeGuard[ast.Change | ast.Explain]:
     """DELETE, UPDATE, ALTER TABLE, or EXPLAIN of DELETE or UPDATE."""
     from .lang import ast
@@ -397,7 +419,7 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
             bin_edges: dict | None = None, codec: str | None = None,
             index: str | None = None, segment_size: int | None = None,
             lock_timeout: float | None = None, read_only: bool = False,
-            auto_compact: bool = True) -> Database:
+            auto_compact: bool = True, executor: object = None) -> Database:
     """Open the database at ``path``, creating it (with these settings) if absent, unless
     ``create=False``, which refuses a path without a database.
 
@@ -411,7 +433,9 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
     connection's ingests write segments of at most ``segment_size`` masks (default 4096),
     and wait up to ``lock_timeout`` seconds (default 30) for another writer to finish.
     ``auto_compact=False`` keeps its commits from compacting small segments by themselves
-    (``compact()`` still does).
+    (``compact()`` still does). ``executor``: a ``distributed.Client`` (or a scheduler's
+    address) whose workers run the queries' per-segment work; they open the database at
+    the same path (``pip install masksearch[dask]``).
     """
     defaults = WriteSettings()
     write = WriteSettings(segment_masks=segment_size or defaults.segment_masks,
@@ -419,4 +443,4 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
                           else lock_timeout, auto_compact=auto_compact)
     return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
                           index=index, write=write, create=create and not read_only,
-                          read_only=read_only))
+                          read_only=read_only), executor)

@@ -5,6 +5,7 @@ read-only connection)."""
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -37,19 +38,28 @@ def shards(snapshot: Snapshot, settings: ExecSettings) -> list[list[int]]:
     return [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
 
 
+class FragmentRunner(Protocol):
+    """Runs a plan's fragment on shards of a snapshot's segments somewhere else (a cluster:
+    ``exec.dask_runner``) and returns each shard's output, in order."""
+
+    def run(self, plan: PhysicalPlan, snapshot: Snapshot, shards: list[list[int]],
+            use_index: bool, settings: ExecSettings) -> list[FragmentOutput]: ...
+
+
 def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None = None, *,
             use_index: bool = True, control: QueryControl | None = None,
-            settings: ExecSettings | None = None,
-            read_only: bool = False) -> tuple[pa.Table, QueryStats]:
+            settings: ExecSettings | None = None, read_only: bool = False,
+            runner: FragmentRunner | None = None) -> tuple[pa.Table, QueryStats]:
     """Run ``plan`` over ``snapshot``; ``control`` lets the caller cancel or time it, and
     ``cache`` keeps CHIs of groups' aggregated masks across queries. ``read_only``: write
-    nothing (lazy indexing's CHIs are neither built nor saved; the cache is only read)."""
+    nothing (lazy indexing's CHIs are neither built nor saved; the cache is only read).
+    ``runner`` runs the fragments elsewhere (the merge runs here)."""
     settings = settings or ExecSettings()
     start = time.perf_counter()
     with running(control or QueryControl()):
         try:
             table, records, collector = _run(plan, snapshot, cache, use_index, settings,
-                                             read_only)
+                                             read_only, runner)
         except QueryError as e:
             if e.text is None and e.line is not None:   # located by the evaluator: show where
                 raise QueryError(e.message, plan.query.text, e.line, e.column) from None
@@ -58,7 +68,7 @@ def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None
 
 
 def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, use_index: bool,
-         settings: ExecSettings, read_only: bool,
+         settings: ExecSettings, read_only: bool, runner: FragmentRunner | None,
          ) -> tuple[pa.Table, StatsRecords, ChiCollector]:
     collector = ChiCollector(snapshot.segments, cache if use_index else None,
                              settings.chis_held, persist=not read_only)
@@ -69,8 +79,11 @@ def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, u
                                        records=records, verify=verify, collector=collector)
 
     outs: list[FragmentOutput] = []
-    for shard in shards(snapshot, settings):
-        outs.append(run_fragment(plan, snapshot.rows_of(shard), context(StatsRecords())))
+    if runner is not None:
+        outs = runner.run(plan, snapshot, shards(snapshot, settings), use_index, settings)
+    else:
+        for shard in shards(snapshot, settings):
+            outs.append(run_fragment(plan, snapshot.rows_of(shard), context(StatsRecords())))
     records = StatsRecords()
     for out in outs:
         records.add(out.records)

@@ -79,6 +79,13 @@ class RowBatch:
         self.bounded = np.zeros(t, bool) if bounded is None else bounded  # per term: all rows
         self._regions: dict[ast.Roi, Regions] = {}
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the context (a shard's members travel from a worker to the
+        merge, which gives them its own: ``concat``)."""
+        state = dict(self.__dict__)
+        state["ctx"] = None
+        return state
+
     @property
     def known(self) -> np.ndarray:
         return self.state.known

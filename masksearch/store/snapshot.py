@@ -69,29 +69,35 @@ class Snapshot:
         return dict(self.manifest.columns)
 
     @cached_property
+    def schema(self) -> pa.Schema:
+        """The schema of ``table``."""
+        return pa.schema([(n, ARROW_TYPES[t]) for n, t in self.columns.items()]
+                         + [("_seg", pa.int32()), ("_row", pa.int32())])
+
+    @cached_property
     def table(self) -> pa.Table:
         """All masks' metadata, with ``_seg`` (segment position) and ``_row`` locating each
         mask's pixels."""
-        columns = self.columns
-        schema = pa.schema([(n, ARROW_TYPES[t]) for n, t in columns.items()]
-                           + [("_seg", pa.int32()), ("_row", pa.int32())])
-        parts = []
-        for k, state in enumerate(self.states):
-            meta, rows = state.meta, state.live_rows()
-            if len(rows) < meta.num_rows:
-                meta = meta.take(pa.array(rows))
-            arrays = []
-            for name, kind in columns.items():
-                if name in meta.column_names:
-                    arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
-                else:
-                    arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
-            arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
-            arrays.append(pa.array(rows.astype(np.int32)))
-            parts.append(pa.Table.from_arrays(arrays, schema=schema))
+        parts = [self._segment_rows(k) for k in range(len(self.states))]
         if not parts:
-            return schema.empty_table()
+            return self.schema.empty_table()
         return pa.concat_tables(parts).combine_chunks()
+
+    def _segment_rows(self, k: int) -> pa.Table:
+        """The live rows of the segment at position ``k``, as in ``table``."""
+        state = self.states[k]
+        meta, rows = state.meta, state.live_rows()
+        if len(rows) < meta.num_rows:
+            meta = meta.take(pa.array(rows))
+        arrays = []
+        for name, kind in self.columns.items():
+            if name in meta.column_names:
+                arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
+            else:
+                arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
+        arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
+        arrays.append(pa.array(rows.astype(np.int32)))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     @cached_property
     def starts(self) -> np.ndarray:
@@ -104,6 +110,9 @@ class Snapshot:
         if len(positions) == len(self.segments) and list(positions) == list(
                 range(len(self.segments))):
             return self.table
+        if "table" not in self.__dict__:    # a shard on a worker: read only its segments
+            parts = [self._segment_rows(int(k)) for k in positions]
+            return pa.concat_tables(parts) if parts else self.schema.empty_table()
         parts = [self.table.slice(int(self.starts[k]), int(self.starts[k + 1] - self.starts[k]))
                  for k in positions]
         return pa.concat_tables(parts) if parts else self.table.slice(0, 0)

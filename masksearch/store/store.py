@@ -147,6 +147,13 @@ class Store:
         # Snapshots still used by queries (of any thread) keep their versions pinned.
         self._pin.set(min(s.manifest.version for s in self._alive))
 
+    def snapshot_of(self, manifest: Manifest) -> Snapshot:
+        """The state ``manifest`` describes (an older one than the latest, e.g. the one a
+        query on another machine started from), whose files readers keep until released."""
+        snapshot = Snapshot(manifest, [self._state(info) for info in manifest.segments])
+        self._alive.add(snapshot)
+        return snapshot
+
     def _state(self, info: SegmentInfo) -> SegmentState:
         key = (info.name, (info.meta or {}).get("name"), (info.deleted or {}).get("name"))
         state = self._states.get(key)
