@@ -126,3 +126,61 @@ def test_a_bad_executor_is_refused(tmp_path):
     saliency_db(tmp_path / "db")
     with pytest.raises(ms.StoreError, match=r"executor must be a distributed\.Client"):
         ms.connect(tmp_path / "db", executor=42)
+
+
+def _slow_verification() -> None:
+    """On a worker: every verified mask takes 50 ms more (the query runs for seconds)."""
+    import time
+
+    import masksearch.exec.verify as verify
+
+    count = verify.count_in_range
+
+    def slow(*args):
+        time.sleep(0.05)
+        return count(*args)
+
+    verify.count_in_range = slow
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(tmp_path):
+    """One of two worker processes dies while the query's tasks run: Dask runs its tasks
+    again on the other (the nanny restarts it), and the answer is exact; if the cluster
+    gives up, the error is a QueryError that says so, never a wrong or partial answer."""
+    import os
+    import threading
+    import time
+
+    local = saliency_db(tmp_path / "db")
+    sql = QUERIES[0]
+    want = local.query(sql, use_index=False).rows()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    try:
+        with distributed.Client(cluster) as c:
+            c.run(_slow_verification)
+            db = ms.connect(tmp_path / "db", executor=c)
+            got: list = []
+
+            def run() -> None:
+                try:
+                    got.append(db.query(sql, use_index=False).rows())
+                except ms.MaskSearchError as e:
+                    got.append(e)
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            time.sleep(0.8)          # tasks are running: 40 masks at 50 ms
+            victim = sorted(c.scheduler_info()["workers"])[0]
+            with pytest.raises(Exception):  # noqa: B017, PT011 - the worker dies answering
+                c.run(os._exit, 1, workers=[victim])
+            thread.join(120)
+            assert not thread.is_alive()
+            assert got, "the query returned nothing"
+            if isinstance(got[0], ms.MaskSearchError):
+                assert "Dask cluster could not run the query" in str(got[0])
+            else:
+                assert got[0] == want
+    finally:
+        cluster.close()

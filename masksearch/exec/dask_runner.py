@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..errors import MaskSearchError, QueryError
 from ..plan.physical import PhysicalPlan
 from ..store.manifest import Manifest
 from ..store.snapshot import Snapshot
@@ -63,5 +64,12 @@ class DaskRunner:
         tasks = [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
         futures = [self.client.submit(run_shard, self.root, snapshot.manifest, plan, shard,
                                       use_index, settings, pure=False) for shard in tasks]
-        outs: list[FragmentOutput] = self.client.gather(futures)
+        try:
+            outs: list[FragmentOutput] = self.client.gather(futures)
+        except MaskSearchError:
+            raise      # the query's own error, raised on a worker (a damaged file, ...)
+        except Exception as e:   # the cluster's: a worker lost too often, a closed client
+            self.client.cancel(futures)
+            raise QueryError(f"the Dask cluster could not run the query: "
+                             f"{type(e).__name__}: {e}") from None
         return outs
