@@ -5,6 +5,7 @@ property tests; a cluster of worker processes runs the same queries for real."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 
@@ -97,6 +98,18 @@ def test_worker_processes_open_the_segments_themselves(tmp_path):
             on, here = db.query(QUERIES[0]).stats, local.query(QUERIES[0]).stats
             assert (on.masks_total, on.verified, on.accepted_by_index) == (
                 here.masks_total, here.verified, here.accepted_by_index)
+            # EXPLAIN ANALYZE shows what each worker did: 5 segments, 40 masks in all.
+            plan = [v for (v,) in db.query("EXPLAIN ANALYZE " + QUERIES[0])]
+            per_worker = [re.match(r"worker (\S+): (\d+) shards, (\d+) masks, (\d+) verified",
+                                   line) for line in plan if line.startswith("worker ")]
+            assert per_worker
+            assert all(m is not None for m in per_worker)
+            assert {m.group(1) for m in per_worker} <= set(workers)
+            assert sum(int(m.group(2)) for m in per_worker) == 5
+            assert sum(int(m.group(3)) for m in per_worker) == 40
+            assert sum(int(m.group(4)) for m in per_worker) == here.verified
+            assert not [line for line in local.query("EXPLAIN ANALYZE " + QUERIES[0]).rows()
+                        if line[0].startswith("worker ")]
     finally:
         cluster.close()
 

@@ -11,6 +11,8 @@ builds them where the query runs locally).
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 from typing import Any
 
 from ..errors import MaskSearchError, QueryError
@@ -38,7 +40,18 @@ def run_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int
     collector = ChiCollector(snapshot.segments, None, settings.chis_held, persist=False)
     ctx = ExecContext.of_snapshot(snapshot, use_index=use_index, settings=settings,
                                   records=records, verify=verify, collector=collector)
-    return run_fragment(plan, snapshot.rows_of(shard), ctx)
+    start = time.perf_counter()
+    out = run_fragment(plan, snapshot.rows_of(shard), ctx)
+    return replace(out, worker=_worker_name(), seconds=time.perf_counter() - start)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "worker"
 
 
 def _snapshot(root: str, manifest: Manifest) -> Snapshot:

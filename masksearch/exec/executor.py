@@ -5,6 +5,7 @@ read-only connection)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Protocol
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ from .control import QueryControl, running
 from .fragment import FragmentOutput, run_fragment
 from .merge import merge_groups, merge_rows
 from .settings import ExecSettings
-from .stats import QueryStats, StatsRecords
+from .stats import QueryStats, StatsRecords, WorkerStats
 
 
 def shards(snapshot: Snapshot, settings: ExecSettings) -> list[list[int]]:
@@ -58,18 +59,19 @@ def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None
     start = time.perf_counter()
     with running(control or QueryControl()):
         try:
-            table, records, collector = _run(plan, snapshot, cache, use_index, settings,
-                                             read_only, runner)
+            table, records, collector, workers = _run(plan, snapshot, cache, use_index,
+                                                      settings, read_only, runner)
         except QueryError as e:
             if e.text is None and e.line is not None:   # located by the evaluator: show where
                 raise QueryError(e.message, plan.query.text, e.line, e.column) from None
             raise
-    return table, _totals(plan, records, collector, use_index, time.perf_counter() - start)
+    stats = _totals(plan, records, collector, use_index, time.perf_counter() - start)
+    return table, replace(stats, workers=workers)
 
 
 def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, use_index: bool,
          settings: ExecSettings, read_only: bool, runner: FragmentRunner | None,
-         ) -> tuple[pa.Table, StatsRecords, ChiCollector]:
+         ) -> tuple[pa.Table, StatsRecords, ChiCollector, dict[str, WorkerStats]]:
     collector = ChiCollector(snapshot.segments, cache if use_index else None,
                              settings.chis_held, persist=not read_only)
 
@@ -92,7 +94,22 @@ def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, u
     else:
         table = merge_groups(plan, outs, context(records), cache)
     collector.save()
-    return table, records, collector
+    return table, records, collector, _by_worker(outs)
+
+
+def _by_worker(outs: list[FragmentOutput]) -> dict[str, WorkerStats]:
+    """What each cluster worker did (empty when the shards ran here)."""
+    workers: dict[str, WorkerStats] = {}
+    for out in outs:
+        if out.worker is None:
+            continue
+        w = workers.setdefault(out.worker, WorkerStats())
+        ops = out.records.by_operator
+        w.shards += 1
+        w.masks += int(getattr(ops.get(Scan), "masks", 0))
+        w.verified += int(getattr(ops.get(Verify), "verified", 0))
+        w.seconds += out.seconds
+    return workers
 
 
 def _totals(plan: PhysicalPlan, records: StatsRecords, collector: ChiCollector,

@@ -28,6 +28,8 @@ class FragmentOutput:
     table: pa.Table | None = None
     keys: pa.Table | None = None
     members: RowBatch | None = None
+    worker: str | None = None      # where it ran, when not here (a cluster's worker)
+    seconds: float = 0.0           # how long it ran there
 
 
 def row_terms(plan: PhysicalPlan) -> RowTerms:

@@ -48,6 +48,16 @@ class StatsRecords:
 
 
 @dataclass
+class WorkerStats:
+    """What one worker of a cluster did for a query."""
+
+    shards: int = 0
+    masks: int = 0           # masks its shards scanned
+    verified: int = 0        # of them, masks whose pixels it read
+    seconds: float = 0.0     # time its shards ran, together
+
+
+@dataclass
 class QueryStats:
     """What a query did: how many masks each stage decided and what it cost."""
 
@@ -62,6 +72,8 @@ class QueryStats:
     seconds: float = 0.0
     # Per plan operator type, its record (EXPLAIN ANALYZE).
     operators: Mapping[type[Operator[Any]], OperatorStats] = field(default_factory=dict)
+    # Per worker address, when a cluster ran the fragments.
+    workers: Mapping[str, WorkerStats] = field(default_factory=dict)
 
     @property
     def pruned(self) -> int:
@@ -70,7 +82,8 @@ class QueryStats:
 
     def as_dict(self) -> dict[str, Any]:
         """The totals as plain values (operators by name)."""
-        out = {k: v for k, v in asdict(self).items() if k != "operators"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("operators", "workers")}
+        out["workers"] = {name: asdict(w) for name, w in self.workers.items()}
         out["operators"] = {kind.__name__: asdict(rec) for kind, rec in self.operators.items()}
         return out | {"pruned": self.pruned}
 
@@ -90,4 +103,7 @@ class QueryStats:
                 f"verified (pixels read): {self.verified} masks, {self.bytes_read} bytes",
                 f"CHIs built: {self.chis_built}",
                 f"time: {self.seconds * 1e3:.1f} ms" + ("" if self.used_index
-                                                        else " (index off)")]
+                                                        else " (index off)"),
+                *(f"worker {name}: {w.shards} shards, {w.masks} masks, {w.verified} "
+                  f"verified, {w.seconds * 1e3:.1f} ms"
+                  for name, w in sorted(self.workers.items()))]
