@@ -21,7 +21,7 @@ from ..store.metadata import ARROW_TYPES
 from ..store.snapshot import Snapshot
 from ..store.store import Store
 from ..store.writer import ColumnTypes
-from .columns import set_rows
+from .columns import rewritten_metadata
 
 
 def add_metadata(store: Store, metadata: object, key: str = "image_id", *,
@@ -66,18 +66,12 @@ def _annotation(snapshot: Snapshot, metadata: object, key: str, allow_missing: b
     row_of = _matches(snapshot, db_key, columns[db_key], key_values, table.row_name,
                       table.origin, allow_missing)
     hit = np.flatnonzero(row_of >= 0)
-    change = Change(columns=kinds)
     segs = snapshot.table.column("_seg").to_numpy()[hit]
     rows = snapshot.table.column("_row").to_numpy()[hit]
-    for k in np.unique(segs).tolist():
-        state = snapshot.states[k]
-        picked = hit[segs == k]
-        meta = state.meta
-        for name, (_, values) in typed.items():
-            kind = ARROW_TYPES[kinds[name]]
-            meta = set_rows(meta, name, kind, rows[segs == k],
-                             values.cast(kind).take(pa.array(row_of[picked])))
-        change.meta[state.info.name] = meta
+    values = {name: arr.cast(ARROW_TYPES[kinds[name]]).take(pa.array(row_of[hit]))
+              for name, (_, arr) in typed.items()}
+    change = Change(columns=kinds)
+    change.meta = rewritten_metadata(snapshot, segs, rows, values, kinds)
     return change, len(hit)
 
 

@@ -4,6 +4,7 @@ with its DEFAULT, a column dropped. Pixels are never rewritten."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -34,18 +35,28 @@ def updated_segments(snapshot: Snapshot, found: pa.Table, columns: tuple[str, ..
             _check_ids(name, types[name], values[name], ids)
     for name, box in boxes:
         types[name], values[name] = "box", pa.array([box] * len(ids), BOX_TYPE)
-    columns = (*columns, *(name for name, _ in boxes))
     where = snapshot.locate_many(ids)
     change = Change(columns=types)
-    for k in np.unique(where.segment).tolist():
-        state = snapshot.states[k]
-        picked = np.flatnonzero(where.segment == k)
-        meta = state.meta
-        for name in columns:
-            meta = set_rows(meta, name, ARROW_TYPES[types[name]], where.row[picked],
-                             values[name].take(pa.array(picked)))
-        change.meta[state.info.name] = meta
+    change.meta = rewritten_metadata(snapshot, where.segment, where.row, values, types)
     return change
+
+
+def rewritten_metadata(snapshot: Snapshot, segs: np.ndarray, rows: np.ndarray,
+                       values: Mapping[str, pa.Array], types: Mapping[str, str]
+                       ) -> dict[str, pa.Table]:
+    """The metadata of every segment touched, with ``values`` set: value i of each column
+    goes to row ``rows[i]`` of the segment at position ``segs[i]``; columns typed as in
+    ``types``."""
+    out: dict[str, pa.Table] = {}
+    for k in np.unique(segs).tolist():
+        state = snapshot.states[k]
+        picked = np.flatnonzero(segs == k)
+        meta = state.meta
+        for name, arr in values.items():
+            meta = set_rows(meta, name, ARROW_TYPES[types[name]], rows[picked],
+                            arr.take(pa.array(picked)))
+        out[state.info.name] = meta
+    return out
 
 
 ID_COLUMNS = ("image_id", "model_id", "mask_type")
