@@ -65,14 +65,15 @@ def installed(tmp_path_factory):
 
 
 def test_pyproject_lists_every_subpackage():
-    """The package list is explicit (the grammar is mapped in from grammar/): a new
-    subpackage must be added to it, or the wheel lacks it."""
+    """The package list is explicit (the grammar is mapped in from grammar/, and the web
+    app's page is a folder of data files): a new subpackage must be added to it, or the
+    wheel lacks it."""
     tomllib = pytest.importorskip("tomllib")     # Python 3.11+
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts)
              for p in (ROOT / "masksearch").rglob("__init__.py")}
-    assert listed == found | {"masksearch.grammar"}
+    assert listed == found | {"masksearch.grammar", "masksearch.web.static"}
 
 
 def test_the_wheel_holds_the_grammar_and_the_type_marker(installed):
@@ -80,6 +81,9 @@ def test_the_wheel_holds_the_grammar_and_the_type_marker(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "masksearch/grammar/masksearch.lark" in names
     assert "masksearch/py.typed" in names
+    page = {f"masksearch/web/static/{f.name}" for f in (ROOT / "masksearch" / "web" / "static")
+            .iterdir()}
+    assert page <= names, "the web app's page ships whole"
     assert (ROOT / "grammar" / "masksearch.lark").read_bytes() == zipfile.ZipFile(wheel).read(
         "masksearch/grammar/masksearch.lark")
     assert not any(n.startswith(("tests/", "benchmarks/", "grammar/")) for n in names)
