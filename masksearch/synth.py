@@ -60,6 +60,52 @@ def saliency_maps(n: int, size: int = 224, coarse: int = 7, seed: int = 0,
     return out, boxes
 
 
+def random_boxes(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """``n`` boxes (x0, y0, x1, y1) of 1/6 to 1/2 of the side each way, inside the image."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(size // 6, size // 2, n)
+    h = rng.integers(size // 6, size // 2, n)
+    x0 = (rng.random(n) * (size - w + 1)).astype(np.int64)
+    y0 = (rng.random(n) * (size - h + 1)).astype(np.int64)
+    return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
+
+
+def gradcam_maps(n: int, size: int = 224, coarse: int = 7, seed: int = 0,
+                 boxes: np.ndarray | None = None, on_object: float = 0.6,
+                 chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` Grad-CAM-like float32 maps in [0, 1] and an object box each ((n, 4) x0, y0, x1, y1).
+
+    Each map is a ``coarse`` x ``coarse`` grid of Gaussian noise (its mean drawn per map),
+    ReLU'd, upsampled bilinearly to ``size`` x ``size`` and divided by its maximum (1.0;
+    all zero if no cell is positive), as Grad-CAM's last-layer activations are. For a share
+    ``on_object`` of the maps a Gaussian bump of the box's extent is added at the box, so the
+    map attends to the object; the others show scattered blobs. ``boxes`` (n, 4) gives the
+    boxes (e.g. one box per image shared by several models' maps), else they are drawn by
+    ``random_boxes``. Unlike ``saliency_maps``, most maps have several hot spots.
+    """
+    rng = np.random.default_rng(seed)
+    boxes = random_boxes(n, size, seed=seed + 1) if boxes is None else np.asarray(boxes)
+    if boxes.shape != (n, 4):
+        raise ValueError(f"gradcam_maps: boxes must have shape ({n}, 4), not {boxes.shape}")
+    up = _bilinear_matrix(size, coarse).astype(np.float32)
+    out = np.empty((n, size, size), dtype=np.float32)
+    scale = size / coarse
+    yy, xx = np.mgrid[0:coarse, 0:coarse]
+    for start in range(0, n, chunk):
+        b = boxes[start:start + chunk].astype(np.float64)
+        m = len(b)
+        cx = ((b[:, 0] + b[:, 2]) / 2 / scale - 0.5)[:, None, None]
+        cy = ((b[:, 1] + b[:, 3]) / 2 / scale - 0.5)[:, None, None]
+        sigma = (np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / scale / 3 + 0.3)[:, None, None]
+        amp = (rng.random(m) < on_object) * rng.uniform(1.0, 3.0, m)
+        act = rng.normal(rng.uniform(-1.0, 0.3, (m, 1, 1)), 1.0, (m, coarse, coarse))
+        act += amp[:, None, None] * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+        maps = up @ np.maximum(act, 0).astype(np.float32) @ up.T
+        peak = maps.max(axis=(1, 2), keepdims=True)
+        out[start:start + m] = maps / np.where(peak > 0, peak, np.float32(1))
+    return out, boxes
+
+
 def attention_maps(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
     """``n`` float32 human-attention maps in [0, 1] (max 1.0): a few Gaussian fixations each
     (2 to 8, of varied spread and weight), as eye-tracking heat maps look."""
