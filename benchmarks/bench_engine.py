@@ -4,6 +4,7 @@ index, without it (``use_index=False``) and against a NumPy full scan over masks
 
     .venv/bin/python benchmarks/bench_engine.py            # 20,000 maps (a few minutes)
     .venv/bin/python benchmarks/bench_engine.py --quick    # 2,000 maps (smoke run)
+    .venv/bin/python benchmarks/bench_engine.py --generator gradcam   # ReLU'd-noise maps
 
 See benchmarks/README.md for what it prints. Exits non-zero if any result differs between the
 index, the brute-force path and NumPy.
@@ -39,7 +40,7 @@ from benchmarks.common import (  # noqa: E402
     timed,
     write_json,
 )
-from masksearch.synth import saliency_maps  # noqa: E402
+from benchmarks.datasets import GENERATORS  # noqa: E402
 
 SIZE = 224
 CHUNK = 2000                  # maps generated and ingested per db.ingest call
@@ -63,16 +64,20 @@ class Data:
     build: dict = field(default_factory=dict)
 
 
-def _paths(workdir: Path, n: int) -> dict[str, Path]:
-    return {"db": workdir / f"engine-{n}.msdb", "maps": workdir / f"maps-{n}.npy",
-            "boxes": workdir / f"boxes-{n}.npy", "marker": workdir / f"engine-{n}.build.json"}
+def _paths(workdir: Path, n: int, generator: str = "saliency") -> dict[str, Path]:
+    g = "" if generator == "saliency" else f"{generator}-"
+    return {"db": workdir / f"engine-{g}{n}.msdb", "maps": workdir / f"maps-{g}{n}.npy",
+            "boxes": workdir / f"boxes-{g}{n}.npy",
+            "marker": workdir / f"engine-{g}{n}.build.json"}
 
 
-def _reusable(p: dict[str, Path], n: int, seed: int) -> dict | None:
-    """The build record of an existing, complete database of this size and seed, if any."""
+def _reusable(p: dict[str, Path], n: int, seed: int, generator: str) -> dict | None:
+    """The build record of an existing, complete database of this size, seed and
+    generator, if any."""
     try:
         record = json.loads(p["marker"].read_text())
-        if (record.get("n"), record.get("seed"), record.get("chunk")) != (n, seed, CHUNK):
+        if (record.get("n"), record.get("seed"), record.get("chunk"),
+                record.get("generator", "saliency")) != (n, seed, CHUNK, generator):
             return None
         maps = np.load(p["maps"], mmap_mode="r")
         boxes = np.load(p["boxes"])
@@ -85,10 +90,10 @@ def _reusable(p: dict[str, Path], n: int, seed: int) -> dict | None:
         return None
 
 
-def prepare(workdir: Path, n: int, seed: int, rebuild: bool) -> Data:
+def prepare(workdir: Path, n: int, seed: int, rebuild: bool, generator: str = "saliency") -> Data:
     workdir.mkdir(parents=True, exist_ok=True)
-    p = _paths(workdir, n)
-    record = None if rebuild else _reusable(p, n, seed)
+    p = _paths(workdir, n, generator)
+    record = None if rebuild else _reusable(p, n, seed, generator)
     if record is not None:
         log(f"Reusing {p['db']} ({n:,} masks, seed {seed}); pass --rebuild to rebuild it.")
         ingest_rate = record["ingest"]["masks_per_s"]
@@ -96,21 +101,21 @@ def prepare(workdir: Path, n: int, seed: int, rebuild: bool) -> Data:
             f"{ingest_rate:,.0f} masks/s (not re-measured)")
         record["reused"] = True
     else:
-        record = build(p, n, seed)
+        record = build(p, n, seed, generator)
     db = ms.connect(p["db"])
     return Data(db, np.load(p["maps"], mmap_mode="r"), np.load(p["boxes"]),
                 record["base_id"], record)
 
 
-def build(p: dict[str, Path], n: int, seed: int) -> dict:
+def build(p: dict[str, Path], n: int, seed: int, generator: str = "saliency") -> dict:
     for key in ("db", "maps", "boxes", "marker"):
         path = p[key]
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    log(f"Building {p['db']}: {n:,} Grad-CAM-like {SIZE}x{SIZE} float32 saliency maps "
-        f"(seed {seed}), {CHUNK:,} per ingest call")
+    log(f"Building {p['db']}: {n:,} Grad-CAM-like {SIZE}x{SIZE} float32 maps of the "
+        f"{generator} generator (seed {seed}), {CHUNK:,} per ingest call")
     maps = np.lib.format.open_memmap(p["maps"], mode="w+", dtype=np.float32,
                                      shape=(n, SIZE, SIZE))
     boxes = np.empty((n, 4), np.int64)
@@ -120,7 +125,7 @@ def build(p: dict[str, Path], n: int, seed: int) -> dict:
     for k, start in enumerate(range(0, n, CHUNK)):
         m = min(CHUNK, n - start)
         t0 = time.perf_counter()
-        chunk, chunk_boxes = saliency_maps(m, size=SIZE, seed=seed + k)
+        chunk, chunk_boxes = GENERATORS[generator](m, SIZE, seed + k)
         t1 = time.perf_counter()
         maps[start:start + m] = chunk
         boxes[start:start + m] = chunk_boxes
@@ -138,7 +143,7 @@ def build(p: dict[str, Path], n: int, seed: int) -> dict:
     np.save(p["boxes"], boxes)
     if ids != list(range(ids[0], ids[0] + n)):
         sys.exit("!!! ENGINE BUG: ingest did not assign consecutive mask ids !!!")
-    record = {"n": n, "seed": seed, "chunk": CHUNK, "base_id": ids[0],
+    record = {"n": n, "seed": seed, "chunk": CHUNK, "generator": generator, "base_id": ids[0],
               "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), "engine": engine_version(),
               "ingest": {"seconds": t_ingest, "masks_per_s": n / t_ingest,
                          "generate_seconds": t_gen, "npy_write_seconds": t_save}}
@@ -290,12 +295,12 @@ def check(q: Query, fast: ms.Result, slow: ms.Result, want: list[int]) -> None:
 
 
 # --- ingest, measured in every run ------------------------------------------------------------
-def ingest_rate(workdir: Path, n: int, seed: int) -> dict:
+def ingest_rate(workdir: Path, n: int, seed: int, generator: str = "saliency") -> dict:
     """Masks/s of ``db.ingest`` (compression, CHI build, checksums, fsync, commit) for ``n``
     fresh maps into a new database, the maps made beforehand (not timed). A first, untimed
     ingest of a few maps compiles or loads the kernels."""
     path = workdir / "ingest-check.msdb"
-    maps, boxes = saliency_maps(n, size=SIZE, seed=seed + 1000)
+    maps, boxes = GENERATORS[generator](n, SIZE, seed + 1000)
     i = np.arange(n)
     try:
         shutil.rmtree(path, ignore_errors=True)
@@ -365,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the database and the .npy copy live (default benchmarks/data/)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild even if a database exists")
     ap.add_argument("--seed", type=int, default=0, help="data seed (chunk k uses seed + k)")
+    ap.add_argument("--generator", choices=sorted(GENERATORS), default="saliency",
+                    help="saliency (Gaussian activations, the default) or gradcam (ReLU'd "
+                    "noise); results go to engine-N.json or engine-N-gradcam.json")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                     help="folder for engine-<n>.json (default benchmarks/results/)")
     args = ap.parse_args(argv)
@@ -374,10 +382,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     mach = machine()
-    log(f"masksearch engine benchmark: n={n:,}, repeat={args.repeat}; {mach['platform']}, "
+    log(f"masksearch engine benchmark: n={n:,} {args.generator} maps, repeat={args.repeat}; "
+        f"{mach['platform']}, "
         f"{mach['cpu_count']} CPUs, Python {mach['python']}, numpy {mach['numpy']}, "
         f"numba {mach['numba']}, pyarrow {mach['pyarrow']}")
-    d = prepare(args.workdir, n, args.seed, args.rebuild)
+    d = prepare(args.workdir, n, args.seed, args.rebuild, args.generator)
 
     info = d.db.info()
     raw = n * SIZE * SIZE * 4
@@ -397,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [run_query(d, q, args.repeat) for q in make_queries(d, threshold)]
     log("")
-    ingest_now = ingest_rate(args.workdir, min(n, INGEST_CHECK), args.seed)
+    ingest_now = ingest_rate(args.workdir, min(n, INGEST_CHECK), args.seed, args.generator)
 
     log(f"\nResults (n={n:,}, median of {args.repeat} runs after one warm-up, ms):\n")
     log(markdown_table(rows))
@@ -412,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     for g in goals:
         log(f"  {'met   ' if g['met'] else 'MISSED'}  {g['target']}: {g['measured']}")
 
-    summary = {"benchmark": "bench_engine", "n": n, "repeat": args.repeat, "seed": args.seed,
+    summary = {"benchmark": "bench_engine", "n": n, "generator": args.generator,
+               "repeat": args.repeat, "seed": args.seed,
                "when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": mach,
                "engine": engine_version(), "database_built_with": d.build.get("engine"),
                "ingest": ingest, "ingest_now": ingest_now, "targets": goals,
@@ -422,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                          "cell_size": info["cell_size"], "codec": info["codec"]},
                "filter_threshold": threshold, "queries": rows,
                "total_seconds": time.perf_counter() - t_start}
-    out = args.results / f"engine-{n}.json"
+    out = args.results / (f"engine-{n}.json" if args.generator == "saliency"
+                          else f"engine-{n}-{args.generator}.json")
     write_json(out, summary)
     log(f"Wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} "
         f"({time.perf_counter() - t_start:.0f} s in total)")

@@ -56,6 +56,24 @@ def _saliency_u8(n, size, seed):
     return np.round(maps * 255).astype(np.uint8), boxes
 
 
+def _gradcam(n, size, seed):
+    """Grad-CAM-like maps of ReLU'd noise; the two models' maps of an image (masks 2i and
+    2i + 1) share the image's object box."""
+    boxes = np.repeat(synth.random_boxes((n + 1) // MODELS, size, seed=seed), MODELS, axis=0)
+    return synth.gradcam_maps(n, size=size, coarse=7 if size <= 224 else 14, seed=seed,
+                              boxes=boxes[:n])
+
+
+def _gradcam_u8(n, size, seed):
+    maps, boxes = _gradcam(n, size, seed)
+    return np.round(maps * 255).astype(np.uint8), boxes
+
+
+# The generators of float32 Grad-CAM-like maps with boxes: name -> make(n, size, seed).
+GENERATORS: dict[str, Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]] = {
+    "saliency": _saliency, "gradcam": _gradcam}
+
+
 KINDS = {k.name: k for k in (
     Kind("saliency", "float32", 224, _saliency,
          "Grad-CAM-like saliency maps, 7x7 activations upsampled to 224x224, with a box"),
@@ -63,6 +81,11 @@ KINDS = {k.name: k for k in (
          "Grad-CAM-like saliency maps, 14x14 activations upsampled to 448x448, with a box"),
     Kind("saliency_u8", "uint8", 224, _saliency_u8,
          "the saliency maps quantized to uint8 (0-255), with a box"),
+    Kind("gradcam", "float32", 224, _gradcam,
+         "Grad-CAM-like maps, 7x7 ReLU'd Gaussian noise (and a bump on the object for 60%) "
+         "upsampled to 224x224, the image's object box"),
+    Kind("gradcam_u8", "uint8", 224, _gradcam_u8,
+         "the Grad-CAM-like noise maps quantized to uint8 (0-255), with a box"),
     Kind("attention", "float32", 224, _attention,
          "human-attention maps: 2-8 Gaussian fixations"),
     Kind("labels", "uint8", 224, _labels, "class-id label maps: 0 and 1-6 shapes of 20 classes"),

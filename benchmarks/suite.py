@@ -171,11 +171,11 @@ def sweep(d: datasets.Dataset, workdir: Path, count: int) -> list[dict]:
 
 
 # --- the issue's targets, from this run --------------------------------------------------------
-def targets(rows: list[dict], builds: dict, n: int) -> list[dict]:
-    """Each target of the benchmarks issue that this run measures, with its figure. The
-    targets are set for 20,000 masks and more (``make bench-full``); a quick run shows
-    where they stand on its own data."""
-    sal = [r for r in rows if r["dataset"] == f"saliency-{n}"]
+def targets(rows: list[dict], builds: dict, n: int, generator: str = "saliency") -> list[dict]:
+    """Each target of the benchmarks issue that this run measures, with its figure, on the
+    maps of ``generator``. The targets are set for 20,000 masks and more (``make
+    bench-full``); a quick run shows where they stand on its own data."""
+    sal = [r for r in rows if r["dataset"] == f"{generator}-{n}"]
     out = []
 
     def add(target: str, measured: str, met: bool, where: str) -> None:
@@ -183,26 +183,26 @@ def targets(rows: list[dict], builds: dict, n: int) -> list[dict]:
 
     for r in sal:
         if r["family"] == "filter CP(box) > T" and r["selectivity"] <= 0.01:
-            where = f"saliency, {r['selectivity'] * 100:.2f}% qualify"
+            where = f"{generator}, {r['selectivity'] * 100:.2f}% qualify"
             add("selective filter >= 100x NumPy", f"{r['vs_numpy']:.1f}x",
                 r["vs_numpy"] >= 100, where)
             add("selective filter >= 20x brute force", f"{r['vs_no_index']:.1f}x",
                 r["vs_no_index"] >= 20, where)
         if r["family"].startswith("top-25 CP(bbox)/area"):
             add("top-25 by CP/area over a per-mask box >= 50x NumPy", f"{r['vs_numpy']:.1f}x",
-                r["vs_numpy"] >= 50, f"saliency, {r['family'][-4:].strip()}")
+                r["vs_numpy"] >= 50, f"{generator}, {r['family'][-4:].strip()}")
     worst = max(rows, key=lambda r: r["index_ms"] / r["no_index_ms"])
     ratio = worst["index_ms"] / worst["no_index_ms"]
     add("never more than 1.2x the brute force (worst query of the run)",
         f"{ratio:.2f}x", ratio <= 1.2, f"{worst['dataset']}: {worst['family']}")
-    b = builds.get(f"saliency-{n}")
+    b = builds.get(f"{generator}-{n}")
     if b:
         share = b["index_bytes"] / b["pixel_bytes"]
         add("index <= 5% of compressed pixels", f"{share * 100:.2f}%", share <= 0.05,
-            "saliency, cell 16 px, 20 bins")
+            f"{generator}, cell 16 px, 20 bins")
         rate = b["ingest"]["masks_per_s"]
         add("ingest with index >= 2,000 masks/s", f"{rate:,.0f} masks/s", rate >= 2000,
-            f"saliency, when the dataset was built ({b.get('built_at', 'earlier')})")
+            f"{generator}, when the dataset was built ({b.get('built_at', 'earlier')})")
     return out
 
 
@@ -305,13 +305,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="masks in the DuckDB nested-list baseline table")
     ap.add_argument("--sweep-masks", type=int, default=2000,
                     help="saliency maps per index-settings sweep point (0: no sweep)")
+    ap.add_argument("--generator", choices=sorted(datasets.GENERATORS), default="saliency",
+                    help="the Grad-CAM-like maps of the default kinds, the sweep and the "
+                    "targets: saliency (Gaussian activations, the default) or gradcam "
+                    "(ReLU'd noise); results go to suite-N.* or suite-N-gradcam.*")
     ap.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "data")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     n = args.n or (2000 if args.quick else 20000)
-    kinds = args.kinds.split(",") if args.kinds else list(KINDS_QUICK if args.quick
-                                                           else KINDS_FULL)
+    kinds = args.kinds.split(",") if args.kinds else [
+        k.replace("saliency", args.generator) for k in (KINDS_QUICK if args.quick
+                                                        else KINDS_FULL)]
     repeat = args.repeat or (3 if args.quick else 5)
     duck_n = args.duck_masks or (100 if args.quick else 500)
     started = time.perf_counter()
@@ -335,18 +340,20 @@ def main(argv: list[str] | None = None) -> int:
             duck.close()
     sweep_rows = []
     if args.sweep_masks:
-        log(f"\nindex settings sweep on {args.sweep_masks:,} saliency maps:")
-        d = datasets.load(args.workdir, "saliency", n, args.seed, log=log)
+        log(f"\nindex settings sweep on {args.sweep_masks:,} {args.generator} maps:")
+        d = datasets.load(args.workdir, args.generator, n, args.seed, log=log)
         sweep_rows = sweep(d, args.workdir, min(args.sweep_masks, n))
-    goals = targets(rows, builds, n)
+    goals = targets(rows, builds, n, args.generator)
     table = markdown(rows, sweep_rows) + "\n\n" + targets_markdown(goals, n)
     log("\n" + table)
-    stem = args.results / f"suite-{n}"
+    stem = args.results / (f"suite-{n}" if args.generator == "saliency"
+                           else f"suite-{n}-{args.generator}")
     args.results.mkdir(parents=True, exist_ok=True)
     pictures = plots(rows, sweep_rows, stem)
     Path(f"{stem}.md").write_text(table + "\n")
     write_json(Path(f"{stem}.json"), {
-        "benchmark": "suite", "n": n, "repeat": repeat, "machine": mach,
+        "benchmark": "suite", "n": n, "generator": args.generator, "repeat": repeat,
+        "machine": mach,
         "engine": engine_version(), "duckdb": duckdb.__version__, "builds": builds,
         "rows": rows, "sweep": sweep_rows, "targets": goals, "plots": pictures,
         "seconds": time.perf_counter() - started})

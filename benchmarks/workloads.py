@@ -122,7 +122,7 @@ def workloads(d: Dataset) -> list[Workload]:
         hot = Range(3, True, 3, True) if kind == "labels" else Range(1, True, 1, True)
         wide = Range(1, True, 255, True) if kind == "labels" else Range(1, True, 1, True)
         peak = hot
-    elif kind == "saliency_u8":
+    elif kind.endswith("_u8"):      # saliency_u8, gradcam_u8
         hot, wide = Range(204, False, 255, True), Range(153, False, 255, True)
         peak = Range(229, False, 255, True)
     else:
