@@ -245,7 +245,7 @@ class Database:
             return Result(pa.table({"plan": describe_change(bound)}),
                           QueryStats(used_index=use_index))
         outcome = run_change(store, stmt, sql, use_index=use_index, control=control,
-                             settings=settings)
+                             settings=settings, runner=self._runner)
         if isinstance(stmt, ast.Explain):
             return Result(pa.table({"plan": describe_change(outcome.bound, outcome)}),
                           outcome.stats)

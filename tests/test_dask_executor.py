@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import masksearch as ms
 
-from . import oracle
+from . import oracle, test_mutations
 from .strategies import examples
 from .test_engine_oracle import (
     _build,
@@ -201,3 +201,76 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
                 assert got[0] == want
     finally:
         cluster.close()
+
+
+def _top_k_queries():
+    return queries().filter(lambda q: bool(q.order) and q.limit is not None)
+
+
+@settings(max_examples=examples(40), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(databases(), st.lists(_top_k_queries(), min_size=1, max_size=3),
+       st.integers(1, 3))
+def test_top_k_over_many_shards_equals_the_oracle(client, database, specs, segment_size):
+    """A top-k over segments of a few masks each, a task per segment: the global floor
+    from every shard's bounds, the shards run best first and skipped once they cannot
+    reach the floor; with NULLs, NaNs and ties the answer is the oracle's."""
+    ms_, meta, cell, _ = database
+    cell, mode = cell
+    tmp = tempfile.mkdtemp()
+    try:
+        ms.connect(tmp + "/db", cell_size=cell, index=mode, segment_size=segment_size).ingest(
+            ms_, image_id=[i // 2 for i in range(len(ms_))], metadata=meta)
+        db = ms.connect(tmp + "/db", executor=client)
+        rows = oracle.as_rows(ms_, 0, meta)
+        for spec in specs:
+            got = db.query(spec.sql()).rows()
+            want = expected(spec, rows)
+            assert _same(got, want), (spec.sql(), got, want)
+        db.close()
+    finally:
+        shutil.rmtree(tmp)
+
+
+def test_a_top_k_verifies_only_the_shards_that_can_contribute(client, tmp_path):
+    """Segments of very different values: the index's floor rules most segments out before
+    any pixel is read (EXPLAIN ANALYZE counts them), fewer masks are verified than by
+    per-segment top-ks that know nothing of each other, and the answer is the local one."""
+    rng = np.random.default_rng(1)
+    level = np.repeat(np.arange(12), 8) / 12.0       # segment j: values around j / 12
+    maps = np.clip(level[:, None, None] + rng.random((96, 16, 16)) * 0.2, 0, 1)
+    local = ms.connect(tmp_path / "db", segment_size=8, cell_size=4)
+    local.ingest(maps.astype(np.float32), image_id=np.arange(96))
+    sql = "SELECT mask_id, CP(mask, box(1, 1, 11, 13), (0.5, 1.0]) AS c FROM masks " \
+          "ORDER BY c DESC LIMIT 5"
+    db = ms.connect(tmp_path / "db", executor=client)
+    want = local.query(sql, use_index=False).rows()
+    assert db.query(sql).rows() == want
+    plan = [v for (v,) in db.query("EXPLAIN ANALYZE " + sql)]
+    merge = next(line for line in plan if "MergeRows" in line)
+    skipped = int(re.search(r"skipped (\d+)", merge).group(1))
+    assert skipped >= 6, merge
+    from masksearch.exec.settings import ExecSettings
+
+    apart = local.query(sql, settings=ExecSettings(shard_segments=1))
+    assert apart.rows() == want
+    assert db.query(sql).stats.verified < apart.stats.verified
+    assert db.query(sql, use_index=False).rows() == want
+
+
+@settings(max_examples=examples(15), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(test_mutations.OPS, min_size=1, max_size=7))
+def test_changes_through_a_cluster_agree_with_the_model(client, tmp_path_factory, ops):
+    """DELETE and UPDATE find their rows with fragments run on the workers (the commit stays
+    in the client); every state then answers through the cluster as the model says."""
+    db = ms.connect(tmp_path_factory.mktemp("changes") / "db", segment_size=4, cell_size=8,
+                    executor=client)
+    model = test_mutations.Model()
+    test_mutations.apply(db, model, ("ingest", 6, 1, False))
+    for op in ops:
+        test_mutations.apply(db, model, op)
+        if model.rows:
+            test_mutations.check(db, model)
+    assert db.check().ok
+    db.close()

@@ -16,14 +16,16 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import MaskSearchError, QueryError
+from ..plan.operators import BoundOrderTopK
 from ..plan.physical import PhysicalPlan
 from ..store.manifest import Manifest
 from ..store.snapshot import Snapshot
 from ..store.store import Store
 from .collector import ChiCollector
 from .context import ExecContext
-from .fragment import FragmentOutput, run_fragment
+from .fragment import FragmentOutput, ShardReach, reach_of_shard, run_fragment
 from .settings import ExecSettings
+from .sharded_top_k import ShardedTopK
 from .stats import StatsRecords
 
 _stores: dict[str, Store] = {}       # per worker process: databases opened so far
@@ -31,18 +33,34 @@ _lock = threading.Lock()
 
 
 def run_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
-              use_index: bool, settings: ExecSettings) -> FragmentOutput:
+              use_index: bool, settings: ExecSettings,
+              floor: float | None = None) -> FragmentOutput:
     """The fragment of ``plan`` over segments ``shard`` of the state ``manifest`` names
-    (the task a worker runs)."""
+    (the task a worker runs); ``floor``: a top-k's floor from the other shards."""
+    snapshot, ctx = _context(root, manifest, plan, use_index, settings)
+    start = time.perf_counter()
+    out = run_fragment(plan, snapshot.rows_of(shard), ctx, floor)
+    return replace(out, worker=_worker_name(), seconds=time.perf_counter() - start)
+
+
+def reach_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
+                settings: ExecSettings) -> ShardReach:
+    """What the index says of a top-k's shard (the first round's task: no pixel read)."""
+    snapshot, ctx = _context(root, manifest, plan, True, settings)
+    start = time.perf_counter()
+    reach = reach_of_shard(plan, snapshot.rows_of(shard), ctx)
+    return replace(reach, worker=_worker_name(), seconds=time.perf_counter() - start)
+
+
+def _context(root: str, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
+             settings: ExecSettings) -> tuple[Snapshot, ExecContext]:
     snapshot = _snapshot(root, manifest)
     records = StatsRecords()
     verify = records.of(plan.fragment.verify) if plan.fragment.verify else None
     collector = ChiCollector(snapshot.segments, None, settings.chis_held, persist=False)
-    ctx = ExecContext.of_snapshot(snapshot, use_index=use_index, settings=settings,
-                                  records=records, verify=verify, collector=collector)
-    start = time.perf_counter()
-    out = run_fragment(plan, snapshot.rows_of(shard), ctx)
-    return replace(out, worker=_worker_name(), seconds=time.perf_counter() - start)
+    return snapshot, ExecContext.of_snapshot(snapshot, use_index=use_index,
+                                             settings=settings, records=records,
+                                             verify=verify, collector=collector)
 
 
 def _worker_name() -> str:
@@ -75,14 +93,61 @@ class DaskRunner:
         size = settings.shard_segments or 1
         positions = [k for shard in shards for k in shard]
         tasks = [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
-        futures = [self.client.submit(run_shard, self.root, snapshot.manifest, plan, shard,
-                                      use_index, settings, pure=False) for shard in tasks]
+        select = plan.fragment.select
+        if use_index and isinstance(select, BoundOrderTopK) and len(tasks) > 1:
+            return self._top_k(plan, snapshot.manifest, tasks, settings, select)
+        return self._gather([self._submit(run_shard, snapshot.manifest, plan, shard,
+                                          use_index, settings) for shard in tasks])
+
+    def _top_k(self, plan: PhysicalPlan, manifest: Manifest, tasks: list[list[int]],
+               settings: ExecSettings, select: BoundOrderTopK) -> list[FragmentOutput]:
+        """Every shard's bounds first, then the shards that can still contribute, best
+        first, a few at a time so that each starts with the floor the finished ones set
+        (``ShardedTopK``)."""
+        from distributed import as_completed
+
+        reaches: list[ShardReach] = self._gather([
+            self._submit(reach_shard, manifest, plan, shard, settings) for shard in tasks])
+        top = ShardedTopK(select, reaches)
+        running = as_completed()  # type: ignore[no-untyped-call]
+        outs: list[FragmentOutput] = []
+
+        def start_next() -> None:
+            i = top.next_shard()
+            if i is not None:
+                future = self._submit(run_shard, manifest, plan, tasks[i], True, settings,
+                                      top.floor)
+                running.add(future)  # type: ignore[no-untyped-call]
+
+        for _ in range(max(2, 2 * len(self.client.scheduler_info()["workers"]))):
+            start_next()
         try:
-            outs: list[FragmentOutput] = self.client.gather(futures)
+            for future in running:
+                out = future.result()
+                outs.append(out)
+                top.learn(out)
+                start_next()
+        except MaskSearchError:
+            raise
+        except Exception as e:
+            self.client.cancel(list(running.futures))
+            raise _cluster_error(e) from None
+        return outs + [FragmentOutput(reaches[i].records, worker=reaches[i].worker,
+                                      seconds=reaches[i].seconds, skipped=True)
+                       for i in top.skipped]
+
+    def _submit(self, task: Any, *args: Any) -> Any:
+        return self.client.submit(task, self.root, *args, pure=False)
+
+    def _gather(self, futures: list[Any]) -> list[Any]:
+        try:
+            return list(self.client.gather(futures))
         except MaskSearchError:
             raise      # the query's own error, raised on a worker (a damaged file, ...)
         except Exception as e:   # the cluster's: a worker lost too often, a closed client
             self.client.cancel(futures)
-            raise QueryError(f"the Dask cluster could not run the query: "
-                             f"{type(e).__name__}: {e}") from None
-        return outs
+            raise _cluster_error(e) from None
+
+
+def _cluster_error(e: Exception) -> QueryError:
+    return QueryError(f"the Dask cluster could not run the query: {type(e).__name__}: {e}")

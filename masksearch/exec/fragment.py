@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..plan.operators import Operator
+from ..plan.operators import BoundOrderTopK, Operator
 from ..plan.physical import PhysicalPlan
 from .context import ExecContext
 from .exact import evaluate, project
 from .filtering import filter_units, truth
 from .rows import RowBatch, RowTerms
-from .selection import Chooser, select_units, sort_keys
+from .selection import Chooser, select_units, sort_keys, top_k_reach
 from .stats import StatsRecords
 
 
@@ -30,15 +30,67 @@ class FragmentOutput:
     members: RowBatch | None = None
     worker: str | None = None      # where it ran, when not here (a cluster's worker)
     seconds: float = 0.0           # how long it ran there
+    skipped: bool = False          # a top-k's floor ruled the shard out (bounds only)
 
 
 def row_terms(plan: PhysicalPlan) -> RowTerms:
     return RowTerms(plan.query.terms, plan.query.term_of)
 
 
-def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> FragmentOutput:
+def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext,
+                 floor: float | None = None) -> FragmentOutput:
     """Scan -> MetaFilter -> BoundFilter -> (Select -> Project | PartialGroupBounds) over
-    the shard whose metadata rows are ``rows``."""
+    the shard whose metadata rows are ``rows``. ``floor``: for a top-k split over shards,
+    a value the k-th result is known to reach (from the other shards)."""
+    batch, candidates, undecided = _bounded(plan, rows, ctx)
+    f, records = plan.fragment, ctx.records
+    condition = f.bound_filter.predicate if f.bound_filter is not None else None
+    if f.members is not None:
+        with records.timed(f.members) as rec:
+            members = _members(plan, batch, candidates, undecided)
+            rec.rows += members.rows.num_rows
+        return FragmentOutput(records, members=members)
+    assert f.select is not None
+    assert f.project is not None
+    chooser = Chooser(batch, condition, undecided, list(range(len(batch.terms.cuts))),
+                      list(plan.output_terms), ctx.settings, floor)
+    chosen = select_units(f.select, chooser, candidates, records)
+    with records.timed(f.project) as rec:
+        out = batch.take(chosen)
+        table = project(f.project, out)
+        keys, _ = sort_keys(out, f.select.order_by)
+        rec.rows += table.num_rows
+    return FragmentOutput(records, table=table, keys=keys)
+
+
+@dataclass
+class ShardReach:
+    """What the index says of a shard for a top-k split over shards: the best value any of
+    its candidates can reach (None: none can have a value) and the worst-case values of up
+    to k candidates sure to qualify with a value, best first."""
+
+    records: StatsRecords
+    reach: float | None
+    sure: np.ndarray
+    worker: str | None = None
+    seconds: float = 0.0
+
+
+def reach_of_shard(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> ShardReach:
+    """Scan -> MetaFilter -> BoundFilter of a top-k's shard, and what its bounds promise
+    (``ShardReach``): no pixel is read."""
+    select = plan.fragment.select
+    assert isinstance(select, BoundOrderTopK)
+    batch, candidates, undecided = _bounded(plan, rows, ctx)
+    chooser = Chooser(batch, None, undecided, [], [], ctx.settings)
+    reach, sure = top_k_reach(select, chooser, candidates)
+    return ShardReach(ctx.records, reach, sure)
+
+
+def _bounded(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext
+             ) -> tuple[RowBatch, np.ndarray, np.ndarray]:
+    """The shard's rows after Scan and MetaFilter, its candidates after BoundFilter, and
+    which of them bounds leave undecided."""
     f, records = plan.fragment, ctx.records
     with records.timed(f.scan) as scanned:
         rows = rows.select([c for c in rows.column_names if c in f.scan.columns])
@@ -52,23 +104,7 @@ def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> Fragme
             rec.passed += rows.num_rows
     batch = RowBatch(rows, terms, ctx)
     candidates, undecided = _bound(plan, batch, ctx)
-    condition = f.bound_filter.predicate if f.bound_filter is not None else None
-    if f.members is not None:
-        with records.timed(f.members) as rec:
-            members = _members(plan, batch, candidates, undecided)
-            rec.rows += members.rows.num_rows
-        return FragmentOutput(records, members=members)
-    assert f.select is not None
-    assert f.project is not None
-    chooser = Chooser(batch, condition, undecided, list(range(len(terms.cuts))),
-                      list(plan.output_terms), ctx.settings)
-    chosen = select_units(f.select, chooser, candidates, records)
-    with records.timed(f.project) as rec:
-        out = batch.take(chosen)
-        table = project(f.project, out)
-        keys, _ = sort_keys(out, f.select.order_by)
-        rec.rows += table.num_rows
-    return FragmentOutput(records, table=table, keys=keys)
+    return batch, candidates, undecided
 
 
 def _bound(plan: PhysicalPlan, batch: RowBatch, ctx: ExecContext

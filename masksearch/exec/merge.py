@@ -30,6 +30,7 @@ def merge_rows(op: MergeRows, outs: Sequence[FragmentOutput], records: StatsReco
     shard's rows are final already."""
     with records.timed(op) as rec:
         rec.shards += len(outs)
+        rec.skipped += sum(o.skipped for o in outs)
         tables = [o.table for o in outs if o.table is not None]
         result = tables[0]
         if len(tables) > 1:

@@ -32,6 +32,9 @@ class Chooser:
     all_terms: list[int]
     output_terms: list[int]
     settings: ExecSettings
+    # A top-k split over shards: a value the k-th result is known to reach (other shards
+    # hold k units that reach it), so units that cannot reach it are out.
+    floor: float | None = None
 
     def qualify(self, idx: np.ndarray) -> np.ndarray:
         """The units of ``idx`` that satisfy the condition, with every output value exact."""
@@ -144,6 +147,39 @@ def bound_order(sel: BoundOrderTopK, c: Chooser, candidates: np.ndarray,
     return _TopK(sel, c, candidates).run()[0]
 
 
+def top_k_reach(sel: BoundOrderTopK, c: Chooser, candidates: np.ndarray
+                ) -> tuple[float | None, np.ndarray]:
+    """For a top-k split over shards, from bounds alone: the best value a candidate can
+    reach (None: none can have a value; NaN sorts after every value), and the worst-case
+    values of up to k candidates sure to qualify with a value, best first (their k-th best
+    over all shards is a floor the result reaches)."""
+    desc = sel.order_by[0].descending
+    bounds = interval(sel.order_by[0].expr, c.units.take(candidates))
+    best = (bounds.hi if desc else bounds.lo)[~bounds.must_null]
+    best = best[~np.isnan(best)]
+    reach = None if not len(best) else float(best.max() if desc else best.min())
+    worst = np.sort(_sure_values(c, candidates, bounds, desc))
+    return reach, (worst[::-1] if desc else worst)[:sel.k].copy()
+
+
+def _sure_values(c: Chooser, candidates: np.ndarray, bounds: Interval,
+                 desc: bool) -> np.ndarray:
+    """The worst-case values of the candidates sure to satisfy the condition and never NULL
+    or NaN."""
+    sure = ~c.undecided[candidates] & ~bounds.may_null & ~bounds.nan()
+    values: np.ndarray = (bounds.lo if desc else bounds.hi)[sure]
+    return values
+
+
+def kth_best(values: np.ndarray, k: int, desc: bool) -> float | None:
+    """The k-th best of ``values`` (largest for DESC), ignoring NaN; None if fewer."""
+    values = values[~np.isnan(values)]
+    if k < 1 or len(values) < k:
+        return None
+    at = len(values) - k if desc else k - 1
+    return float(np.partition(values, at)[at])
+
+
 class _TopK:
     """One pass of ``bound_order``: candidates ordered by the best value they can reach."""
 
@@ -184,13 +220,14 @@ class _TopK:
     def _kth_floor(self, candidates: np.ndarray, bounds: Interval) -> float | None:
         """A value the k-th result is sure to reach (at least, for DESC; at most, for
         ASC): the k-th best worst-case value of the candidates that surely satisfy the
-        condition and are never NULL or NaN. None if fewer than k such candidates."""
-        sure = ~self.c.undecided[candidates] & ~bounds.may_null & ~bounds.nan()
-        worst = (bounds.lo if self.desc else bounds.hi)[sure]
-        if len(worst) < self.k:
+        condition and are never NULL or NaN (None if fewer than k such candidates), or the
+        floor other shards set, whichever is tighter."""
+        mine = kth_best(_sure_values(self.c, candidates, bounds, self.desc), self.k,
+                        self.desc)
+        floors = [f for f in (mine, self.c.floor) if f is not None]
+        if not floors:
             return None
-        at = len(worst) - self.k if self.desc else self.k - 1
-        return float(np.partition(worst, at)[at])
+        return max(floors) if self.desc else min(floors)
 
     def _tie_ranks(self, idx: np.ndarray) -> np.ndarray | None:
         """Ranks of the tie-break key of ``idx`` when one key orders and one column breaks

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ..errors import QueryError
 from ..exec.control import QueryControl
-from ..exec.executor import execute
+from ..exec.executor import FragmentRunner, execute
 from ..exec.settings import ExecSettings
 from ..exec.stats import QueryStats
 from ..lang import ast
@@ -45,9 +45,11 @@ class Outcome:
 
 def run_change(store: Store, stmt: ast.Change | ast.Explain, text: str, *,
                use_index: bool = True, control: QueryControl | None = None,
-               settings: ExecSettings | None = None) -> Outcome:
+               settings: ExecSettings | None = None,
+               runner: FragmentRunner | None = None) -> Outcome:
     """Carry out ``stmt`` (``text``) on ``store`` in one atomic commit; it is bound against
-    the columns as they are once this writer holds the lock."""
+    the columns as they are once this writer holds the lock. ``runner``: where the query
+    that finds the rows runs its fragments (a cluster), as for a SELECT."""
     with store.writing() as snapshot:
         bound = bind_change(stmt, text, snapshot.columns)
         if isinstance(bound, (BoundDelete, BoundUpdate)):
@@ -56,7 +58,7 @@ def run_change(store: Store, stmt: ast.Change | ast.Explain, text: str, *,
             # refused after its query (a value of the wrong type) leaves every file as it was.
             found, stats = execute(physical, snapshot, store.aggregate_cache,
                                    use_index=use_index, control=control, settings=settings,
-                                   read_only=True)
+                                   read_only=True, runner=runner)
             change = (_deletion(snapshot, found) if isinstance(bound, BoundDelete)
                       else _update(snapshot, found, bound))
             affected = found.num_rows

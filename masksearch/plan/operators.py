@@ -89,6 +89,7 @@ class RowsStats(OperatorStats):
 @dataclass
 class MergeStats(OperatorStats):
     shards: int = 0
+    skipped: int = 0     # shards a top-k's floor ruled out before any pixel was read
     rows: int = 0
     always_shown: ClassVar[tuple[str, ...]] = ("shards", "rows")
 
