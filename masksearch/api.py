@@ -125,15 +125,39 @@ class Database:
 
         options = IngestOptions(image_id, model_id, mask_type, metadata, key, allow_missing,
                                 box_format, dtype, scale)
-        self._store.refresh()
-        prepared = prepare(masks, options, self._store.columns(),
-                           self._store.write.segment_masks)
         keys = (replace_on,) if isinstance(replace_on, str) else tuple(replace_on or ())
         known = {name.lower(): name for name in self._store.columns()}
         keys = tuple(known.get(k.lower(), k) if isinstance(k, str) else k for k in keys)
+        from .ingest.cluster import ingest_collection, is_dask_collection
+
+        if is_dask_collection(masks):
+            ids, replaced = ingest_collection(self._store, masks, options,
+                                              client=self._client(), progress=progress,
+                                              index=index, replace_on=keys)
+            return MaskIds(ids, replaced)
+        self._store.refresh()
+        prepared = prepare(masks, options, self._store.columns(),
+                           self._store.write.segment_masks)
         ids, replaced = self._store.ingest(prepared.batches, progress=progress, index=index,
                                            total=prepared.total, replace_on=keys)
         return MaskIds(ids, replaced)
+
+    def _client(self) -> object:
+        """The Dask client that runs this connection's work: its executor's, else the
+        default client of this process, if any (None: Dask's own scheduler)."""
+        client = getattr(self._runner, "client", None)
+        if client is not None:
+            return client
+        import sys
+
+        if "distributed" not in sys.modules:
+            return None
+        from distributed import get_client
+
+        try:
+            return get_client()
+        except ValueError:
+            return None
 
     def writer(self, *, image_id: object = None, model_id: object = None,
                mask_type: object = None, commit_every: int | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import pyarrow as pa
@@ -60,7 +61,7 @@ def prepare(masks: object, options: IngestOptions, existing: Mapping[str, str],
         source = cast(Source, masks)
         return Prepared(_stream(source, options, conversion, batch_size), source.total)
     items, files = _items(masks)
-    columns = _columns(items, files, options, existing)
+    columns = metadata_columns(items, files, options, existing)
     batch = IngestBatch([item.label for item in items],
                         [_loader(item, conversion) for item in items], columns)
     return Prepared(iter([batch]), len(items))
@@ -92,12 +93,18 @@ def _items(masks: object) -> tuple[list[MaskItem], bool]:
 
 
 def _loader(item: MaskItem, conversion: Conversion) -> Any:
-    return lambda: check_mask(item.load(), item.label, conversion)
+    return partial(checked_pixels, item, conversion)
 
 
-def _columns(items: list[MaskItem], files: bool, options: IngestOptions,
-             existing: Mapping[str, str]) -> dict[str, TypedColumn]:
-    """Id and metadata columns, one value per item."""
+def checked_pixels(item: MaskItem, conversion: Conversion) -> Any:
+    """The item's pixels, checked and converted (what the store writes)."""
+    return check_mask(item.load(), item.label, conversion)
+
+
+def metadata_columns(items: list[MaskItem], files: bool, options: IngestOptions,
+                     existing: Mapping[str, str]) -> dict[str, TypedColumn]:
+    """Id and metadata columns, one value per item (joined to files by key, to arrays by
+    position)."""
     n = len(items)
     table = read_metadata(options.metadata, (options.key or DEFAULT_KEY) if files else None)
     columns: dict[str, TypedColumn] = {}

@@ -123,10 +123,8 @@ class SegmentWriter:
         table = pa.table({"mask_id": pa.array(ids)} | {
             name: values for name, (_, values) in batch.columns.items()})
         self.count += n
-        if self.key_names:   # as stored: a column the batch lacks gets its DEFAULT
-            self._keys.append(pa.table({k: table.column(k) if k in table.column_names
-                                        else self._default(k, n) if k in self.types.types
-                                        else pa.nulls(n) for k in self.key_names}))
+        if self.key_names:
+            self._keys.append(key_values(table, self.key_names, self.types, self.manifest))
         for i, load in enumerate(batch.loads):
             pixels = load()
             pending = self._pending.setdefault(pixels.dtype.name, _Pending())
@@ -198,14 +196,28 @@ class SegmentWriter:
                                                     pa.int64()))
 
     def _default(self, name: str, n: int) -> pa.Array:
-        """The column's DEFAULT (ALTER TABLE ... ADD COLUMN) for ``n`` new rows, else NULLs."""
-        kind = ARROW_TYPES[self.types.types[name]]
-        if name not in self.manifest.defaults:
-            return pa.nulls(n, kind)
-        return pa.array([self.manifest.defaults[name]] * n, kind)
+        return default_values(name, n, self.types, self.manifest)
 
     def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
         return segment_edges(self.manifest, masks)
+
+
+def default_values(name: str, n: int, types: ColumnTypes, manifest: Manifest) -> pa.Array:
+    """The column's DEFAULT (ALTER TABLE ... ADD COLUMN) for ``n`` new rows, else NULLs."""
+    kind = ARROW_TYPES[types.types[name]]
+    if name not in manifest.defaults:
+        return pa.nulls(n, kind)
+    return pa.array([manifest.defaults[name]] * n, kind)
+
+
+def key_values(table: pa.Table, keys: tuple[str, ...], types: ColumnTypes,
+               manifest: Manifest) -> pa.Table:
+    """An upsert's key columns of new rows (``table``) as they will be stored: a column the
+    rows lack gets its DEFAULT."""
+    n = table.num_rows
+    return pa.table({k: table.column(k) if k in table.column_names
+                     else default_values(k, n, types, manifest) if k in types.types
+                     else pa.nulls(n) for k in keys})
 
 
 def segment_edges(manifest: Manifest, masks: list[np.ndarray]) -> np.ndarray:
