@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .result import Result
     from .store.check import CheckReport
     from .store.compaction import CompactionResult
+    from .store.copy import CopyResult
+    from .store.location import Location
 
 
 class MaskIds(list[int]):
@@ -42,13 +44,15 @@ class MaskIds(list[int]):
 
 
 class Database:
-    """An open masksearch database (a directory). ``close()`` releases it; as a context
-    manager (``with ms.connect(path) as db:``) it is closed on leaving the block."""
+    """An open masksearch database (a directory, or a prefix on object storage, read-only).
+    ``close()`` releases it; as a context manager (``with ms.connect(path) as db:``) it is
+    closed on leaving the block."""
 
     def __init__(self, store: Store, executor: object = None) -> None:
         self._open_store: Store | None = store
-        self._path = str(store.root)
-        self._runner = _runner(executor, self._path)
+        self._path = store.url
+        # Workers open the database themselves: a local path, or the URL and its options.
+        self._runner = _runner(executor, store.address)
         self._renderer: Renderer | None = None
 
     @property
@@ -61,6 +65,7 @@ class Database:
 
     @property
     def path(self) -> str:
+        """The database's folder, or its URL (``s3://bucket/prefix``)."""
         return self._path
 
     @property
@@ -202,7 +207,26 @@ class Database:
         the damaged files and mask ids when anything is damaged."""
         from .store.check import check_store
 
-        return check_store(self._store.root)
+        return check_store(self._store.files)
+
+    def copy_to(self, dest: str | os.PathLike[str], *,
+                storage_options: dict[str, object] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> CopyResult:
+        """Copy the database as it is now to ``dest``: a new local folder, or a new prefix on
+        object storage (``s3://bucket/prefix``, with ``storage_options`` as ``connect``
+        takes them). Files are verified as they are copied, the segments go first and the
+        manifest last, so no database appears at ``dest`` until the copy is complete; a
+        failed copy removes what it wrote. ``dest`` must be empty or not exist: a copy
+        never overwrites. ``progress(bytes_done, bytes_total)`` is told how far it got."""
+        from .store.copy import copy_database
+        from .store.files import files_at
+        from .store.location import location_of
+
+        store = self._store
+        store.refresh()
+        snapshot = store.snapshot()   # this connection's reader registration keeps its files
+        target = files_at(location_of(dest, storage_options))
+        return copy_database(snapshot, store.files, target, progress)
 
     def rebuild_index(self,
                       progress: Callable[[int, int | None], None] | None = None) -> int:
@@ -397,7 +421,7 @@ class Database:
         return f"<masksearch.Database {self.path}{state}>"
 
 
-def _runner(executor: object, path: str) -> FragmentRunner | None:
+def _runner(executor: object, path: str | Location) -> FragmentRunner | None:
     """What runs a query's fragments: here (None), or a Dask cluster's workers given a
     ``distributed.Client`` or a scheduler's address."""
     if executor is None:
@@ -443,9 +467,16 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
             bin_edges: dict | None = None, codec: str | None = None,
             index: str | None = None, segment_size: int | None = None,
             lock_timeout: float | None = None, read_only: bool = False,
-            auto_compact: bool = True, executor: object = None) -> Database:
+            auto_compact: bool = True, executor: object = None,
+            storage_options: dict[str, object] | None = None) -> Database:
     """Open the database at ``path``, creating it (with these settings) if absent, unless
     ``create=False``, which refuses a path without a database.
+
+    ``path`` may be a URL on S3-compatible object storage, ``s3://bucket/prefix``, with
+    ``storage_options``: the options of ``pyarrow.fs.S3FileSystem`` (``endpoint_override``,
+    ``scheme``, ``access_key``, ``secret_key``, ``region``...; without them, the usual AWS
+    environment variables). Such a database is read-only (``db.copy_to`` puts one there)
+    and reads each mask with a ranged read of its own bytes.
 
     ``read_only=True`` never creates the database and refuses every write (``ingest``,
     ``build_index``, ``rebuild_index``) with a ``StoreError``; its queries save nothing,
@@ -459,12 +490,15 @@ def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | No
     ``auto_compact=False`` keeps its commits from compacting small segments by themselves
     (``compact()`` still does). ``executor``: a ``distributed.Client`` (or a scheduler's
     address) whose workers run the queries' per-segment work; they open the database at
-    the same path (``pip install masksearch[dask]``).
+    the same path or URL (``pip install masksearch[dask]``).
     """
+    from .store.location import location_of
+
+    where = location_of(path, storage_options)
     defaults = WriteSettings()
     write = WriteSettings(segment_masks=segment_size or defaults.segment_masks,
                           lock_timeout=defaults.lock_timeout if lock_timeout is None
                           else lock_timeout, auto_compact=auto_compact)
-    return Database(Store(path, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
+    return Database(Store(where, cell_size=cell_size, bin_edges=bin_edges, codec=codec,
                           index=index, write=write, create=create and not read_only,
                           read_only=read_only), executor)

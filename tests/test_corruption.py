@@ -197,7 +197,7 @@ def test_blob_damage_names_the_mask_and_spares_the_others(tmp_path, pristine):
     shutil.copytree(root / "eager", copy)
     db = ms.connect(copy)
     seg, row = db.store.locate(5)
-    data, offsets = seg._blobs
+    data, offsets = seg._blobs.data, seg._blobs.offsets
     start = int(offsets[row]) + (int(offsets[row + 1]) - int(offsets[row])) // 2
     # The blob's bytes sit at this offset of the file: find them by content.
     raw = bytearray((seg.directory / "pixels.arrow").read_bytes())

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import MaskSearchError, QueryError
 from ..plan.operators import BoundOrderTopK
 from ..plan.physical import PhysicalPlan
+from ..store.location import Location
 from ..store.manifest import Manifest
 from ..store.snapshot import Snapshot
 from ..store.store import Store
@@ -28,11 +29,11 @@ from .settings import ExecSettings
 from .sharded_top_k import ShardedTopK
 from .stats import StatsRecords
 
-_stores: dict[str, Store] = {}       # per worker process: databases opened so far
+_stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
 
 
-def run_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
+def run_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
               use_index: bool, settings: ExecSettings,
               floor: float | None = None) -> FragmentOutput:
     """The fragment of ``plan`` over segments ``shard`` of the state ``manifest`` names
@@ -43,7 +44,7 @@ def run_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int
     return replace(out, worker=_worker_name(), seconds=time.perf_counter() - start)
 
 
-def reach_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
+def reach_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
                 settings: ExecSettings) -> ShardReach:
     """What the index says of a top-k's shard (the first round's task: no pixel read)."""
     snapshot, ctx = _context(root, manifest, plan, True, settings)
@@ -52,7 +53,7 @@ def reach_shard(root: str, manifest: Manifest, plan: PhysicalPlan, shard: list[i
     return replace(reach, worker=_worker_name(), seconds=time.perf_counter() - start)
 
 
-def _context(root: str, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
+def _context(root: str | Location, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
              settings: ExecSettings) -> tuple[Snapshot, ExecContext]:
     snapshot = _snapshot(root, manifest)
     records = StatsRecords()
@@ -72,7 +73,9 @@ def _worker_name() -> str:
         return "worker"
 
 
-def _snapshot(root: str, manifest: Manifest) -> Snapshot:
+def _snapshot(root: str | Location, manifest: Manifest) -> Snapshot:
+    """The state ``manifest`` names of the database at ``root``: a local path (a shared file
+    system), or a location on object storage with its storage options."""
     with _lock:
         store = _stores.get(root)
         if store is None:
@@ -83,7 +86,7 @@ def _snapshot(root: str, manifest: Manifest) -> Snapshot:
 class DaskRunner:
     """Runs fragments on a ``distributed.Client``'s workers, a task per shard."""
 
-    def __init__(self, client: Any, root: str):
+    def __init__(self, client: Any, root: str | Location):
         self.client = client
         self.root = root
 

@@ -93,10 +93,11 @@ class Renderer:
     # --- the image root -------------------------------------------------------------------
     @property
     def image_root(self) -> str | None:
-        value = read_settings(self.store.root).get("image_root")
+        value = read_settings(self.store.files).get("image_root")
         return value if isinstance(value, str) else None
 
     def set_image_root(self, folder: str | os.PathLike[str] | None) -> None:
+        self.store.refuse_remote_writes()
         if self.store.read_only:
             raise StoreError(f"the database at {self.store.root} is open read-only: this "
                              "connection cannot change its settings")

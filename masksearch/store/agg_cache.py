@@ -22,6 +22,7 @@ from ..index.chi import SegmentIndex, chi_offsets, segment_bounds
 from ..ranges import Cut
 from .checksum import load_checked_npz, save_checked_npz
 from .durable import remove_file
+from .files import Files, as_files
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
@@ -46,27 +47,31 @@ class _Part:
 class AggregateCache:
     """The cached CHIs of one database; loads its files on first use."""
 
-    def __init__(self, root: Path) -> None:
-        self.directory = root / DIRECTORY
+    def __init__(self, root: Path | Files) -> None:
+        self.files = as_files(root).child(DIRECTORY)
         self._parts: list[_Part] | None = None
         self._where: dict[str, tuple[int, int]] = {}
+
+    @property
+    def directory(self) -> Path:
+        """The cache's local folder (what writes need)."""
+        return self.files.path
 
     def _load(self) -> None:
         if self._parts is not None:
             return
         self._parts = []
-        if not self.directory.exists():
-            return
-        for path in sorted(self.directory.glob("*.npz")):
+        for name in self.files.names("*.npz"):
             try:
-                f = load_checked_npz(path, "cached CHIs")
+                f = self.files.read_checked_npz(name, "cached CHIs")
             except FileNotFoundError:
                 continue  # removed by an index rebuild meanwhile
             try:
                 self._add(list(f["keys"]), _index(int(f["cell"]), f["edges"], {
                     name: f[name] for name in _FIELDS}), np.dtype(str(f["dtype"])))
             except (OSError, ValueError, KeyError, TypeError) as e:
-                raise StoreError(f"{path}: cannot read cached CHIs ({e})") from None
+                raise StoreError(f"{self.files.label(name)}: cannot read cached CHIs "
+                                 f"({e})") from None
         self._consolidate()
 
     def _consolidate(self) -> None:

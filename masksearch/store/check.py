@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import StoreError
 from .agg_cache import DIRECTORY as AGGCACHE
-from .checksum import load_checked_npz, verify_file
+from .files import Files, as_files
 from .manifest import SegmentInfo, read_manifest
 from .overlays import read_deleted, read_meta
 from .segments import DELTA_GLOB, Segment
@@ -75,28 +75,30 @@ def _ranges(ids: Iterable[int]) -> str:
     return ", ".join(out)
 
 
-def check_store(root: Path) -> CheckReport:
-    """Read and verify every file of the committed database at ``root``."""
-    report = CheckReport(str(root))
+def check_store(root: Path | Files) -> CheckReport:
+    """Read and verify every file of the committed database at ``root`` (a local folder, or
+    the ``Files`` of one on object storage: each of its files is read whole)."""
+    files = as_files(root)
+    report = CheckReport(files.label())
     try:
-        manifest = read_manifest(root)
+        manifest = read_manifest(files)
     except StoreError as e:
-        report.problems.append(Problem(str(root / "manifest.json"), str(e)))
+        report.problems.append(Problem(files.label("manifest.json"), str(e)))
         return report
     report.files += 1
     seen: set[int] = set()
     for info in manifest.segments:
         report.segments += 1
         report.masks += info.live
-        _check_segment(Segment(root / "segments" / info.name), info, manifest.next_mask_id,
-                       seen, report)
-    cache = root / AGGCACHE
-    for path in sorted(cache.glob("*.npz")) if cache.is_dir() else []:
+        segment = Segment(files.child("segments").child(info.name), whole_pixels=True)
+        _check_segment(segment, info, manifest.next_mask_id, seen, report)
+    cache = files.child(AGGCACHE)
+    for name in cache.names("*.npz"):
         report.files += 1
         try:
-            load_checked_npz(path, "cached CHIs")
+            cache.read_checked_npz(name, "cached CHIs")
         except (StoreError, FileNotFoundError) as e:
-            report.problems.append(Problem(str(path), str(e)))
+            report.problems.append(Problem(cache.label(name), str(e)))
     return report
 
 
@@ -108,12 +110,12 @@ class _SegmentCheck:
         self.seg, self.info, self.report = seg, info, report
         self.ids: tuple[int, ...] = ()   # the segment's mask ids, once its metadata is verified
 
-    def damaged(self, path: Path, error: Exception, ids: tuple[int, ...] | None = None) -> None:
-        self.report.problems.append(Problem(str(path), str(error),
+    def damaged(self, path: str, error: Exception, ids: tuple[int, ...] | None = None) -> None:
+        self.report.problems.append(Problem(path, str(error),
                                             self.ids if ids is None else ids))
 
     def description(self) -> bool:
-        seg, path = self.seg, self.seg.directory / "segment.json"
+        seg, path = self.seg, self.seg.files.label("segment.json")
         try:
             seg.info  # noqa: B018 - loading verifies segment.json
         except StoreError as e:
@@ -121,7 +123,7 @@ class _SegmentCheck:
             return False
         self.report.files += 1
         if not seg.sealed:
-            self.report.unverifiable.append(str(seg.directory))
+            self.report.unverifiable.append(seg.files.label())
         elif seg.info["count"] != self.info.count or seg.info["dtype"] != self.info.dtype:
             self.damaged(path, StoreError(f"{path}: does not match the manifest"))
             return False
@@ -134,15 +136,15 @@ class _SegmentCheck:
             if spec is None:
                 continue
             try:
-                read(self.seg.directory, spec, self.info.count)
+                read(self.seg.files, spec, self.info.count)
                 self.report.files += 1
             except StoreError as e:
-                self.damaged(self.seg.directory / spec["name"], e)
+                self.damaged(self.seg.files.label(spec["name"]), e)
                 ok = False
         return ok
 
     def metadata(self, next_mask_id: int, seen: set[int]) -> bool:
-        path = self.seg.directory / "meta.parquet"
+        path = self.seg.files.label("meta.parquet")
         try:
             ids = self.seg.meta.column("mask_id").to_numpy()
             self.report.files += 1
@@ -160,11 +162,12 @@ class _SegmentCheck:
         return True
 
     def pixels(self) -> None:
-        path = self.seg.directory / "pixels.arrow"
+        path = self.seg.files.label("pixels.arrow")
         whole = None   # the file's checksum failed: the damaged masks are found below
         try:
             if self.seg.sealed:
-                verify_file(path, self.seg.info["files"]["pixels.arrow"], "pixels")
+                self.seg.files.read_checked("pixels.arrow", self.seg.info["files"][
+                    "pixels.arrow"], "pixels file", mapped=True)
             self.report.files += 1
         except StoreError as e:
             whole = e
@@ -193,12 +196,12 @@ class _SegmentCheck:
                 seg.index  # noqa: B018 - loading verifies every index file
                 self.report.files += 3
             else:
-                for path in sorted(seg.directory.glob(DELTA_GLOB)):
+                for name in seg.files.names(DELTA_GLOB):
                     self.report.files += 1
-                    load_checked_npz(path, "index delta")
+                    seg.files.read_checked_npz(name, "index delta")
                 seg.index  # noqa: B018 - the deltas must also fit the segment
         except (StoreError, FileNotFoundError) as e:
-            self.damaged(Path(getattr(e, "filename", None) or seg.directory / "chi.json"), e)
+            self.damaged(getattr(e, "filename", None) or seg.files.label("chi.json"), e)
 
 
 def _check_segment(seg: Segment, info: SegmentInfo, next_mask_id: int, seen: set[int],

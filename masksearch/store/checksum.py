@@ -12,6 +12,7 @@ import mmap
 import re
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,28 +148,34 @@ def write_sealed_json(path: Path, body: dict, *, atomic: bool = True) -> None:
 
 
 def read_sealed_json(path: Path, what: str, *, legacy_ok: bool = False) -> dict:
-    """The body of a sealed JSON file, verified. With ``legacy_ok``, an unsealed file whose
-    ``"format"`` is below 2 (written before checksums existed) is accepted unverified."""
+    """The body of a sealed JSON file, verified (see ``parse_sealed_json``)."""
     try:
         text = path.read_bytes()
     except FileNotFoundError:
         raise StoreError(f"{path}: the {what} file is missing") from None
     except OSError as e:
         raise StoreError(f"{path}: cannot read the {what} ({e})") from None
+    return parse_sealed_json(text, str(path), what, legacy_ok=legacy_ok)
+
+
+def parse_sealed_json(text: bytes, where: str, what: str, *, legacy_ok: bool = False) -> dict:
+    """The body of the sealed JSON ``text`` (read from ``where``), verified. With
+    ``legacy_ok``, an unsealed file whose ``"format"`` is below 2 (written before checksums
+    existed) is accepted unverified."""
     try:
         body = json.loads(text)
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
     except (ValueError, UnicodeDecodeError) as e:
-        raise StoreError(f"{path}: the {what} file is damaged (not valid JSON: {e})") from None
+        raise StoreError(f"{where}: the {what} file is damaged (not valid JSON: {e})") from None
     sealed = body.pop(DIGEST_KEY, None)
     if sealed is None:
         fmt = body.get("format", 1)
         if legacy_ok and isinstance(fmt, int) and fmt < 2:
             return body
-        raise StoreError(f"{path}: the {what} file is damaged (its checksum is missing)")
+        raise StoreError(f"{where}: the {what} file is damaged (its checksum is missing)")
     if sealed != digest(_canonical(body)):
-        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+        raise StoreError(f"{where}: the {what} file is damaged (checksum mismatch)")
     return body
 
 
@@ -188,18 +195,25 @@ def load_checked_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """The arrays of a file written by ``save_checked_npz``, verified against its name. Files
     named otherwise (written before checksums) are read with only the zip CRCs to check them.
     ``FileNotFoundError`` passes through: callers decide whether a vanished file is damage."""
-    name = _NPZ_NAME.search(path.name)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise
     except OSError as e:
         raise StoreError(f"{path}: cannot read the {what} ({e})") from None
-    if name is not None and digest(data) != name.group(1):
-        raise StoreError(f"{path}: the {what} file is damaged (checksum mismatch)")
+    return parse_checked_npz(data, path.name, str(path), what)
+
+
+def parse_checked_npz(data: bytes | memoryview | Any, name: str, where: str,
+                      what: str) -> dict[str, np.ndarray]:
+    """The arrays of the NPZ bytes ``data`` of the file ``name`` (at ``where``), verified
+    against the digest in its name (see ``load_checked_npz``)."""
+    named = _NPZ_NAME.search(name)
+    if named is not None and digest(data) != named.group(1):
+        raise StoreError(f"{where}: the {what} file is damaged (checksum mismatch)")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        with np.load(io.BytesIO(memoryview(data)), allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except Exception as e:  # zipfile, zlib and numpy raise many types for damaged files
-        raise StoreError(f"{path}: the {what} file is damaged ({type(e).__name__}: {e})") \
+        raise StoreError(f"{where}: the {what} file is damaged ({type(e).__name__}: {e})") \
             from None

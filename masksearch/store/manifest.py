@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import StoreError
-from .checksum import read_sealed_json, write_sealed_json
+from .checksum import sealed_json, write_sealed_json
+from .files import Files, as_files
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 3          # 3: segments may have deleted rows and rewritten metadata
@@ -67,14 +68,25 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     """Durably replace the manifest: write a temporary file, fsync, rename over, fsync the dir.
 
     This rename is the commit of every change to the database."""
+    write_sealed_json(root / MANIFEST, _body(manifest))
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """The manifest file's content (what ``write_manifest`` writes)."""
+    return sealed_json(_body(manifest))
+
+
+def _body(manifest: Manifest) -> dict:
     body = asdict(manifest)
     body["format"] = FORMAT_VERSION
-    write_sealed_json(root / MANIFEST, body)
+    return body
 
 
-def read_manifest(root: Path) -> Manifest:
-    path = root / MANIFEST
-    body = read_sealed_json(path, "manifest", legacy_ok=True)
+def read_manifest(root: Path | Files) -> Manifest:
+    """The manifest of the database at ``root`` (a local folder or its ``Files``)."""
+    files = as_files(root)
+    path = files.label(MANIFEST)
+    body = files.read_sealed_json(MANIFEST, "manifest", legacy_ok=True)
     fmt = body.pop("format", None)
     if fmt not in READABLE_FORMATS:
         raise StoreError(f"{path}: unknown format version {fmt!r} (this masksearch reads "

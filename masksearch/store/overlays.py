@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from .checksum import digest
 from .durable import fsync_path, write_bytes
+
+if TYPE_CHECKING:
+    from .files import Files
 
 DELETED_PREFIX = "deleted-"
 META_PREFIX = "meta-"
@@ -40,12 +44,13 @@ def write_deleted(directory: Path, deleted: np.ndarray) -> dict:
             "count": int(np.count_nonzero(deleted))}
 
 
-def read_deleted(directory: Path, spec: dict, rows: int) -> np.ndarray:
-    """The deletion vector described by ``spec``, verified: one bool per row."""
-    data = _read_checked(directory / spec["name"], spec, "deletion vector")
+def read_deleted(files: Files, spec: dict, rows: int) -> np.ndarray:
+    """The deletion vector described by ``spec`` (in the segment's ``files``), verified:
+    one bool per row."""
+    data = files.read_checked(spec["name"], spec, "deletion vector")
     deleted = np.unpackbits(np.frombuffer(data, np.uint8), count=rows).astype(bool)
     if len(deleted) != rows or int(deleted.sum()) != spec["count"]:
-        raise StoreError(f"{directory / spec['name']}: the deletion vector does not match "
+        raise StoreError(f"{files.label(spec['name'])}: the deletion vector does not match "
                          "the segment")
     return deleted
 
@@ -61,28 +66,14 @@ def write_meta(directory: Path, table: pa.Table) -> dict:
     return {"name": name, "size": data.size, "xxh64": digest(data)}
 
 
-def read_meta(directory: Path, spec: dict, rows: int) -> pa.Table:
-    """The metadata file described by ``spec``, verified."""
-    data = _read_checked(directory / spec["name"], spec, "metadata file")
+def read_meta(files: Files, spec: dict, rows: int) -> pa.Table:
+    """The metadata file described by ``spec`` (in the segment's ``files``), verified."""
+    data = files.read_checked(spec["name"], spec, "metadata file")
     try:
         table = read_parquet(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as e:
-        raise StoreError(f"{directory / spec['name']}: cannot read metadata ({e})") from None
+        raise StoreError(f"{files.label(spec['name'])}: cannot read metadata ({e})") from None
     if table.num_rows != rows:
-        raise StoreError(f"{directory / spec['name']}: the metadata file does not match the "
-                         "segment")
+        raise StoreError(f"{files.label(spec['name'])}: the metadata file does not match "
+                         "the segment")
     return table
-
-
-def _read_checked(path: Path, spec: dict, what: str) -> pa.Buffer:
-    # An Arrow buffer, not Python bytes: see Segment.meta (freeing at interpreter exit).
-    try:
-        with pa.OSFile(str(path), "rb") as f:
-            data = f.read_buffer()
-    except FileNotFoundError:
-        raise StoreError(f"{path}: the {what} is missing") from None
-    except (OSError, pa.ArrowException) as e:
-        raise StoreError(f"{path}: cannot read the {what} ({e})") from None
-    if len(data) != spec["size"] or digest(data) != spec["xxh64"]:
-        raise StoreError(f"{path}: the {what} is damaged (checksum mismatch)")
-    return data

@@ -24,9 +24,9 @@ without verification; ``Store.check`` reports them as unverifiable.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -48,17 +48,15 @@ from . import faults
 from .checksum import (
     describe_file,
     digest,
-    load_checked_npz,
-    read_sealed_json,
     save_checked_npz,
-    verify_file,
-    verify_size,
     write_sealed_json,
 )
 from .chi_file import decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
+from .files import Files, LocalFiles
 from .overlays import read_parquet
+from .pixels_file import Blobs, RangedBlobs, WholeBlobs
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
 ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
@@ -169,26 +167,44 @@ def _write_files(directory: Path, dtype: np.dtype, blobs: Sequence[pa.Buffer | N
     fsync_path(directory)
 
 
-@dataclass
 class Segment:
-    """Read access to one committed segment. Files are opened on first use and verified
-    against their checksums; damage raises ``StoreError`` naming the file (and mask)."""
+    """Read access to one committed segment, wherever its files are (``files``: a local
+    folder, or a prefix on object storage). Files are read on first use and verified against
+    their checksums; damage raises ``StoreError`` naming the file (and mask).
 
-    directory: Path
+    ``whole_pixels``: read a remote pixels file whole (a check or a copy reads every mask),
+    rather than one ranged read per mask."""
+
+    def __init__(self, where: Path | Files, *, whole_pixels: bool = False):
+        self.files = where if isinstance(where, Files) else LocalFiles(Path(where))
+        self.whole_pixels = whole_pixels
+
+    def __repr__(self) -> str:
+        return f"Segment({self.files.label()!r})"
+
+    @property
+    def directory(self) -> Path:
+        """The segment's local folder (what writes need)."""
+        return self.files.path
+
+    @property
+    def name(self) -> str:
+        return self.files.name
 
     @cached_property
     def info(self) -> dict:
-        path = self.directory / "segment.json"
-        info = read_sealed_json(path, "segment description", legacy_ok=True)
+        label = self.files.label("segment.json")
+        info = self.files.read_sealed_json("segment.json", "segment description",
+                                           legacy_ok=True)
         need = ["dtype", "codec", "cell_size", "edges"]
         if info.get("format", 1) >= 2:
             need += ["count", "files", "blobs_xxh64"]
         missing = [k for k in need if k not in info]
         if missing:
-            raise StoreError(f"{path}: the segment description is damaged (no "
+            raise StoreError(f"{label}: the segment description is damaged (no "
                              f"{', '.join(missing)})")
         if info.get("format", 1) >= 2 and len(info["blobs_xxh64"]) != info["count"]:
-            raise StoreError(f"{path}: the segment description is damaged (mask count)")
+            raise StoreError(f"{label}: the segment description is damaged (mask count)")
         return info
 
     @property
@@ -202,32 +218,20 @@ class Segment:
 
     @cached_property
     def meta(self) -> pa.Table:
-        path = self.directory / "meta.parquet"
+        name, label = "meta.parquet", self.files.label("meta.parquet")
+        if self.sealed:
+            data = self.files.read_checked(name, self.info["files"][name], "metadata file")
+        else:
+            data = self.files.read_file(name, "metadata file")
         try:
-            if self.sealed:
-                # Read into an Arrow buffer, not Python bytes: Arrow's threads may release
-                # the last reference after the interpreter began to exit, and freeing a
-                # Python buffer then needs the GIL (the process aborted, 1 run in 20).
-                with pa.OSFile(str(path), "rb") as f:
-                    data = f.read_buffer()
-                expected = self.info["files"]["meta.parquet"]
-                if len(data) != expected["size"] or digest(data) != expected["xxh64"]:
-                    raise StoreError(f"{path}: the metadata file is damaged ("
-                                     + ("checksum mismatch)" if len(data) == expected["size"]
-                                        else f"{len(data)} bytes, {expected['size']} "
-                                        "expected)"))
-                table = read_parquet(pa.BufferReader(data))
-            else:
-                table = read_parquet(str(path))
-        except FileNotFoundError:
-            raise StoreError(f"{path}: the metadata file is missing") from None
+            table = read_parquet(pa.BufferReader(data))
         except MemoryError:
             raise
         except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"{path}: cannot read metadata ({e})") from None
+            raise StoreError(f"{label}: cannot read metadata ({e})") from None
         if not {"mask_id", "height", "width"} <= set(table.column_names) or (
                 self.sealed and table.num_rows != self.info["count"]):
-            raise StoreError(f"{path}: the metadata file does not match the segment")
+            raise StoreError(f"{label}: the metadata file does not match the segment")
         return table
 
     def mask_label(self, row: int) -> str:
@@ -253,53 +257,66 @@ class Segment:
         self.__dict__.pop("index", None)
 
     @cached_property
-    def _blobs(self) -> tuple[pa.Buffer, np.ndarray]:
-        path = self.directory / "pixels.arrow"
-        if self.sealed:
-            verify_size(path, self.info["files"]["pixels.arrow"], "pixels")
+    def _blobs(self) -> Blobs:
+        name, label = "pixels.arrow", self.files.label("pixels.arrow")
+        expected = self.info["files"][name]["size"] if self.sealed else None
         try:
-            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-            chunks = table.column("blob").chunks
-            # One chunk is the written layout: use it in place (combining would copy).
-            column = chunks[0] if len(chunks) == 1 else table.column("blob").combine_chunks()
-            _, offsets, data = column.buffers()
-            offsets = np.frombuffer(offsets, np.int64)[column.offset:
-                                                       column.offset + len(column) + 1]
+            blobs = self._open_blobs(name, expected)
         except FileNotFoundError:
-            raise StoreError(f"{path}: the pixels file is missing") from None
-        except MemoryError:
+            raise StoreError(f"{label}: the pixels file is missing") from None
+        except (MemoryError, StoreError):
             raise
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as e:
-            raise StoreError(f"{path}: the pixels file is damaged ({e})") from None
-        n = len(self.shapes[0])
-        if len(offsets) != n + 1 or (n and (offsets[0] < 0 or offsets[-1] > data.size
-                                             or (np.diff(offsets) < 0).any())):
-            raise StoreError(f"{path}: the pixels file is damaged (its blob offsets do not "
+            raise StoreError(f"{label}: the pixels file is damaged ({e})") from None
+        if not blobs.check(len(self.shapes[0])):
+            raise StoreError(f"{label}: the pixels file is damaged (its blob offsets do not "
                              "match the masks)")
-        return data, offsets
+        return blobs
+
+    def _open_blobs(self, name: str, expected: int | None) -> Blobs:
+        """Local or ``whole_pixels``: the whole file (memory-mapped locally); else ranged
+        reads. A file of another size than recorded is damaged (caught on open)."""
+        if self.files.local or self.whole_pixels:
+            source: pa.NativeFile | pa.Buffer = (
+                self.files.ranged(name) if self.files.local else self.files.read(name))
+            size = source.size() if isinstance(source, pa.NativeFile) else source.size
+            self._check_size(name, size, expected)
+            return WholeBlobs(source)
+        file = self.files.ranged(name)
+        self._check_size(name, file.size(), expected)
+        return RangedBlobs(file, file.size(), len(self.shapes[0]))
+
+    def _check_size(self, name: str, size: int, expected: int | None) -> None:
+        if expected is not None and size != expected:
+            raise StoreError(f"{self.files.label(name)}: the pixels file is damaged: {size} "
+                             f"bytes, {expected} expected (truncated or overwritten)")
 
     @cached_property
     def _verified(self) -> np.ndarray:
-        """Masks whose blob this process has verified already: the file is immutable and
-        memory-mapped, so a blob is checked on its first read, not on every query."""
+        """Masks whose blob this process has verified already: a file held whole (memory-
+        mapped) is immutable, so a blob is checked on its first read, not on every query.
+        Blobs read from object storage are fetched, and verified, on every read."""
         return np.zeros(len(self.shapes[0]), bool)
 
     def blob(self, row: int) -> pa.Buffer:
-        """The compressed bytes of the mask at ``row``, verified against its digest on the
-        first read in this process."""
-        data, offsets = self._blobs
-        start, end = int(offsets[row]), int(offsets[row + 1])
-        blob = data.slice(start, end - start)
+        """The compressed bytes of the mask at ``row``, verified against its digest (on
+        the first read in this process, for a file held whole)."""
+        blobs = self._blobs
+        try:
+            blob = blobs.blob(row)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"{self.files.label('pixels.arrow')}: cannot read "
+                             f"{self.mask_label(row)} ({e})") from None
         if self.sealed and not self._verified[row]:
             if digest(blob) != self.info["blobs_xxh64"][row]:
-                raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
+                raise StoreError(f"{self.files.label('pixels.arrow')}: {self.mask_label(row)} "
                                  "is damaged (checksum mismatch)")
-            self._verified[row] = True
+            self._verified[row] = blobs.keeps_bytes
         return blob
 
     def pixels(self, row: int) -> np.ndarray:
         """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are
-        verified against the mask's digest on the first read in this process)."""
+        verified against the mask's digest)."""
         blob = self.blob(row)
         heights, widths = self.shapes
         try:
@@ -308,18 +325,17 @@ class Segment:
         except MemoryError:  # pyarrow's ArrowMemoryError is one: not damage
             raise
         except (pa.ArrowException, ValueError, OSError) as e:
-            raise StoreError(f"{self.directory / 'pixels.arrow'}: {self.mask_label(row)} "
+            raise StoreError(f"{self.files.label('pixels.arrow')}: {self.mask_label(row)} "
                              f"cannot be decoded ({e})") from None
 
     def blob_size(self, row: int) -> int:
-        _, offsets = self._blobs
-        return int(offsets[row + 1] - offsets[row])
+        return self._blobs.size(row)
 
     def has_full_index(self) -> bool:
         """The full index is complete: chi.json (or, in format 1, chi.npy) exists."""
-        if (self.directory / INDEX_SEAL).exists():
+        if self.files.exists(INDEX_SEAL):
             return True
-        return not self.sealed and (self.directory / "chi.npy").exists()
+        return not self.sealed and self.files.exists(LEGACY_COUNTS)
 
     @cached_property
     def index(self) -> SegmentIndex:
@@ -336,20 +352,40 @@ class Segment:
         index = SegmentIndex(cell, edges, np.zeros(int(offsets[-1]), dt), offsets,
                              np.zeros((n, len(edges)), dt), np.zeros((n, 2)), heights, widths,
                              np.zeros(n, bool))
-        for path in sorted(self.directory.glob(DELTA_GLOB)):
+        for name in self.files.names(DELTA_GLOB):
+            label = self.files.label(name)
             try:
-                delta = load_checked_npz(path, "index delta")
+                delta = self.files.read_checked_npz(name, "index delta")
             except FileNotFoundError:
                 if self.has_full_index():
                     # build_index() completed meanwhile and removed the deltas.
                     return self._load_full_index()
-                raise StoreError(f"{path}: the index delta vanished") from None
+                raise StoreError(f"{label}: the index delta vanished") from None
             try:
                 self._merge(index, delta["rows"], delta["counts"], delta["eq"], delta["stats"])
             except (KeyError, IndexError, ValueError) as e:
-                raise StoreError(f"{path}: the index delta does not match the segment "
+                raise StoreError(f"{label}: the index delta does not match the segment "
                                  f"({e})") from None
         return index
+
+    def _index_files(self) -> tuple[dict | None, dict[str, pa.Buffer]]:
+        """chi.json's body (None in format 1, without one) and the index files it lists,
+        each verified against it."""
+        if not (self.files.exists(INDEX_SEAL) or self.sealed):
+            names = (*INDEX_FILES[:2], LEGACY_COUNTS)
+            return None, {name: self.files.read_file(name, "index file", mapped=True)
+                          for name in names}
+        seal = self.files.read_sealed_json(INDEX_SEAL, "index description")
+        listed = seal.get("files", {})
+        names = INDEX_FILES if INDEX_FILES[2] in listed else (*INDEX_FILES[:2], LEGACY_COUNTS)
+        data = {}
+        for name in names:
+            if name not in listed:
+                raise StoreError(f"{self.files.label(INDEX_SEAL)}: the index description "
+                                 "is damaged")
+            data[name] = self.files.read_checked(name, listed[name], "index file",
+                                                 mapped=name == LEGACY_COUNTS)
+        return seal, data
 
     def _load_full_index(self) -> SegmentIndex:
         """The full index as written by ingest or build_index(), verified."""
@@ -358,35 +394,27 @@ class Segment:
         heights, widths = self.shapes
         offsets = chi_offsets(heights, widths, cell, len(edges))
         n = len(heights)
-        seal_path = self.directory / INDEX_SEAL
-        seal = None
-        if seal_path.exists() or self.sealed:
-            seal = read_sealed_json(seal_path, "index description")
-            listed = seal.get("files", {})
-            names = INDEX_FILES if INDEX_FILES[2] in listed else (*INDEX_FILES[:2], LEGACY_COUNTS)
-            for name in names:
-                if name not in listed:
-                    raise StoreError(f"{seal_path}: the index description is damaged")
-                verify_file(self.directory / name, listed[name], "index")
+        seal, data = self._index_files()
         compressed = seal is not None and INDEX_FILES[2] in seal["files"]
-        counts_path = self.directory / (INDEX_FILES[2] if compressed else LEGACY_COUNTS)
+        counts_name = INDEX_FILES[2] if compressed else LEGACY_COUNTS
         try:
             if compressed:
                 assert seal is not None  # compressed: read from the seal
                 layout = seal["counts"]
-                counts = decode_counts(counts_path.read_bytes(), np.dtype(layout["dtype"]),
+                counts = decode_counts(data[counts_name], np.dtype(layout["dtype"]),
                                        int(layout["size"]), offsets, heights, widths, cell,
                                        len(edges))
             else:
-                counts = np.load(counts_path, mmap_mode="r")
-            eq = np.load(self.directory / "chi_eq.npy")
-            stats = np.load(self.directory / "chi_stats.npy")
+                counts = npy_view(data[counts_name])
+            eq = np.load(io.BytesIO(memoryview(data["chi_eq.npy"])))
+            stats = np.load(io.BytesIO(memoryview(data["chi_stats.npy"])))
         except (OSError, ValueError, EOFError, KeyError, TypeError, pa.ArrowException) as e:
-            raise StoreError(f"{self.directory}: cannot read the index ({e})") from None
+            raise StoreError(f"{self.files.label()}: cannot read the index ({e})") from None
         if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
-            raise StoreError(f"{counts_path}: index size does not match the masks")
+            raise StoreError(f"{self.files.label(counts_name)}: index size does not match the "
+                             "masks")
         if eq.shape != (n, len(edges)) or stats.shape != (n, 2):
-            raise StoreError(f"{self.directory}: the index does not match the masks")
+            raise StoreError(f"{self.files.label()}: the index does not match the masks")
         return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
                             np.ones(n, bool))
 
@@ -461,9 +489,23 @@ class Segment:
         return n if rebuild else before
 
     def index_bytes(self) -> int:
-        files = [self.directory / f for f in (*INDEX_FILES, INDEX_SEAL, LEGACY_COUNTS)]
-        files += list(self.directory.glob(DELTA_GLOB))
-        return sum(f.stat().st_size for f in files if f.exists())
+        names = {*INDEX_FILES, INDEX_SEAL, LEGACY_COUNTS}
+        return sum(size for name, size in self.files.listing().items()
+                   if name in names or fnmatch.fnmatchcase(name, DELTA_GLOB))
 
     def pixel_bytes(self) -> int:
-        return (self.directory / "pixels.arrow").stat().st_size
+        return self.files.size("pixels.arrow")
+
+
+def npy_view(data: pa.Buffer) -> np.ndarray:
+    """The array of an .npy file's bytes, read-only, without copying them (a memory-mapped
+    file stays mapped)."""
+    head = io.BytesIO(memoryview(data)[:1 << 17])
+    version = np.lib.format.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
+    count = int(np.prod(shape, dtype=np.int64))
+    array = np.frombuffer(data, dtype, count=count, offset=head.tell())
+    return array.reshape(shape, order="F" if fortran else "C")

@@ -8,18 +8,20 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
-from .checksum import read_sealed_json, write_sealed_json
+from .checksum import write_sealed_json
+from .files import Files, as_files
 
 SETTINGS = "settings.json"
 KNOWN = {"image_root": (str, type(None))}
 
 
-def read_settings(root: Path) -> dict[str, object]:
-    """The settings of the database at ``root`` ({} without a settings file)."""
-    path = root / SETTINGS
-    if not path.exists():
+def read_settings(root: Path | Files) -> dict[str, object]:
+    """The settings of the database at ``root`` (a local folder or its ``Files``; {}
+    without a settings file)."""
+    files = as_files(root)
+    if not files.exists(SETTINGS):
         return {}
-    body = read_sealed_json(path, "settings")
+    body = files.read_sealed_json(SETTINGS, "settings")
     return {name: value for name, value in body.items() if name in KNOWN}
 
 

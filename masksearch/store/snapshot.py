@@ -29,14 +29,14 @@ class SegmentState:
         """Every row's metadata, deleted rows included."""
         if self.info.meta is None:
             return self.segment.meta
-        return read_meta(self.segment.directory, self.info.meta, self.info.count)
+        return read_meta(self.segment.files, self.info.meta, self.info.count)
 
     @cached_property
     def deleted(self) -> np.ndarray:
         """One bool per row: deleted."""
         if self.info.deleted is None:
             return np.zeros(self.info.count, bool)
-        return read_deleted(self.segment.directory, self.info.deleted, self.info.count)
+        return read_deleted(self.segment.files, self.info.deleted, self.info.count)
 
     def live_rows(self) -> np.ndarray:
         """The rows not deleted, in order."""

@@ -24,6 +24,8 @@ from .changes import Change, next_manifest, replaced_rows
 from .codec import CODECS
 from .compaction import CompactionResult, chosen, compaction_change
 from .durable import fsync_path, remove_file, remove_tree
+from .files import Traffic, files_at
+from .location import Location, location_of
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
 from .overlays import DELETED_PREFIX, META_PREFIX
 from .readers import ReaderPin, oldest_pinned
@@ -62,34 +64,63 @@ class WriteSettings:
 class Store:
     """The files of one database. Readers see the last committed manifest; one writer at a
     time. ``create=False`` refuses a folder that holds no database instead of creating one;
-    ``read_only=True`` implies it and refuses every write (``write_lock`` raises)."""
+    ``read_only=True`` implies it and refuses every write (``write_lock`` raises).
 
-    def __init__(self, root: str | os.PathLike, *, cell_size: int | None = None,
+    ``root``: a local folder, or a ``Location`` on object storage (``s3://...``), which is
+    only read: masksearch has no safe commit there (see ``refuse_remote_writes``)."""
+
+    def __init__(self, root: str | os.PathLike | Location, *, cell_size: int | None = None,
                  bin_edges: dict | None = None, codec: str | None = None,
                  index: str | None = None, write: WriteSettings | None = None,
                  create: bool = True, read_only: bool = False):
-        self.root = Path(root)
+        self.location = location_of(root)
+        self.remote = isinstance(self.location, Location)
+        self.traffic = Traffic()      # what this connection read from object storage
+        self.files = files_at(self.location, self.traffic)
+        self.url = str(self.location)
         self.write = write or WriteSettings()
-        self.read_only = read_only
-        if not (self.root / MANIFEST).exists():
+        self.read_only = read_only or self.remote
+        if not self._has_manifest():
+            if self.remote:
+                raise StoreError(f"no masksearch database at {self.url} (databases get onto "
+                                 "object storage by a copy: db.copy_to(url) or masksearch "
+                                 "copy PATH URL)")
             if not create or read_only:
                 raise StoreError(f"no masksearch database at {self.root}")
             self._create(cell_size, bin_edges, codec, index)
         elif cell_size is not None or bin_edges is not None or codec is not None \
                 or index is not None:
-            raise StoreError(f"{self.root}: index settings are chosen when a database is "
+            raise StoreError(f"{self.url}: index settings are chosen when a database is "
                              "created; this one exists already")
         self._manifest_key: tuple | None = None
         self._snapshot: Snapshot | None = None
         self._segments: dict[str, Segment] = {}    # opened once, shared by snapshots
         self._states: dict[tuple, SegmentState] = {}
         self._alive: weakref.WeakSet[Snapshot] = weakref.WeakSet()  # snapshots handed out
-        self.aggregate_cache = AggregateCache(self.root)
+        self.aggregate_cache = AggregateCache(self.files)
         self._writing_thread: int | None = None   # the thread holding the writer lock
-        self._pin = ReaderPin(self.root)
-        self._closer = weakref.finalize(self, self._pin.close)
+        self._pin = None if self.remote else ReaderPin(self.root)
+        self._closer = weakref.finalize(self, self._pin.close if self._pin else _nothing)
         self.refresh()
-        self._clean_on_open()
+        if not self.remote:
+            self._clean_on_open()
+
+    @property
+    def root(self) -> Path:
+        """The database's local folder (what writes and cleanup need)."""
+        return self.files.path
+
+    @property
+    def address(self) -> str | Location:
+        """What another process opens this database by: its folder's path, or its
+        ``Location`` on object storage (picklable: a cluster's workers get it)."""
+        return self.location if isinstance(self.location, Location) else str(self.location)
+
+    def _has_manifest(self) -> bool:
+        try:
+            return self.files.exists(MANIFEST)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"{self.url}: cannot read the database ({e})") from None
 
     def close(self) -> None:
         """Withdraw this connection's reader registration (see ``readers``)."""
@@ -130,13 +161,13 @@ class Store:
         """Re-read the manifest if another writer committed since (a commit renames a new
         file over it: a new inode, whatever the clock's granularity)."""
         try:
-            st = (self.root / MANIFEST).stat()
-        except OSError as e:
-            raise StoreError(f"{self.root / MANIFEST}: cannot read the manifest ({e})") from None
-        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            key = self.files.stat(MANIFEST)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"{self.files.label(MANIFEST)}: cannot read the manifest ({e})"
+                             ) from None
         if key == self._manifest_key:
             return
-        manifest = read_manifest(self.root)
+        manifest = read_manifest(self.files)
         states = [self._state(info) for info in manifest.segments]
         names = {info.name for info in manifest.segments}
         self._states = {k: v for k, v in self._states.items() if k[0] in names}
@@ -145,7 +176,8 @@ class Store:
         self._alive.add(self._snapshot)
         self._manifest_key = key
         # Snapshots still used by queries (of any thread) keep their versions pinned.
-        self._pin.set(min(s.manifest.version for s in self._alive))
+        if self._pin is not None:
+            self._pin.set(min(s.manifest.version for s in self._alive))
 
     def snapshot_of(self, manifest: Manifest) -> Snapshot:
         """The state ``manifest`` describes (an older one than the latest, e.g. the one a
@@ -173,7 +205,7 @@ class Store:
     def segment(self, name: str) -> Segment:
         seg = self._segments.get(name)
         if seg is None:
-            seg = self._segments[name] = Segment(self.root / "segments" / name)
+            seg = self._segments[name] = Segment(self.files.child("segments").child(name))
         return seg
 
     @property
@@ -194,12 +226,25 @@ class Store:
         return self.snapshot().locate(mask_id)
 
     # --- writing --------------------------------------------------------------------------
+    def refuse_remote_writes(self) -> None:
+        """Raise ``StoreError`` for a database on object storage: a commit replaces the
+        manifest only if no other writer replaced it first, and object storage offers that
+        (a conditional write) not everywhere, nor with the writer lock's guarantees; so
+        masksearch only reads there."""
+        if self.remote:
+            raise StoreError(
+                f"{self.url} is on object storage, which masksearch only reads: it has no safe "
+                "commit there (no conditional write and writer lock to keep two writers from "
+                "overwriting each other). Change a local copy instead: db.copy_to(path) or "
+                "masksearch copy URL PATH, work on it, then copy it to a new URL")
+
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the writer lock (flock on ``lock``): one writer at a time. Waits up to
         ``timeout`` seconds (default: the ``lock_timeout`` setting), then raises ``StoreError``. The
         kernel releases the lock when its holder dies, so a killed writer never blocks.
         Every write starts here: a read-only store raises ``StoreError`` instead."""
+        self.refuse_remote_writes()
         if self.read_only:
             raise StoreError(f"the database at {self.root} is open read-only: this connection "
                              "cannot write to it (connect without read_only=True to write)")
@@ -447,6 +492,10 @@ class Store:
         for d in written:
             if d.name not in committed:
                 remove_tree(d)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _unfinished_creation(path: Path) -> bool:

