@@ -243,19 +243,44 @@ def test_a_top_k_verifies_only_the_shards_that_can_contribute(client, tmp_path):
     local.ingest(maps.astype(np.float32), image_id=np.arange(96))
     sql = "SELECT mask_id, CP(mask, box(1, 1, 11, 13), (0.5, 1.0]) AS c FROM masks " \
           "ORDER BY c DESC LIMIT 5"
+    from masksearch.exec.settings import ExecSettings
+
+    one = ExecSettings(shard_segments=1)       # a task per segment
     db = ms.connect(tmp_path / "db", executor=client)
     want = local.query(sql, use_index=False).rows()
-    assert db.query(sql).rows() == want
-    plan = [v for (v,) in db.query("EXPLAIN ANALYZE " + sql)]
+    assert db.query(sql, settings=one).rows() == want
+    plan = [v for (v,) in db.query("EXPLAIN ANALYZE " + sql, settings=one)]
     merge = next(line for line in plan if "MergeRows" in line)
     skipped = int(re.search(r"skipped (\d+)", merge).group(1))
     assert skipped >= 6, merge
+    apart = local.query(sql, settings=one)
+    assert apart.rows() == want
+    assert db.query(sql, settings=one).stats.verified < apart.stats.verified
+    assert db.query(sql).rows() == want                   # tasks of several segments
+    assert db.query(sql, use_index=False).rows() == want
+
+
+def test_a_large_manifest_goes_to_the_cluster_once(client, tmp_path, monkeypatch):
+    """Above ``SCATTER_ABOVE`` segment entries per query, tasks take a future of the
+    manifest sent once; the answers stay the local ones."""
+    from masksearch.exec import dask_runner
     from masksearch.exec.settings import ExecSettings
 
-    apart = local.query(sql, settings=ExecSettings(shard_segments=1))
-    assert apart.rows() == want
-    assert db.query(sql).stats.verified < apart.stats.verified
-    assert db.query(sql, use_index=False).rows() == want
+    local = saliency_db(tmp_path / "db")
+    db = ms.connect(tmp_path / "db", executor=client)
+    scattered = []
+    scatter = client.scatter
+    monkeypatch.setattr(dask_runner, "SCATTER_ABOVE", 10)
+    monkeypatch.setattr(client, "scatter", lambda *a, **k: scattered.append(1) or scatter(
+        *a, **k))
+    for sql in QUERIES:
+        assert db.query(sql, settings=ExecSettings(shard_segments=1)).rows() == \
+            local.query(sql).rows(), sql
+    assert len(scattered) == 1                 # once for the state the queries read
+    local.query("DELETE FROM masks WHERE image_id = 3")
+    assert db.query(QUERIES[0], settings=ExecSettings(shard_segments=1)).rows() == \
+        local.query(QUERIES[0]).rows()
+    assert len(scattered) == 2                 # a new state: sent again
 
 
 @settings(max_examples=examples(15), deadline=None,

@@ -31,6 +31,9 @@ from .stats import StatsRecords
 
 _stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
+# Segment entries (about 250 bytes each) sent with a query's tasks above which the manifest
+# goes to the cluster once instead.
+SCATTER_ABOVE = 20_000
 
 
 def run_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
@@ -89,21 +92,41 @@ class DaskRunner:
     def __init__(self, client: Any, root: str | Location):
         self.client = client
         self.root = root
+        self._scattered: tuple[int, Any] | None = None   # (manifest version, its future)
 
     def run(self, plan: PhysicalPlan, snapshot: Snapshot, shards: list[list[int]],
             use_index: bool, settings: ExecSettings) -> list[FragmentOutput]:
-        # A task per segment unless the settings group them: the workers share the shards.
-        size = settings.shard_segments or 1
+        threads = self._threads()
         positions = [k for shard in shards for k in shard]
+        # Segments per task: as the settings say, else about four tasks per worker thread
+        # (the scheduler costs about a millisecond a task; fewer, larger tasks balance worse).
+        size = settings.shard_segments or max(1, -(-len(positions) // (4 * threads)))
         tasks = [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
+        manifest = self._shared(snapshot.manifest, len(tasks))
         select = plan.fragment.select
-        if use_index and isinstance(select, BoundOrderTopK) and len(tasks) > 1:
-            return self._top_k(plan, snapshot.manifest, tasks, settings, select)
-        return self._gather([self._submit(run_shard, snapshot.manifest, plan, shard,
-                                          use_index, settings) for shard in tasks])
+        if use_index and isinstance(select, BoundOrderTopK) and len(tasks) > threads:
+            return self._top_k(plan, manifest, tasks, settings, select, threads)
+        # A top-k of no more tasks than threads runs in one wave: each shard's own floor
+        # prunes it, and a first round for a global floor would cost a round trip more.
+        return self._gather([self._submit(run_shard, manifest, plan, shard, use_index,
+                                          settings) for shard in tasks])
 
-    def _top_k(self, plan: PhysicalPlan, manifest: Manifest, tasks: list[list[int]],
-               settings: ExecSettings, select: BoundOrderTopK) -> list[FragmentOutput]:
+    def _threads(self) -> int:
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+    def _shared(self, manifest: Manifest, tasks: int) -> Any:
+        """The manifest, or (when sending it with every task would move megabytes) a
+        future of one copy sent to the cluster, kept for the queries of its version."""
+        if len(manifest.segments) * tasks < SCATTER_ABOVE:
+            return manifest
+        if self._scattered is None or self._scattered[0] != manifest.version:
+            self._scattered = (manifest.version, self.client.scatter(manifest, hash=False))
+        return self._scattered[1]
+
+    def _top_k(self, plan: PhysicalPlan, manifest: Any, tasks: list[list[int]],
+               settings: ExecSettings, select: BoundOrderTopK,
+               threads: int) -> list[FragmentOutput]:
         """Every shard's bounds first, then the shards that can still contribute, best
         first, a few at a time so that each starts with the floor the finished ones set
         (``ShardedTopK``)."""
@@ -122,7 +145,7 @@ class DaskRunner:
                                       top.floor)
                 running.add(future)  # type: ignore[no-untyped-call]
 
-        for _ in range(max(2, 2 * len(self.client.scheduler_info()["workers"]))):
+        for _ in range(2 * threads):
             start_next()
         try:
             for future in running:
