@@ -10,9 +10,13 @@
     masksearch info PATH [--json]
     masksearch explain PATH "SQL"
     masksearch repl PATH            (or just: masksearch PATH)
+    masksearch copy SRC DEST [--storage-option KEY=VALUE ...] [--quiet]
     masksearch demo
     masksearch warmup
     masksearch serve PATH [--host 127.0.0.1] [--port 8765] [--images DIR] [--allow-writes]
+
+PATH may be an ``s3://bucket/prefix`` URL (read-only) for query, explain, info, check, repl
+and copy, with ``--storage-option KEY=VALUE`` or the AWS environment variables.
 
 Every ``MaskSearchError`` is printed as ``error: <message>`` on stderr with exit code 1;
 ``check`` exits with 3 when it finds damage.
@@ -46,16 +50,46 @@ class CLIError(MaskSearchError):
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _open(path: str) -> Database:
-    """An existing database; never creates one."""
+def _open(path: str, args: argparse.Namespace | None = None, *,
+          read_only: bool = False) -> Database:
+    """An existing database (a folder, or a URL on object storage with the command's
+    ``--storage-option``s); never creates one."""
     import masksearch as ms
 
+    from .store.location import is_url
     from .store.manifest import MANIFEST
 
+    if is_url(path):
+        return ms.connect(path, create=False, storage_options=_storage_options(args))
     if not (Path(path) / MANIFEST).is_file():
         raise CLIError(f"no masksearch database at {path} "
                        f"(create one with: masksearch create {path})")
-    return ms.connect(path, create=False)
+    return ms.connect(path, create=False, read_only=read_only)
+
+
+_NUMERIC_OPTIONS = {"request_timeout": float, "connect_timeout": float, "load_frequency": int}
+
+
+def _storage_options(args: argparse.Namespace | None) -> dict[str, object] | None:
+    """``--storage-option KEY=VALUE``s as pyarrow's S3 options (true/false as booleans,
+    timeouts as numbers); None without any (the AWS environment then)."""
+    pairs = getattr(args, "storage_option", None) or []
+    if not pairs:
+        return None
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise CLIError(f"--storage-option takes KEY=VALUE (e.g. endpoint_override="
+                           f"localhost:9000), got {pair!r}")
+        key = key.strip()
+        try:
+            options[key] = (value.lower() == "true" if value.lower() in ("true", "false")
+                            else _NUMERIC_OPTIONS.get(key, str)(value))
+        except ValueError:
+            raise CLIError(f"--storage-option {key}: expected a number, got {value!r}"
+                           ) from None
+    return options
 
 
 def _id_value(text: str) -> int | str:
@@ -75,11 +109,12 @@ def _parse_ids(text: str | None) -> int | str | list[int | str] | None:
 class _Progress:
     """A tqdm bar on stderr fed by ``Database.ingest(progress=...)``."""
 
-    def __init__(self, enabled: bool, desc: str = "ingest") -> None:
+    def __init__(self, enabled: bool, desc: str = "ingest", unit: str = "mask") -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=None, desc=desc, unit="mask", file=sys.stderr,
-                        disable=not enabled, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=None, desc=desc, unit=unit, file=sys.stderr,
+                        disable=not enabled, leave=False, dynamic_ncols=True,
+                        unit_scale=unit == "B", unit_divisor=1024)
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.bar.total != total:
@@ -170,7 +205,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from .format import format_csv, format_json, format_table
 
-    db = _open(args.path)
+    db = _open(args.path, args)
     sql = _read_sql(args.sql)
     for notice in db.notices(sql):
         print(f"notice: {notice}", file=sys.stderr)
@@ -194,7 +229,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .format import format_info
 
-    info = _open(args.path).info()
+    info = _open(args.path, args).info()
     print(json.dumps(info, indent=1) if args.json else format_info(info))
     return 0
 
@@ -220,20 +255,38 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Verify every file; exit 0 when nothing is damaged, 3 when something is."""
-    report = _open(args.path).check()
+    report = _open(args.path, args).check()
     print(report.summary())
     return 0 if report.ok else 3
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    print(_open(args.path).explain(_read_sql(args.sql)))
+    print(_open(args.path, args).explain(_read_sql(args.sql)))
     return 0
 
 
 def cmd_repl(args: argparse.Namespace) -> int:
     from .repl import main as repl_main
 
-    return repl_main(_open(args.path))
+    return repl_main(_open(args.path, args))
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Copy a database to a new folder or URL: segments first, the manifest last."""
+    from .format import human_bytes
+    from .store.location import is_url
+
+    source = _open(args.source, args, read_only=True)
+    bar = _Progress(not args.quiet and sys.stderr.isatty(), desc="copy", unit="B")
+    try:
+        done = source.copy_to(args.dest, progress=bar,
+                              storage_options=_storage_options(args) if is_url(args.dest)
+                              else None)
+    finally:
+        bar.close()
+    print(f"copied {done.masks} masks ({done.files} files, {human_bytes(done.bytes)}) from "
+          f"{source.path} to {done.destination}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -345,11 +398,20 @@ def _add_changes(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_compact)
 
 
+def _add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                   help="for an s3:// URL: an option of pyarrow's S3 file system "
+                        "(endpoint_override, scheme, access_key, secret_key, region...); "
+                        "repeat for more; without any, the AWS environment variables")
+
+
 def _add_query(sub: Subparsers) -> None:
     p = sub.add_parser("query", help="run one statement and print its rows",
-                       description="Run one statement ('-' reads it from stdin).")
+                       description="Run one statement ('-' reads it from stdin). PATH may "
+                                   "be an s3://bucket/prefix URL (read-only).")
     p.add_argument("path", metavar="PATH")
     p.add_argument("sql", metavar="SQL")
+    _add_storage(p)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--max-rows", type=_positive_int, default=None,
                    help="table format: show at most N rows (default: all)")
@@ -376,21 +438,36 @@ def _add_path_commands(sub: Subparsers) -> None:
                        description="Verify every file of the database; exit code 3 when "
                                    "anything is damaged.")
     p.add_argument("path", metavar="PATH")
+    _add_storage(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("info", help="describe a database")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_storage(p)
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("explain", help="print the plan of a statement")
     p.add_argument("path", metavar="PATH")
     p.add_argument("sql", metavar="SQL")
+    _add_storage(p)
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("repl", help="an interactive shell (also: masksearch PATH)",
                        description="An interactive shell: statements end with ';', .help "
                                    "lists the dot-commands. Reads statements from stdin "
                                    "when it is not a terminal.")
     p.add_argument("path", metavar="PATH")
+    _add_storage(p)
     p.set_defaults(func=cmd_repl)
+    p = sub.add_parser(
+        "copy", help="copy a database to a new folder or s3:// URL",
+        description="Copy a database (a folder or an s3://bucket/prefix URL) to a new, empty "
+                    "folder or URL, as it is when the copy starts: every file verified, the "
+                    "segments first and the manifest last, so no database appears at DEST "
+                    "until the copy is complete; a failed copy removes what it wrote.")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    _add_storage(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_copy)
     p = sub.add_parser("demo", help="build a sample database and run the paper's queries")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("warmup", help="compile the query kernels into the Numba cache",

@@ -61,6 +61,14 @@ class S3Server:
         """A fresh prefix in the test bucket: ``s3://masks/<random>/<name>``."""
         return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/{name}"
 
+    def put(self, url: str, data: bytes) -> None:
+        """Write the object ``url`` through the server."""
+        import pyarrow.fs as pafs
+
+        fs = pafs.S3FileSystem(**self.options)
+        with fs.open_output_stream(url.removeprefix("s3://")) as out:
+            out.write(data)
+
     def local(self, url: str) -> Path:
         """Where the object or prefix ``url`` lies on disk (to damage it in tests)."""
         return self.folder / url.removeprefix("s3://")
