@@ -5,6 +5,8 @@ with object boxes.
 
     .venv/bin/python benchmarks/bench_prototype.py                        # gradcam maps
     .venv/bin/python benchmarks/bench_prototype.py --generator saliency   # the other generator
+    py-spy record --native -o iou.txt --format raw -- .venv/bin/python \
+        benchmarks/bench_prototype.py --only "IoU top" --loop 20            # profile masksearch
 
 The baseline (``benchmarks/prototype_baseline.py``) keeps every map uncompressed in memory
 as one NumPy array, with a CHI per mask over 16 value bins on a 28-pixel grid, and the
@@ -320,7 +322,7 @@ def _check(w: Workload, side: str, got: tuple[list[int], list | None]) -> None:
              f"({len(want_keys)} rows)\n   {w.sql}")
 
 
-def run(d: Data, w: Workload, repeat: int) -> dict:
+def run(d: Data, w: Workload, repeat: int, loop: float = 0.0) -> dict:
     t0 = time.perf_counter()
     first = w.baseline()                                    # the baseline's first run
     base_first = time.perf_counter() - t0
@@ -341,6 +343,9 @@ def run(d: Data, w: Workload, repeat: int) -> dict:
         t_ms.append(time.perf_counter() - t0)
         _check(w, "the baseline", (got[0], got[1]))
         _check(w, "masksearch", _masksearch_answer(result, w.ordered))
+    end = time.perf_counter() + loop                        # for a profiler: masksearch only
+    while time.perf_counter() < end:
+        d.db.query(w.sql)
     base_ms, ms_ms = statistics.median(t_base) * 1e3, statistics.median(t_ms) * 1e3
     row = {"workload": w.name, "sql": w.sql, "rows": len(w.expected[0]),
            "baseline_ms": base_ms, "masksearch_ms": ms_ms, "speedup": base_ms / ms_ms,
@@ -392,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "data")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--only", default=None,
+                    help="run only the workloads whose name holds this text")
+    ap.add_argument("--loop", type=float, default=0.0,
+                    help="run each masksearch query this many seconds more (for a profiler)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip `masksearch warmup` (smoke tests: compilation is then timed)")
     args = ap.parse_args(argv)
@@ -409,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             "before anything is timed)")
     d = prepare(args.images, args.generator, args.seed, args.workdir)
     try:
-        rows = [run(d, w, args.repeat) for w in workloads(d)]
+        rows = [run(d, w, args.repeat, args.loop) for w in workloads(d)
+                if args.only is None or args.only in w.name]
     finally:
         d.db.close()
         if not args.keep:
@@ -419,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     log("\n" + table + "\n")
     for g in goals:
         log(f"  {'met   ' if g['met'] else 'MISSED'}  {g['target']}: {g['measured']}")
+    if args.only or args.loop:
+        return 0                                            # a partial run: nothing written
     stem = args.results / f"prototype-{args.generator}-{args.images}"
     args.results.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.md").write_text(table + "\n")
