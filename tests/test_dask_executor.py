@@ -39,9 +39,12 @@ def client():
     cluster.close()
 
 
-def _check_on_cluster(client, database, specs) -> None:
+def _check_on_cluster(client, database, specs, remote_masks: int = 256) -> None:
+    from masksearch.exec.settings import ExecSettings
+
     ms_, meta, cell, split = database
     tmp = tempfile.mkdtemp()
+    tuned = ExecSettings(remote_masks=remote_masks)
     try:
         _build(tmp, ms_, meta, cell, split).close()
         db = ms.connect(tmp + "/db", executor=client)
@@ -53,7 +56,7 @@ def _check_on_cluster(client, database, specs) -> None:
                     db.query(spec.sql())
                 continue
             for use_index in (True, False):
-                got = db.query(spec.sql(), use_index=use_index).rows()
+                got = db.query(spec.sql(), use_index=use_index, settings=tuned).rows()
                 assert _same(got, want), (spec.sql(), use_index, got, want)
         db.close()
     finally:
@@ -62,9 +65,12 @@ def _check_on_cluster(client, database, specs) -> None:
 
 @settings(max_examples=examples(40), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(databases(), st.lists(st.one_of(queries(), group_queries()), min_size=1, max_size=3))
-def test_queries_on_a_cluster_equal_the_oracle(client, database, specs):
-    _check_on_cluster(client, database, specs)
+@given(databases(), st.lists(st.one_of(queries(), group_queries()), min_size=1, max_size=3),
+       st.sampled_from([0, 256]))
+def test_queries_on_a_cluster_equal_the_oracle(client, database, specs, remote_masks):
+    """``remote_masks=0``: the merge verifies groups' members and aggregated masks on the
+    workers, whatever their number."""
+    _check_on_cluster(client, database, specs, remote_masks)
 
 
 QUERIES = [
@@ -299,3 +305,35 @@ def test_changes_through_a_cluster_agree_with_the_model(client, tmp_path_factory
             test_mutations.check(db, model)
     assert db.check().ok
     db.close()
+
+
+def test_the_merge_counts_many_masks_on_the_workers(client, tmp_path, monkeypatch):
+    """Grouped queries whose merge reads members: with ``remote_masks=0`` the workers
+    count them (the client's own aggregation is never reached), and the answers equal the
+    local executor's."""
+    from masksearch.exec import dask_runner
+    from masksearch.exec.groups import verify as group_verify
+    from masksearch.exec.settings import ExecSettings
+
+    local = saliency_db(tmp_path / "db")
+    db = ms.connect(tmp_path / "db", executor=client)
+
+    sqls = [QUERIES[2], "SELECT image_id, AVG(CP(mask, bbox, (0.5, 1.0])) AS a FROM masks "
+            "GROUP BY image_id HAVING a > 30", "SELECT image_id, CP(mean(mask), full, "
+            "(0.4, 0.6]) AS m FROM masks GROUP BY image_id ORDER BY m DESC LIMIT 4"]
+    wants = [local.query(sql, use_index=False).rows() for sql in sqls]
+
+    def not_here(*args):
+        raise AssertionError("the client read a group's member")
+
+    monkeypatch.setattr(group_verify, "read_mask", not_here)
+    calls: list[str] = []
+    for name in ("count_rows", "count_groups"):
+        method = getattr(dask_runner.DaskPixels, name)
+        monkeypatch.setattr(dask_runner.DaskPixels, name,
+                            lambda self, *a, _m=method, _n=name: calls.append(_n) or _m(self, *a))
+    for sql, want in zip(sqls, wants, strict=True):
+        for use_index in (True, False):
+            got = db.query(sql, use_index=use_index, settings=ExecSettings(remote_masks=0))
+            assert got.rows() == want, (sql, use_index)
+    assert {"count_rows", "count_groups"} <= set(calls)

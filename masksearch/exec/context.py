@@ -10,6 +10,7 @@ from ..store.agg_cache import AggregateCache
 from ..store.segments import Segment
 from ..store.snapshot import Snapshot
 from .collector import ChiCollector
+from .remote import RemotePixels
 from .settings import ExecSettings
 from .stats import StatsRecords
 
@@ -26,6 +27,8 @@ class ExecContext:
     collector: ChiCollector
     records: StatsRecords
     verify: VerifyStats
+    # Where the merge counts pixels when they are many (a cluster), else here (None).
+    remote: RemotePixels | None = None
 
     @classmethod
     def of_snapshot(cls, snapshot: Snapshot, *, use_index: bool = True,

@@ -15,6 +15,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from ..errors import MaskSearchError, QueryError
 from ..plan.operators import BoundOrderTopK
 from ..plan.physical import PhysicalPlan
@@ -25,9 +27,12 @@ from ..store.store import Store
 from .collector import ChiCollector
 from .context import ExecContext
 from .fragment import FragmentOutput, ShardReach, reach_of_shard, run_fragment
+from .groups.verify import aggregate_counts
+from .remote import CutPair, split_evenly
 from .settings import ExecSettings
 from .sharded_top_k import ShardedTopK
 from .stats import StatsRecords
+from .verify import CountTask, read_mask, verify_candidates
 
 _stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
@@ -54,6 +59,30 @@ def reach_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, sh
     start = time.perf_counter()
     reach = reach_of_shard(plan, snapshot.rows_of(shard), ctx)
     return replace(reach, worker=_worker_name(), seconds=time.perf_counter() - start)
+
+
+def count_rows_task(root: str | Location, manifest: Manifest, seg: np.ndarray,
+                    row: np.ndarray, boxes: list[np.ndarray], cuts: list[CutPair]
+                    ) -> tuple[np.ndarray, int]:
+    """Exact counts of some masks for the merge (``RemotePixels.count_rows``)."""
+    snapshot = _snapshot(root, manifest)
+    collector = ChiCollector(snapshot.segments, None, 1, persist=False)
+    return verify_candidates(CountTask(snapshot.segments, seg, row, boxes, cuts), collector)
+
+
+def count_groups_task(root: str | Location, manifest: Manifest,
+                      members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
+                      boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
+    """Exact counts over some groups' aggregated masks (``RemotePixels.count_groups``)."""
+    snapshot = _snapshot(root, manifest)
+    collector = ChiCollector(snapshot.segments, None, 1, persist=False)
+    counts = np.zeros((len(members), len(kinds)), np.int64)
+    for g, (segs, rows) in enumerate(members):
+        if len(rows):
+            masks = [read_mask(snapshot.segments, int(k), int(r), collector)
+                     for k, r in zip(segs, rows, strict=True)]
+            aggregate_counts(masks, kinds, [b[g] for b in boxes], cuts, counts[g])
+    return counts
 
 
 def _context(root: str | Location, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
@@ -110,6 +139,9 @@ class DaskRunner:
         # prunes it, and a first round for a global floor would cost a round trip more.
         return self._gather([self._submit(run_shard, manifest, plan, shard, use_index,
                                           settings) for shard in tasks])
+
+    def pixels(self, snapshot: Snapshot) -> DaskPixels:
+        return DaskPixels(self, snapshot.manifest)
 
     def _threads(self) -> int:
         workers = self.client.scheduler_info().get("workers", {})
@@ -177,3 +209,34 @@ class DaskRunner:
 
 def _cluster_error(e: Exception) -> QueryError:
     return QueryError(f"the Dask cluster could not run the query: {type(e).__name__}: {e}")
+
+
+class DaskPixels:
+    """The merge's pixel counting on the workers: the masks split in about four tasks per
+    worker thread, each reading its masks from the query's snapshot."""
+
+    def __init__(self, runner: DaskRunner, manifest: Manifest):
+        self.runner, self.manifest = runner, manifest
+
+    def count_rows(self, seg: np.ndarray, row: np.ndarray, boxes: list[np.ndarray],
+                   cuts: list[CutPair]) -> tuple[np.ndarray, int]:
+        order = np.argsort(seg, kind="stable")       # a task's masks in few segments
+        parts = [order[p] for p in split_evenly(len(order), 4 * self.runner._threads())]
+        manifest = self.runner._shared(self.manifest, len(parts))
+        results = self.runner._gather([
+            self.runner._submit(count_rows_task, manifest, seg[p], row[p],
+                                [b[p] for b in boxes], cuts) for p in parts])
+        counts = np.zeros((len(seg), len(cuts)), np.int64)
+        for p, (part, _) in zip(parts, results, strict=True):
+            counts[p] = part
+        return counts, sum(int(nbytes) for _, nbytes in results)
+
+    def count_groups(self, members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
+                     boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
+        parts = split_evenly(len(members), 4 * self.runner._threads())
+        manifest = self.runner._shared(self.manifest, len(parts))
+        results = self.runner._gather([
+            self.runner._submit(count_groups_task, manifest,
+                                [members[int(g)] for g in p], kinds, [b[p] for b in boxes],
+                                cuts) for p in parts])
+        return np.concatenate(results) if results else np.zeros((0, len(kinds)), np.int64)

@@ -27,6 +27,7 @@ from .context import ExecContext
 from .control import QueryControl, running
 from .fragment import FragmentOutput, run_fragment
 from .merge import merge_groups, merge_rows
+from .remote import RemotePixels
 from .settings import ExecSettings
 from .stats import QueryStats, StatsRecords, WorkerStats
 
@@ -45,6 +46,10 @@ class FragmentRunner(Protocol):
 
     def run(self, plan: PhysicalPlan, snapshot: Snapshot, shards: list[list[int]],
             use_index: bool, settings: ExecSettings) -> list[FragmentOutput]: ...
+
+    def pixels(self, snapshot: Snapshot) -> RemotePixels:
+        """Where the merge counts pixels of many masks (groups' members)."""
+        ...
 
 
 def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None = None, *,
@@ -92,7 +97,10 @@ def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, u
     if isinstance(plan.merge, RowMerge):
         table = merge_rows(plan.merge.merge, outs, records)
     else:
-        table = merge_groups(plan, outs, context(records), cache)
+        ctx = context(records)
+        if runner is not None:
+            ctx = replace(ctx, remote=runner.pixels(snapshot))
+        table = merge_groups(plan, outs, ctx, cache)
     collector.save()
     return table, records, collector, _by_worker(outs)
 

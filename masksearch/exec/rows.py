@@ -222,7 +222,12 @@ class RowBatch:
         task = CountTask(self.ctx.segments, self.seg[need], self.row[need],
                          [self.region(cuts[t].roi).boxes[need] for t in every],
                          [(cuts[t].lo, cuts[t].hi) for t in every])
-        counts, nbytes = verify_candidates(task, self.ctx.collector)
+        remote = self.ctx.remote
+        if remote is not None and len(need) >= self.ctx.settings.remote_masks:
+            counts, nbytes = remote.count_rows(task.seg_of, task.row_of, task.boxes,
+                                               task.cuts)
+        else:
+            counts, nbytes = verify_candidates(task, self.ctx.collector)
         s.exact[need] = counts
         s.known[need] = True
         record = self.ctx.verify

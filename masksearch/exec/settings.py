@@ -29,11 +29,15 @@ class ExecSettings:
     cached_groups: int = 128
     chis_held: int = 4096       # built CHIs held in memory before they are saved
     shard_segments: int | None = None   # segments per shard; None: one shard of them all
+    # On a cluster, the merge's verification of at least this many masks (groups' members)
+    # runs on the workers; fewer are read where the query was asked (a round trip to the
+    # workers costs about what reading a hundred masks here does).
+    remote_masks: int = 256
 
     def __post_init__(self) -> None:
         counts = (self.first_part, self.largest_part, self.refine_sample, self.member_cells,
                   self.chis_held)
-        if min(counts) < 1 or self.probe_groups < 0 or self.cached_groups < 0 or \
+        if min(counts) < 1 or self.probe_groups < 0 or self.remote_masks < 0 or self.cached_groups < 0 or \
                 not 0 <= self.refine_pays <= 1 or (self.shard_segments is not None
                                                    and self.shard_segments < 1):
             raise ValueError(f"invalid executor settings: {self}")

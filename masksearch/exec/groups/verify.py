@@ -17,6 +17,7 @@ from ...index.chi import build_segment_index
 from ...lang import ast
 from ...lang.binder import CPTerm
 from ...plan.operators import AggregationStats
+from ...ranges import Cut
 from ...store.agg_cache import AggregateCache
 from .. import control
 from ..aggregate import exact_aggregate
@@ -47,6 +48,21 @@ def exact_aggregate_values(groups: Groups, agg: ast.Aggregate,
     return out
 
 
+def aggregate_counts(masks: list[np.ndarray], kinds: list[str], boxes: list[np.ndarray],
+                     cuts: Sequence[tuple[Cut, Cut]], out: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Fill ``out[t]`` with term t's count over one group's aggregated mask (``kinds[t]``
+    of ``masks``, in ``boxes[t]``, range ``cuts[t]``); returns the aggregated masks."""
+    aggregated: dict[str, np.ndarray] = {}
+    for t, (kind, (lo, hi)) in enumerate(zip(kinds, cuts, strict=True)):
+        if kind not in aggregated:
+            aggregated[kind] = aggregate_pixels(kind, masks)
+        x0, y0, x1, y1 = boxes[t]
+        out[t] = kernels.count_kernels.count_in_range(aggregated[kind], x0, y0, x1, y1,
+                                                      lo.t, lo.incl, hi.t, hi.incl)
+    return aggregated
+
+
 class MaskAggregator:
     """Counts CP over groups' aggregated masks. With the index on (a ``cache``), each
     aggregated mask's CHI is built on the way for the cache, for at most ``room`` groups
@@ -72,8 +88,20 @@ class MaskAggregator:
         """(len(which), len(cps)) exact counts: each group's masks decoded once for all."""
         members, segments, collector = groups.members, self.ctx.segments, self.ctx.collector
         seg, row = members.seg, members.row
-        kinds = [cp.mask.aggregate for cp in cps]
+        kinds = [cp.mask.aggregate for cp in cps if cp.mask.aggregate is not None]
+        assert len(kinds) == len(cps), "CP over a group's aggregated masks only"
         boxes = [groups.boxes(c.roi, which) for c in cuts]
+        pairs = [(c.lo, c.hi) for c in cuts]
+        flat, _ = groups.member_rows.select(which)
+        self.stats.groups += len(which)
+        self.stats.verified += len(flat)
+        self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
+                                     for r in flat)
+        remote = self.ctx.remote
+        if remote is not None and len(flat) >= self.ctx.settings.remote_masks:
+            located = [(seg[groups.member_rows[int(g)]], row[groups.member_rows[int(g)]])
+                       for g in which]
+            return remote.count_groups(located, kinds, boxes, pairs)
         cache = self.cache
         # Worked out here, not in the threads: the key memo is a plain dict, and the
         # cache's files are read here.
@@ -93,28 +121,18 @@ class MaskAggregator:
                     continue
                 masks = [read_mask(segments, int(seg[r]), int(row[r]), collector)
                          for r in rows]
+                aggregated = aggregate_counts(masks, kinds, [b[j] for b in boxes], pairs,
+                                              counts[j])
                 mine = entries.get(g, {})
-                cache_this = cache is not None and not all(
-                    k in cache for k in mine.values()) and self._take_room()
-                aggregated: dict[str, np.ndarray] = {}
-                for t, (kind, c) in enumerate(zip(kinds, cuts, strict=True)):
-                    assert kind is not None
-                    if kind not in aggregated:
-                        aggregated[kind] = aggregate_pixels(kind, masks)
-                        if cache_this and cache is not None and mine[kind] not in cache:
-                            self._collect(aggregated[kind], mine[kind], int(seg[rows[0]]))
-                    x0, y0, x1, y1 = boxes[t][j]
-                    counts[j, t] = kernels.count_kernels.count_in_range(
-                        aggregated[kind], x0, y0, x1, y1, c.lo.t, c.lo.incl, c.hi.t, c.hi.incl)
+                if cache is not None and not all(k in cache for k in mine.values()) \
+                        and self._take_room():
+                    for kind, key in mine.items():
+                        if key not in cache:
+                            self._collect(aggregated[kind], key, int(seg[rows[0]]))
 
         for _ in in_parallel(len(which), GROUP_CHUNK, run):
             if collector.full:
                 collector.save()     # memory stays bounded on long runs
-        flat, _ = groups.member_rows.select(which)
-        self.stats.groups += len(which)
-        self.stats.verified += len(flat)
-        self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
-                                     for r in flat)
         return counts
 
     def _collect(self, pixels: np.ndarray, key: str, k: int) -> None:
