@@ -36,6 +36,8 @@ from .verify import CountTask, read_mask, verify_candidates
 
 _stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
+_snapshots: dict[tuple[object, ...], Snapshot] = {}    # per worker process: the last states read
+SNAPSHOTS_HELD = 4
 # Segment entries (about 250 bytes each) sent with a query's tasks above which the manifest
 # goes to the cluster once instead.
 SCATTER_ABOVE = 20_000
@@ -108,11 +110,21 @@ def _worker_name() -> str:
 def _snapshot(root: str | Location, manifest: Manifest) -> Snapshot:
     """The state ``manifest`` names of the database at ``root``: a local path (a shared file
     system), or a location on object storage with its storage options."""
+    # A state's tasks share its snapshot (and the metadata it reads): building one costs a
+    # lookup per segment. Its segments' names (random) tell states of equal version apart.
+    key = (root, manifest.version, len(manifest.segments),
+           manifest.segments[-1].name if manifest.segments else "")
     with _lock:
+        snapshot = _snapshots.get(key)
+        if snapshot is not None:
+            return snapshot
         store = _stores.get(root)
         if store is None:
             store = _stores[root] = Store(root, create=False, read_only=True)
-        return store.snapshot_of(manifest)
+        snapshot = _snapshots[key] = store.snapshot_of(manifest)
+        while len(_snapshots) > SNAPSHOTS_HELD:
+            _snapshots.pop(next(iter(_snapshots)))     # the oldest: its files may go
+        return snapshot
 
 
 class DaskRunner:
