@@ -5,6 +5,7 @@ need it (never skips them: CI must exercise object storage)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -61,24 +62,33 @@ class S3Server:
         """A fresh prefix in the test bucket: ``s3://masks/<random>/<name>``."""
         return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/{name}"
 
-    def put(self, url: str, data: bytes) -> None:
-        """Write the object ``url`` through the server."""
+    def filesystem(self):
+        """A pyarrow file system on the server (it may create buckets)."""
         import pyarrow.fs as pafs
 
-        fs = pafs.S3FileSystem(**self.options)
-        with fs.open_output_stream(url.removeprefix("s3://")) as out:
+        return pafs.S3FileSystem(**self.options, allow_bucket_creation=True)
+
+    def put(self, url: str, data: bytes) -> None:
+        """Write the object ``url`` through the server."""
+        with self.filesystem().open_output_stream(url.removeprefix("s3://")) as out:
             out.write(data)
 
     def local(self, url: str) -> Path:
         """Where the object or prefix ``url`` lies on disk (to damage it in tests)."""
         return self.folder / url.removeprefix("s3://")
 
-    def bucket(self, name: str) -> Path:
-        """An empty bucket ``name`` (emptied if it holds something)."""
-        path = self.folder / name
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir()
-        return path
+    def bucket(self, name: str) -> None:
+        """An empty bucket ``name`` (emptied through the server if it holds something: the
+        server caches listings, so files are not removed behind its back)."""
+        import pyarrow.fs as pafs
+
+        fs = self.filesystem()
+        fs.create_dir(name)
+        # rclone has no folder markers to delete (an error), but the objects are gone.
+        with contextlib.suppress(OSError):
+            fs.delete_dir_contents(name, missing_dir_ok=True)
+        left = fs.get_file_info(pafs.FileSelector(name, recursive=True))
+        assert not [f.path for f in left if f.type == pafs.FileType.File], left
 
 
 def rclone() -> str:

@@ -30,6 +30,10 @@ run in order:
   what a Python block printed, or each SQL statement's rows as the CLI's table format
   (``error: ...`` for a failed statement), separated by blank lines.
 
+A document with ``s3://`` URLs runs against the tests' S3 server (``tests/s3_server.py``),
+reached through the AWS environment variables (also by its ``masksearch`` commands), with an
+empty bucket ``examples``.
+
 Markers (an HTML comment on the line before a fence, invisible on GitHub):
 ``<!-- doctest: error -->`` before an SQL block: every statement must fail with a
 ``MaskSearchError``; ``<!-- doctest: output -->`` as above; ``<!-- doctest: skip -->``: the
@@ -86,11 +90,22 @@ def fixture_source(tmp_path_factory):
     return source
 
 
+def use_s3_server(request, monkeypatch) -> None:
+    """For a document with ``s3://`` URLs: the tests' S3 server (``tests/s3_server.py``),
+    reached through the AWS environment variables, with an empty bucket ``examples``."""
+    server = request.getfixturevalue("s3_server")
+    server.bucket("examples")
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.mark.parametrize("doc", DOCS)
-def test_examples_run_as_written(doc, tmp_path, monkeypatch, fixture_source):
+def test_examples_run_as_written(doc, tmp_path, monkeypatch, fixture_source, request):
     import masksearch as ms
 
     blocks = read_blocks(ROOT / doc)
+    if "s3://" in (ROOT / doc).read_text(encoding="utf-8"):
+        use_s3_server(request, monkeypatch)
     monkeypatch.chdir(tmp_path)
     runner = DocRunner(tmp_path)
     if not any(b.lang in ("python", "py") for b in blocks) and needs_database(blocks):
