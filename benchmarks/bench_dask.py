@@ -27,7 +27,7 @@ import distributed
 import numpy as np
 
 import masksearch as ms
-from masksearch.exec.dask_runner import run_shard
+from masksearch.exec.dask_tasks import run_shard
 from masksearch.exec.settings import ExecSettings
 from masksearch.lang.binder import bind
 from masksearch.lang.parser import parse
@@ -144,12 +144,18 @@ def cost_model(tasks: dict, rates: dict, sizes: dict) -> list[dict]:
 def s3_rows(d: datasets.Dataset, client: distributed.Client, repeat: int,
             sqls: list[str]) -> list[dict]:
     """The same queries on a copy of the database on an S3 server started here."""
-    sys.path.insert(0, str(ROOT))
-    from tests.s3_server import S3Server
+    import os
+    import tempfile
 
+    sys.path.insert(0, str(ROOT))
+    from tests import s3_server
+
+    os.environ.update(s3_server.CHECKSUM_ENV)
     rows = []
-    with S3Server() as server:
-        url = f"s3://{server.bucket}/bench-{d.name}"
+    folder = Path(tempfile.mkdtemp(prefix="bench-s3-"))
+    server, proc = s3_server.start(folder / "data", folder / "rclone.log")
+    try:
+        url = server.new_url(d.name)
         d.db.copy_to(url, storage_options=server.options)
         local = ms.connect(url, storage_options=server.options)
         remote = ms.connect(url, storage_options=server.options, executor=client)
@@ -164,6 +170,11 @@ def s3_rows(d: datasets.Dataset, client: distributed.Client, repeat: int,
             rows.append({"sql": sql, **row})
             log(f"  s3 {row['local_ms']:8.1f} ms local executor | {row['cluster_ms']:8.1f} ms "
                 f"cluster | {sql[:70]}")
+    finally:
+        s3_server.stop(proc)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
     return rows
 
 

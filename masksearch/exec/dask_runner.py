@@ -1,18 +1,15 @@
-"""Plan fragments as Dask tasks: each shard of segments runs on a worker, which opens the
-segments itself (from the same path: a shared file system); only the shards' small outputs
-travel back, and the merge runs where the query was asked.
+"""Plan fragments as Dask tasks (``dask_tasks``): each shard of segments runs on a worker,
+which opens the segments itself; only the shards' small outputs travel back (ids, values,
+bounds, a part of a top-k), and the merge runs where the query was asked, sending its pixel
+work of many masks back to the workers (``DaskPixels``).
 
-A worker builds its snapshot from the manifest the query started on (sent with the task),
-so every shard reads the same committed state even when a commit lands meanwhile; the
-client's reader registration keeps that state's files. Workers save no CHI (lazy indexing
-builds them where the query runs locally).
+Workers read the state the query started on (its manifest goes with the tasks, or once to
+the cluster when large), so every shard reads the same committed state even when a commit
+lands meanwhile; the client's reader registration keeps that state's files.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,108 +20,15 @@ from ..plan.physical import PhysicalPlan
 from ..store.location import Location
 from ..store.manifest import Manifest
 from ..store.snapshot import Snapshot
-from ..store.store import Store
-from .collector import ChiCollector
-from .context import ExecContext
-from .fragment import FragmentOutput, ShardReach, reach_of_shard, run_fragment
-from .groups.verify import aggregate_counts
+from .dask_tasks import count_groups_task, count_rows_task, reach_shard, run_shard
+from .fragment import FragmentOutput, ShardReach
 from .remote import CutPair, split_evenly
 from .settings import ExecSettings
 from .sharded_top_k import ShardedTopK
-from .stats import StatsRecords
-from .verify import CountTask, read_mask, verify_candidates
 
-_stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
-_lock = threading.Lock()
-_snapshots: dict[tuple[object, ...], Snapshot] = {}    # per worker process: the last states read
-SNAPSHOTS_HELD = 4
 # Segment entries (about 250 bytes each) sent with a query's tasks above which the manifest
 # goes to the cluster once instead.
 SCATTER_ABOVE = 20_000
-
-
-def run_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
-              use_index: bool, settings: ExecSettings,
-              floor: float | None = None) -> FragmentOutput:
-    """The fragment of ``plan`` over segments ``shard`` of the state ``manifest`` names
-    (the task a worker runs); ``floor``: a top-k's floor from the other shards."""
-    snapshot, ctx = _context(root, manifest, plan, use_index, settings)
-    start = time.perf_counter()
-    out = run_fragment(plan, snapshot.rows_of(shard), ctx, floor)
-    return replace(out, worker=_worker_name(), seconds=time.perf_counter() - start)
-
-
-def reach_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
-                settings: ExecSettings) -> ShardReach:
-    """What the index says of a top-k's shard (the first round's task: no pixel read)."""
-    snapshot, ctx = _context(root, manifest, plan, True, settings)
-    start = time.perf_counter()
-    reach = reach_of_shard(plan, snapshot.rows_of(shard), ctx)
-    return replace(reach, worker=_worker_name(), seconds=time.perf_counter() - start)
-
-
-def count_rows_task(root: str | Location, manifest: Manifest, seg: np.ndarray,
-                    row: np.ndarray, boxes: list[np.ndarray], cuts: list[CutPair]
-                    ) -> tuple[np.ndarray, int]:
-    """Exact counts of some masks for the merge (``RemotePixels.count_rows``)."""
-    snapshot = _snapshot(root, manifest)
-    collector = ChiCollector(snapshot.segments, None, 1, persist=False)
-    return verify_candidates(CountTask(snapshot.segments, seg, row, boxes, cuts), collector)
-
-
-def count_groups_task(root: str | Location, manifest: Manifest,
-                      members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
-                      boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
-    """Exact counts over some groups' aggregated masks (``RemotePixels.count_groups``)."""
-    snapshot = _snapshot(root, manifest)
-    collector = ChiCollector(snapshot.segments, None, 1, persist=False)
-    counts = np.zeros((len(members), len(kinds)), np.int64)
-    for g, (segs, rows) in enumerate(members):
-        if len(rows):
-            masks = [read_mask(snapshot.segments, int(k), int(r), collector)
-                     for k, r in zip(segs, rows, strict=True)]
-            aggregate_counts(masks, kinds, [b[g] for b in boxes], cuts, counts[g])
-    return counts
-
-
-def _context(root: str | Location, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
-             settings: ExecSettings) -> tuple[Snapshot, ExecContext]:
-    snapshot = _snapshot(root, manifest)
-    records = StatsRecords()
-    verify = records.of(plan.fragment.verify) if plan.fragment.verify else None
-    collector = ChiCollector(snapshot.segments, None, settings.chis_held, persist=False)
-    return snapshot, ExecContext.of_snapshot(snapshot, use_index=use_index,
-                                             settings=settings, records=records,
-                                             verify=verify, collector=collector)
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "worker"
-
-
-def _snapshot(root: str | Location, manifest: Manifest) -> Snapshot:
-    """The state ``manifest`` names of the database at ``root``: a local path (a shared file
-    system), or a location on object storage with its storage options."""
-    # A state's tasks share its snapshot (and the metadata it reads): building one costs a
-    # lookup per segment. Its segments' names (random) tell states of equal version apart.
-    key = (root, manifest.version, len(manifest.segments),
-           manifest.segments[-1].name if manifest.segments else "")
-    with _lock:
-        snapshot = _snapshots.get(key)
-        if snapshot is not None:
-            return snapshot
-        store = _stores.get(root)
-        if store is None:
-            store = _stores[root] = Store(root, create=False, read_only=True)
-        snapshot = _snapshots[key] = store.snapshot_of(manifest)
-        while len(_snapshots) > SNAPSHOTS_HELD:
-            _snapshots.pop(next(iter(_snapshots)))     # the oldest: its files may go
-        return snapshot
 
 
 class DaskRunner:
