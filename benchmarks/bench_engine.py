@@ -5,6 +5,7 @@ index, without it (``use_index=False``) and against a NumPy full scan over masks
     .venv/bin/python benchmarks/bench_engine.py            # 20,000 maps (a few minutes)
     .venv/bin/python benchmarks/bench_engine.py --quick    # 2,000 maps (smoke run)
     .venv/bin/python benchmarks/bench_engine.py --generator gradcam   # ReLU'd-noise maps
+    .venv/bin/python benchmarks/bench_engine.py --only "top-25 CP(bbox)" --loop 20  # to profile
 
 See benchmarks/README.md for what it prints. Exits non-zero if any result differs between the
 index, the brute-force path and NumPy.
@@ -278,6 +279,18 @@ def run_query(d: Data, q: Query, repeat: int) -> dict:
     return row
 
 
+def loop_queries(d: Data, queries: list[Query], seconds: float) -> None:
+    """Run each query with the index for ``seconds`` (after a checked warm-up), for a
+    profiler; nothing is timed or written."""
+    for q in queries:
+        want = q.numpy()
+        check(q, d.db.query(q.sql), d.db.query(q.sql, use_index=False), want)
+        log(f"looping {q.name} for {seconds:g} s: {q.sql}")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            d.db.query(q.sql)
+
+
 def check(q: Query, fast: ms.Result, slow: ms.Result, want: list[int]) -> None:
     if not fast.to_arrow().equals(slow.to_arrow()):
         fail(f"{q.name}: the result with the index differs from use_index=False\n"
@@ -370,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the database and the .npy copy live (default benchmarks/data/)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild even if a database exists")
     ap.add_argument("--seed", type=int, default=0, help="data seed (chunk k uses seed + k)")
+    ap.add_argument("--only", default=None, help="with --loop: the queries whose name holds this")
+    ap.add_argument("--loop", type=float, default=0.0,
+                    help="only run the queries (--only) with the index this many seconds each, "
+                    "for a profiler; nothing is timed or written")
     ap.add_argument("--generator", choices=sorted(GENERATORS), default="saliency",
                     help="saliency (Gaussian activations, the default) or gradcam (ReLU'd "
                     "noise); results go to engine-N.json or engine-N-gradcam.json")
@@ -404,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         f" box pixels); {(counts > threshold).sum():,} masks qualify "
         f"({(counts > threshold).mean() * 100:.2f}%)")
 
+    if args.loop:
+        loop_queries(d, [q for q in make_queries(d, threshold)
+                         if args.only is None or args.only in q.name], args.loop)
+        return 0
     rows = [run_query(d, q, args.repeat) for q in make_queries(d, threshold)]
     log("")
     ingest_now = ingest_rate(args.workdir, min(n, INGEST_CHECK), args.seed, args.generator)
