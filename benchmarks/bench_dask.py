@@ -27,6 +27,7 @@ import distributed
 import numpy as np
 
 import masksearch as ms
+from masksearch.exec.dask_runner import task_count
 from masksearch.exec.dask_tasks import run_shard
 from masksearch.exec.settings import ExecSettings
 from masksearch.lang.binder import bind
@@ -105,6 +106,9 @@ def transfer(db: ms.Database, sqls: dict[str, str]) -> dict:
         shard = run_shard(store.address, snapshot.manifest, physical, [0], True, ExecSettings())
         out[f"{name}_plan_bytes"] = len(pickle.dumps(physical))
         out[f"{name}_output_bytes"] = len(pickle.dumps(shard))
+        out[f"{name}_output_rows"] = (shard.members.rows.num_rows if shard.members is not None
+                                      else shard.table.num_rows if shard.table is not None
+                                      else 0)
     return out
 
 
@@ -114,30 +118,34 @@ def merge_ms(db: ms.Database, sql: str) -> float:
 
 
 def cost_model(tasks: dict, rates: dict, sizes: dict) -> list[dict]:
-    """Seconds per query shape for ``MASKS`` masks on each of ``NODES`` nodes of
-    ``CORES_PER_NODE`` cores, from the measured per-segment costs (see docs/scale.md)."""
-    per_seg = sizes["masks_per_segment"]
-    segments = MASKS / per_seg
+    """Seconds per query shape for ``MASKS`` masks in full segments (4,096 masks) on each of
+    ``NODES`` nodes of ``CORES_PER_NODE`` cores, from the measured costs (docs/scale.md):
+    the scheduler handles the tasks one after another, the workers share the masks."""
+    segments = MASKS / 4096
     rows = []
     for nodes in NODES:
         cores = nodes * CORES_PER_NODE
-        scheduler = segments * tasks["per_task_ms"] / 1e3          # one scheduler, serial
+        n_tasks = task_count(int(segments), cores)     # the runner's default grouping
+        scheduler = n_tasks * tasks["per_task_ms"] / 1e3
+        trip = tasks["round_trip_ms"] / 1e3
         bounds = MASKS * rates["bound_us_per_mask"] / 1e6 / cores
-        manifest = segments * sizes["manifest_bytes_per_segment"]  # per task, if sent whole
+        verify = rates["verify_us_per_mask"] / 1e6
+        members = MASKS * sizes["group_bytes_per_member"]
         shapes = {
-            "filter settled by the index": scheduler + bounds,
-            "selective filter (0.5% verified)": scheduler + bounds
-            + 0.005 * MASKS * rates["verify_us_per_mask"] / 1e6 / cores,
-            "top-25 (two rounds, 1% of segments verified)": 2 * scheduler + bounds
-            + 0.01 * segments * per_seg * rates["verify_us_per_mask"] / 1e6
-            / min(cores, max(1.0, 0.01 * segments)),
-            "full scan (no index)": scheduler + MASKS * rates["verify_us_per_mask"] / 1e6
-            / cores,
+            "filter settled by the index": (trip + scheduler + bounds, 0.0),
+            "selective filter (0.5% verified)": (
+                trip + scheduler + bounds + 0.005 * MASKS * verify / cores, 0.005 * MASKS * 8),
+            # round 1: bounds of every task; round 2: the tasks that can contribute (a wave
+            # of 2 per thread), each verifying about 3k candidates of its 4 segments' worth.
+            "top-25": (2 * trip + scheduler + 2 * bounds + 3 * 25 * verify, 0.0),
+            "full scan (no index)": (trip + scheduler + MASKS * verify / cores, 0.0),
+            "GROUP BY over every mask (members to the client)": (
+                trip + scheduler + bounds + members / 1e9, members),
         }
-        for shape, seconds in shapes.items():
-            rows.append({"nodes": nodes, "cores": cores, "shape": shape,
-                         "seconds": seconds, "scheduler_s": scheduler,
-                         "segments": segments, "manifest_mb_per_task": manifest / 1e6})
+        for shape, (seconds, travel) in shapes.items():
+            rows.append({"nodes": nodes, "cores": cores, "shape": shape, "seconds": seconds,
+                         "tasks": n_tasks, "scheduler_s": scheduler,
+                         "to_client_mb": travel / 1e6})
     return rows
 
 
@@ -211,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         tasks = task_costs(client)
         rates = worker_rates(remote, settled, filters[0].sql)
         top = next(w.sql for w in chosen if w.family.startswith("top-"))
-        sizes = transfer(local, {"filter": filters[1].sql, "topk": top})
+        grouped = next(w.sql for w in chosen if w.family.startswith("mean across"))
+        sizes = transfer(local, {"filter": filters[1].sql, "topk": top, "group": grouped})
+        sizes["group_bytes_per_member"] = sizes["group_output_bytes"] / max(
+            1, sizes["group_output_rows"])
         model = cost_model(tasks, rates, sizes)
         s3 = [] if args.no_s3 else s3_rows(d, client, args.repeat,
                                            [filters[0].sql, filters[1].sql, top])
@@ -236,10 +247,12 @@ def _report(s: dict) -> None:
     log(f"travel: manifest {z['manifest_bytes_per_segment']:.0f} B per segment, filter output "
         f"{z['filter_output_bytes']:,} B, top-k output {z['topk_output_bytes']:,} B per shard")
     log(f"largest added time of a selective query: {s['max_added_ms_selective']:.1f} ms")
+    log(f"group members: {z['group_bytes_per_member']:.0f} B each to the client")
     log(f"\ncost model, {MASKS:.0e} masks, {CORES_PER_NODE} cores per node:")
     for r in s["model"]:
-        log(f"  {r['nodes']:3d} nodes  {r['shape']:46s} {r['seconds']:8.2f} s "
-            f"(scheduler {r['scheduler_s']:.1f} s for {r['segments']:,.0f} tasks)")
+        log(f"  {r['nodes']:3d} nodes  {r['shape']:50s} {r['seconds']:8.2f} s "
+            f"(scheduler {r['scheduler_s']:.2f} s for {r['tasks']:,.0f} tasks; "
+            f"{r['to_client_mb']:,.0f} MB to the client)")
 
 
 if __name__ == "__main__":

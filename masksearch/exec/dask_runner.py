@@ -31,6 +31,13 @@ from .sharded_top_k import ShardedTopK
 SCATTER_ABOVE = 20_000
 
 
+def task_count(segments: int, threads: int) -> int:
+    """How many tasks a query's segments make by default: four per worker thread on a small
+    cluster (a slow task then delays the answer less), down to one per thread on a large
+    one, since the scheduler handles tasks one at a time (1 to 2 ms each, measured)."""
+    return max(1, min(segments, 4 * threads, max(threads, 256)))
+
+
 class DaskRunner:
     """Runs fragments on a ``distributed.Client``'s workers, a task per shard."""
 
@@ -43,9 +50,8 @@ class DaskRunner:
             use_index: bool, settings: ExecSettings) -> list[FragmentOutput]:
         threads = self._threads()
         positions = [k for shard in shards for k in shard]
-        # Segments per task: as the settings say, else about four tasks per worker thread
-        # (the scheduler costs about a millisecond a task; fewer, larger tasks balance worse).
-        size = settings.shard_segments or max(1, -(-len(positions) // (4 * threads)))
+        n = len(positions)
+        size = settings.shard_segments or max(1, -(-n // task_count(n, threads)))
         tasks = [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
         manifest = self._shared(snapshot.manifest, len(tasks))
         select = plan.fragment.select
