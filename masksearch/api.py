@@ -434,7 +434,10 @@ def _runner(executor: object, path: str | Location) -> FragmentRunner | None:
     from .exec.dask_runner import DaskRunner
 
     if isinstance(executor, str):
-        executor = distributed.Client(executor)
+        try:
+            executor = distributed.Client(executor, timeout=10)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise StoreError(f"cannot reach the Dask scheduler at {executor} ({e})") from None
     if not isinstance(executor, distributed.Client):
         raise StoreError(f"executor must be a distributed.Client or a scheduler address, "
                          f"got {type(executor).__name__}")

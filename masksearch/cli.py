@@ -59,12 +59,14 @@ def _open(path: str, args: argparse.Namespace | None = None, *,
     from .store.location import is_url
     from .store.manifest import MANIFEST
 
+    executor = getattr(args, "scheduler", None)
     if is_url(path):
-        return ms.connect(path, create=False, storage_options=_storage_options(args))
+        return ms.connect(path, create=False, storage_options=_storage_options(args),
+                          executor=executor)
     if not (Path(path) / MANIFEST).is_file():
         raise CLIError(f"no masksearch database at {path} "
                        f"(create one with: masksearch create {path})")
-    return ms.connect(path, create=False, read_only=read_only)
+    return ms.connect(path, create=False, read_only=read_only, executor=executor)
 
 
 _NUMERIC_OPTIONS = {"request_timeout": float, "connect_timeout": float, "load_frequency": int}
@@ -405,6 +407,12 @@ def _add_storage(p: argparse.ArgumentParser) -> None:
                         "repeat for more; without any, the AWS environment variables")
 
 
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the statements on this Dask cluster (e.g. tcp://host:8786; "
+                        "needs masksearch[dask]); its workers open PATH themselves")
+
+
 def _add_query(sub: Subparsers) -> None:
     p = sub.add_parser("query", help="run one statement and print its rows",
                        description="Run one statement ('-' reads it from stdin). PATH may "
@@ -412,6 +420,7 @@ def _add_query(sub: Subparsers) -> None:
     p.add_argument("path", metavar="PATH")
     p.add_argument("sql", metavar="SQL")
     _add_storage(p)
+    _add_scheduler(p)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--max-rows", type=_positive_int, default=None,
                    help="table format: show at most N rows (default: all)")
@@ -456,6 +465,7 @@ def _add_path_commands(sub: Subparsers) -> None:
                                    "when it is not a terminal.")
     p.add_argument("path", metavar="PATH")
     _add_storage(p)
+    _add_scheduler(p)
     p.set_defaults(func=cmd_repl)
     p = sub.add_parser(
         "copy", help="copy a database to a new folder or s3:// URL",

@@ -5,8 +5,10 @@ property tests; a cluster of worker processes runs the same queries for real."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -337,3 +339,45 @@ def test_the_merge_counts_many_masks_on_the_workers(client, tmp_path, monkeypatc
             got = db.query(sql, use_index=use_index, settings=ExecSettings(remote_masks=0))
             assert got.rows() == want, (sql, use_index)
     assert {"count_rows", "count_groups"} <= set(calls)
+
+
+@pytest.mark.slow
+def test_the_cli_runs_a_query_on_a_scheduler(tmp_path):
+    """``masksearch query PATH SQL --scheduler ADDRESS``: a cluster of worker processes
+    answers as the local executor; an address nobody answers is a clear error."""
+    import subprocess
+    import sys
+
+    local = saliency_db(tmp_path / "db")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", scheduler_port=0)
+    try:
+        for sql in QUERIES[:3]:
+            out = subprocess.run(
+                [sys.executable, "-m", "masksearch", "query", str(tmp_path / "db"), sql,
+                 "--format", "json", "--scheduler", cluster.scheduler_address],
+                capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr
+            here = subprocess.run(
+                [sys.executable, "-m", "masksearch", "query", str(tmp_path / "db"), sql,
+                 "--format", "json"], capture_output=True, text=True, timeout=120)
+            assert out.stdout == here.stdout, sql
+    finally:
+        cluster.close()
+    with socket_closed() as address:
+        out = subprocess.run(
+            [sys.executable, "-m", "masksearch", "query", str(tmp_path / "db"), QUERIES[0],
+             "--scheduler", address], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert f"error: cannot reach the Dask scheduler at {address}" in out.stderr
+    assert "Traceback" not in out.stderr
+    local.close()
+
+
+@contextlib.contextmanager
+def socket_closed():
+    """The address of a local port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield f"tcp://127.0.0.1:{port}"
