@@ -43,7 +43,7 @@ class Traffic:
             self.bytes += nbytes
 
 
-class RangedFile(Protocol):
+class RandomAccess(Protocol):
     """A file read in parts: ``read_at(nbytes, offset)`` as pyarrow's files have it."""
 
     def size(self) -> int: ...
@@ -92,8 +92,9 @@ class Files(ABC):
         """What changes when the file is replaced (its identity, times, size)."""
 
     @abstractmethod
-    def ranged(self, name: str) -> RangedFile:
-        """The file for reads of parts of it (remote: one request per read)."""
+    def random_access(self, name: str) -> RandomAccess:
+        """The file for reads of parts of it: memory-mapped locally, one ranged request per
+        read remotely."""
 
     # --- a copy's destination -------------------------------------------------------------
     @abstractmethod
@@ -225,7 +226,7 @@ class LocalFiles(Files):
         st = (self._path / name).stat()
         return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
-    def ranged(self, name: str) -> RangedFile:
+    def random_access(self, name: str) -> pa.MemoryMappedFile:
         return pa.memory_map(str(self._path / name))
 
     def write(self, name: str, data: pa.Buffer | bytes, *, atomic: bool = False) -> None:
@@ -311,7 +312,7 @@ class RemoteFiles(Files):
             raise FileNotFoundError(self.label(name))
         return (int(info.size), int(info.mtime_ns or 0))
 
-    def ranged(self, name: str) -> RangedFile:
+    def random_access(self, name: str) -> RandomAccess:
         return _CountedFile(self.fs.open_input_file(f"{self.base}/{name}"), self.traffic)
 
     def write(self, name: str, data: pa.Buffer | bytes, *, atomic: bool = False) -> None:

@@ -53,6 +53,8 @@ class Location:
         endpoint = next((os.environ[v] for v in ENDPOINT_VARIABLES if os.environ.get(v)), None)
         if "endpoint_override" not in options and endpoint:
             options["endpoint_override"] = endpoint
+        # Small files (a copy writes many) are uploaded in one request, not three.
+        options.setdefault("allow_delayed_open", True)
         try:
             return pafs.S3FileSystem(**options)
         except TypeError as e:

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from .arrow_layout import blob_layout
-from .files import RangedFile
+from .files import RandomAccess
 
 
 class WholeBlobs:
@@ -47,7 +47,7 @@ class RangedBlobs:
 
     keeps_bytes = False
 
-    def __init__(self, file: RangedFile, size: int, count: int):
+    def __init__(self, file: RandomAccess, size: int, count: int):
         self.file = file
         layout = blob_layout(lambda offset, n: file.read_at(n, offset).to_pybytes(), size,
                              count)

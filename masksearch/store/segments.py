@@ -278,11 +278,11 @@ class Segment:
         reads. A file of another size than recorded is damaged (caught on open)."""
         if self.files.local or self.whole_pixels:
             source: pa.NativeFile | pa.Buffer = (
-                self.files.ranged(name) if self.files.local else self.files.read(name))
+                self.files.random_access(name) if self.files.local else self.files.read(name))
             size = source.size() if isinstance(source, pa.NativeFile) else source.size
             self._check_size(name, size, expected)
             return WholeBlobs(source)
-        file = self.files.ranged(name)
+        file = self.files.random_access(name)
         self._check_size(name, file.size(), expected)
         return RangedBlobs(file, file.size(), len(self.shapes[0]))
 

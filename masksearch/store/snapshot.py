@@ -4,6 +4,7 @@ reads from its start to its end, whatever commits meanwhile."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,6 +16,8 @@ from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES
 from .overlays import read_deleted, read_meta
 from .segments import Segment
+
+REMOTE_READS = 16     # metadata files of remote segments read at once
 
 
 class SegmentState:
@@ -78,6 +81,7 @@ class Snapshot:
     def table(self) -> pa.Table:
         """All masks' metadata, with ``_seg`` (segment position) and ``_row`` locating each
         mask's pixels."""
+        self._fetch_remote_metadata()
         parts = [self._segment_rows(k) for k in range(len(self.states))]
         if not parts:
             return self.schema.empty_table()
@@ -98,6 +102,14 @@ class Snapshot:
         arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
         arrays.append(pa.array(rows.astype(np.int32)))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _fetch_remote_metadata(self) -> None:
+        """Segments on object storage: read their descriptions and metadata (and deletion
+        vectors) concurrently, since each read waits for the network."""
+        remote = [s for s in self.states if not s.segment.files.local]
+        if len(remote) > 1:
+            with ThreadPoolExecutor(min(REMOTE_READS, len(remote))) as pool:
+                list(pool.map(lambda state: (state.meta, state.deleted), remote))
 
     @cached_property
     def starts(self) -> np.ndarray:
