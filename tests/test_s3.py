@@ -214,16 +214,47 @@ def test_a_copy_has_only_the_state_it_started_from(s3_server, tmp_path):
 
 
 def test_a_lazily_indexed_database_answers_exactly_and_saves_nothing(s3_server, tmp_path):
+    """The CHIs queries built locally (index deltas) go along with the copy; the masks
+    without one are read, and no CHI is saved on the storage."""
     local = saliency_db(tmp_path / "db", n=30, index="lazy")
+    local.query("SELECT mask_id FROM masks WHERE label = 'cat' AND CP(mask, full, (0.5, 1.0]) "
+                "> 10")
+    indexed = local.info()["indexed_masks"]
+    assert 0 < indexed < 30
     url = s3_server.new_url()
     local.copy_to(url, storage_options=s3_server.options)
     before = tree(s3_server.local(url))
     remote = ms.connect(url, storage_options=s3_server.options)
+    assert remote.info()["indexed_masks"] == indexed
     for sql in SQL:
         for use_index in (True, False):
             assert remote.query(sql, use_index=use_index).rows() == \
                 local.query(sql, use_index=use_index).rows()
     assert tree(s3_server.local(url)) == before
+
+
+def test_a_copy_reads_the_state_it_started_from_while_others_commit(s3_server, tmp_path):
+    """Another connection deletes rows and compacts in the middle of a copy: the copy holds
+    the state it started from (the files that state reads stay while it copies)."""
+    db = saliency_db(tmp_path / "db", n=48)
+    want = [db.query(sql).rows() for sql in SQL]
+    other = ms.connect(tmp_path / "db")
+    changed: list[int] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if not changed and done > total // 4:
+            other.query("DELETE FROM masks WHERE image_id < 10")
+            changed.append(other.compact().masks_rewritten)
+
+    url = s3_server.new_url()
+    db.copy_to(url, storage_options=s3_server.options, progress=meanwhile)
+    assert changed
+    assert changed[0] > 0
+    assert other.mask_count() == 28
+    remote = ms.connect(url, storage_options=s3_server.options)
+    assert [remote.query(sql).rows() for sql in SQL] == want
+    assert remote.mask_count() == 48
+    assert remote.check().ok
 
 
 def test_copies_never_overwrite(s3_server, published, tmp_path):
