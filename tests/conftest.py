@@ -15,4 +15,4 @@ settings.register_profile(
     "ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
-from .s3_server import s3_server  # noqa: E402, F401  (the session's S3 server fixture)
+from .s3_server import moto_server, s3_server  # noqa: E402, F401  (the S3 servers)
