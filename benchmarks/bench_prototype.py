@@ -235,8 +235,12 @@ def _share_above(values: np.ndarray, share: float) -> float:
 
 
 def _share_below(values: np.ndarray, share: float) -> float:
+    """A threshold with about ``share`` of the values strictly below it; when more than that
+    share ties at the smallest value, the next value up (so that the ties qualify)."""
     ranked = np.sort(values[~np.isnan(values)])
-    return float(ranked[min(len(ranked) - 1, max(1, round(share * len(ranked))))])
+    t = ranked[min(len(ranked) - 1, max(1, round(share * len(ranked))))]
+    above = ranked[ranked > t]
+    return float(above[0] if t == ranked[0] and len(above) else t)
 
 
 def workloads(d: Data) -> list[Workload]:
