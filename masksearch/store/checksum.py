@@ -32,11 +32,14 @@ _P1, _P2, _P3 = 11400714785074694791, 14029467366897019727, 1609587929392839161
 _P4, _P5 = 9650029242287828579, 2870177450012600261
 
 
-def digest(data: bytes | bytearray | memoryview | np.ndarray) -> str:
-    """XXH64 (seed 0) of a bytes-like object, as 16 hex digits."""
+def digest(data: bytes | bytearray | memoryview | np.ndarray, *,
+           in_python: int = SMALL_DIGEST) -> str:
+    """XXH64 (seed 0) of a bytes-like object, as 16 hex digits. Buffers up to ``in_python``
+    bytes are digested in Python (no Numba needed); a caller that runs kernels anyway (mask
+    blobs: they are decoded next) passes 0."""
     raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else \
         data.reshape(-1).view(np.uint8)
-    if len(raw) <= SMALL_DIGEST:
+    if len(raw) <= in_python:
         return f"{xxh64_small(raw.tobytes()):016x}"
     n8 = len(raw) // 8
     words = np.frombuffer(raw.data, np.uint64, count=n8) if n8 else _NO_WORDS

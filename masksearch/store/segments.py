@@ -308,7 +308,7 @@ class Segment:
             raise StoreError(f"{self.files.label('pixels.arrow')}: cannot read "
                              f"{self.mask_label(row)} ({e})") from None
         if self.sealed and not self._verified[row]:
-            if digest(blob) != self.info["blobs_xxh64"][row]:
+            if digest(blob, in_python=0) != self.info["blobs_xxh64"][row]:
                 raise StoreError(f"{self.files.label('pixels.arrow')}: {self.mask_label(row)} "
                                  "is damaged (checksum mismatch)")
             self._verified[row] = blobs.keeps_bytes
