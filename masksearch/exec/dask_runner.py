@@ -55,10 +55,11 @@ class DaskRunner:
         tasks = [positions[i:i + size] for i in range(0, len(positions), size)] or [[]]
         manifest = self._shared(snapshot.manifest, len(tasks))
         select = plan.fragment.select
-        if use_index and isinstance(select, BoundOrderTopK) and len(tasks) > threads:
+        if use_index and isinstance(select, BoundOrderTopK) and len(tasks) > 2 * threads:
             return self._top_k(plan, manifest, tasks, settings, select, threads)
-        # A top-k of no more tasks than threads runs in one wave: each shard's own floor
-        # prunes it, and a first round for a global floor would cost a round trip more.
+        # A top-k whose tasks all start at once (the first wave of ``_top_k`` is two per
+        # thread) runs in one round: each task's own floor prunes it, and a first round for
+        # a global floor would cost a round trip more than it saves.
         return self._gather([self._submit(run_shard, manifest, plan, shard, use_index,
                                           settings) for shard in tasks])
 
