@@ -63,6 +63,8 @@ def _open(path: str, args: argparse.Namespace | None = None, *,
     if is_url(path):
         return ms.connect(path, create=False, storage_options=_storage_options(args),
                           executor=executor)
+    if _storage_options(args):
+        raise CLIError(f"--storage-option is for s3:// URLs; {path} is a local path")
     if not (Path(path) / MANIFEST).is_file():
         raise CLIError(f"no masksearch database at {path} "
                        f"(create one with: masksearch create {path})")
@@ -278,7 +280,9 @@ def cmd_copy(args: argparse.Namespace) -> int:
     from .format import human_bytes
     from .store.location import is_url
 
-    source = _open(args.source, args, read_only=True)
+    if not is_url(args.source) and not is_url(args.dest) and _storage_options(args):
+        raise CLIError("--storage-option is for s3:// URLs; SRC and DEST are local paths")
+    source = _open(args.source, args if is_url(args.source) else None, read_only=True)
     bar = _Progress(not args.quiet and sys.stderr.isatty(), desc="copy", unit="B")
     try:
         done = source.copy_to(args.dest, progress=bar,

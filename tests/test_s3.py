@@ -420,3 +420,5 @@ def test_the_command_line_copies_and_queries(s3_server, tmp_path, monkeypatch):
     assert "never overwrites" in failed(run("copy", "db", url, cwd=tmp_path))
     assert "KEY=VALUE" in failed(run("query", url, sql, "--storage-option", "nonsense",
                                      cwd=tmp_path))
+    assert "is for s3:// URLs" in failed(run("info", "db", "--storage-option", "region=x",
+                                             cwd=tmp_path))

@@ -117,7 +117,8 @@ def _segment_files(segment: Segment, info: SegmentInfo) -> list[_File]:
             out.append(_File(folder, spec["name"], spec["size"], spec))
     if INDEX_SEAL in listing:
         seal = segment.files.read_sealed_json(INDEX_SEAL, "index description")
-        out += [_File(folder, n, e["size"], e) for n, e in sorted(seal["files"].items())]
+        out += [_File(folder, n, e["size"], e)
+                for n, e in sorted(seal.get("files", {}).items())]
         out.append(_File(folder, INDEX_SEAL, listing[INDEX_SEAL]))
     elif not segment.sealed and LEGACY_COUNTS in listing:   # format 1: no checksums
         out += [_File(folder, n, listing.get(n, 0)) for n in

@@ -26,7 +26,7 @@ class WholeBlobs:
         self.offsets = np.frombuffer(offsets, np.int64)[column.offset:
                                                         column.offset + len(column) + 1]
 
-    def check(self, count: int) -> bool:
+    def matches(self, count: int) -> bool:
         """Whether the offsets fit ``count`` masks and the data."""
         offsets = self.offsets
         return len(offsets) == count + 1 and not (count and (
@@ -53,7 +53,7 @@ class RangedBlobs:
                              count)
         self.starts, self.stops = layout.starts, layout.stops
 
-    def check(self, count: int) -> bool:
+    def matches(self, count: int) -> bool:
         return len(self.starts) == count
 
     def blob(self, row: int) -> pa.Buffer:

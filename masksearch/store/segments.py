@@ -268,7 +268,7 @@ class Segment:
             raise
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as e:
             raise StoreError(f"{label}: the pixels file is damaged ({e})") from None
-        if not blobs.check(len(self.shapes[0])):
+        if not blobs.matches(len(self.shapes[0])):
             raise StoreError(f"{label}: the pixels file is damaged (its blob offsets do not "
                              "match the masks)")
         return blobs
