@@ -10,6 +10,7 @@ lands meanwhile; the client's reader registration keeps that state's files.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class DaskRunner:
         self.client = client
         self.root = root
         self._scattered: tuple[int, Any] | None = None   # (manifest version, its future)
+        self._threads_seen: tuple[float, int] | None = None   # (when, worker threads)
 
     def run(self, plan: PhysicalPlan, snapshot: Snapshot, shards: list[list[int]],
             use_index: bool, settings: ExecSettings) -> list[FragmentOutput]:
@@ -67,8 +69,14 @@ class DaskRunner:
         return DaskPixels(self, snapshot.manifest)
 
     def _threads(self) -> int:
-        workers = self.client.scheduler_info().get("workers", {})
-        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        """The cluster's worker threads, asked of the scheduler at most once a second (a
+        round trip; a cluster that scales is seen a second late)."""
+        now = time.monotonic()
+        if self._threads_seen is None or now - self._threads_seen[0] > 1.0:
+            workers = self.client.scheduler_info().get("workers", {})
+            self._threads_seen = (now, max(1, sum(int(w.get("nthreads", 1))
+                                                  for w in workers.values())))
+        return self._threads_seen[1]
 
     def _shared(self, manifest: Manifest, tasks: int) -> Any:
         """The manifest, or (when sending it with every task would move megabytes) a
