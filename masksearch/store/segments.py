@@ -5,7 +5,8 @@ Files of a segment directory (format 2; every file is covered by a checksum):
                   and meta.parquet, and one digest per mask blob (``blobs_xxh64``), so reading
                   one mask verifies just its own bytes. Sealed: carries the digest of itself.
   pixels.arrow    Arrow IPC file, one row per mask, a ``blob`` column of compressed pixels;
-                  memory-mapped, so reading mask i touches only its own bytes
+                  memory-mapped, so reading mask i touches only its own bytes (on object
+                  storage: one ranged read of them, see ``arrow_layout``)
   meta.parquet    the masks' metadata columns (mask_id, image_id, ..., height, width, user columns)
   chi_hist.lz4    the CHI counts as per-cell histograms, compressed (see chi_file.py);
                   chi_eq.npy (N, E); chi_stats.npy (N, 2). (Older segments: chi.npy, the
