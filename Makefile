@@ -38,13 +38,15 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/suite.py --quick
 
-# 20,000 masks per kind, the engine, aggregation and DuckDB benchmarks, then the
-# 1,000,000-mask scale run (about 30 minutes and 20 GB of disk by itself).
+# 20,000 masks per kind, the engine, aggregation, DuckDB, prototype-baseline and per-mask-cost
+# benchmarks, then the 1,000,000-mask scale run (about 30 minutes and 20 GB of disk by itself).
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/suite.py
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_aggregation.py
 	$(BIN)/python benchmarks/bench_duckdb.py
+	$(BIN)/python benchmarks/bench_prototype.py
+	$(BIN)/python benchmarks/bench_costs.py
 	$(BIN)/python benchmarks/bench_million.py
 
 clean:
