@@ -23,12 +23,13 @@ from .groups.verify import aggregate_counts
 from .remote import CutPair
 from .settings import ExecSettings
 from .stats import StatsRecords
-from .verify import CountTask, read_mask, verify_candidates
+from .verify import CountTask, prefetch, read_mask, verify_candidates
 
 _stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
 _snapshots: dict[tuple[object, ...], Snapshot] = {}    # per worker process: the last states read
 SNAPSHOTS_HELD = 4
+GROUPS_AHEAD = 16     # groups whose masks a task asks for at once
 
 
 def run_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, shard: list[int],
@@ -68,6 +69,10 @@ def count_groups_task(root: str | Location, manifest: Manifest,
     collector = ChiCollector(snapshot.segments, None, 1, persist=False)
     counts = np.zeros((len(members), len(kinds)), np.int64)
     for g, (segs, rows) in enumerate(members):
+        if g % GROUPS_AHEAD == 0:       # from object storage: the next groups' masks at once
+            ahead = members[g:g + GROUPS_AHEAD]
+            prefetch(snapshot.segments, np.concatenate([s for s, _ in ahead]),
+                     np.concatenate([r for _, r in ahead]))
         if len(rows):
             masks = [read_mask(snapshot.segments, int(k), int(r), collector)
                      for k, r in zip(segs, rows, strict=True)]

@@ -17,6 +17,7 @@ from . import control
 from .collector import ChiCollector
 
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
+PREFETCH_ALL = 512   # masks whose bytes a verification asks for at once (object storage)
 SMALLEST_CHUNK = 2   # a mask takes ~40 us to decode, about what a hand-off to a thread costs
 
 
@@ -52,6 +53,13 @@ def read_mask(segments: Sequence[Segment], k: int, row: int,
     return pixels
 
 
+def prefetch(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray) -> None:
+    """Ask for the bytes of these masks ahead of reading them one by one (from object
+    storage, several requests at once)."""
+    for k in np.unique(seg).tolist():
+        segments[k].prefetch(row[seg == k].tolist())
+
+
 def in_parallel(n: int, largest: int, work: Callable[[int, int], None]) -> Iterator[int]:
     """Run ``work(start, stop)`` over chunks of ``range(n)`` on all cores, checking the
     query's control between items is ``work``'s part; yields how many are done as chunks
@@ -83,7 +91,15 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     boxes = np.stack(task.boxes, axis=1) if n_terms else np.zeros((m, 0, 4), np.int64)
     nbytes = np.zeros(m, np.int64)
 
+    # From object storage: every mask's request at once when they are few, else a chunk's
+    # with the chunk (a request waits for the network, not for a core).
+    few = m <= PREFETCH_ALL
+    if few:
+        prefetch(task.segments, task.seg_of, task.row_of)
+
     def count(start: int, stop: int) -> None:
+        if not few:
+            prefetch(task.segments, task.seg_of[start:stop], task.row_of[start:stop])
         for j in range(start, stop):
             ctl.check()
             k, row = int(task.seg_of[j]), int(task.row_of[j])

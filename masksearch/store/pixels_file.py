@@ -3,6 +3,11 @@ downloaded), or read one mask at a time from object storage with a ranged read e
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 
@@ -36,6 +41,9 @@ class WholeBlobs:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
         return self.data.slice(start, end - start)
 
+    def prefetch(self, rows: Iterable[int]) -> None:
+        """Nothing to do: the file is at hand."""
+
     def size(self, row: int) -> int:
         return int(self.offsets[row + 1] - self.offsets[row])
 
@@ -52,11 +60,30 @@ class RangedBlobs:
         layout = blob_layout(lambda offset, n: file.read_at(n, offset).to_pybytes(), size,
                              count)
         self.starts, self.stops = layout.starts, layout.stops
+        self._fetched: dict[int, Future[pa.Buffer]] = {}
+        self._lock = threading.Lock()
 
     def matches(self, count: int) -> bool:
         return len(self.starts) == count
 
     def blob(self, row: int) -> pa.Buffer:
+        with self._lock:
+            fetched = self._fetched.pop(row, None)
+        if fetched is not None:
+            return fetched.result()
+        return self._read(row)
+
+    def prefetch(self, rows: Iterable[int]) -> None:
+        """Start reading ``rows``' blobs, several requests at once (each waits for the
+        network, not the CPU); ``blob(row)`` then takes a row's bytes once, as they come."""
+        with self._lock:
+            if len(self._fetched) > PREFETCH_HELD:     # never taken (a stopped query)
+                self._fetched.clear()
+            for row in rows:
+                if row not in self._fetched:
+                    self._fetched[row] = _fetcher().submit(self._read, row)
+
+    def _read(self, row: int) -> pa.Buffer:
         start, stop = int(self.starts[row]), int(self.stops[row])
         return self.file.read_at(stop - start, start) if stop > start else pa.py_buffer(b"")
 
@@ -65,3 +92,10 @@ class RangedBlobs:
 
 
 Blobs = WholeBlobs | RangedBlobs
+FETCHING = 16        # ranged requests in flight at once, per process
+PREFETCH_HELD = 1024  # blobs fetched ahead and not taken yet, per file, at most
+
+
+@functools.cache
+def _fetcher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(FETCHING, thread_name_prefix="masksearch-fetch")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -314,6 +314,11 @@ class Segment:
                                  "is damaged (checksum mismatch)")
             self._verified[row] = blobs.keeps_bytes
         return blob
+
+    def prefetch(self, rows: Iterable[int]) -> None:
+        """Start reading these masks' bytes now, several at once, when they come from object
+        storage (a request each); nothing to do for a file on this machine."""
+        self._blobs.prefetch(rows)
 
     def pixels(self, row: int) -> np.ndarray:
         """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are

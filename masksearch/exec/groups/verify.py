@@ -24,7 +24,7 @@ from ..aggregate import exact_aggregate
 from ..context import ExecContext
 from ..exact import evaluate, located
 from ..mask_aggregate import aggregate_pixels
-from ..verify import in_parallel, read_mask
+from ..verify import in_parallel, prefetch, read_mask
 from .cache_keys import CacheKeys
 from .formation import Groups
 
@@ -113,6 +113,8 @@ class MaskAggregator:
         counts = np.zeros((len(which), len(cps)), np.int64)
 
         def run(start: int, stop: int) -> None:
+            ahead, _ = groups.member_rows.select(which[start:stop])
+            prefetch(segments, seg[ahead], row[ahead])
             for j in range(start, stop):
                 ctl.check()
                 g = int(which[j])
