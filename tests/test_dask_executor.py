@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import masksearch as ms
 
 from . import oracle, test_mutations
+from .dask_faults import kill_a_worker, slow_down
 from .strategies import examples
 from .test_engine_oracle import (
     _build,
@@ -153,27 +154,11 @@ def test_a_bad_executor_is_refused(tmp_path):
         ms.connect(tmp_path / "db", executor=42)
 
 
-def _slow_verification() -> None:
-    """On a worker: every verified mask takes 50 ms more (the query runs for seconds)."""
-    import time
-
-    import masksearch.exec.verify as verify
-
-    count = verify.count_in_range
-
-    def slow(*args):
-        time.sleep(0.05)
-        return count(*args)
-
-    verify.count_in_range = slow
-
-
 @pytest.mark.slow
 def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(tmp_path):
     """One of two worker processes dies while the query's tasks run: Dask runs its tasks
     again on the other (the nanny restarts it), and the answer is exact; if the cluster
     gives up, the error is a QueryError that says so, never a wrong or partial answer."""
-    import os
     import threading
     import time
 
@@ -184,7 +169,7 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
                                        dashboard_address=":0")
     try:
         with distributed.Client(cluster) as c:
-            c.run(_slow_verification)
+            c.run(slow_down, "masksearch.exec.verify", "count_in_range", 0.05)
             db = ms.connect(tmp_path / "db", executor=c)
             got: list = []
 
@@ -197,9 +182,7 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
             thread = threading.Thread(target=run)
             thread.start()
             time.sleep(0.8)          # tasks are running: 40 masks at 50 ms
-            victim = sorted(c.scheduler_info()["workers"])[0]
-            with pytest.raises(Exception):  # noqa: B017, PT011 - the worker dies answering
-                c.run(os._exit, 1, workers=[victim])
+            kill_a_worker(c)
             thread.join(120)
             assert not thread.is_alive()
             assert got, "the query returned nothing"

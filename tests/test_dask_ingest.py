@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import masksearch as ms
 
 from . import oracle
+from .dask_faults import kill_a_worker, slow_down
 from .strategies import examples, masks
 from .test_engine_oracle import _same, expected, queries
 
@@ -206,7 +207,7 @@ def test_a_worker_killed_during_an_ingest_commits_all_or_nothing(tmp_path):
                                        dashboard_address=":0")
     try:
         with distributed.Client(cluster) as c:
-            c.run(_slow_checks)
+            c.run(slow_down, "masksearch.ingest.cluster", "checked_pixels", 0.04)
             db = ms.connect(db_path, segment_size=4, executor=c)
             outcome: list = []
 
@@ -220,9 +221,7 @@ def test_a_worker_killed_during_an_ingest_commits_all_or_nothing(tmp_path):
             thread = threading.Thread(target=run)
             thread.start()
             time.sleep(1.0)
-            victim = sorted(c.scheduler_info()["workers"])[0]
-            with pytest.raises(Exception):  # noqa: B017, PT011 - the worker dies answering
-                c.run(os._exit, 1, workers=[victim])
+            kill_a_worker(c)
             thread.join(180)
             assert not thread.is_alive()
             assert outcome
@@ -238,18 +237,3 @@ def test_a_worker_killed_during_an_ingest_commits_all_or_nothing(tmp_path):
                         if p.name.startswith("ingest-")]
     finally:
         cluster.close()
-
-
-def _slow_checks() -> None:
-    """On a worker: every mask takes 40 ms more to load (the ingest runs for seconds)."""
-    import time
-
-    import masksearch.ingest.cluster as cluster
-
-    checked = cluster.checked_pixels
-
-    def slow(*args):
-        time.sleep(0.04)
-        return checked(*args)
-
-    cluster.checked_pixels = slow
