@@ -259,6 +259,23 @@ def _prefetch_block(counts: np.ndarray, offsets: NDArray[np.int64],
 
 
 @njit(inline="always")
+def _prefetch_fixed(counts: np.ndarray, offsets: NDArray[np.int64], rows: NDArray[np.int64],
+                    block: tuple[int, int], cuts: tuple[int, int],
+                    g: NDArray[np.int64]) -> None:
+    """``_prefetch_block`` for rows that share one geometry ``g`` (``_store_geometry``):
+    only the corner counts to ask for, at ``cuts = (lo_k, hi_k)``."""
+    start, stop = block
+    lo_k, hi_k = cuts
+    for j in range(start, stop):
+        base = offsets[rows[j]]
+        for q in range(4):
+            prefetch(counts, base + g[q] + lo_k)
+            prefetch(counts, base + g[q] + hi_k)
+            prefetch(counts, base + g[8 + q] + lo_k)
+            prefetch(counts, base + g[8 + q] + hi_k)
+
+
+@njit(inline="always")
 def _coarse_bounds(counts: np.ndarray, base: int, g: NDArray[np.int64], lo: CutSpec,
                    hi: CutSpec) -> tuple[int, int, int, int]:
     """Bounds of CP for the mask whose counts start at ``base`` from the grid rectangles
@@ -307,17 +324,22 @@ def chi_bounds(chi: ChiArrays, cell: int, rows: NDArray[np.int64], boxes: NDArra
     lo_k, lo_on_edge = query_cut(lo_t, edges)
     hi_k, hi_on_edge = query_cut(hi_t, edges)
     geometry = np.empty((PREFETCH_BLOCK, 19), np.int64)
-    # With a fixed box on masks of one size, the counts read are a fixed stride apart and
-    # the hardware prefetches them; with a box per mask, a block's counts are asked for
-    # before any of them is read (``_prefetch_block``).
+    # A block's counts are asked for before any of them is read (``_prefetch_block``): with
+    # a fixed box on masks of one size too, the hardware alone overlaps too few misses.
     one = _one_geometry(rows, boxes, heights, widths)
     if one:
         _store_geometry(geometry[0], box_geometry(heights[rows[0]], widths[rows[0]], cell,
                                                   boxes[0, 0], boxes[0, 1], boxes[0, 2],
                                                   boxes[0, 3], n_edges + 1))
+    if one:
+        _prefetch_fixed(counts, offsets, rows, (0, min(PREFETCH_BLOCK, n_rows)),
+                        (lo_k, hi_k), geometry[0])
     for start in range(0, n_rows, PREFETCH_BLOCK):
         stop = min(start + PREFETCH_BLOCK, n_rows)
-        if not one:
+        if one:     # a block ahead: its misses overlap this block's work
+            _prefetch_fixed(counts, offsets, rows, (stop, min(stop + PREFETCH_BLOCK, n_rows)),
+                            (lo_k, hi_k), geometry[0])
+        else:
             _prefetch_block(counts, offsets, (heights, widths), cell, rows, boxes,
                             (start, stop), (lo_k, hi_k, n_edges + 1), geometry)
         for j in range(start, stop):
