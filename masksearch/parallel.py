@@ -100,12 +100,16 @@ def _run_each(unit: list[Callable[[], None]]) -> None:
 
 
 def run_sized(tasks: list[tuple[Callable[[], None], int]], min_size: int) -> None:
-    """``run_all`` for tasks of known sizes: consecutive small ones run together, as one
-    unit of at least ``min_size``, so that each hand-off to a thread is worth its cost."""
+    """``run_all`` for tasks of known sizes: consecutive tasks run together, as units of
+    about equal size and at least ``min_size`` each, so that each hand-off to a thread is
+    worth its cost; work smaller than two units runs on the calling thread (a hand-off
+    costs ~150 us on a busy machine: 10,000 masks' coarse bounds ran faster inline)."""
+    total = sum(n for _, n in tasks)
+    target = max(1.0, total / max(1, total // max(1, min_size)))
     units: list[list[Callable[[], None]]] = []
-    size = min_size
+    size = target
     for fn, n in tasks:
-        if size >= min_size:
+        if size >= target:
             units.append([])
             size = 0
         units[-1].append(fn)

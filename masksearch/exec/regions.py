@@ -23,7 +23,7 @@ class Regions:
         return box_areas(self.boxes)
 
     def take(self, idx: np.ndarray) -> Regions:
-        return Regions(self.boxes[idx], self.null[idx])
+        return Regions(self.boxes.take(idx, axis=0), self.null.take(idx))
 
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -35,29 +35,42 @@ def box_areas(boxes: np.ndarray) -> np.ndarray:
 
 def clip_boxes(raw: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Clip (N, 4) boxes to each mask; boxes that miss the mask become empty."""
-    x0 = np.clip(raw[:, 0], 0, widths)
-    x1 = np.clip(raw[:, 2], 0, widths)
-    y0 = np.clip(raw[:, 1], 0, heights)
-    y1 = np.clip(raw[:, 3], 0, heights)
-    x1 = np.maximum(x1, x0)
-    y1 = np.maximum(y1, y0)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+    limits = np.stack([widths, heights, widths, heights], axis=1)
+    out: Ints = np.minimum(np.maximum(raw, 0), limits).astype(np.int64)
+    np.maximum(out[:, 2:], out[:, :2], out=out[:, 2:])
+    return out
+
+
+def _ints(rows: pa.Table, name: str) -> Ints:
+    values: Ints = rows.column(name).to_numpy().astype(np.int64, copy=False)
+    return values
 
 
 def regions(roi: ast.Roi, rows: pa.Table) -> Regions:
     """The region ``roi`` covers in each row of ``rows`` (metadata with height and width)."""
-    heights = rows.column("height").to_numpy(zero_copy_only=False).astype(np.int64)
-    widths = rows.column("width").to_numpy(zero_copy_only=False).astype(np.int64)
+    heights, widths = _ints(rows, "height"), _ints(rows, "width")
     n = len(heights)
     null = np.zeros(n, dtype=bool)
-    if isinstance(roi, ast.FullRoi):
-        raw = np.stack([np.zeros(n, np.int64), np.zeros(n, np.int64), widths, heights], axis=1)
-    elif isinstance(roi, ast.BoxRoi):
-        raw = np.tile(np.array([roi.x0, roi.y0, roi.x1, roi.y1], np.int64), (n, 1))
-    else:
-        col = rows.column(roi.name).combine_chunks()
-        null = col.is_null().to_numpy(zero_copy_only=False).astype(bool)
-        raw = np.stack([col.field(f).fill_null(0).to_numpy(zero_copy_only=False)
-                        for f in ("x0", "y0", "x1", "y1")], axis=1).astype(np.int64)
-        raw[null] = 0
+    if isinstance(roi, (ast.FullRoi, ast.BoxRoi)) and n and \
+            heights.min() == heights.max() and widths.min() == widths.max():
+        # one box on masks of one size (the common case): clipped once
+        return Regions(np.tile(_fixed_boxes(roi, heights[:1], widths[:1]), (n, 1)), null)
+    if isinstance(roi, (ast.FullRoi, ast.BoxRoi)):
+        return Regions(_fixed_boxes(roi, heights, widths), null)
+    col = rows.column(roi.name).combine_chunks()
+    null = col.is_null().to_numpy(zero_copy_only=False).astype(bool)
+    raw = np.stack([col.field(f).fill_null(0).to_numpy(zero_copy_only=False)
+                    for f in ("x0", "y0", "x1", "y1")], axis=1).astype(np.int64)
+    raw[null] = 0
     return Regions(clip_boxes(raw, heights, widths), null)
+
+
+def _fixed_boxes(roi: ast.FullRoi | ast.BoxRoi, heights: np.ndarray,
+                 widths: np.ndarray) -> np.ndarray:
+    """The clipped boxes of a full or fixed-box region on masks of these sizes."""
+    n = len(heights)
+    if isinstance(roi, ast.FullRoi):
+        return np.stack([np.zeros(n, np.int64), np.zeros(n, np.int64), widths, heights],
+                        axis=1)
+    raw = np.tile(np.array([roi.x0, roi.y0, roi.x1, roi.y1], np.int64), (n, 1))
+    return clip_boxes(raw, heights, widths)

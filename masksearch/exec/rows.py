@@ -51,7 +51,8 @@ class RowState:
                    np.zeros((n, t), bool), np.zeros((n, t), bool))
 
     def take(self, idx: np.ndarray) -> RowState:
-        return RowState(*(getattr(self, f.name)[idx] for f in fields(self)))
+        # np.take along rows: several times faster than fancy indexing of 2-D arrays
+        return RowState(*(getattr(self, f.name).take(idx, axis=0) for f in fields(self)))
 
     @classmethod
     def concat(cls, parts: Sequence[RowState]) -> RowState:
@@ -108,8 +109,9 @@ class RowBatch:
 
     def take(self, idx: np.ndarray) -> RowBatch:
         """The rows ``idx``, sharing what is known about them."""
-        sub = RowBatch(self.rows.take(pa.array(idx, pa.int64())), self.terms, self.ctx,
-                       self.state.take(idx), self.bounded.copy())
+        idx = np.asarray(idx, np.int64)
+        sub = RowBatch(self.rows.take(idx), self.terms, self.ctx, self.state.take(idx),
+                       self.bounded.copy())
         sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
         return sub
 

@@ -54,10 +54,27 @@ class Chooser:
         """``idx`` in ORDER BY order, NULLs last, ties by the tie columns ascending."""
         if len(idx) <= 1:
             return idx
-        sub = self.units.take(idx)
-        table, keys = sort_keys(sub, order_by)
+        if not order_by:
+            return self._tie_order(idx)
+        table, keys = sort_keys(self.units.take(idx), order_by)
         order = np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())
         ordered: Ints = idx[order]
+        return ordered
+
+    def _tie_order(self, idx: np.ndarray) -> np.ndarray:
+        """``idx`` by the tie columns alone, without taking the units: one integer column
+        without NULLs (mask_id) in NumPy, where it is often in order already."""
+        tie = list(self.units.tie_columns)
+        col = self.units.rows.column(tie[0])
+        if len(tie) == 1 and pa.types.is_integer(col.type) and not col.null_count:
+            values = col.to_numpy()[idx]
+            if (values[1:] >= values[:-1]).all():
+                return idx
+            ordered: Ints = idx[np.argsort(values, kind="stable")]
+            return ordered
+        keys = sort_spec((), self.units.tie_columns)
+        table = self.units.rows.select(tie).take(idx).rename_columns([k[0] for k in keys])
+        ordered = idx[np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())]
         return ordered
 
 
