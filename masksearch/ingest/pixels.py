@@ -86,7 +86,8 @@ def check_mask(pixels: Any, label: str, conversion: Conversion | None = None) ->
         pixels = conversion.apply(pixels)
     if pixels.dtype.name not in SUPPORTED_DTYPES:
         pixels = _lossless(pixels, label)
-    if pixels.dtype.kind == "f" and np.isnan(pixels).all():
+    # The first pixel settles the usual case without a pass over the others.
+    if pixels.dtype.kind == "f" and np.isnan(pixels.flat[0]) and np.isnan(pixels).all():
         raise IngestError(f"{label}: every pixel is NaN")
     pixels = pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
     if pixels.dtype == np.bool_:

@@ -161,3 +161,23 @@ def histograms_to_chi(hist_flat: np.ndarray, offsets: NDArray[np.int64],
                     if r > 0 and s > 0:
                         v -= out[r - 1, s - 1, k]
                     out[r, s, k] = v
+
+
+@njit(cache=True, nogil=True)
+def value_range(pixels: np.ndarray, out: NDArray[np.float64]) -> None:
+    """``out[:] = [min, max]`` of a 2-D mask's non-NaN values, as ``np.nanmin`` and
+    ``np.nanmax`` give them (NaN, NaN when every value is NaN), in one pass."""
+    vmin = np.inf
+    vmax = -np.inf
+    seen = False
+    h, w = pixels.shape
+    for y in range(h):
+        for x in range(w):
+            v = np.float64(pixels[y, x])
+            if v != v:
+                continue
+            seen = True
+            vmin = min(vmin, v)
+            vmax = max(vmax, v)
+    out[0] = vmin if seen else np.nan
+    out[1] = vmax if seen else np.nan

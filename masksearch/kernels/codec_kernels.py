@@ -51,3 +51,31 @@ def shuffle_bytes(src: NDArray[np.uint8], itemsize: int, out: NDArray[np.uint8])
         for b in range(itemsize):
             for i in range(n):
                 out[b * n + i] = src[i * itemsize + b]
+
+
+@njit(cache=True, nogil=True)
+def shuffle_bytes_part(part: NDArray[np.uint8], itemsize: int, start: int, n: int,
+                       out: NDArray[np.uint8]) -> None:
+    """``shuffle_bytes`` of n values, given only the values ``start``,
+    ``start + 1``, ... (``part``): they go to their places in ``out`` (n * itemsize bytes),
+    so that threads may shuffle disjoint parts of one array at once."""
+    m = part.shape[0] // itemsize
+    if itemsize == 4:
+        words = part.view(np.uint32)
+        for j in range(m):
+            w = words[j]
+            i = start + j
+            out[i] = w & 0xFF
+            out[n + i] = (w >> 8) & 0xFF
+            out[2 * n + i] = (w >> 16) & 0xFF
+            out[3 * n + i] = w >> 24
+    elif itemsize == 2:
+        halves = part.view(np.uint16)
+        for j in range(m):
+            h = halves[j]
+            out[start + j] = h & 0xFF
+            out[n + start + j] = h >> 8
+    else:
+        for b in range(itemsize):
+            for j in range(m):
+                out[b * n + start + j] = part[j * itemsize + b]

@@ -18,17 +18,40 @@ from ..index.chi import SegmentIndex
 CODEC = pa.Codec("lz4")
 
 
+class CountsEncoder:
+    """``encode_counts`` in parts: threads turn disjoint ranges of masks into shuffled
+    histograms (``add``) as their CHIs are built, then ``finish`` compresses the whole. The
+    bytes are those of ``encode_counts``: one lz4 frame over the whole shuffled array."""
+
+    def __init__(self, index: SegmentIndex):
+        self.index = index
+        self.itemsize = index.counts.dtype.itemsize
+        self.shuffled = np.empty(index.counts.size * self.itemsize, np.uint8)
+
+    def add(self, start: int, stop: int) -> None:
+        """Masks ``start`` to ``stop`` (their CHIs complete) into the shuffled histograms."""
+        ix = self.index
+        lo, hi = int(ix.offsets[start]), int(ix.offsets[stop])
+        hist = np.empty(hi - lo, ix.counts.dtype)
+        kernels.chi_kernels.chi_to_histograms(
+            ix.counts[lo:hi], ix.offsets[start:stop + 1] - lo, ix.heights[start:stop],
+            ix.widths[start:stop], ix.cell, len(ix.edges) + 1, hist)
+        if self.itemsize == 1:
+            self.shuffled[lo:hi] = hist
+            return
+        kernels.codec_kernels.shuffle_bytes_part(hist.view(np.uint8), self.itemsize, lo,
+                                                 ix.counts.size, self.shuffled)
+
+    def finish(self) -> bytes:
+        """The compressed histograms of every mask (all added)."""
+        return CODEC.compress(self.shuffled, asbytes=True)
+
+
 def encode_counts(index: SegmentIndex) -> bytes:
     """The counts of a full index as compressed histograms."""
-    hist = np.empty_like(index.counts)
-    kernels.chi_kernels.chi_to_histograms(index.counts, index.offsets, index.heights, index.widths, index.cell,
-                      len(index.edges) + 1, hist)
-    raw = hist.view(np.uint8)
-    if hist.dtype.itemsize > 1:
-        shuffled = np.empty_like(raw)
-        kernels.codec_kernels.shuffle_bytes(raw, hist.dtype.itemsize, shuffled)
-        raw = shuffled
-    return CODEC.compress(raw, asbytes=True)
+    encoder = CountsEncoder(index)
+    encoder.add(0, len(index.offsets) - 1)
+    return encoder.finish()
 
 
 def decode_counts(data: bytes, dtype: np.dtype, size: int, offsets: np.ndarray,

@@ -30,6 +30,7 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +53,7 @@ from .checksum import (
     save_checked_npz,
     write_sealed_json,
 )
-from .chi_file import decode_counts, encode_counts
+from .chi_file import CountsEncoder, decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 from .files import Files, LocalFiles
@@ -74,11 +75,13 @@ def _npy_bytes(array: np.ndarray) -> memoryview:
     return buf.getbuffer()
 
 
-def _write_index(directory: Path, index: SegmentIndex) -> None:
-    """The full index files, then chi.json (their digests): its presence means complete."""
+def _write_index(directory: Path, index: SegmentIndex, counts: bytes | None = None) -> None:
+    """The full index files, then chi.json (their digests): its presence means complete.
+    ``counts``: ``encode_counts(index)`` if already made."""
     files = {}
-    arrays: tuple[memoryview | bytes, ...] = (_npy_bytes(index.eq), _npy_bytes(index.stats),
-                                              encode_counts(index))
+    arrays: tuple[memoryview | bytes, ...] = (
+        _npy_bytes(index.eq), _npy_bytes(index.stats),
+        encode_counts(index) if counts is None else counts)
     for name, data in zip(INDEX_FILES, arrays, strict=True):
         write_atomic(directory / name, data)
         files[name] = {"size": len(data), "xxh64": digest(data)}
@@ -89,14 +92,49 @@ def _write_index(directory: Path, index: SegmentIndex) -> None:
 
 def _blob_array(blobs: list[pa.Buffer]) -> pa.Array:
     """The blobs as one large_binary array, copied once into a single buffer."""
-    sizes = np.array([b.size for b in blobs], np.int64)
-    offsets = np.zeros(len(blobs) + 1, np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    data = np.empty(int(offsets[-1]), np.uint8)
-    for b, start, stop in zip(blobs, offsets[:-1], offsets[1:], strict=True):
-        data[start:stop] = np.frombuffer(b, np.uint8)
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(blobs),
-                                            [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    packer = BlobPacker(len(blobs), sum(b.size for b in blobs))
+    packer.add(blobs)
+    return packer.array()
+
+
+class BlobPacker:
+    """Blobs copied, in order, into one buffer as they come: the data of a large_binary
+    array. The buffer starts at ``capacity`` bytes (its pages are only taken as written)
+    and grows if the blobs need more."""
+
+    def __init__(self, n: int, capacity: int):
+        self.offsets = np.zeros(n + 1, np.int64)
+        self.data = np.empty(max(capacity, 1), np.uint8)
+        self.count = 0
+
+    def add(self, blobs: Sequence[pa.Buffer]) -> None:
+        """The next blobs."""
+        end = int(self.offsets[self.count])
+        need = end + sum(b.size for b in blobs)
+        if need > self.data.size:
+            grown = np.empty(max(need, self.data.size * 3 // 2), np.uint8)
+            grown[:end] = self.data[:end]
+            self.data = grown
+        for b in blobs:
+            stop = end + b.size
+            self.data[end:stop] = np.frombuffer(b, np.uint8)
+            self.count += 1
+            self.offsets[self.count] = end = stop
+
+    def array(self) -> pa.Array:
+        """The blobs added (all ``n`` of them) as one large_binary array."""
+        used = int(self.offsets[self.count])
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), self.count,
+            [None, pa.py_buffer(self.offsets[:self.count + 1]),
+             pa.py_buffer(self.data[:used])])
+
+
+def _capacity(masks: list[np.ndarray]) -> int:
+    """Room for the compressed masks: lz4 and zstd add at most about 1/255 of the input and
+    a header to incompressible data (more is handled by growing)."""
+    raw = sum(m.nbytes for m in masks)
+    return raw + raw // 128 + 1024 * len(masks)
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
@@ -113,24 +151,32 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     n = len(masks)
     blobs: list[pa.Buffer | None] = [None] * n
     digests: list[str] = [""] * n
-    index = None
+    index = counts = None
     if build_index:
         index = empty_segment_index(np.array([m.shape[0] for m in masks], np.int64),
                                     np.array([m.shape[1] for m in masks], np.int64),
                                     edges, cell)
+        counts = CountsEncoder(index)
 
     def encode_and_index(start: int, stop: int) -> None:
-        # One pass per chunk while its pixels are in cache: compress, checksum, index.
+        # One pass per chunk while its pixels are in cache: compress, checksum, index, and
+        # the index's on-disk form (histograms, shuffled).
         for i in range(start, stop):
             blob = blobs[i] = encode_mask(masks[i], codec)
             digests[i] = digest(blob)
-        if index is not None:
+        if index is not None and counts is not None:
             fill_segment_index(index, start, masks[start:stop])
+            counts.add(start, stop)
 
+    # The caller's thread packs each chunk's blobs while the pool compresses the next ones.
+    packer = BlobPacker(n, _capacity(masks))
     for start, stop in chunks_in_order(n, ENCODE_CHUNK, encode_and_index):
+        packer.add(cast(list[pa.Buffer], blobs[start:stop]))
+        blobs[start:stop] = [None] * (stop - start)
         if on_encoded is not None:
             on_encoded(stop - start)
-    _write_files(directory, dtype, blobs, digests, meta, edges, cell, codec, index)
+    _write_files(directory, dtype, packer.array(), digests, meta, edges, cell, codec, index,
+                 None if counts is None else counts.finish())
 
 
 def write_copied_segment(directory: Path, dtype: np.dtype, blobs: list[pa.Buffer],
@@ -140,17 +186,20 @@ def write_copied_segment(directory: Path, dtype: np.dtype, blobs: list[pa.Buffer
     CHIs (``index``, every mask built): compaction moves masks without decoding them."""
     directory.mkdir(parents=True)
     faults.point("mkdir segment")
-    _write_files(directory, dtype, blobs, digests, meta, index.edges, index.cell, codec, index)
+    _write_files(directory, dtype, _blob_array(blobs), digests, meta, index.edges,
+                 index.cell, codec, index)
 
 
-def _write_files(directory: Path, dtype: np.dtype, blobs: Sequence[pa.Buffer | None],
-                 digests: list[str], meta: pa.Table, edges: np.ndarray, cell: int, codec: str,
-                 index: SegmentIndex | None) -> None:
-    """The files of a new segment, then its sealed description, each fsynced."""
+def _write_files(directory: Path, dtype: np.dtype, blobs: pa.Array, digests: list[str],
+                 meta: pa.Table, edges: np.ndarray, cell: int, codec: str,
+                 index: SegmentIndex | None, counts: bytes | None = None) -> None:
+    """The files of a new segment (``blobs``: the compressed masks as one large_binary
+    array; ``counts``: the index's ``encode_counts``, if made), then its sealed
+    description, each fsynced."""
     pixels_path = directory / "pixels.arrow"
     with pa.OSFile(str(pixels_path), "wb") as sink, \
             pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
-        writer.write_table(pa.table({"blob": _blob_array(list(blobs))}))
+        writer.write_table(pa.table({"blob": blobs}))
     faults.point("write pixels.arrow")
     fsync_path(pixels_path)
     sink = pa.BufferOutputStream()
@@ -158,7 +207,7 @@ def _write_files(directory: Path, dtype: np.dtype, blobs: Sequence[pa.Buffer | N
     meta_bytes = sink.getvalue()
     write_bytes(directory / "meta.parquet", meta_bytes)
     if index is not None:
-        _write_index(directory, index)
+        _write_index(directory, index, counts)
     info = {"format": SEGMENT_FORMAT, "dtype": dtype.name, "count": len(blobs),
             "codec": codec, "cell_size": cell, "edges": [float(e) for e in edges],
             "files": {"pixels.arrow": describe_file(pixels_path),

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+import masksearch.kernels as kernels
+
 from ..errors import IngestError
 from ..index.chi import default_edges, kernel_view
+from ..parallel import for_chunks
 from .durable import replace
 from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES, RESERVED, merged_type
@@ -26,6 +29,7 @@ from .segments import write_segment
 
 TypedColumn = tuple[str, pa.Array]          # (logical type, one value per mask)
 ProgressFn = Callable[[int, "int | None"], None]
+RANGE_CHUNK = 64        # masks per unit of the parallel value-range pass
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,24 @@ def segment_edges(manifest: Manifest, masks: list[np.ndarray]) -> np.ndarray:
     override = manifest.bin_edges.get(dtype.name)
     if override is not None:
         return np.asarray(override, dtype=np.float64)
-    lo = min(float(np.nanmin(kernel_view(mk))) for mk in masks)
-    hi = max(float(np.nanmax(kernel_view(mk))) for mk in masks)
+    ranges = value_ranges(masks)
+    lo = min(float(v) for v in ranges[:, 0])
+    hi = max(float(v) for v in ranges[:, 1])
     return default_edges(dtype, lo, hi)
+
+
+def value_ranges(masks: list[np.ndarray]) -> np.ndarray:
+    """``(nanmin, nanmax)`` of each mask, (NaN, NaN) for one of NaNs only, on all cores (a
+    pass over every pixel before the CHIs can be built: they need the edges)."""
+    out = np.empty((len(masks), 2))
+
+    def part(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            pixels = kernel_view(masks[i])
+            if pixels.ndim != 2 or pixels.size == 0:     # as NumPy says, errors included
+                out[i] = np.nanmin(pixels), np.nanmax(pixels)
+            else:
+                kernels.chi_kernels.value_range(pixels, out[i])
+
+    for_chunks(len(masks), RANGE_CHUNK, part)
+    return out
