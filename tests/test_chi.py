@@ -222,3 +222,28 @@ def test_bounds_equal_the_pixel_reference(cases, data):
             want = reference_bounds(kernel_view(m), edges, cell, tuple(clipped[j]), klo, khi,
                                     refine)
             assert (lower[j], upper[j]) == want, (j, refine)
+
+
+@settings(max_examples=examples(100))
+@given(st.sampled_from(["bool", "uint8", "uint16", "float16", "float32"]).flatmap(
+    lambda dtype: st.lists(masks(dtype=dtype, max_side=30), min_size=1, max_size=5)),
+       st.booleans())
+def test_segment_edges_match_numpy_value_ranges(ms_, all_nan_first):
+    """The bin edges of a new segment come from each mask's non-NaN range, computed by a
+    kernel on all cores: the same ranges, and edges, as ``np.nanmin`` / ``np.nanmax`` give
+    (an all-NaN mask has range (NaN, NaN), taken in mask order as before)."""
+    import warnings
+
+    from masksearch.store.manifest import Manifest
+    from masksearch.store.writer import segment_edges, value_ranges
+
+    if all_nan_first and ms_[0].dtype.kind == "f":
+        ms_ = [np.full_like(ms_[0], np.nan), *ms_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN slices
+        lows = [float(np.nanmin(kernel_view(m))) for m in ms_]
+        highs = [float(np.nanmax(kernel_view(m))) for m in ms_]
+    got = value_ranges(ms_)
+    np.testing.assert_array_equal(got, np.array([lows, highs]).T)
+    expected = default_edges(ms_[0].dtype, min(lows), max(highs))
+    np.testing.assert_array_equal(segment_edges(Manifest(), ms_), expected)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from masksearch.index.chi import build_segment_index, default_edges, kernel_view
-from masksearch.store.chi_file import decode_counts, encode_counts
+from masksearch.store.chi_file import CountsEncoder, decode_counts, encode_counts
 
 from .strategies import examples, masks
 
@@ -36,3 +38,21 @@ def test_compressed_counts_are_small_for_saliency_maps():
     index = build_segment_index(list(maps), default_edges(maps.dtype, 0.0, 1.0), 16)
     per_mask = len(encode_counts(index)) / len(maps)
     assert per_mask < 0.25 * index.counts.nbytes / len(maps)
+
+
+@settings(max_examples=examples(60))
+@given(st.sampled_from(["bool", "uint8", "uint16", "float32"]).flatmap(
+    lambda dtype: st.lists(masks(dtype=dtype, max_side=40), min_size=1, max_size=8)),
+       st.sampled_from([1, 3, 16]), st.data())
+def test_counts_encoded_in_parts_are_the_same_bytes(ms_, cell, data):
+    """Ingest encodes the counts chunk by chunk, on several threads: whatever the chunks,
+    the bytes are those of ``encode_counts`` over the whole index."""
+    edges = default_edges(ms_[0].dtype, 0.0, 1.0)
+    index = build_segment_index(ms_, edges, cell)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(ms_)), max_size=4))) |
+                  {0, len(ms_)})
+    encoder = CountsEncoder(index)
+    parts = list(itertools.pairwise(cuts))
+    for start, stop in data.draw(st.permutations(parts)):
+        encoder.add(start, stop)
+    assert encoder.finish() == encode_counts(index)
