@@ -29,10 +29,11 @@ def filter_units(op: BoundFilter | GroupFilter, units: Units, records: StatsReco
     n = units.rows.num_rows
     with records.timed(op) as rec:
         keep, undecided = bound_filter(units, op.predicate, settings, refine)
+        kept, unsure = np.count_nonzero(keep), np.count_nonzero(undecided)
         rec.seen += n
-        rec.accepted += int((keep & ~undecided).sum())
-        rec.rejected += int((~keep).sum())
-        rec.undecided += int(undecided.sum())
+        rec.accepted += kept - unsure       # undecided units are kept ones
+        rec.rejected += len(keep) - kept
+        rec.undecided += unsure
     return np.flatnonzero(keep), undecided
 
 

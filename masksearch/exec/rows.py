@@ -165,10 +165,14 @@ class RowBatch:
             lower[null] = 0
             upper[null] = 0
         s.lower[idx, t], s.upper[idx, t], s.null[idx, t] = lower, upper, null
+        if isinstance(idx, slice):      # all rows: masked writes into the views
+            same = lower == upper
+            np.copyto(s.exact[idx, t], lower, where=same)
+            s.known[idx, t] |= same
+            return
         tight = np.flatnonzero(lower == upper)
-        at = tight if isinstance(idx, slice) else idx[tight]    # idx is all rows or a subset
-        s.exact[at, t] = lower[tight]
-        s.known[at, t] = True
+        s.exact[idx[tight], t] = lower[tight]
+        s.known[idx[tight], t] = True
 
     def bound_term(self, t: int) -> None:
         """Coarse bounds of term t for every row ([0, area] without the index)."""
