@@ -115,3 +115,38 @@ def run_sized(tasks: list[tuple[Callable[[], None], int]], min_size: int) -> Non
         units[-1].append(fn)
         size += n
     run_all([partial(_run_each, unit) for unit in units])
+
+
+class Background:
+    """One task at a time on a thread of its own (file writes that overlap the next
+    computation): ``start`` waits for the task before; ``wait`` raises a task's error."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the task before has ended (its error, if any, raised here)."""
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=self.name)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as e:  # handed to the caller's thread by wait()
+            self._error = e
+
+    def settle(self) -> None:
+        """Wait for the task to end, keeping any error for ``wait``."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def wait(self) -> None:
+        """Wait for the task to end; raise its error, if it had one."""
+        self.settle()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

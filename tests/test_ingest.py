@@ -162,6 +162,35 @@ def test_failure_midway_rolls_back(tmp_path):
     assert db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[9]) == [3]
 
 
+def test_failed_background_write_rolls_back(tmp_path, monkeypatch):
+    """Segment files are written on a thread of their own while the next masks compress: a
+    write failing there (a full disk, say) fails the ingest and leaves no trace."""
+    import errno
+
+    from masksearch.store import segments
+
+    db = ms.connect(tmp_path / "db", segment_size=2)
+    db.ingest(np.ones((3, 4, 4), np.uint8), image_id=[1, 2, 3])
+    before = snapshot(db)
+    real, calls = segments.write_bytes, []
+
+    def full_disk(path, data):
+        calls.append(path.name)
+        if len(calls) == 2:     # the second segment's metadata file
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(segments, "write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        db.ingest(np.zeros((7, 4, 4), np.uint8), image_id=list(range(7)))
+    monkeypatch.undo()
+    assert calls == ["meta.parquet", "meta.parquet"]
+    assert snapshot(db) == before
+    assert len(list((tmp_path / "db" / "segments").iterdir())) == len(
+        db.store.manifest.segments)
+    assert db.ingest(np.zeros((1, 4, 4), np.uint8), image_id=[9]) == [3]
+
+
 def test_existing_folder_that_is_not_a_database(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "file.txt").write_text("hi")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import io
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import cast
@@ -137,6 +138,21 @@ def _capacity(masks: list[np.ndarray]) -> int:
     return raw + raw // 128 + 1024 * len(masks)
 
 
+@dataclass
+class EncodedSegment:
+    """A segment's masks compressed (``blobs``, one large_binary array, and their
+    ``digests``) and indexed, in memory: what ``write_encoded`` writes."""
+
+    dtype: np.dtype
+    blobs: pa.Array
+    digests: list[str]
+    edges: np.ndarray
+    cell: int
+    codec: str
+    index: SegmentIndex | None
+    counts: CountsEncoder | None
+
+
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
                   cell: int, codec: str,
                   on_encoded: Callable[[int], None] | None = None,
@@ -147,7 +163,14 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
     """
     directory.mkdir(parents=True)
     faults.point("mkdir segment")
-    dtype = masks[0].dtype
+    write_encoded(directory, encode_segment(masks, edges, cell, codec, on_encoded,
+                                            build_index), meta)
+
+
+def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec: str,
+                   on_encoded: Callable[[int], None] | None = None,
+                   build_index: bool = True) -> EncodedSegment:
+    """Compress, checksum and index the masks of a new segment, on all cores."""
     n = len(masks)
     blobs: list[pa.Buffer | None] = [None] * n
     digests: list[str] = [""] * n
@@ -175,8 +198,15 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
         blobs[start:stop] = [None] * (stop - start)
         if on_encoded is not None:
             on_encoded(stop - start)
-    _write_files(directory, dtype, packer.array(), digests, meta, edges, cell, codec, index,
-                 None if counts is None else counts.finish())
+    return EncodedSegment(masks[0].dtype, packer.array(), digests, edges, cell, codec, index,
+                          counts)
+
+
+def write_encoded(directory: Path, encoded: EncodedSegment, meta: pa.Table) -> None:
+    """Write the files of an encoded segment into ``directory`` (made, empty), fsynced."""
+    e = encoded
+    _write_files(directory, e.dtype, e.blobs, e.digests, meta, e.edges, e.cell, e.codec,
+                 e.index, None if e.counts is None else e.counts.finish())
 
 
 def write_copied_segment(directory: Path, dtype: np.dtype, blobs: list[pa.Buffer],

@@ -2,9 +2,11 @@
 
 An ingest hands the writer batches of masks with their metadata columns (``IngestBatch``).
 The writer loads each mask, keeps it with others of its pixel type, and writes a segment
-whenever a pixel type has a segment's worth; memory holds at most one segment per pixel
-type, whatever the size of the ingest. Nothing written is visible until the caller commits
-the manifest naming the new segments.
+whenever a pixel type has a segment's worth: its masks are compressed and indexed on all
+cores, then its files are written and fsynced on a thread of their own while the next masks
+load and compress. Memory holds at most one segment per pixel type, whatever the size of the
+ingest, and the compressed form of the segment being written. Nothing written is visible
+until the caller commits the manifest naming the new segments.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +24,12 @@ import masksearch.kernels as kernels
 
 from ..errors import IngestError
 from ..index.chi import default_edges, kernel_view
-from ..parallel import for_chunks
+from ..parallel import Background, for_chunks
+from . import faults
 from .durable import replace
 from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES, RESERVED, merged_type
-from .segments import write_segment
+from .segments import EncodedSegment, encode_segment, write_encoded
 
 TypedColumn = tuple[str, pa.Array]          # (logical type, one value per mask)
 ProgressFn = Callable[[int, "int | None"], None]
@@ -113,7 +117,8 @@ class SegmentWriter:
         self.segment_masks, self.segment_bytes = segment_masks, segment_bytes
         self.build_index = build_index
         self.progress, self.total = progress, total
-        self.written: list[Path] = []
+        self._written: list[Path] = []
+        self._background = Background("masksearch-segment-writer")
         self.segments: list[SegmentInfo] = []
         self.count = 0                  # masks added so far
         self._pending: dict[str, _Pending] = {}
@@ -150,7 +155,15 @@ class SegmentWriter:
         """Write what is pending; the segments to commit, in mask id order per pixel type."""
         for dtype_name in list(self._pending):
             self._flush(dtype_name)
+        self._background.wait()
         return self.segments
+
+    @property
+    def written(self) -> list[Path]:
+        """The folders this writer made (a failed ingest removes them), once the segment
+        being written, if any, is no longer."""
+        self._background.settle()
+        return self._written
 
     def _report(self) -> None:
         # Loading and writing are each half the work; 100% only once all is written.
@@ -167,15 +180,23 @@ class SegmentWriter:
         meta = self._metadata(pending)
         name = f"seg-{uuid.uuid4().hex[:16]}"
         tmp = self.root / "segments" / f"tmp-{name}"
-        self.written.append(tmp)
-        write_segment(tmp, masks, meta, self._edges_for(masks), self.manifest.cell_size,
-                      self.manifest.codec, on_encoded=self._encoded_some,
-                      build_index=self.build_index)
-        final = self.root / "segments" / name
-        replace(tmp, final)
-        self.written.append(final)
+        self._written.append(tmp)
+        tmp.mkdir(parents=True)
+        faults.point("mkdir segment")
+        encoded = encode_segment(masks, self._edges_for(masks), self.manifest.cell_size,
+                                 self.manifest.codec, on_encoded=self._encoded_some,
+                                 build_index=self.build_index)
         self.segments.append(SegmentInfo(name, len(masks), dtype_name,
                                          int(meta.column("mask_id")[0].as_py())))
+        del masks, pending      # the pixels: the next segment's can load meanwhile
+        self._background.start(partial(self._write, tmp, self.root / "segments" / name,
+                                       encoded, meta))
+
+    def _write(self, tmp: Path, final: Path, encoded: EncodedSegment, meta: pa.Table) -> None:
+        """On the background thread: the segment's files, then its folder renamed in."""
+        write_encoded(tmp, encoded, meta)
+        replace(tmp, final)
+        self._written.append(final)
 
     def _metadata(self, pending: _Pending) -> pa.Table:
         """The segment's metadata rows: mask ids, the batches' columns (as the column types
