@@ -85,6 +85,8 @@ class Database:
         if self._open_store is not None:
             self._open_store.close()
         self._open_store = None
+        if self._runner is not None:
+            self._runner.close()     # the Dask client, if this connection made it
 
     def __enter__(self) -> Database:
         return self
@@ -435,9 +437,10 @@ def _runner(executor: object, path: str | Location) -> FragmentRunner | None:
 
     if isinstance(executor, str):
         try:
-            executor = distributed.Client(executor, timeout=10)
+            client = distributed.Client(executor, timeout=10)
         except (OSError, TimeoutError, ValueError) as e:
             raise StoreError(f"cannot reach the Dask scheduler at {executor} ({e})") from None
+        return DaskRunner(client, path, owns_client=True)
     if not isinstance(executor, distributed.Client):
         raise StoreError(f"executor must be a distributed.Client or a scheduler address, "
                          f"got {type(executor).__name__}")

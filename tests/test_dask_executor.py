@@ -364,3 +364,107 @@ def socket_closed():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     yield f"tcp://127.0.0.1:{port}"
+
+
+# --- found by review: each test failed before its fix -----------------------------------------
+def test_a_database_replaced_at_the_same_path_is_read_anew(client, tmp_path, monkeypatch):
+    """A and its copy B each take a DELETE (same version, same segments, other deletion
+    vectors); after B replaces A, the workers and the client read B's state, not the one
+    they kept for A's, whether the manifest is sent with the tasks or scattered."""
+    from masksearch.exec import dask_runner
+    from masksearch.exec.settings import ExecSettings
+
+    a = saliency_db(tmp_path / "a")
+    a.copy_to(tmp_path / "b")
+    b = ms.connect(tmp_path / "b")
+    a.query("DELETE FROM masks WHERE image_id IN (1, 2)")
+    b.query("DELETE FROM masks WHERE image_id IN (3, 4)")
+    sql = "SELECT mask_id FROM masks WHERE image_id < 7"
+    one = ExecSettings(shard_segments=1)
+    for scatter in (20_000, 1):
+        monkeypatch.setattr(dask_runner, "SCATTER_ABOVE", scatter)
+        path = tmp_path / f"db-{scatter}"
+        a.copy_to(path)
+        on = ms.connect(path, executor=client)
+        assert on.query(sql, settings=one).rows() == a.query(sql).rows()
+        shutil.rmtree(path)
+        b.copy_to(path)
+        assert on.query(sql, settings=one).rows() == b.query(sql).rows()
+        again = ms.connect(path, executor=client)
+        assert again.query(sql, settings=one).rows() == b.query(sql).rows()
+        on.close()
+        again.close()
+
+
+def test_workers_do_not_keep_old_files_alive(client, tmp_path):
+    """After a query on the cluster, changes made elsewhere retire and remove files just as
+    without it: the workers register no reader (the client does, while its query runs)."""
+    left = {}
+    for cluster_query in (False, True):
+        path = tmp_path / f"db-{cluster_query}"
+        local = saliency_db(path)
+        if cluster_query:
+            on = ms.connect(path, executor=client)
+            on.query(QUERIES[1])
+            assert len(list((path / "readers").iterdir())) == 2   # the two connections'
+            on.close()
+        for i in range(5):
+            local.query(f"DELETE FROM masks WHERE image_id = {i}")
+        local.compact()
+        left[cluster_query] = (len(local.store.manifest.retired),
+                               len(list((path / "segments").iterdir())))
+    assert left[True] == left[False]
+
+
+def test_a_timeout_stops_the_wait_for_the_cluster(client, tmp_path, monkeypatch):
+    """Verification slowed to 50 ms a mask: the query times out on the cluster as it does
+    locally, instead of answering late."""
+    import time
+
+    import masksearch.exec.verify as verify
+
+    saliency_db(tmp_path / "db")
+    db = ms.connect(tmp_path / "db", executor=client)
+    count = verify.count_in_range
+
+    def slow(*args):
+        time.sleep(0.05)
+        return count(*args)
+
+    monkeypatch.setattr(verify, "count_in_range", slow)
+    start = time.perf_counter()
+    with pytest.raises(ms.QueryTimeout):
+        db.query(QUERIES[0], use_index=False, timeout=0.3)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_relative_path_reaches_the_workers_whole(tmp_path, monkeypatch):
+    saliency_db(tmp_path / "db").close()
+    monkeypatch.chdir(tmp_path)
+    assert ms.connect("db").store.address == str(tmp_path / "db")
+
+
+def test_explain_analyze_counts_the_merge_s_pixel_work_per_worker(client, tmp_path):
+    from masksearch.exec.settings import ExecSettings
+
+    saliency_db(tmp_path / "db")
+    db = ms.connect(tmp_path / "db", executor=client)
+    sql = "SELECT image_id, CP(mean(mask), full, (0.4, 0.6]) AS m FROM masks GROUP BY image_id"
+    stats = db.query(sql, use_index=False, settings=ExecSettings(remote_masks=0)).stats
+    assert stats.verified == 40
+    assert sum(w.verified for w in stats.workers.values()) == 40
+
+
+def test_a_connection_closes_the_client_it_made(tmp_path):
+    saliency_db(tmp_path / "db")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    try:
+        db = ms.connect(tmp_path / "db", executor=cluster.scheduler_address)
+        assert db.query(QUERIES[0]).rows() == ms.connect(tmp_path / "db").query(
+            QUERIES[0]).rows()
+        client = db._runner.client
+        db.close()
+        assert client.status == "closed"
+    finally:
+        cluster.close()

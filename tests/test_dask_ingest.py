@@ -237,3 +237,46 @@ def test_a_worker_killed_during_an_ingest_commits_all_or_nothing(tmp_path):
                         if p.name.startswith("ingest-")]
     finally:
         cluster.close()
+
+
+def test_a_bag_of_files_with_an_empty_partition_ingests_the_rest(client, tmp_path):
+    paths = []
+    for i in range(6):
+        path = tmp_path / "masks" / f"m{i}.npy"
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, np.full((4, 5), i / 10, np.float32))
+        paths.append(str(path))
+    bag = dbag.from_sequence(paths, npartitions=3).filter(lambda p: not p.endswith(
+        ("m2.npy", "m3.npy")))
+    db = ms.connect(tmp_path / "db", executor=client)
+    ids = db.ingest(bag)
+    assert db.query("SELECT image_id FROM masks ORDER BY mask_id").rows() == [
+        ("m0",), ("m1",), ("m4",), ("m5",)]
+    assert np.array_equal(db.mask(ids[2]), np.full((4, 5), 0.4, np.float32))
+
+
+def test_an_error_of_the_progress_callback_is_its_own(client, tmp_path):
+    """The callback's exception comes out as it was (not as the cluster's), nothing is
+    committed, and no task is left writing."""
+    db = ms.connect(tmp_path / "db", segment_size=2, executor=client)
+    before = _files(tmp_path / "db")
+    maps = np.random.default_rng(6).random((12, 6, 6)).astype(np.float32)
+
+    def broken(done, total):
+        raise ValueError("my callback broke")
+
+    with pytest.raises(ValueError, match="my callback broke"):
+        db.ingest(da.from_array(maps, chunks=(3, 6, 6)), image_id=np.arange(12),
+                  progress=broken)
+    assert _files(tmp_path / "db") == before
+
+
+def test_a_read_only_connection_refuses_a_collection_before_computing_it(client, tmp_path):
+    ms.connect(tmp_path / "db").ingest(np.zeros((1, 4, 4), np.float32), image_id=[0])
+    db = ms.connect(tmp_path / "db", read_only=True, executor=client)
+    computed = []
+    bag = dbag.from_sequence([np.zeros((4, 4), np.float32)] * 3).map(
+        lambda m: computed.append(1) or m)
+    with pytest.raises(ms.StoreError, match="read-only"):
+        db.ingest(bag, image_id=[1, 2, 3])
+    assert not computed

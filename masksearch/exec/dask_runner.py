@@ -21,11 +21,13 @@ from ..plan.physical import PhysicalPlan
 from ..store.location import Location
 from ..store.manifest import Manifest
 from ..store.snapshot import Snapshot
-from .dask_tasks import count_groups_task, count_rows_task, reach_shard, run_shard
+from . import control
+from .dask_tasks import Counted, count_groups_task, count_rows_task, reach_shard, run_shard
 from .fragment import FragmentOutput, ShardReach
 from .remote import CutPair, split_evenly
 from .settings import ExecSettings
 from .sharded_top_k import ShardedTopK
+from .stats import WorkerStats
 
 # Segment entries (about 250 bytes each) sent with a query's tasks above which the manifest
 # goes to the cluster once instead.
@@ -42,10 +44,11 @@ def task_count(segments: int, threads: int) -> int:
 class DaskRunner:
     """Runs fragments on a ``distributed.Client``'s workers, a task per shard."""
 
-    def __init__(self, client: Any, root: str | Location):
+    def __init__(self, client: Any, root: str | Location, *, owns_client: bool = False):
         self.client = client
         self.root = root
-        self._scattered: tuple[int, Any] | None = None   # (manifest version, its future)
+        self.owns_client = owns_client      # made for this connection: closed with it
+        self._scattered: tuple[object, Any] | None = None   # (a state's identity, its future)
         self._threads_seen: tuple[float, int] | None = None   # (when, worker threads)
 
     def run(self, plan: PhysicalPlan, snapshot: Snapshot, shards: list[list[int]],
@@ -68,6 +71,11 @@ class DaskRunner:
     def pixels(self, snapshot: Snapshot) -> DaskPixels:
         return DaskPixels(self, snapshot.manifest)
 
+    def close(self) -> None:
+        """Close the client if this runner's connection made it (from an address)."""
+        if self.owns_client:
+            self.client.close()
+
     def _threads(self) -> int:
         """The cluster's worker threads, asked of the scheduler at most once a second (a
         round trip; a cluster that scales is seen a second late)."""
@@ -83,8 +91,8 @@ class DaskRunner:
         future of one copy sent to the cluster, kept for the queries of its version."""
         if len(manifest.segments) * tasks < SCATTER_ABOVE:
             return manifest
-        if self._scattered is None or self._scattered[0] != manifest.version:
-            self._scattered = (manifest.version, self.client.scatter(manifest, hash=False))
+        if self._scattered is None or self._scattered[0] != manifest.identity():
+            self._scattered = (manifest.identity(), self.client.scatter(manifest, hash=False))
         return self._scattered[1]
 
     def _top_k(self, plan: PhysicalPlan, manifest: Any, tasks: list[list[int]],
@@ -93,34 +101,27 @@ class DaskRunner:
         """Every shard's bounds first, then the shards that can still contribute, best
         first, a few at a time so that each starts with the floor the finished ones set
         (``ShardedTopK``)."""
-        from distributed import as_completed
-
         reaches: list[ShardReach] = self._gather([
             self._submit(reach_shard, manifest, plan, shard, settings) for shard in tasks])
         top = ShardedTopK(select, reaches)
-        running = as_completed()  # type: ignore[no-untyped-call]
+        running: set[Any] = set()
         outs: list[FragmentOutput] = []
 
         def start_next() -> None:
             i = top.next_shard()
             if i is not None:
-                future = self._submit(run_shard, manifest, plan, tasks[i], True, settings,
-                                      top.floor)
-                running.add(future)  # type: ignore[no-untyped-call]
+                running.add(self._submit(run_shard, manifest, plan, tasks[i], True, settings,
+                                         top.floor))
 
         for _ in range(2 * threads):
             start_next()
-        try:
-            for future in running:
-                out = future.result()
+        while running:
+            for future in self._first_done(list(running)):
+                running.discard(future)
+                out = self._result(future, list(running))
                 outs.append(out)
                 top.learn(out)
                 start_next()
-        except MaskSearchError:
-            raise
-        except Exception as e:
-            self.client.cancel(list(running.futures))
-            raise _cluster_error(e) from None
         return outs + [FragmentOutput(reaches[i].records, worker=reaches[i].worker,
                                       seconds=reaches[i].seconds, skipped=True)
                        for i in top.skipped]
@@ -129,12 +130,43 @@ class DaskRunner:
         return self.client.submit(task, self.root, *args, pure=False)
 
     def _gather(self, futures: list[Any]) -> list[Any]:
+        """The tasks' results, in order (see ``_first_done`` and ``_result``)."""
+        results: dict[Any, Any] = {}
+        pending = list(futures)
+        while pending:
+            for future in self._first_done(pending):
+                results[future.key] = self._result(future, futures)
+            pending = [f for f in pending if f.key not in results]
+        return [results[f.key] for f in futures]
+
+    def _first_done(self, futures: list[Any]) -> list[Any]:
+        """Some finished tasks of ``futures``, once there are: the query's control is
+        checked meanwhile, so a timeout or a cancel stops the wait (and the tasks)."""
+        from distributed import wait
+
+        ctl = control.current()
+        while True:
+            try:
+                ctl.check()
+            except BaseException:
+                self.client.cancel(futures)
+                raise
+            try:
+                done = wait(futures, timeout=0.05,  # type: ignore[no-untyped-call]
+                            return_when="FIRST_COMPLETED").done
+                return list(done)
+            except TimeoutError:
+                continue
+
+    def _result(self, future: Any, others: list[Any]) -> Any:
+        """A finished task's result; its error cancels ``others``."""
         try:
-            return list(self.client.gather(futures))
+            return future.result()
         except MaskSearchError:
+            self.client.cancel(others)
             raise      # the query's own error, raised on a worker (a damaged file, ...)
         except Exception as e:   # the cluster's: a worker lost too often, a closed client
-            self.client.cancel(futures)
+            self.client.cancel(others)
             raise _cluster_error(e) from None
 
 
@@ -144,10 +176,12 @@ def _cluster_error(e: Exception) -> QueryError:
 
 class DaskPixels:
     """The merge's pixel counting on the workers: the masks split in about four tasks per
-    worker thread, each reading its masks from the query's snapshot."""
+    worker thread, each reading its masks from the query's snapshot. ``workers``: what
+    each worker did (for EXPLAIN ANALYZE)."""
 
     def __init__(self, runner: DaskRunner, manifest: Manifest):
         self.runner, self.manifest = runner, manifest
+        self.workers: dict[str, WorkerStats] = {}
 
     def count_rows(self, seg: np.ndarray, row: np.ndarray, boxes: list[np.ndarray],
                    cuts: list[CutPair]) -> tuple[np.ndarray, int]:
@@ -158,9 +192,10 @@ class DaskPixels:
             self.runner._submit(count_rows_task, manifest, seg[p], row[p],
                                 [b[p] for b in boxes], cuts) for p in parts])
         counts = np.zeros((len(seg), len(cuts)), np.int64)
-        for p, (part, _) in zip(parts, results, strict=True):
-            counts[p] = part
-        return counts, sum(int(nbytes) for _, nbytes in results)
+        for p, done in zip(parts, results, strict=True):
+            counts[p] = done.counts
+            self._note(done, len(p))
+        return counts, sum(done.nbytes for done in results)
 
     def count_groups(self, members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
                      boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
@@ -170,4 +205,13 @@ class DaskPixels:
             self.runner._submit(count_groups_task, manifest,
                                 [members[int(g)] for g in p], kinds, [b[p] for b in boxes],
                                 cuts) for p in parts])
-        return np.concatenate(results) if results else np.zeros((0, len(kinds)), np.int64)
+        for p, done in zip(parts, results, strict=True):
+            self._note(done, sum(len(members[int(g)][1]) for g in p))
+        return np.concatenate([done.counts for done in results]) if results \
+            else np.zeros((0, len(kinds)), np.int64)
+
+    def _note(self, done: Counted, masks: int) -> None:
+        stats = self.workers.setdefault(done.worker, WorkerStats())
+        stats.shards += 1
+        stats.verified += masks
+        stats.seconds += done.seconds

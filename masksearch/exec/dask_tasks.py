@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .groups.verify import aggregate_counts
 from .remote import CutPair
 from .settings import ExecSettings
 from .stats import StatsRecords
-from .verify import CountTask, prefetch, read_mask, verify_candidates
+from .verify import CountTask, prefetch, prefetching, read_mask, verify_candidates
 
 _stores: dict[str | Location, Store] = {}   # per worker process: databases opened so far
 _lock = threading.Lock()
@@ -52,22 +52,48 @@ def reach_shard(root: str | Location, manifest: Manifest, plan: PhysicalPlan, sh
     return replace(reach, worker=_worker_name(), seconds=time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class Counted:
+    """What a merge's counting task sends back: the counts, the compressed bytes read,
+    where it ran and for how long."""
+
+    counts: np.ndarray
+    nbytes: int
+    worker: str
+    seconds: float
+
+
 def count_rows_task(root: str | Location, manifest: Manifest, seg: np.ndarray,
-                    row: np.ndarray, boxes: list[np.ndarray], cuts: list[CutPair]
-                    ) -> tuple[np.ndarray, int]:
+                    row: np.ndarray, boxes: list[np.ndarray], cuts: list[CutPair]) -> Counted:
     """Exact counts of some masks for the merge (``RemotePixels.count_rows``)."""
+    start = time.perf_counter()
     snapshot = _snapshot(root, manifest)
     collector = ChiCollector(snapshot.segments, None, 1, persist=False)
-    return verify_candidates(CountTask(snapshot.segments, seg, row, boxes, cuts), collector)
+    counts, nbytes = verify_candidates(CountTask(snapshot.segments, seg, row, boxes, cuts),
+                                       collector)
+    return Counted(counts, nbytes, _worker_name(), time.perf_counter() - start)
 
 
 def count_groups_task(root: str | Location, manifest: Manifest,
                       members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
-                      boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
+                      boxes: list[np.ndarray], cuts: list[CutPair]) -> Counted:
     """Exact counts over some groups' aggregated masks (``RemotePixels.count_groups``)."""
+    start = time.perf_counter()
     snapshot = _snapshot(root, manifest)
     collector = ChiCollector(snapshot.segments, None, 1, persist=False)
     counts = np.zeros((len(members), len(kinds)), np.int64)
+    every = (np.concatenate([s for s, _ in members]), np.concatenate([r for _, r in members])) \
+        if members else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    with prefetching(snapshot.segments, *every):
+        _count_groups(snapshot, collector, members, kinds, boxes, cuts, counts)
+    nbytes = sum(snapshot.segments[int(k)].blob_size(int(r))
+                 for k, r in zip(*every, strict=True))
+    return Counted(counts, nbytes, _worker_name(), time.perf_counter() - start)
+
+
+def _count_groups(snapshot: Snapshot, collector: ChiCollector,
+                  members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
+                  boxes: list[np.ndarray], cuts: list[CutPair], counts: np.ndarray) -> None:
     for g, (segs, rows) in enumerate(members):
         if g % GROUPS_AHEAD == 0:       # from object storage: the next groups' masks at once
             ahead = members[g:g + GROUPS_AHEAD]
@@ -77,7 +103,6 @@ def count_groups_task(root: str | Location, manifest: Manifest,
             masks = [read_mask(snapshot.segments, int(k), int(r), collector)
                      for k, r in zip(segs, rows, strict=True)]
             aggregate_counts(masks, kinds, [b[g] for b in boxes], cuts, counts[g])
-    return counts
 
 
 def _context(root: str | Location, manifest: Manifest, plan: PhysicalPlan, use_index: bool,
@@ -102,19 +127,20 @@ def _worker_name() -> str:
 
 def _snapshot(root: str | Location, manifest: Manifest) -> Snapshot:
     """The state ``manifest`` names of the database at ``root``: a local path (a shared file
-    system), or a location on object storage with its storage options."""
-    # A state's tasks share its snapshot (and the metadata it reads): building one costs a
-    # lookup per segment. Its segments' names (random) tell states of equal version apart.
-    key = (root, manifest.version, len(manifest.segments),
-           manifest.segments[-1].name if manifest.segments else "")
+    system), or a location on object storage with its storage options. A state's tasks
+    share its snapshot (and the metadata it reads): building one costs a lookup per
+    segment. The worker registers no reader: the client that sent the query does."""
+    key = (root, manifest.identity())
     with _lock:
         snapshot = _snapshots.get(key)
         if snapshot is not None:
             return snapshot
         store = _stores.get(root)
         if store is None:
-            store = _stores[root] = Store(root, create=False, read_only=True)
+            store = _stores[root] = Store(root, create=False, read_only=True, register=False)
         snapshot = _snapshots[key] = store.snapshot_of(manifest)
-        while len(_snapshots) > SNAPSHOTS_HELD:
-            _snapshots.pop(next(iter(_snapshots)))     # the oldest: its files may go
+        if len(_snapshots) > SNAPSHOTS_HELD:
+            _snapshots.pop(next(iter(_snapshots)))     # the oldest
+            for where, held in _stores.items():        # its segments, unless still used
+                held.retain([s for (r, _), s in _snapshots.items() if r == where])
         return snapshot

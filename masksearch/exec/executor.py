@@ -51,6 +51,10 @@ class FragmentRunner(Protocol):
         """Where the merge counts pixels of many masks (groups' members)."""
         ...
 
+    def close(self) -> None:
+        """Release what the runner holds (a connection's close)."""
+        ...
+
 
 def execute(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None = None, *,
             use_index: bool = True, control: QueryControl | None = None,
@@ -94,15 +98,24 @@ def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, u
     records = StatsRecords()
     for out in outs:
         records.add(out.records)
+    ctx_remote: RemotePixels | None = None
     if isinstance(plan.merge, RowMerge):
         table = merge_rows(plan.merge.merge, outs, records)
     else:
         ctx = context(records)
         if runner is not None:
             ctx = replace(ctx, remote=runner.pixels(snapshot))
+        ctx_remote = ctx.remote
         table = merge_groups(plan, outs, ctx, cache)
     collector.save()
-    return table, records, collector, _by_worker(outs)
+    workers = _by_worker(outs)
+    if ctx_remote is not None:
+        for name, done in ctx_remote.workers.items():
+            w = workers.setdefault(name, WorkerStats())
+            w.shards += done.shards
+            w.verified += done.verified
+            w.seconds += done.seconds
+    return table, records, collector, workers
 
 
 def _by_worker(outs: list[FragmentOutput]) -> dict[str, WorkerStats]:

@@ -9,12 +9,16 @@ from typing import Protocol
 import numpy as np
 
 from ..ranges import Cut
+from .stats import WorkerStats
 
 CutPair = tuple[Cut, Cut]
 
 
 class RemotePixels(Protocol):
-    """Counts pixels on another machine, over the same snapshot as the query."""
+    """Counts pixels on another machine, over the same snapshot as the query; ``workers``
+    says what each machine did (EXPLAIN ANALYZE)."""
+
+    workers: dict[str, WorkerStats]
 
     def count_rows(self, seg: np.ndarray, row: np.ndarray, boxes: list[np.ndarray],
                    cuts: list[CutPair]) -> tuple[np.ndarray, int]:

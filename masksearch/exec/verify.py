@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,18 @@ def prefetch(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray) -> N
         segments[k].prefetch(row[seg == k].tolist())
 
 
+@contextmanager
+def prefetching(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
+                ) -> Iterator[None]:
+    """A block that may prefetch these masks: whatever it did not read is dropped at its
+    end, however it ends (an error, a timeout)."""
+    try:
+        yield
+    finally:
+        for k in np.unique(seg).tolist():
+            segments[k].discard_prefetched(row[seg == k].tolist())
+
+
 def in_parallel(n: int, largest: int, work: Callable[[int, int], None]) -> Iterator[int]:
     """Run ``work(start, stop)`` over chunks of ``range(n)`` on all cores, checking the
     query's control between items is ``work``'s part; yields how many are done as chunks
@@ -110,7 +123,8 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t,
                                            hi.incl)
 
-    for _ in in_parallel(m, CHUNK, count):
-        if collector.full:
-            collector.save()
+    with prefetching(task.segments, task.seg_of, task.row_of):
+        for _ in in_parallel(m, CHUNK, count):
+            if collector.full:
+                collector.save()
     return out, int(nbytes.sum())

@@ -80,9 +80,11 @@ def partitions(masks: Any) -> tuple[list[Partition], list[MaskItem], bool]:
         return _array_partitions(masks)
     parts = masks.to_delayed()
     described = dask.compute(*[dask.delayed(_describe)(p) for p in parts])
-    if all(files is not None for _, files in described):
-        return _file_partitions([files for _, files in described])
-    if any(files is not None for _, files in described):
+    # An empty partition holds neither paths nor arrays: it goes with the others.
+    kinds = {files is not None for count, files in described if count}
+    if kinds == {True}:
+        return _file_partitions([files or [] for _, files in described])
+    if len(kinds) > 1:
         raise IngestError("masks: paths and arrays cannot be mixed in one ingest")
     out, start = [], 0
     for part, (count, _) in zip(parts, described, strict=True):
@@ -139,7 +141,7 @@ def write_partition(data: Any, part: Partition, spec: WriteSpec,
     """On a worker: the partition's masks, checked, in new segments under the staging
     folder, with mask ids from the partition's start (the task of a cluster ingest). A task
     that starts after the ingest failed writes nothing."""
-    if spec.abort is not None and _aborted(spec.abort):
+    if not part.count or (spec.abort is not None and _aborted(spec.abort)):
         return []
     if part.files:
         items = file_items(expand_paths(list(part.files)))
@@ -172,6 +174,9 @@ def ingest_collection(store: Store, masks: Any, options: IngestOptions, *, clien
     """Ingest a Dask collection in one atomic commit (see the module's docstring); returns
     the new mask ids and how many masks they replaced. ``client``: a
     ``distributed.Client``, or None for Dask's default scheduler."""
+    if store.read_only:
+        with store.writing():   # refused, saying why (before any partition is computed)
+            pass
     parts, items, files = partitions(masks)
     total = sum(p.count for p in parts)
     if not total:
@@ -246,7 +251,7 @@ def _on_cluster(client: Any, parts: list[Partition], spec: WriteSpec,
     try:
         for future in as_completed(futures):
             i = where[future.key]
-            written[i] = future.result()
+            written[i] = _written(future)
             done += parts[i].count
             if progress is not None:
                 progress(done, total)
@@ -256,11 +261,25 @@ def _on_cluster(client: Any, parts: list[Partition], spec: WriteSpec,
             client.cancel(futures)
             raise
         wait(futures, timeout=600)
-        if isinstance(e, MaskSearchError):
-            raise      # a mask's own error (bad pixels, a missing file), raised on a worker
-        raise IngestError(f"the Dask cluster could not write the masks "
-                          f"({type(e).__name__}: {e}); nothing was committed") from None
+        if isinstance(e, _ClusterFailure):
+            raise IngestError(f"the Dask cluster could not write the masks ({e}); nothing "
+                              "was committed") from None
+        raise      # a mask's own error raised on a worker, or the progress callback's
     return written
+
+
+class _ClusterFailure(Exception):
+    """A writing task failed for the cluster's reasons (a worker lost too often...)."""
+
+
+def _written(future: Any) -> list[SegmentInfo]:
+    try:
+        result: list[SegmentInfo] = future.result()
+    except MaskSearchError:
+        raise          # bad pixels, a missing file: said as it was on the worker
+    except Exception as e:
+        raise _ClusterFailure(f"{type(e).__name__}: {e}") from e
+    return result
 
 
 def _slice(columns: dict[str, TypedColumn], start: int, count: int) -> dict[str, TypedColumn]:

@@ -10,9 +10,10 @@ from .checksum import sealed_json, write_sealed_json
 from .files import Files, as_files
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 3          # 3: segments may have deleted rows and rewritten metadata
-READABLE_FORMATS = (1, 2, 3)  # 1: written before checksums; read without verification
-                              # 2: the manifest and segment files carry checksums
+FORMAT_VERSION = 4          # 4: each commit names itself (``commit``)
+READABLE_FORMATS = (1, 2, 3, 4)  # 1: written before checksums; read without verification
+                                 # 2: the manifest and segment files carry checksums
+                                 # 3: segments may have deleted rows and rewritten metadata
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,18 @@ class Manifest:
     # Files no longer part of the database, kept while a reader may still use them:
     # ({"version": the commit that retired them, "paths": [relative to the root]}, ...).
     retired: tuple = ()
+    # A random name of this committed state: two manifests with the same one describe the
+    # same files (a copy keeps it). Empty in manifests written before format 4.
+    commit: str = ""
+
+    def identity(self) -> tuple[object, ...]:
+        """What tells this state from every other, of this database or one that replaced it
+        at the same place: its commit's name, or (older manifests) every segment's files."""
+        if self.commit:
+            return ("commit", self.commit)
+        return ("files", self.version, tuple(
+            (s.name, (s.meta or {}).get("name"), (s.deleted or {}).get("name"))
+            for s in self.segments))
 
     def with_segments(self, new: list[SegmentInfo], next_mask_id: int, columns: dict) -> Manifest:
         return replace(self, version=self.version + 1, next_mask_id=next_mask_id,

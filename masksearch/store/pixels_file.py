@@ -44,6 +44,9 @@ class WholeBlobs:
     def prefetch(self, rows: Iterable[int]) -> None:
         """Nothing to do: the file is at hand."""
 
+    def discard(self, rows: Iterable[int]) -> None:
+        """Nothing fetched ahead."""
+
     def size(self, row: int) -> int:
         return int(self.offsets[row + 1] - self.offsets[row])
 
@@ -82,6 +85,14 @@ class RangedBlobs:
             for row in rows:
                 if row not in self._fetched:
                     self._fetched[row] = _fetcher().submit(self._read, row)
+
+    def discard(self, rows: Iterable[int]) -> None:
+        """Drop what was fetched ahead for ``rows`` and not taken (a stopped query)."""
+        with self._lock:
+            for row in rows:
+                fetched = self._fetched.pop(row, None)
+                if fetched is not None:
+                    fetched.cancel()
 
     def _read(self, row: int) -> pa.Buffer:
         start, stop = int(self.starts[row]), int(self.stops[row])

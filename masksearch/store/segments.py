@@ -45,8 +45,9 @@ from ..index.chi import (
     count_dtype,
     empty_segment_index,
     fill_segment_index,
+    mask_range,
 )
-from ..parallel import chunks_in_order
+from ..parallel import chunks_in_order, for_chunks
 from . import faults
 from .checksum import (
     describe_file,
@@ -151,6 +152,7 @@ class EncodedSegment:
     codec: str
     index: SegmentIndex | None
     counts: CountsEncoder | None
+    guessed: bool = False       # edges guessed right (see ``encode_segment``'s ``fit``)
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
@@ -169,22 +171,25 @@ def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edge
 
 def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec: str,
                    on_encoded: Callable[[int], None] | None = None,
-                   build_index: bool = True) -> EncodedSegment:
-    """Compress, checksum and index the masks of a new segment, on all cores."""
+                   build_index: bool = True,
+                   fit: Callable[[np.ndarray], np.ndarray] | None = None) -> EncodedSegment:
+    """Compress, checksum and index the masks of a new segment, on all cores.
+
+    With ``fit``, ``edges`` is a guess: the masks' value ranges (``value_ranges``) are taken
+    in the same pass as the rest, ``fit(ranges)`` gives the segment's edges, and the index
+    is built again with them if the guess was wrong (the result is the same either way)."""
     n = len(masks)
     blobs: list[pa.Buffer | None] = [None] * n
     digests: list[str] = [""] * n
-    index = counts = None
-    if build_index:
-        index = empty_segment_index(np.array([m.shape[0] for m in masks], np.int64),
-                                    np.array([m.shape[1] for m in masks], np.int64),
-                                    edges, cell)
-        counts = CountsEncoder(index)
+    ranges = np.empty((n, 2))
+    index, counts = _new_index(masks, edges, cell, build_index)
 
     def encode_and_index(start: int, stop: int) -> None:
-        # One pass per chunk while its pixels are in cache: compress, checksum, index, and
-        # the index's on-disk form (histograms, shuffled).
+        # One pass per chunk while its pixels are in cache: value ranges, compress,
+        # checksum, index, and the index's on-disk form (histograms, shuffled).
         for i in range(start, stop):
+            if fit is not None:
+                mask_range(masks[i], ranges[i])
             blob = blobs[i] = encode_mask(masks[i], codec)
             digests[i] = digest(blob)
         if index is not None and counts is not None:
@@ -198,8 +203,35 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
         blobs[start:stop] = [None] * (stop - start)
         if on_encoded is not None:
             on_encoded(stop - start)
+    guessed = False
+    if fit is not None:
+        fitted = fit(ranges)
+        guessed = fitted.shape == edges.shape and bool(np.all(fitted == edges))
+        if not guessed:
+            edges = fitted
+            index, counts = _new_index(masks, edges, cell, build_index)
+            for_chunks(n, ENCODE_CHUNK, _index_chunks(index, counts, masks))
     return EncodedSegment(masks[0].dtype, packer.array(), digests, edges, cell, codec, index,
-                          counts)
+                          counts, guessed)
+
+
+def _new_index(masks: list[np.ndarray], edges: np.ndarray, cell: int,
+               build_index: bool) -> tuple[SegmentIndex | None, CountsEncoder | None]:
+    if not build_index:
+        return None, None
+    index = empty_segment_index(np.array([m.shape[0] for m in masks], np.int64),
+                                np.array([m.shape[1] for m in masks], np.int64), edges, cell)
+    return index, CountsEncoder(index)
+
+
+def _index_chunks(index: SegmentIndex | None, counts: CountsEncoder | None,
+                          masks: list[np.ndarray]) -> Callable[[int, int], None]:
+    """A chunk's CHIs into ``index`` and ``counts`` (nothing without an index)."""
+    def run(start: int, stop: int) -> None:
+        if index is not None and counts is not None:
+            fill_segment_index(index, start, masks[start:stop])
+            counts.add(start, stop)
+    return run
 
 
 def write_encoded(directory: Path, encoded: EncodedSegment, meta: pa.Table) -> None:
@@ -398,6 +430,11 @@ class Segment:
         """Start reading these masks' bytes now, several at once, when they come from object
         storage (a request each); nothing to do for a file on this machine."""
         self._blobs.prefetch(rows)
+
+    def discard_prefetched(self, rows: Iterable[int]) -> None:
+        """Forget what ``prefetch`` fetched for ``rows`` and nobody read (a stopped
+        query), so that it holds no memory."""
+        self._blobs.discard(rows)
 
     def pixels(self, row: int) -> np.ndarray:
         """Decode the pixels of the mask at ``row`` (only its own bytes are read; they are

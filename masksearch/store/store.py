@@ -7,6 +7,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
@@ -72,7 +73,9 @@ class Store:
     def __init__(self, root: str | os.PathLike | Location, *, cell_size: int | None = None,
                  bin_edges: dict | None = None, codec: str | None = None,
                  index: str | None = None, write: WriteSettings | None = None,
-                 create: bool = True, read_only: bool = False):
+                 create: bool = True, read_only: bool = False, register: bool = True):
+        """``register=False``: no reader registration (a cluster's worker: the client that
+        sent it a query registers the state the query reads)."""
         self.location = location_of(root)
         self.remote = isinstance(self.location, Location)
         self.traffic = Traffic()      # what this connection read from object storage
@@ -99,7 +102,7 @@ class Store:
         self._alive: weakref.WeakSet[Snapshot] = weakref.WeakSet()  # snapshots handed out
         self.aggregate_cache = AggregateCache(self.files)
         self._writing_thread: int | None = None   # the thread holding the writer lock
-        self._pin = None if self.remote else ReaderPin(self.root)
+        self._pin = None if self.remote or not register else ReaderPin(self.root)
         self._closer = weakref.finalize(self, self._pin.close if self._pin else _nothing)
         self.refresh()
         if not self.remote:
@@ -112,9 +115,20 @@ class Store:
 
     @property
     def address(self) -> str | Location:
-        """What another process opens this database by: its folder's path, or its
-        ``Location`` on object storage (picklable: a cluster's workers get it)."""
-        return self.location if isinstance(self.location, Location) else str(self.location)
+        """What another process opens this database by: its folder's absolute path (another
+        process may run in another folder), or its ``Location`` on object storage
+        (picklable: a cluster's workers get it)."""
+        if isinstance(self.location, Location):
+            return self.location
+        return os.path.abspath(str(self.location))
+
+    def retain(self, snapshots: list[Snapshot]) -> None:
+        """Forget the segments and states that neither ``snapshots`` nor the latest
+        snapshot use (a worker keeps a few states, not every one it ever read)."""
+        kept = {id(state) for s in [*snapshots, self.snapshot()] for state in s.states}
+        self._states = {k: v for k, v in self._states.items() if id(v) in kept}
+        names = {key[0] for key in self._states}
+        self._segments = {n: seg for n, seg in self._segments.items() if n in names}
 
     def _has_manifest(self) -> bool:
         try:
@@ -155,7 +169,8 @@ class Store:
         columns = {"mask_id": "int64", "image_id": "null", "model_id": "null",
                    "mask_type": "null", "height": "int64", "width": "int64"}
         write_manifest(self.root, Manifest(cell_size=cell, codec=codec, bin_edges=edges,
-                                           columns=columns, index=index))
+                                           columns=columns, index=index,
+                                           commit=uuid.uuid4().hex))
 
     def refresh(self) -> None:
         """Re-read the manifest if another writer committed since (a commit renames a new
@@ -354,7 +369,8 @@ class Store:
         kept = tuple(e for e in base.retired
                      if any((self.root / p).exists() for p in e["paths"]))
         manifest = replace(outcome.manifest, version=base.version + 1,
-                           retired=replace(base, retired=kept).retiring(outcome.retire))
+                           retired=replace(base, retired=kept).retiring(outcome.retire),
+                           commit=uuid.uuid4().hex)
         try:
             write_manifest(self.root, manifest)
         except BaseException:

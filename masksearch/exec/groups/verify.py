@@ -24,7 +24,7 @@ from ..aggregate import exact_aggregate
 from ..context import ExecContext
 from ..exact import evaluate, located
 from ..mask_aggregate import aggregate_pixels
-from ..verify import in_parallel, prefetch, read_mask
+from ..verify import in_parallel, prefetch, prefetching, read_mask
 from .cache_keys import CacheKeys
 from .formation import Groups
 
@@ -132,9 +132,10 @@ class MaskAggregator:
                         if key not in cache:
                             self._collect(aggregated[kind], key, int(seg[rows[0]]))
 
-        for _ in in_parallel(len(which), GROUP_CHUNK, run):
-            if collector.full:
-                collector.save()     # memory stays bounded on long runs
+        with prefetching(segments, seg[flat], row[flat]):
+            for _ in in_parallel(len(which), GROUP_CHUNK, run):
+                if collector.full:
+                    collector.save()     # memory stays bounded on long runs
         return counts
 
     def _collect(self, pixels: np.ndarray, key: str, k: int) -> None:
