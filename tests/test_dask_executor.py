@@ -169,7 +169,7 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
                                        dashboard_address=":0")
     try:
         with distributed.Client(cluster) as c:
-            c.run(slow_down, "masksearch.exec.verify", "count_in_range", 0.05)
+            c.run(slow_down, "masksearch.exec.verify", "count_in_range", 0.1)
             db = ms.connect(tmp_path / "db", executor=c)
             got: list = []
 
@@ -181,7 +181,8 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
 
             thread = threading.Thread(target=run)
             thread.start()
-            time.sleep(0.8)          # tasks are running: 40 masks at 50 ms
+            time.sleep(0.8)          # tasks are running: 40 masks at 100 ms, on 2 workers
+            assert thread.is_alive(), "the query ended before the worker was killed"
             kill_a_worker(c)
             thread.join(120)
             assert not thread.is_alive()

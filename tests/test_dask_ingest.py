@@ -221,6 +221,7 @@ def test_a_worker_killed_during_an_ingest_commits_all_or_nothing(tmp_path):
             thread = threading.Thread(target=run)
             thread.start()
             time.sleep(1.0)
+            assert thread.is_alive(), "the ingest ended before the worker was killed"
             kill_a_worker(c)
             thread.join(180)
             assert not thread.is_alive()
