@@ -234,8 +234,9 @@ def test_segment_edges_match_numpy_value_ranges(ms_, all_nan_first):
     (an all-NaN mask has range (NaN, NaN), taken in mask order as before)."""
     import warnings
 
+    from masksearch.index.chi import value_ranges
     from masksearch.store.manifest import Manifest
-    from masksearch.store.writer import segment_edges, value_ranges
+    from masksearch.store.writer import segment_edges
 
     if all_nan_first and ms_[0].dtype.kind == "f":
         ms_ = [np.full_like(ms_[0], np.nan), *ms_]

@@ -10,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import masksearch as ms
 from masksearch.errors import IngestError, StoreError
+
+from .strategies import examples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,3 +285,46 @@ def test_clash_with_an_existing_column(tmp_path):
         db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[2], metadata={"score": [1]})
     with pytest.raises(IngestError, match="reserved"):
         db.ingest(np.zeros((1, 2, 2), np.uint8), image_id=[2], metadata={"IMAGE_ID": [1]})
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(st.sampled_from(["float32", "float16", "uint8", "bool"]), st.integers(1, 4),
+       st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**32 - 1)), min_size=1,
+                max_size=10))
+def test_guessed_bin_edges_give_the_segments_of_measured_ones(dtype, per_segment, specs):
+    """Ingest guesses a segment's bin edges (values in [0, 1], then the last segment's) and
+    measures the values while compressing: every segment has the edges and index that
+    measuring first gives (NumPy's nanmin / nanmax, then ``default_edges``)."""
+    import tempfile
+    import warnings
+
+    from masksearch.index.chi import build_segment_index, default_edges, kernel_view
+    from masksearch.store.segments import Segment
+
+    scales = [1.0, 0.5, 3.0, 255.0]       # values in [0, 1], then some beyond
+    masks = []
+    for kind, seed in specs:
+        rng = np.random.default_rng(seed)
+        m = rng.random((6, 5)) * scales[kind] - (0.25 if kind == 2 else 0.0)
+        if dtype == "bool":
+            m = m > 0.5
+        elif dtype == "uint8":
+            m = np.clip(m * (1 + 40 * kind), 0, 255)
+        masks.append(m.astype(dtype))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = ms.connect(Path(tmp) / "db", segment_size=per_segment)
+        db.ingest(masks, image_id=list(range(len(masks))))
+        for info in db.store.manifest.segments:
+            seg = Segment(Path(tmp) / "db" / "segments" / info.name)
+            got = [seg.pixels(r) for r in range(seg.count)]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo = min(float(np.nanmin(kernel_view(m))) for m in got)
+                hi = max(float(np.nanmax(kernel_view(m))) for m in got)
+            edges = default_edges(got[0].dtype, lo, hi)
+            np.testing.assert_array_equal(seg.info["edges"], edges)
+            want = build_segment_index(got, edges, seg.index.cell)
+            np.testing.assert_array_equal(seg.index.counts, want.counts)
+            np.testing.assert_array_equal(seg.index.eq, want.eq)
+            np.testing.assert_array_equal(seg.index.stats, want.stats)
+        db.close()

@@ -33,6 +33,7 @@ BOUND_CHUNK = 8192        # cheap bounds: tens of nanoseconds a mask
 REFINE_CHUNK = 256        # cell-by-cell bounds: microseconds a mask
 CELL_BOUND_CHUNK = 128
 BUILD_CHUNK = 16
+RANGE_CHUNK = 64          # masks per unit of the value-range pass: a pass over pixels
 
 
 def kernel_view(pixels: np.ndarray) -> np.ndarray:
@@ -109,6 +110,35 @@ def kernel_arrays(index: SegmentIndex) -> ChiArrays:
     """The index's arrays in the order the bound kernels take them."""
     return (index.counts, index.offsets, index.heights, index.widths, index.edges, index.eq,
             index.stats)
+
+
+def mask_range(pixels: np.ndarray, out: NDArray[np.float64]) -> None:
+    """``out[:] = (np.nanmin, np.nanmax)`` of a mask's pixels (NaN, NaN for NaNs only)."""
+    view = kernel_view(pixels)
+    if view.ndim != 2 or view.size == 0:        # as NumPy says, errors included
+        out[:] = np.nanmin(view), np.nanmax(view)
+    else:
+        kernels.chi_kernels.value_range(view, out)
+
+
+def value_ranges(masks: list[np.ndarray]) -> NDArray[np.float64]:
+    """``mask_range`` of each mask, on all cores."""
+    out = np.empty((len(masks), 2))
+
+    def part(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            mask_range(masks[i], out[i])
+
+    for_chunks(len(masks), RANGE_CHUNK, part)
+    return out
+
+
+def edges_for_ranges(dtype: np.dtype, ranges: NDArray[np.float64]) -> np.ndarray:
+    """``default_edges`` of masks of ``dtype`` with these ``value_ranges`` (taken in mask
+    order: a NaN range first makes the minimum or maximum NaN, as Python's ``min`` does)."""
+    lo = min(float(v) for v in ranges[:, 0])
+    hi = max(float(v) for v in ranges[:, 1])
+    return default_edges(dtype, lo, hi)
 
 
 def empty_segment_index(heights: np.ndarray, widths: np.ndarray, edges: np.ndarray,

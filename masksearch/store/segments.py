@@ -225,7 +225,7 @@ def _new_index(masks: list[np.ndarray], edges: np.ndarray, cell: int,
 
 
 def _index_chunks(index: SegmentIndex | None, counts: CountsEncoder | None,
-                          masks: list[np.ndarray]) -> Callable[[int, int], None]:
+                  masks: list[np.ndarray]) -> Callable[[int, int], None]:
     """A chunk's CHIs into ``index`` and ``counts`` (nothing without an index)."""
     def run(start: int, stop: int) -> None:
         if index is not None and counts is not None:

@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-import masksearch.kernels as kernels
-
 from ..errors import IngestError
-from ..index.chi import default_edges, kernel_view
-from ..parallel import Background, for_chunks
+from ..index.chi import default_edges, edges_for_ranges, value_ranges
+from ..parallel import Background
 from . import faults
 from .durable import replace
 from .manifest import Manifest, SegmentInfo
@@ -33,7 +31,6 @@ from .segments import EncodedSegment, encode_segment, write_encoded
 
 TypedColumn = tuple[str, pa.Array]          # (logical type, one value per mask)
 ProgressFn = Callable[[int, "int | None"], None]
-RANGE_CHUNK = 64        # masks per unit of the parallel value-range pass
 
 
 @dataclass(frozen=True)
@@ -119,6 +116,7 @@ class SegmentWriter:
         self.progress, self.total = progress, total
         self._written: list[Path] = []
         self._background = Background("masksearch-segment-writer")
+        self._guesses: dict[str, np.ndarray | None] = {}    # dtype -> bin edges to try
         self.segments: list[SegmentInfo] = []
         self.count = 0                  # masks added so far
         self._pending: dict[str, _Pending] = {}
@@ -183,9 +181,7 @@ class SegmentWriter:
         self._written.append(tmp)
         tmp.mkdir(parents=True)
         faults.point("mkdir segment")
-        encoded = encode_segment(masks, self._edges_for(masks), self.manifest.cell_size,
-                                 self.manifest.codec, on_encoded=self._encoded_some,
-                                 build_index=self.build_index)
+        encoded = self._encode(masks)
         self.segments.append(SegmentInfo(name, len(masks), dtype_name,
                                          int(meta.column("mask_id")[0].as_py())))
         del masks, pending      # the pixels: the next segment's can load meanwhile
@@ -223,8 +219,26 @@ class SegmentWriter:
     def _default(self, name: str, n: int) -> pa.Array:
         return default_values(name, n, self.types, self.manifest)
 
-    def _edges_for(self, masks: list[np.ndarray]) -> np.ndarray:
-        return segment_edges(self.manifest, masks)
+    def _encode(self, masks: list[np.ndarray]) -> EncodedSegment:
+        """Compress and index a segment's masks. Its bin edges come from the masks' values:
+        rather than a pass over them first, the edges are guessed (float masks: those of
+        values in [0, 1]; then the edges of the last segment of the type) and the value
+        ranges taken while compressing; a wrong guess builds the index again, and stops
+        the guessing for the type."""
+        dtype = masks[0].dtype
+        guess = self._guesses.get(dtype.name, default_edges(dtype, 0.0, 1.0)
+                                  if dtype.kind == "f" else None)
+        if dtype.name in self.manifest.bin_edges or guess is None:
+            edges = segment_edges(self.manifest, masks)
+            encoded = encode_segment(masks, edges, self.manifest.cell_size, self.manifest.codec,
+                                     self._encoded_some, self.build_index)
+            self._guesses.setdefault(dtype.name, edges)
+            return encoded
+        encoded = encode_segment(masks, guess, self.manifest.cell_size, self.manifest.codec,
+                                 self._encoded_some, self.build_index,
+                                 fit=partial(edges_for_ranges, dtype))
+        self._guesses[dtype.name] = encoded.edges if encoded.guessed else None
+        return encoded
 
 
 def default_values(name: str, n: int, types: ColumnTypes, manifest: Manifest) -> pa.Array:
@@ -252,24 +266,4 @@ def segment_edges(manifest: Manifest, masks: list[np.ndarray]) -> np.ndarray:
     override = manifest.bin_edges.get(dtype.name)
     if override is not None:
         return np.asarray(override, dtype=np.float64)
-    ranges = value_ranges(masks)
-    lo = min(float(v) for v in ranges[:, 0])
-    hi = max(float(v) for v in ranges[:, 1])
-    return default_edges(dtype, lo, hi)
-
-
-def value_ranges(masks: list[np.ndarray]) -> np.ndarray:
-    """``(nanmin, nanmax)`` of each mask, (NaN, NaN) for one of NaNs only, on all cores (a
-    pass over every pixel before the CHIs can be built: they need the edges)."""
-    out = np.empty((len(masks), 2))
-
-    def part(start: int, stop: int) -> None:
-        for i in range(start, stop):
-            pixels = kernel_view(masks[i])
-            if pixels.ndim != 2 or pixels.size == 0:     # as NumPy says, errors included
-                out[i] = np.nanmin(pixels), np.nanmax(pixels)
-            else:
-                kernels.chi_kernels.value_range(pixels, out[i])
-
-    for_chunks(len(masks), RANGE_CHUNK, part)
-    return out
+    return edges_for_ranges(dtype, value_ranges(masks))
