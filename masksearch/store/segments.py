@@ -175,9 +175,10 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
                    fit: Callable[[np.ndarray], np.ndarray] | None = None) -> EncodedSegment:
     """Compress, checksum and index the masks of a new segment, on all cores.
 
-    With ``fit``, ``edges`` is a guess: the masks' value ranges (``value_ranges``) are taken
-    in the same pass as the rest, ``fit(ranges)`` gives the segment's edges, and the index
-    is built again with them if the guess was wrong (the result is the same either way)."""
+    With ``fit``, ``edges`` is a guess: the masks' value ranges (``value_ranges``) come from
+    the same pass as the rest (the CHI's min and max, or without an index a pass over each
+    mask while it is in cache), ``fit(ranges)`` gives the segment's edges, and the index is
+    built again with them if the guess was wrong (the result is the same either way)."""
     n = len(masks)
     blobs: list[pa.Buffer | None] = [None] * n
     digests: list[str] = [""] * n
@@ -188,7 +189,7 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
         # One pass per chunk while its pixels are in cache: value ranges, compress,
         # checksum, index, and the index's on-disk form (histograms, shuffled).
         for i in range(start, stop):
-            if fit is not None:
+            if fit is not None and index is None:
                 mask_range(masks[i], ranges[i])
             blob = blobs[i] = encode_mask(masks[i], codec)
             digests[i] = digest(blob)
@@ -205,6 +206,8 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
             on_encoded(stop - start)
     guessed = False
     if fit is not None:
+        if index is not None:
+            ranges = _chi_ranges(index)
         fitted = fit(ranges)
         guessed = fitted.shape == edges.shape and bool(np.all(fitted == edges))
         if not guessed:
@@ -213,6 +216,14 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
             for_chunks(n, ENCODE_CHUNK, _index_chunks(index, counts, masks))
     return EncodedSegment(masks[0].dtype, packer.array(), digests, edges, cell, codec, index,
                           counts, guessed)
+
+
+def _chi_ranges(index: SegmentIndex) -> np.ndarray:
+    """``value_ranges`` of the masks of a built index: its non-NaN minimum and maximum,
+    (NaN, NaN) for a mask of NaNs only (whose CHI has (inf, -inf))."""
+    ranges = index.stats.copy()
+    ranges[ranges[:, 0] > ranges[:, 1]] = np.nan
+    return ranges
 
 
 def _new_index(masks: list[np.ndarray], edges: np.ndarray, cell: int,
