@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import IngestError
-from ..index.chi import default_edges, edges_for_ranges, value_ranges
+from ..index.chi import default_edges, edges_for_ranges, mask_range, value_ranges
 from ..parallel import Background
 from . import faults
 from .durable import replace
@@ -222,23 +222,37 @@ class SegmentWriter:
     def _encode(self, masks: list[np.ndarray]) -> EncodedSegment:
         """Compress and index a segment's masks. Its bin edges come from the masks' values:
         rather than a pass over them first, the edges are guessed (float masks: those of
-        values in [0, 1]; then the edges of the last segment of the type) and the value
-        ranges taken while compressing; a wrong guess builds the index again, and stops
-        the guessing for the type."""
+        values in [0, 1], unless the first mask says otherwise; then the edges of the last
+        segment of the type) and checked against the value ranges taken while compressing;
+        a wrong guess builds the index again, and stops the guessing for the type."""
         dtype = masks[0].dtype
-        guess = self._guesses.get(dtype.name, default_edges(dtype, 0.0, 1.0)
-                                  if dtype.kind == "f" else None)
+        guess = (self._guesses[dtype.name] if dtype.name in self._guesses
+                 else _first_guess(masks))
         if dtype.name in self.manifest.bin_edges or guess is None:
             edges = segment_edges(self.manifest, masks)
             encoded = encode_segment(masks, edges, self.manifest.cell_size, self.manifest.codec,
                                      self._encoded_some, self.build_index)
-            self._guesses.setdefault(dtype.name, edges)
+            # Integer masks often span the same values segment after segment; float
+            # masks beyond [0, 1] get edges fitted to their exact range: no guess.
+            self._guesses.setdefault(dtype.name, None if dtype.kind == "f" else edges)
             return encoded
         encoded = encode_segment(masks, guess, self.manifest.cell_size, self.manifest.codec,
                                  self._encoded_some, self.build_index,
                                  fit=partial(edges_for_ranges, dtype))
         self._guesses[dtype.name] = encoded.edges if encoded.guessed else None
         return encoded
+
+
+def _first_guess(masks: list[np.ndarray]) -> np.ndarray | None:
+    """Bin edges to try for the first segment of float masks: those of values in [0, 1],
+    unless the first mask alone has values outside (the segment's range only grows)."""
+    if masks[0].dtype.kind != "f":
+        return None
+    unit = default_edges(masks[0].dtype, 0.0, 1.0)
+    first = np.empty((1, 2))
+    mask_range(masks[0], first[0])
+    fitted = edges_for_ranges(masks[0].dtype, first)
+    return unit if fitted.shape == unit.shape and bool(np.all(fitted == unit)) else None
 
 
 def default_values(name: str, n: int, types: ColumnTypes, manifest: Manifest) -> pa.Array:
