@@ -15,4 +15,5 @@ settings.register_profile(
     "ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+from .dask_cluster import client  # noqa: E402, F401  (an in-process Dask cluster)
 from .s3_server import moto_server, s3_server  # noqa: E402, F401  (the S3 servers)

@@ -33,15 +33,6 @@ from .test_engine_oracle import (
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def _check_on_cluster(client, database, specs, remote_masks: int = 256) -> None:
     from masksearch.exec.settings import ExecSettings
 

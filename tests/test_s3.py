@@ -104,16 +104,6 @@ def test_queries_on_s3_equal_the_oracle(server, database, specs):
     _check_on_s3(server, database, specs)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 @settings(max_examples=examples(16), deadline=None)
 @given(databases(), st.lists(st.one_of(queries(), group_queries()), min_size=1, max_size=2))
 def test_queries_on_s3_through_a_cluster_equal_the_oracle(s3_server, client, database, specs):
