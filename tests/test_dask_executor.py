@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
+from masksearch.exec.settings import ExecSettings
 
 from . import oracle, test_mutations
 from .dask_faults import kill_a_worker, slow_down
 from .strategies import examples
 from .test_engine_oracle import (
     _build,
-    _same,
+    check_answers,
     databases,
-    expected,
     group_queries,
     queries,
 )
@@ -34,24 +34,13 @@ distributed = pytest.importorskip("distributed")
 
 
 def _check_on_cluster(client, database, specs, remote_masks: int = 256) -> None:
-    from masksearch.exec.settings import ExecSettings
-
     ms_, meta, cell, split = database
     tmp = tempfile.mkdtemp()
     tuned = ExecSettings(remote_masks=remote_masks)
     try:
         _build(tmp, ms_, meta, cell, split).close()
         db = ms.connect(tmp + "/db", executor=client)
-        rows = oracle.as_rows(ms_, 0, meta)
-        for spec in specs:
-            want = expected(spec, rows)
-            if want is None:
-                with pytest.raises(ms.QueryError, match="differ in shape"):
-                    db.query(spec.sql())
-                continue
-            for use_index in (True, False):
-                got = db.query(spec.sql(), use_index=use_index, settings=tuned).rows()
-                assert _same(got, want), (spec.sql(), use_index, got, want)
+        check_answers(db, oracle.as_rows(ms_, 0, meta), specs, [tuned])
         db.close()
     finally:
         shutil.rmtree(tmp)
@@ -123,7 +112,6 @@ def test_a_commit_during_a_query_does_not_reach_its_workers(client, tmp_path):
     answers, through the cluster, as before it."""
     from masksearch.exec.dask_runner import DaskRunner
     from masksearch.exec.executor import execute
-    from masksearch.exec.settings import ExecSettings
     from masksearch.lang.binder import bind
     from masksearch.lang.parser import parse
     from masksearch.plan.planner import plan
@@ -205,11 +193,8 @@ def test_top_k_over_many_shards_equals_the_oracle(client, database, specs, segme
         ms.connect(tmp + "/db", cell_size=cell, index=mode, segment_size=segment_size).ingest(
             ms_, image_id=[i // 2 for i in range(len(ms_))], metadata=meta)
         db = ms.connect(tmp + "/db", executor=client)
-        rows = oracle.as_rows(ms_, 0, meta)
-        for spec in specs:
-            got = db.query(spec.sql()).rows()
-            want = expected(spec, rows)
-            assert _same(got, want), (spec.sql(), got, want)
+        check_answers(db, oracle.as_rows(ms_, 0, meta), specs, [ExecSettings(),
+                                                                 ExecSettings(shard_segments=1)])
         db.close()
     finally:
         shutil.rmtree(tmp)
@@ -226,8 +211,6 @@ def test_a_top_k_verifies_only_the_shards_that_can_contribute(client, tmp_path):
     local.ingest(maps.astype(np.float32), image_id=np.arange(96))
     sql = "SELECT mask_id, CP(mask, box(1, 1, 11, 13), (0.5, 1.0]) AS c FROM masks " \
           "ORDER BY c DESC LIMIT 5"
-    from masksearch.exec.settings import ExecSettings
-
     one = ExecSettings(shard_segments=1)       # a task per segment
     db = ms.connect(tmp_path / "db", executor=client)
     want = local.query(sql, use_index=False).rows()
@@ -247,8 +230,6 @@ def test_a_large_manifest_goes_to_the_cluster_once(client, tmp_path, monkeypatch
     """Above ``SCATTER_ABOVE`` segment entries per query, tasks take a future of the
     manifest sent once; the answers stay the local ones."""
     from masksearch.exec import dask_runner
-    from masksearch.exec.settings import ExecSettings
-
     local = saliency_db(tmp_path / "db")
     db = ms.connect(tmp_path / "db", executor=client)
     scattered = []
@@ -290,8 +271,6 @@ def test_the_merge_counts_many_masks_on_the_workers(client, tmp_path, monkeypatc
     local executor's."""
     from masksearch.exec import dask_runner
     from masksearch.exec.groups import verify as group_verify
-    from masksearch.exec.settings import ExecSettings
-
     local = saliency_db(tmp_path / "db")
     db = ms.connect(tmp_path / "db", executor=client)
 
@@ -364,8 +343,6 @@ def test_a_database_replaced_at_the_same_path_is_read_anew(client, tmp_path, mon
     vectors); after B replaces A, the workers and the client read B's state, not the one
     they kept for A's, whether the manifest is sent with the tasks or scattered."""
     from masksearch.exec import dask_runner
-    from masksearch.exec.settings import ExecSettings
-
     a = saliency_db(tmp_path / "a")
     a.copy_to(tmp_path / "b")
     b = ms.connect(tmp_path / "b")
@@ -437,8 +414,6 @@ def test_a_relative_path_reaches_the_workers_whole(tmp_path, monkeypatch):
 
 
 def test_explain_analyze_counts_the_merge_s_pixel_work_per_worker(client, tmp_path):
-    from masksearch.exec.settings import ExecSettings
-
     saliency_db(tmp_path / "db")
     db = ms.connect(tmp_path / "db", executor=client)
     sql = "SELECT image_id, CP(mean(mask), full, (0.4, 0.6]) AS m FROM masks GROUP BY image_id"

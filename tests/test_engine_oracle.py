@@ -200,20 +200,25 @@ def _check(ms_, meta, cell, split, specs, settings: ExecSettings | None = None) 
     tmp = tempfile.mkdtemp()
     try:
         db = _build(tmp, ms_, meta, cell, split)
-        rows = oracle.as_rows(ms_, 0, meta)
-        for spec in specs:
-            want = expected(spec, rows)
-            if want is None:
-                for use_index in (True, False):
-                    with pytest.raises(ms.QueryError, match="differ in shape"):
-                        db.query(spec.sql(), use_index=use_index)
-                continue
-            for use_index in (True, False):
-                for how in (one_shard, per_segment):
-                    got = db.query(spec.sql(), use_index=use_index, settings=how).rows()
-                    assert _same(got, want), (spec.sql(), use_index, how, got, want)
+        check_answers(db, oracle.as_rows(ms_, 0, meta), specs, [one_shard, per_segment])
     finally:
         shutil.rmtree(tmp)
+
+
+def check_answers(db: ms.Database, rows, specs, settings: list[ExecSettings]) -> None:
+    """Every spec gives the oracle's rows (from ``rows``) with the index and without, under
+    each of ``settings``; a spec whose aggregated masks differ in shape is refused."""
+    for spec in specs:
+        want = expected(spec, rows)
+        if want is None:
+            for use_index in (True, False):
+                with pytest.raises(ms.QueryError, match="differ in shape"):
+                    db.query(spec.sql(), use_index=use_index)
+            continue
+        for use_index in (True, False):
+            for how in settings:
+                got = db.query(spec.sql(), use_index=use_index, settings=how).rows()
+                assert _same(got, want), (spec.sql(), use_index, how, got, want)
 
 
 @settings(max_examples=examples(80))

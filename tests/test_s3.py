@@ -30,7 +30,7 @@ from masksearch.store.location import Location
 from . import oracle
 from .strategies import examples
 from .test_cli import failed, ok, run
-from .test_engine_oracle import _build, _same, databases, expected, group_queries, queries
+from .test_engine_oracle import _build, check_answers, databases, group_queries, queries
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL = [
@@ -79,17 +79,8 @@ def _check_on_s3(server, database, specs, executor=None) -> None:
         url = server.new_url()
         ms.connect(tmp + "/db").copy_to(url, storage_options=server.options)
         db = ms.connect(url, storage_options=server.options, executor=executor)
-        rows = oracle.as_rows(ms_, 0, meta)
-        for spec in specs:
-            want = expected(spec, rows)
-            if want is None:
-                with pytest.raises(ms.QueryError, match="differ in shape"):
-                    db.query(spec.sql())
-                continue
-            for use_index in (True, False):
-                for how in (ExecSettings(), replace(ExecSettings(), shard_segments=1)):
-                    got = db.query(spec.sql(), use_index=use_index, settings=how).rows()
-                    assert _same(got, want), (spec.sql(), use_index, how, got, want)
+        check_answers(db, oracle.as_rows(ms_, 0, meta), specs,
+                      [ExecSettings(), replace(ExecSettings(), shard_segments=1)])
         db.close()
     finally:
         shutil.rmtree(tmp)
