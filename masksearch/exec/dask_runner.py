@@ -198,7 +198,7 @@ class DaskPixels:
         return counts, sum(done.nbytes for done in results)
 
     def count_groups(self, members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
-                     boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
+                     boxes: list[np.ndarray], cuts: list[CutPair]) -> tuple[np.ndarray, int]:
         parts = split_evenly(len(members), 4 * self.runner._threads())
         manifest = self.runner._shared(self.manifest, len(parts))
         results = self.runner._gather([
@@ -207,8 +207,9 @@ class DaskPixels:
                                 cuts) for p in parts])
         for p, done in zip(parts, results, strict=True):
             self._note(done, sum(len(members[int(g)][1]) for g in p))
-        return np.concatenate([done.counts for done in results]) if results \
+        counts = np.concatenate([done.counts for done in results]) if results \
             else np.zeros((0, len(kinds)), np.int64)
+        return counts, sum(done.nbytes for done in results)
 
     def _note(self, done: Counted, masks: int) -> None:
         stats = self.workers.setdefault(done.worker, WorkerStats())

@@ -27,9 +27,10 @@ class RemotePixels(Protocol):
         ...
 
     def count_groups(self, members: list[tuple[np.ndarray, np.ndarray]], kinds: list[str],
-                     boxes: list[np.ndarray], cuts: list[CutPair]) -> np.ndarray:
+                     boxes: list[np.ndarray], cuts: list[CutPair]) -> tuple[np.ndarray, int]:
         """(G, T) exact counts over each group's aggregated mask (``kinds[t]``: intersect,
-        union or mean of the members ``members[g]`` = (segments, rows))."""
+        union or mean of the members ``members[g]`` = (segments, rows)), and the bytes
+        read."""
         ...
 
 

@@ -31,7 +31,7 @@ class ShardedTopK:
         sure = [r.sure for r in reaches]
         self.floor = kth_best(np.concatenate(sure) if sure else np.zeros(0), self.k,
                               self.desc)
-        self._exact: list[np.ndarray] = []
+        self._best = np.zeros(0)       # the best exact first-key values seen, at most k
         self._waiting = deque(self._best_first())
         self.skipped: list[int] = []
 
@@ -64,8 +64,10 @@ class ShardedTopK:
         if out.keys is None or not out.keys.num_rows:
             return
         values = pc.cast(out.keys.column("k0"), pa.float64())
-        self._exact.append(values.to_numpy(zero_copy_only=False))
-        kth = kth_best(np.concatenate(self._exact), self.k, self.desc)
+        known = np.concatenate([self._best, values.to_numpy(zero_copy_only=False)])
+        known = np.sort(known[~np.isnan(known)])
+        self._best = (known[::-1] if self.desc else known)[:self.k]   # the k best so far
+        kth = kth_best(self._best, self.k, self.desc)
         if kth is None:
             return
         if self.floor is None:

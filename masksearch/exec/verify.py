@@ -57,8 +57,8 @@ def read_mask(segments: Sequence[Segment], k: int, row: int,
 def prefetch(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray) -> None:
     """Ask for the bytes of these masks ahead of reading them one by one (from object
     storage, several requests at once)."""
-    for k in np.unique(seg).tolist():
-        segments[k].prefetch(row[seg == k].tolist())
+    for segment, rows in _fetched_ahead(segments, seg, row):
+        segment.prefetch(rows)
 
 
 @contextmanager
@@ -69,8 +69,24 @@ def prefetching(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
     try:
         yield
     finally:
-        for k in np.unique(seg).tolist():
-            segments[k].discard_prefetched(row[seg == k].tolist())
+        for segment, rows in _fetched_ahead(segments, seg, row):
+            segment.discard_prefetched(rows)
+
+
+def _fetched_ahead(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
+                   ) -> Iterator[tuple[Segment, list[int]]]:
+    """The segments of ``seg`` whose masks are fetched ahead (none on this machine), each
+    with its rows of ``row``: one grouping, not a pass over the masks per segment."""
+    if not len(seg):
+        return
+    ks, inverse = np.unique(seg, return_inverse=True)
+    far = [i for i, k in enumerate(ks.tolist()) if segments[k].fetches_ahead]
+    if not far:
+        return
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(ks) + 1))
+    for i in far:
+        yield segments[int(ks[i])], row[order[bounds[i]:bounds[i + 1]]].tolist()
 
 
 def in_parallel(n: int, largest: int, work: Callable[[int, int], None]) -> Iterator[int]:

@@ -221,9 +221,7 @@ def _write(parts: list[Partition], spec: WriteSpec, columns: dict[str, TypedColu
     if client is None:   # Dask's own scheduler: a partition at a time, so that an error
         written = []     # stops the ingest with no task left writing
         for p in parts:
-            task = dask.delayed(write_partition, pure=False)(
-                p.data, replace(p, data=None), spec, _slice(columns, p.start, p.count))
-            written.append(dask.compute(task)[0])
+            written.append(dask.compute(_task(p, spec, columns))[0])
             if progress is not None:
                 progress(p.start + p.count, total)
     else:
@@ -238,13 +236,10 @@ def _on_cluster(client: Any, parts: list[Partition], spec: WriteSpec,
     write nothing and the running ones are waited for, so that nothing writes after the
     caller removed what they wrote; Ctrl-C does not wait (the next writer removes what
     they leave)."""
-    import dask
     from distributed import Event, as_completed, wait
 
     spec = replace(spec, abort=f"masksearch-ingest-{uuid.uuid4().hex}")
-    futures = client.compute([dask.delayed(write_partition, pure=False)(
-        p.data, replace(p, data=None), spec, _slice(columns, p.start, p.count))
-        for p in parts])
+    futures = client.compute([_task(p, spec, columns) for p in parts])
     where = {f.key: i for i, f in enumerate(futures)}
     written: list[list[SegmentInfo]] = [[] for _ in futures]
     done = 0
@@ -280,6 +275,15 @@ def _written(future: Any) -> list[SegmentInfo]:
     except Exception as e:
         raise _ClusterFailure(f"{type(e).__name__}: {e}") from e
     return result
+
+
+def _task(part: Partition, spec: WriteSpec, columns: dict[str, TypedColumn]) -> Any:
+    """The Dask task writing ``part``: its data computed where it runs, with its slice of
+    the metadata."""
+    import dask
+
+    return dask.delayed(write_partition, pure=False)(
+        part.data, replace(part, data=None), spec, _slice(columns, part.start, part.count))
 
 
 def _slice(columns: dict[str, TypedColumn], start: int, count: int) -> dict[str, TypedColumn]:

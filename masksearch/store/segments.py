@@ -58,7 +58,7 @@ from .checksum import (
 from .chi_file import CountsEncoder, decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
-from .files import Files, LocalFiles
+from .files import Files, LocalFiles, RemoteFiles
 from .overlays import read_parquet
 from .pixels_file import Blobs, RangedBlobs, WholeBlobs
 
@@ -436,6 +436,11 @@ class Segment:
                                  "is damaged (checksum mismatch)")
             self._verified[row] = blobs.keeps_bytes
         return blob
+
+    @property
+    def fetches_ahead(self) -> bool:
+        """Its masks come by a request each (object storage), so asking ahead pays."""
+        return isinstance(self.files, RemoteFiles)
 
     def prefetch(self, rows: Iterable[int]) -> None:
         """Start reading these masks' bytes now, several at once, when they come from object

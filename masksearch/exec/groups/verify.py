@@ -95,13 +95,15 @@ class MaskAggregator:
         flat, _ = groups.member_rows.select(which)
         self.stats.groups += len(which)
         self.stats.verified += len(flat)
-        self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
-                                     for r in flat)
         remote = self.ctx.remote
         if remote is not None and len(flat) >= self.ctx.settings.remote_masks:
             located = [(seg[groups.member_rows[int(g)]], row[groups.member_rows[int(g)]])
                        for g in which]
-            return remote.count_groups(located, kinds, boxes, pairs)
+            counted, nbytes = remote.count_groups(located, kinds, boxes, pairs)
+            self.stats.bytes_read += nbytes
+            return counted
+        self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
+                                     for r in flat)
         cache = self.cache
         # Worked out here, not in the threads: the key memo is a plain dict, and the
         # cache's files are read here.
