@@ -10,6 +10,7 @@ import numpy as np
 from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, bound_tasks
 from ..parallel import run_sized
 from ..ranges import Cut
+from ..store.index_cache import ResidentIndex, index_cache
 from ..store.segments import Segment
 from .collector import ChiCollector
 from .regions import box_areas
@@ -48,18 +49,41 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
     ``decide = (low, high)`` per row, refining only what does not decide
     ``low <= CP <= high`` (see ``index.chi.bound_tasks``)."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
-    tasks = []      # every segment's chunks at once: the cores never wait segment by segment
-    for k, at in segment_groups(seg):
-        segment = segments[k]
-        built = segment.index.built[row[at]]
-        if not built.all():
-            at = np.arange(len(seg))[at][built]
-        if len(row[at]):
-            tasks += bound_tasks(segment.index, segment.dtype, row[at], boxes[at], ranges,
-                                 refine, outs, at, None if decide is None else
-                                 (decide[0][at], decide[1][at]))
-    run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
+    for wave in index_waves(segments, segment_groups(seg)):
+        tasks = []  # every segment's chunks at once: the cores never wait segment by segment
+        for k, at in wave:
+            segment = segments[k]
+            index = segment.index
+            built = index.built[row[at]]
+            if not built.all():
+                at = np.arange(len(seg))[at][built]
+            if len(row[at]):
+                tasks += bound_tasks(index, segment.dtype, row[at], boxes[at], ranges,
+                                     refine, outs, at, None if decide is None else
+                                     (decide[0][at], decide[1][at]))
+            del index
+        run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
     return outs
+
+
+def index_waves(segments: Sequence[Segment], groups: list[tuple[int, slice | np.ndarray]],
+                ) -> list[list[tuple[int, slice | np.ndarray]]]:
+    """``groups`` (segment, rows) in waves whose indexes, decoded, fit the index cache
+    together: all in one wave unless the database's index outgrows the cache, so that a
+    query never holds more decoded index than the cache allows."""
+    budget = index_cache().budget
+    waves: list[list[tuple[int, slice | np.ndarray]]] = [[]]
+    size = 0
+    for k, at in groups:
+        source = segments[k].index_overview
+        need = (source.decoded_nbytes()
+                if isinstance(source, ResidentIndex) and not source.cached else 0)
+        if waves[-1] and size + need > budget:
+            waves.append([])
+            size = 0
+        waves[-1].append((k, at))
+        size += need
+    return waves
 
 
 def cp_exact(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,

@@ -48,7 +48,7 @@ def read_mask(segments: Sequence[Segment], k: int, row: int,
     CHI is kept, not the pixels)."""
     segment = segments[k]
     pixels = segment.pixels(row)
-    index = segment.index
+    index = segment.index_overview       # no decoding of the counts per mask
     if not index.built[row] and not collector.has_mask(k, row):
         collector.add_mask(k, row, build_segment_index([pixels], index.edges, index.cell))
     return pixels

@@ -119,15 +119,16 @@ def _copy_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.
                 meta: pa.Table) -> None:
     """A segment of these masks' compressed bytes and CHIs, read as stored (verified)."""
     blobs, digests, counts, eq, stats = [], [], [], [], []
+    indexes: dict[int, SegmentIndex] = {}    # decoded once per segment, not per mask
     for k, r in zip(segs.tolist(), rows.tolist(), strict=True):
         seg = snapshot.segments[k]
-        index = seg.index
+        index = indexes[k] if k in indexes else indexes.setdefault(k, seg.index)
         blobs.append(seg.blob(r))
         digests.append(seg.info["blobs_xxh64"][r])
         counts.append(index.counts[index.offsets[r]:index.offsets[r + 1]])
         eq.append(index.eq[r])
         stats.append(index.stats[r])
-    first = snapshot.segments[int(segs[0])].index
+    first = snapshot.segments[int(segs[0])].index_overview
     heights = meta.column("height").to_numpy().astype(np.int64)
     widths = meta.column("width").to_numpy().astype(np.int64)
     offsets = chi_offsets(heights, widths, first.cell, len(first.edges))

@@ -59,6 +59,7 @@ from .chi_file import CountsEncoder, decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 from .files import Files, LocalFiles, RemoteFiles
+from .index_cache import ResidentIndex
 from .overlays import read_parquet
 from .pixels_file import Blobs, RangedBlobs, WholeBlobs
 
@@ -377,7 +378,7 @@ class Segment:
 
     def reload_index(self) -> None:
         """Forget the index read so far (another process may have built it since)."""
-        self.__dict__.pop("index", None)
+        self.__dict__.pop("_index_source", None)
 
     @cached_property
     def _blobs(self) -> Blobs:
@@ -475,9 +476,25 @@ class Segment:
             return True
         return not self.sealed and self.files.exists(LEGACY_COUNTS)
 
-    @cached_property
+    @property
     def index(self) -> SegmentIndex:
-        """The segment's CHI; with lazy indexing only the masks in ``built`` have one."""
+        """The segment's CHI; with lazy indexing only the masks in ``built`` have one.
+
+        A full index is held compressed and decoded into the process's bounded cache on
+        demand (``index_cache``): hold the result for the length of a task, not longer."""
+        source = self._index_source
+        return source.decoded() if isinstance(source, ResidentIndex) else source
+
+    @property
+    def index_overview(self) -> SegmentIndex | ResidentIndex:
+        """The index's small per-mask arrays (``built``, ``stats``, ``eq``), without
+        decoding its counts."""
+        return self._index_source
+
+    @cached_property
+    def _index_source(self) -> SegmentIndex | ResidentIndex:
+        """A full index as held (compressed, or a legacy file memory-mapped), else the
+        lazily built one: the masks queries have indexed so far, decoded."""
         if self.has_full_index():
             return self._load_full_index()
         edges = np.asarray(self.info["edges"], dtype=np.float64)
@@ -525,8 +542,9 @@ class Segment:
                                                  mapped=name == LEGACY_COUNTS)
         return seal, data
 
-    def _load_full_index(self) -> SegmentIndex:
-        """The full index as written by ingest or build_index(), verified."""
+    def _load_full_index(self) -> SegmentIndex | ResidentIndex:
+        """The full index as written by ingest or build_index(), verified: compressed
+        counts to decode on demand, or (legacy chi.npy) the counts memory-mapped."""
         edges = np.asarray(self.info["edges"], dtype=np.float64)
         cell = int(self.info["cell_size"])
         heights, widths = self.shapes
@@ -536,25 +554,41 @@ class Segment:
         compressed = seal is not None and INDEX_FILES[2] in seal["files"]
         counts_name = INDEX_FILES[2] if compressed else LEGACY_COUNTS
         try:
+            eq = np.load(io.BytesIO(memoryview(data["chi_eq.npy"])))
+            stats = np.load(io.BytesIO(memoryview(data["chi_stats.npy"])))
             if compressed:
                 assert seal is not None  # compressed: read from the seal
                 layout = seal["counts"]
-                counts = decode_counts(data[counts_name], np.dtype(layout["dtype"]),
-                                       int(layout["size"]), offsets, heights, widths, cell,
-                                       len(edges))
+                dtype, size = np.dtype(layout["dtype"]), int(layout["size"])
+                if dtype.kind != "u" or size != offsets[-1]:
+                    raise StoreError(f"{self.files.label(counts_name)}: index size does not "
+                                     "match the masks")
             else:
                 counts = npy_view(data[counts_name])
-            eq = np.load(io.BytesIO(memoryview(data["chi_eq.npy"])))
-            stats = np.load(io.BytesIO(memoryview(data["chi_stats.npy"])))
+                if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
+                    raise StoreError(f"{self.files.label(counts_name)}: index size does not "
+                                     "match the masks")
         except (OSError, ValueError, EOFError, KeyError, TypeError, pa.ArrowException) as e:
             raise StoreError(f"{self.files.label()}: cannot read the index ({e})") from None
-        if counts.ndim != 1 or offsets[-1] != counts.shape[0] or counts.dtype.kind != "u":
-            raise StoreError(f"{self.files.label(counts_name)}: index size does not match the "
-                             "masks")
         if eq.shape != (n, len(edges)) or stats.shape != (n, 2):
             raise StoreError(f"{self.files.label()}: the index does not match the masks")
-        return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
-                            np.ones(n, bool))
+        if not compressed:
+            return SegmentIndex(cell, edges, counts, offsets, eq, stats, heights, widths,
+                                np.ones(n, bool))
+        blob, label = data[counts_name], self.files.label(counts_name)
+
+        def decode() -> np.ndarray:
+            try:
+                return decode_counts(blob, dtype, size, offsets, heights, widths, cell,
+                                     len(edges))
+            except (OSError, ValueError, pa.ArrowException) as e:
+                raise StoreError(f"{label}: cannot read the index ({e})") from None
+
+        # Keyed by where the files are and the counts' digest: a rebuilt index is another.
+        assert seal is not None  # compressed: described by the seal
+        key = (self.files.label(), str(seal["files"][counts_name]))
+        return ResidentIndex(key, cell, edges, offsets, eq, stats, heights, widths,
+                             np.ones(n, bool), size * dtype.itemsize, decode)
 
     @staticmethod
     def _merge(index: SegmentIndex, rows: np.ndarray, counts: np.ndarray, eq: np.ndarray,
@@ -610,7 +644,7 @@ class Segment:
             return 0
         before = 0
         if not rebuild:
-            before = int((~self.index.built).sum())
+            before = int((~self.index_overview.built).sum())
         n = len(self.shapes[0])
         masks = [self.pixels(r) for r in range(n)]
         edges = np.asarray(self.info["edges"], dtype=np.float64)
@@ -623,7 +657,7 @@ class Segment:
         _write_index(self.directory, full)
         for path in self.directory.glob(DELTA_GLOB):
             remove_file(path)
-        self.__dict__.pop("index", None)
+        self.reload_index()
         return n if rebuild else before
 
     def index_bytes(self) -> int:

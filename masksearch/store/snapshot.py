@@ -177,7 +177,8 @@ class Snapshot:
         CHI (the index records both)."""
         spans: dict[str, tuple[float, float]] = {}
         for seg in self.segments:
-            stats = seg.index.stats[seg.index.built]
+            overview = seg.index_overview
+            stats = overview.stats[overview.built]
             stats = stats[stats[:, 0] <= stats[:, 1]]   # all-NaN masks have no values
             if len(stats):
                 lo, hi = spans.get(seg.dtype.name, (np.inf, -np.inf))

@@ -142,6 +142,6 @@ class MaskAggregator:
 
     def _collect(self, pixels: np.ndarray, key: str, k: int) -> None:
         """Build the CHI of an aggregated mask (with the bins of a member's segment)."""
-        index = self.ctx.segments[k].index
+        index = self.ctx.segments[k].index_overview
         self.ctx.collector.add_aggregate(
             key, build_segment_index([pixels], index.edges, index.cell), pixels.dtype)
