@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from .exec.control import QueryControl
     from .exec.executor import FragmentRunner
+    from .exec.groups.prepare import PreparedAggregates
     from .exec.settings import ExecSettings
     from .ingest.stream import MaskWriter
     from .lang import ast
@@ -202,6 +203,29 @@ class Database:
     def build_index(self, progress: Callable[[int, int | None], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
         return self._store.build_index(progress)
+
+    def prepare_aggregates(self, group_by: str | Sequence[str] = "image_id",
+                           kinds: str | Sequence[str] = ("intersect", "union"), *,
+                           where: str | None = None,
+                           settings: ExecSettings | None = None) -> PreparedAggregates:
+        """Compute and store the CHIs of every group's aggregated masks (``kinds`` of
+        intersect, union, mean) for the groups of ``GROUP BY group_by`` (of the masks
+        satisfying ``where``, SQL text), like a materialized view: queries over those groups'
+        aggregated masks (IoU, say) are then bounded from them, often exactly, without
+        reading a pixel. Later changes never make an answer wrong: a group whose members
+        changed (ingest, DELETE, UPDATE of its key) is bounded from its members as before
+        until it is prepared again; preparing again computes only the groups without
+        stored CHIs. Returns what was done (``PreparedAggregates``)."""
+        from .exec.groups.prepare import preparation_sql, prepare
+
+        cols, ks, sql = preparation_sql(group_by, kinds, where)
+        store = self._store
+        with store.write_lock():
+            store.refresh()
+            physical = _planned(sql, tuple(store.columns().items()))
+            store.aggregate_cache.reload()
+            return prepare(physical, store.snapshot(), store.aggregate_cache, cols, ks,
+                           where, settings)
 
     def check(self) -> CheckReport:
         """Read every file of the database and verify it against its checksums (pixels of
@@ -407,7 +431,7 @@ class Database:
             shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
         pixel_bytes = sum(s.pixel_bytes() for s in segments)
         snapshot = self._store.snapshot()
-        indexed = sum(int(state.segment.index_overview.built[~state.deleted].sum())
+        indexed = sum(int(state.segment.index.built[~state.deleted].sum())
                       for state in snapshot.states)
         index_bytes = sum(s.index_bytes() for s in segments)
         m = self._store.manifest
@@ -416,7 +440,8 @@ class Database:
                 "cell_size": m.cell_size, "codec": m.codec, "index_mode": m.index,
                 "indexed_masks": indexed, "pixel_bytes": pixel_bytes,
                 "index_bytes": index_bytes,
-                "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0}
+                "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0,
+                "prepared_aggregates": self._store.aggregate_cache.prepared_entries()}
 
     def __repr__(self) -> str:
         state = " (closed)" if self.closed else " (read-only)" if self.read_only else ""

@@ -116,6 +116,12 @@ def format_info(info: dict) -> str:
         f"pixels     {human_bytes(info['pixel_bytes'])} (compressed)",
         f"index      {human_bytes(info['index_bytes'])} "
         f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
+    ]
+    prepared = info.get("prepared_aggregates") or {}
+    if prepared:
+        lines.append(f"prepared   {_counts(prepared)} aggregated masks' CHIs "
+                     "(prepare_aggregates)")
+    lines += [
         "columns",
     ]
     width = max((len(c) for c in info["columns"]), default=0)

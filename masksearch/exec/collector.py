@@ -23,11 +23,12 @@ from ..store.segments import Segment
 
 class ChiCollector:
     def __init__(self, segments: Sequence[Segment], cache: AggregateCache | None,
-                 limit: int, *, persist: bool = True):
+                 limit: int, *, persist: bool = True, prepared: bool = False):
         self.segments = segments
         self.cache = cache
         self.limit = limit
         self.persist = persist      # False: CHIs are neither built for it nor saved
+        self.prepared = prepared    # aggregated masks' CHIs saved as prepared ones
         self._lock = threading.Lock()
         self._masks: dict[int, dict[int, SegmentIndex]] = {}   # segment -> row -> CHI
         # (dtype, edges bytes) -> cache key -> CHI of an aggregated mask
@@ -85,7 +86,7 @@ class ChiCollector:
         for (dtype, _), by_key in aggregates.items():
             if self.cache is not None:
                 cached += self.cache.add_built(list(by_key), list(by_key.values()),
-                                               np.dtype(dtype))
+                                               np.dtype(dtype), self.prepared)
         self.saved_masks += built
         self.saved_aggregates += cached
         return built, cached

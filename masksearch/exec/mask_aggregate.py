@@ -24,11 +24,14 @@ from .arrays import Array, Floats, Ints
 
 def aggregate_pixels(kind: str, masks: list[Array]) -> Array:
     """The per-group mask: pixel-wise min, max, or mean (float64) of equally shaped masks.
-    Min and max of float or bool masks are float64 too (exact: the conversion keeps every
-    value and order, and a NaN member makes the pixel NaN either way)."""
+    Min and max of float or bool masks, or of masks of several types, are float64 too (exact:
+    the conversion keeps every value and order, and a NaN member makes the pixel NaN either
+    way)."""
     if kind == "mean":
         mean: Floats = np.stack([m.astype(np.float64) for m in masks]).mean(axis=0)
         return mean
+    if len({m.dtype for m in masks}) > 1:    # masks of several types: compared as float64
+        masks = [m.astype(np.float64) for m in masks]
     op = np.minimum if kind == "intersect" else np.maximum
     out: Array = masks[0].copy()
     for m in masks[1:]:

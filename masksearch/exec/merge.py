@@ -18,6 +18,7 @@ from .filtering import filter_units
 from .fragment import FragmentOutput
 from .groups.batch import GroupBatch
 from .groups.formation import Groups, form_groups
+from .groups.integer_keys import integer_groups
 from .groups.verify import MaskAggregator
 from .rows import RowBatch
 from .selection import Chooser, select_units, sort_spec
@@ -51,7 +52,8 @@ def group_batch(plan: PhysicalPlan, members: RowBatch, ctx: ExecContext,
     m = plan.merge
     assert isinstance(m, GroupMerge)
     q = plan.query
-    keys, member_rows = form_groups(members, m.aggregate.keys)
+    keys, member_rows = integer_groups(members, m.aggregate.keys) or \
+        form_groups(members, m.aggregate.keys)
     groups = Groups(keys, members, member_rows)
     if m.mask_aggregation is not None:
         groups = groups.with_shapes()

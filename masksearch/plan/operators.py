@@ -107,6 +107,10 @@ class AggregationStats(OperatorStats):
     verified: int = 0         # member masks decoded
     bytes_read: int = 0
     chis_cached: int = 0      # aggregated masks' CHIs saved for later queries
+    # groups bounded from stored CHIs of their own aggregated masks, and of them those
+    # stored by ``prepare_aggregates``
+    stored: int = 0
+    prepared: int = 0
     always_shown: ClassVar[tuple[str, ...]] = ("groups", "verified")
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import StoreError
-from ..index.chi import SegmentIndex, chi_offsets, segment_bounds
+from ..index.chi import REFINE_CHUNK, SegmentIndex, bound_tasks, chi_offsets, segment_bounds
+from ..parallel import run_sized
 from ..ranges import Cut
 from .checksum import load_checked_npz, save_checked_npz
 from .durable import remove_file
@@ -26,6 +27,8 @@ from .files import Files, as_files
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
+_ON_THIS_THREAD = 4096   # bounds of at most this many entries are worked out on one thread
+PREPARED = "prepared-"   # name prefix of the files ``Database.prepare_aggregates`` writes
 
 
 def members_key(mask_ids: Iterable[int]) -> str:
@@ -44,6 +47,62 @@ class _Part:
     dtype: np.dtype
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """The entries of one aggregation kind by their members, for finding many groups' entries
+    with array operations (no key string per group): entries sorted by their smallest member
+    id (``first``), each one's member ids (sorted) in ``members[starts[e]:starts[e + 1]]``."""
+
+    first: NDArray[np.int64]
+    starts: NDArray[np.int64]
+    sizes: NDArray[np.int64]
+    members: NDArray[np.int64]
+    part: NDArray[np.int64]
+    row: NDArray[np.int64]
+    unique: NDArray[np.bool_]       # no other entry has the same smallest member
+    prepared: NDArray[np.bool_]     # written by ``prepare_aggregates``
+
+    @classmethod
+    def of(cls, items: list[tuple[str, tuple[int, int]]], prepared: set[str]) -> _Lookup:
+        keys = [k for k, _ in items]
+        lists = [k.partition(":")[2] for k in keys]
+        sizes = np.array([m.count(",") + 1 for m in lists], np.int64)
+        members = np.array(",".join(lists).split(","), np.int64) if lists \
+            else np.zeros(0, np.int64)
+        starts = np.zeros(len(keys) + 1, np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        first = members[starts[:-1]]
+        order = np.argsort(first, kind="stable")
+        first = first[order]
+        unique = np.ones(len(first), bool)
+        same = first[1:] == first[:-1]
+        unique[1:] &= ~same
+        unique[:-1] &= ~same
+        where = np.array([w for _, w in items], np.int64).reshape(-1, 2)[order]
+        return cls(first, starts[:-1][order], sizes[order], members, where[:, 0], where[:, 1], unique,
+                   np.array([k in prepared for k in keys], bool)[order] if prepared
+                   else np.zeros(len(keys), bool))
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where some groups' entries are: ``found`` per group, and for those found the part and
+    row of the entry, and whether it was prepared (``prepare_aggregates``)."""
+
+    found: NDArray[np.bool_]
+    part: NDArray[np.int64]
+    row: NDArray[np.int64]
+    prepared: NDArray[np.bool_]
+
+    @classmethod
+    def none(cls, n: int) -> Located:
+        return cls(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                   np.zeros(n, bool))
+
+    def take(self, idx: NDArray[np.int64]) -> Located:
+        return Located(self.found[idx], self.part[idx], self.row[idx], self.prepared[idx])
+
+
 class AggregateCache:
     """The cached CHIs of one database; loads its files on first use."""
 
@@ -51,6 +110,9 @@ class AggregateCache:
         self.files = as_files(root).child(DIRECTORY)
         self._parts: list[_Part] | None = None
         self._where: dict[str, tuple[int, int]] = {}
+        self._prepared: set[str] = set()       # keys of entries from prepared files
+        self._lookups: dict[str, _Lookup] = {}
+        self._last: dict[str, tuple[bytes, bytes, Located]] = {}   # kind -> last located
 
     @property
     def directory(self) -> Path:
@@ -68,7 +130,8 @@ class AggregateCache:
                 continue  # removed by an index rebuild meanwhile
             try:
                 self._add(list(f["keys"]), _index(int(f["cell"]), f["edges"], {
-                    name: f[name] for name in _FIELDS}), np.dtype(str(f["dtype"])))
+                    name: f[name] for name in _FIELDS}), np.dtype(str(f["dtype"])),
+                    prepared=name.startswith(PREPARED))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise StoreError(f"{self.files.label(name)}: cannot read cached CHIs "
                                  f"({e})") from None
@@ -98,12 +161,100 @@ class AggregateCache:
         self._where = {k: (moved[p][0], moved[p][1] + row)
                        for k, (p, row) in self._where.items()}
         self._parts = parts
+        self._lookups, self._last = {}, {}
 
-    def _add(self, keys: list[str], index: SegmentIndex, dtype: np.dtype) -> None:
+    def _add(self, keys: list[str], index: SegmentIndex, dtype: np.dtype,
+             prepared: bool = False) -> None:
         assert self._parts is not None  # loaded
         self._parts.append(_Part(index, dtype))
         for row, key in enumerate(keys):
             self._where[str(key)] = (len(self._parts) - 1, row)
+        if prepared:
+            self._prepared.update(map(str, keys))
+        self._lookups, self._last = {}, {}
+
+    def _lookup(self, kind: str) -> _Lookup:
+        table = self._lookups.get(kind)
+        if table is None:
+            prefix = kind + ":"
+            items = [(k, w) for k, w in self._where.items()
+                     if k.startswith(prefix) and len(k) > len(prefix)]
+            table = self._lookups[kind] = _Lookup.of(items, self._prepared)
+        return table
+
+    def locate(self, kind: str, ids: NDArray[np.int64], starts: NDArray[np.int64]) -> Located:
+        """Where the entries of groups' ``kind`` masks are. The groups' member mask ids are
+        ``ids[starts[g]:starts[g + 1]]``, each group's sorted ascending. A group is found
+        only if an entry has exactly its members; array operations throughout (a key string
+        only for the rare groups whose smallest member starts several entries)."""
+        self._load()
+        key, at = ids.tobytes(), starts.tobytes()
+        last = self._last.get(kind)
+        if last is not None and last[0] == key and last[1] == at:
+            return last[2]              # the groups of the last query, asked again
+        out = self._locate(kind, ids, starts)
+        self._last[kind] = (key, at, out)
+        return out
+
+    def _locate(self, kind: str, ids: NDArray[np.int64], starts: NDArray[np.int64]) -> Located:
+        n = len(starts) - 1
+        out = Located.none(n)
+        table = self._lookup(kind)
+        if not n or not len(table.first):
+            return out
+        sizes = starts[1:] - starts[:-1]
+        filled = sizes > 0
+        first = np.full(n, -1, np.int64)
+        first[filled] = ids[starts[:-1][filled]]
+        pos = np.minimum(np.searchsorted(table.first, first), len(table.first) - 1)
+        starting = filled & (table.first[pos] == first)
+        # Several entries start with the same member (groups that gained or lost members
+        # since): those groups are looked up by key.
+        many = starting & ~table.unique[pos]
+        cand = starting & table.unique[pos] & (table.sizes[pos] == sizes)
+        c = np.flatnonzero(cand)
+        if len(c):
+            c_sizes = sizes[c]
+            c_starts = np.zeros(len(c), np.int64)
+            np.cumsum(c_sizes[:-1], out=c_starts[1:])
+            within = np.arange(int(c_sizes.sum()), dtype=np.int64) - np.repeat(c_starts, c_sizes)
+            same = ids[np.repeat(starts[c], c_sizes) + within] == \
+                table.members[np.repeat(table.starts[pos[c]], c_sizes) + within]
+            ok = np.logical_and.reduceat(same, c_starts)
+            hit, at = c[ok], pos[c[ok]]
+            out.found[hit] = True
+            out.part[hit], out.row[hit] = table.part[at], table.row[at]
+            out.prepared[hit] = table.prepared[at]
+        for g in np.flatnonzero(many).tolist():
+            key = entry_key(kind, members_key(ids[starts[g]:starts[g + 1]].tolist()))
+            w = self._where.get(key)
+            if w is not None:
+                out.found[g] = True
+                out.part[g], out.row[g] = w
+                out.prepared[g] = key in self._prepared
+        return out
+
+    def located_bounds(self, located: Located, boxes: np.ndarray, lo: Cut, hi: Cut,
+                       ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(lower, upper) over clipped ``boxes`` (M, 4) for the entries ``located`` (zeros
+        where not found)."""
+        self._load()
+        assert self._parts is not None  # loaded
+        n = len(located.found)
+        lower = np.zeros(n, np.int64)
+        upper = np.zeros(n, np.int64)
+        tasks = []
+        for p in np.unique(located.part[located.found]).tolist():
+            js = np.flatnonzero(located.found & (located.part == p))
+            part = self._parts[p]
+            tasks += bound_tasks(part.index, part.dtype, located.row[js], boxes[js],
+                                 [(lo, hi)], True, [(lower, upper)], js)
+        if sum(size for _, size in tasks) <= _ON_THIS_THREAD:
+            for task, _ in tasks:     # a few thousand groups: threads would cost more
+                task()
+        else:
+            run_sized(tasks, REFINE_CHUNK)
+        return lower, upper
 
     @property
     def parts(self) -> int:
@@ -118,6 +269,21 @@ class AggregateCache:
     def empty(self) -> bool:
         self._load()
         return not self._where
+
+    def prepared_entries(self) -> dict[str, int]:
+        """How many prepared entries (``prepare_aggregates``) there are, by kind."""
+        self._load()
+        out: dict[str, int] = {}
+        for key in self._prepared:
+            kind = key.partition(":")[0]
+            out[kind] = out.get(kind, 0) + 1
+        return dict(sorted(out.items()))
+
+    def reload(self) -> None:
+        """Forget what was loaded: the next use reads the files again (another connection
+        may have prepared aggregates meanwhile)."""
+        self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
+        self._last = {}
 
     def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut,
                ) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
@@ -141,10 +307,11 @@ class AggregateCache:
             lower[js], upper[js] = lo_b, hi_b
         return found, lower, upper
 
-    def add_built(self, keys: list[str], parts: list[SegmentIndex], dtype: np.dtype) -> int:
+    def add_built(self, keys: list[str], parts: list[SegmentIndex], dtype: np.dtype,
+                  prepared: bool = False) -> int:
         """Persist CHIs built elsewhere (``parts`` hold them in the order of ``keys``, all
-        of aggregated masks of ``dtype`` with one cell size and edges), in one file;
-        returns how many were new."""
+        of aggregated masks of ``dtype`` with one cell size and edges), in one file (named
+        as prepared ones if ``prepared``); returns how many were new."""
         self._load()
         if not parts:
             return 0
@@ -157,8 +324,8 @@ class AggregateCache:
             index = _subset(index, new)
             keys = [k for k, n in zip(keys, new, strict=True) if n]
         self.directory.mkdir(exist_ok=True)
-        _save(self.directory, keys, index, np.dtype(dtype))
-        self._add(keys, index, np.dtype(dtype))
+        _save(self.directory, keys, index, np.dtype(dtype), PREPARED if prepared else "")
+        self._add(keys, index, np.dtype(dtype), prepared)
         assert self._parts is not None  # loaded
         if len(self._parts) > MAX_PARTS:
             self._consolidate()
@@ -184,18 +351,21 @@ class AggregateCache:
                 index = _subset(_index(int(f["cell"]), f["edges"],
                                        {name: f[name] for name in _FIELDS}), keep)
                 _save(self.directory, [k for k, x in zip(keys, keep, strict=True) if x],
-                      index, np.dtype(str(f["dtype"])))
+                      index, np.dtype(str(f["dtype"])),
+                      PREPARED if path.name.startswith(PREPARED) else "")
             remove_file(path)
             removed += int((~keep).sum())
-        self._parts, self._where = None, {}
+        self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
+        self._last = {}
         return removed
 
 
 _FIELDS = ("heights", "widths", "counts", "eq", "stats")    # a CHI's arrays, as saved
 
 
-def _save(directory: Path, keys: list[str], index: SegmentIndex, dtype: np.dtype) -> None:
-    save_checked_npz(directory, "", {
+def _save(directory: Path, keys: list[str], index: SegmentIndex, dtype: np.dtype,
+          prefix: str = "") -> None:
+    save_checked_npz(directory, prefix, {
         "keys": np.array(keys), "cell": np.array(index.cell), "edges": index.edges,
         "dtype": np.array(dtype.name), **{name: getattr(index, name) for name in _FIELDS}})
 

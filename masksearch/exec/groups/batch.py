@@ -37,7 +37,7 @@ class GroupBatch:
         self.cache = cache                  # None: the index is off
         self.settings = settings
         self.state = GroupState.empty(len(groups), len(aggregates)) if state is None else state
-        self.keys = CacheKeys(groups)
+        self.keys = CacheKeys(groups, aggregator.stats)
         self.coarse_pending = False         # True while the groups carry trivial bounds only
 
     @property

@@ -90,16 +90,23 @@ class GroupBounder:
             # cell by cell along the box only when refining
             return members.cut_bounds_many(flat, term.roi, ranges, refine=cells)
 
-        lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
-                                       box_areas(boxes), starts)
         empty = starts[1:] == starts[:-1]
         found = np.zeros(len(which), bool)
-        if cells and self.cache is not None and not self.cache.empty():
-            # The cached CHI of a group's own aggregated mask, where there is one, gives
-            # tighter bounds than its members' cells (exact ones for aligned boxes).
-            keys = [self.keys.entry(cp.mask.aggregate, int(g)) for g in which]
-            found, c_lo, c_hi = self.cache.bounds(keys, boxes, term.lo, term.hi)
-            found &= ~empty
+        c_lo = c_hi = np.zeros(len(which), np.int64)
+        if self.cache is not None and not self.cache.empty():
+            # The cached (or prepared) CHI of a group's own aggregated mask, where there is
+            # one, gives tighter bounds than its members' cells (exact ones for aligned
+            # boxes); found by the groups' members with array operations, it is as cheap as
+            # the trivial bounds, so it is used by every pass.
+            located = self.keys.located(self.cache, cp.mask.aggregate).take(which)
+            found = located.found & ~empty
+            if found.any():
+                c_lo, c_hi = self.cache.located_bounds(located, boxes, term.lo, term.hi)
+        if found.all() and (c_lo == c_hi).all():
+            lo, hi = c_lo.astype(np.float64), c_hi.astype(np.float64)   # exact already
+        else:
+            lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
+                                           box_areas(boxes), starts)
             lo = np.where(found, np.maximum(lo, c_lo), lo)
             hi = np.where(found, np.minimum(hi, c_hi), hi)
         if cells and members.ctx.use_index and cp.mask.aggregate != "mean":
@@ -112,7 +119,7 @@ class GroupBounder:
         s.lower[which, a], s.upper[which, a] = lo, hi
         s.may_null[which, a] = s.must_null[which, a] = empty
         tight = (lo == hi) & ~empty
-        s.exact[which[tight], a] = [int(v) for v in lo[tight]]
+        s.exact[which[tight], a] = lo[tight].astype(np.int64).tolist()
         s.known[which[tight], a] = True
         s.exact[which[empty], a] = None
         s.known[which[empty], a] = True
