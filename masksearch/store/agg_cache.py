@@ -27,6 +27,7 @@ from .files import Files, as_files
 
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
+_BOUNDS_MEMO = 8         # answers of ``located_bounds`` kept
 _ON_THIS_THREAD = 4096   # bounds of at most this many entries are worked out on one thread
 PREPARED = "prepared-"   # name prefix of the files ``Database.prepare_aggregates`` writes
 
@@ -113,6 +114,7 @@ class AggregateCache:
         self._prepared: set[str] = set()       # keys of entries from prepared files
         self._lookups: dict[str, _Lookup] = {}
         self._last: dict[str, tuple[bytes, bytes, Located]] = {}   # kind -> last located
+        self._bounds_memo: dict[tuple, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
 
     @property
     def directory(self) -> Path:
@@ -161,7 +163,7 @@ class AggregateCache:
         self._where = {k: (moved[p][0], moved[p][1] + row)
                        for k, (p, row) in self._where.items()}
         self._parts = parts
-        self._lookups, self._last = {}, {}
+        self._lookups, self._last, self._bounds_memo = {}, {}, {}
 
     def _add(self, keys: list[str], index: SegmentIndex, dtype: np.dtype,
              prepared: bool = False) -> None:
@@ -171,7 +173,7 @@ class AggregateCache:
             self._where[str(key)] = (len(self._parts) - 1, row)
         if prepared:
             self._prepared.update(map(str, keys))
-        self._lookups, self._last = {}, {}
+        self._lookups, self._last, self._bounds_memo = {}, {}, {}
 
     def _lookup(self, kind: str) -> _Lookup:
         table = self._lookups.get(kind)
@@ -240,6 +242,22 @@ class AggregateCache:
         where not found)."""
         self._load()
         assert self._parts is not None  # loaded
+        # Repeated queries ask for the same entries' bounds: the last few answers are kept
+        # (entries never change; the memo is cleared whenever parts are added or merged).
+        memo = (located.found.tobytes(), located.part.tobytes(), located.row.tobytes(),
+                np.ascontiguousarray(boxes, np.int64).tobytes(), lo, hi)
+        hit = self._bounds_memo.get(memo)
+        if hit is not None:
+            return hit[0].copy(), hit[1].copy()
+        lower, upper = self._located_bounds(located, boxes, lo, hi)
+        if len(self._bounds_memo) >= _BOUNDS_MEMO:
+            self._bounds_memo.pop(next(iter(self._bounds_memo)))
+        self._bounds_memo[memo] = (lower.copy(), upper.copy())
+        return lower, upper
+
+    def _located_bounds(self, located: Located, boxes: np.ndarray, lo: Cut, hi: Cut,
+                        ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        assert self._parts is not None  # loaded
         n = len(located.found)
         lower = np.zeros(n, np.int64)
         upper = np.zeros(n, np.int64)
@@ -283,7 +301,7 @@ class AggregateCache:
         """Forget what was loaded: the next use reads the files again (another connection
         may have prepared aggregates meanwhile)."""
         self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
-        self._last = {}
+        self._last, self._bounds_memo = {}, {}
 
     def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut,
                ) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
@@ -356,7 +374,7 @@ class AggregateCache:
             remove_file(path)
             removed += int((~keep).sum())
         self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
-        self._last = {}
+        self._last, self._bounds_memo = {}, {}
         return removed
 
 

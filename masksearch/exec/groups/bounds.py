@@ -83,13 +83,6 @@ class GroupBounder:
         members = self.groups.members
         boxes = self.groups.boxes(term.roi, which)
 
-        def member_bounds(ranges: list[tuple[Cut, Cut]]) -> list[Bounds]:
-            if trivial:
-                member_area = members.region(term.roi).area[flat]
-                return [(np.zeros(len(flat), np.int64), member_area) for _ in ranges]
-            # cell by cell along the box only when refining
-            return members.cut_bounds_many(flat, term.roi, ranges, refine=cells)
-
         empty = starts[1:] == starts[:-1]
         found = np.zeros(len(which), bool)
         c_lo = c_hi = np.zeros(len(which), np.int64)
@@ -102,13 +95,26 @@ class GroupBounder:
             found = located.found & ~empty
             if found.any():
                 c_lo, c_hi = self.cache.located_bounds(located, boxes, term.lo, term.hi)
-        if found.all() and (c_lo == c_hi).all():
-            lo, hi = c_lo.astype(np.float64), c_hi.astype(np.float64)   # exact already
-        else:
-            lo, hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi, member_bounds,
-                                           box_areas(boxes), starts)
-            lo = np.where(found, np.maximum(lo, c_lo), lo)
-            hi = np.where(found, np.minimum(hi, c_hi), hi)
+        # The members' bounds, for the groups the stored CHIs leave open only.
+        need = ~(found & (c_lo == c_hi))
+        lo, hi = c_lo.astype(np.float64), c_hi.astype(np.float64)
+        if need.any():
+            sub_flat, sub_starts = (flat, starts) if need.all() else \
+                self.groups.member_rows.select(which[need])
+
+            def member_bounds(ranges: list[tuple[Cut, Cut]]) -> list[Bounds]:
+                if trivial:
+                    member_area = members.region(term.roi).area[sub_flat]
+                    return [(np.zeros(len(sub_flat), np.int64), member_area) for _ in ranges]
+                # cell by cell along the box only when refining
+                return members.cut_bounds_many(sub_flat, term.roi, ranges, refine=cells)
+
+            m_lo, m_hi = mask_aggregate_bounds(cp.mask.aggregate, term.lo, term.hi,
+                                               member_bounds, box_areas(boxes[need]),
+                                               sub_starts)
+            f = found[need]
+            lo[need] = np.where(f, np.maximum(m_lo, c_lo[need]), m_lo)
+            hi[need] = np.where(f, np.minimum(m_hi, c_hi[need]), m_hi)
         if cells and members.ctx.use_index and cp.mask.aggregate != "mean":
             lo, hi = self._cell_bounds(cp, term, which, empty | found, lo, hi)
         self._set_mask_aggregate(a, which, lo, hi, empty)
