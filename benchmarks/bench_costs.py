@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -120,7 +121,9 @@ def bound_pass(d, repeat: int, loop: float) -> dict:
 
 # Run in new processes. COLD: the import, connect and first queries of a new process.
 # RESIDENT: the engine warmed up on a tiny database first (modules, kernels), then the
-# resident memory before and after a query loads the index, and the index arrays held.
+# resident memory before and after a query loads the index, the index as held (compressed
+# counts and small arrays), the decoded index in the cache, and the settled query again
+# (with MASKSEARCH_INDEX_CACHE=0: decoding every segment's counts each time).
 COLD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
@@ -140,7 +143,7 @@ print(json.dumps({{"import_ms": (t1 - t0) * 1e3, "connect_ms": (t2 - t1) * 1e3,
                   "warm_verify_query_ms": (t5 - t4) * 1e3}}))
 """
 RESIDENT = r"""
-import json, os, sys, tempfile
+import json, os, sys, tempfile, time
 sys.path.insert(0, {root!r})
 import numpy as np
 import masksearch as ms
@@ -152,22 +155,25 @@ with tempfile.TemporaryDirectory() as tmp:
     tiny.ingest(np.random.default_rng(0).random((8, 224, 224), dtype=np.float32), image_id=0)
     tiny.query({settled!r})
     tiny.close()
+from masksearch.store.index_cache import index_cache
 db = ms.connect({path!r}, create=False)
 before = rss()
 db.query({settled!r})
 after = rss()
-index = [seg.index for seg in db.store.segments]
-held = sum(a.nbytes for ix in index for a in (ix.counts, ix.offsets, ix.eq, ix.stats,
-                                                ix.heights, ix.widths, ix.built, ix.edges))
+t0 = time.perf_counter()
+db.query({settled!r})
+again_ms = (time.perf_counter() - t0) * 1e3
+held = sum(seg.index_overview.held_nbytes() for seg in db.store.segments)
 info = db.info()
-print(json.dumps({{"rss_before": before, "rss_after": after, "index_array_bytes": held,
+print(json.dumps({{"rss_before": before, "rss_after": after, "index_held_bytes": held,
+                  "index_decoded_bytes": index_cache().used, "settled_again_ms": again_ms,
                   "index_disk_bytes": info["index_bytes"], "masks": info["masks"]}}))
 """
 
 
-def _run_probe(code: str) -> dict:
+def _run_probe(code: str, env: dict | None = None) -> dict:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=None if env is None else {**os.environ, **env})
     if done.returncode:
         fail(f"the probe process failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -178,19 +184,24 @@ def probe(d, runs: int, loop: float) -> dict:
     sqls = {"root": str(ROOT), "path": str(d.db.path),
             "settled": _filter_sql(SETTLED_BOX, SETTLED_RANGE, _median_count(d, False)),
             "verify": _filter_sql(VERIFY_BOX, VERIFY_RANGE, _median_count(d, True))}
-    cold, resident = [], []
+    cold, resident, uncached = [], [], []
     end = time.perf_counter() + loop
     while len(cold) < runs or time.perf_counter() < end:
         cold.append(_run_probe(COLD.format(**sqls)))
         resident.append(_run_probe(RESIDENT.format(**sqls)))
+        uncached.append(_run_probe(RESIDENT.format(**sqls), {"MASKSEARCH_INDEX_CACHE": "0"}))
     med = {k: statistics.median(r[k] for r in cold) for k in cold[0]}
     med |= {k: statistics.median(r[k] for r in resident) for k in resident[0]}
+    off = {k: statistics.median(r[k] for r in uncached) for k in uncached[0]}
     n = med["masks"]
     return {**med, "runs": len(cold),
             "resident_bytes_per_mask": (med["rss_after"] - med["rss_before"]) / n,
-            "index_array_bytes_per_mask": med["index_array_bytes"] / n,
+            "uncached_rss_bytes_per_mask": (off["rss_after"] - off["rss_before"]) / n,
+            "index_held_bytes_per_mask": med["index_held_bytes"] / n,
+            "index_decoded_bytes_per_mask": med["index_decoded_bytes"] / n,
+            "uncached_settled_ms": off["settled_again_ms"],
             "index_disk_bytes_per_mask": med["index_disk_bytes"] / n,
-            "all": {"cold": cold, "resident": resident}}
+            "all": {"cold": cold, "resident": resident, "uncached": uncached}}
 
 
 def measure(generator: str, args) -> dict:
@@ -210,8 +221,11 @@ def measure(generator: str, args) -> dict:
             f"mask end to end ({b['verified']} verified, {b['rows']:,} rows)")
     if "index" in parts or "cold" in parts:
         p = out["probe"] = probe(d, args.probe_runs, args.loop)
-        log(f"  resident index: {p['resident_bytes_per_mask']:,.0f} B a mask (RSS), arrays "
-            f"{p['index_array_bytes_per_mask']:,.0f} B, on disk "
+        log(f"  resident index: held {p['index_held_bytes_per_mask']:,.0f} B a mask "
+            f"(compressed), decoded in the cache {p['index_decoded_bytes_per_mask']:,.0f} B; "
+            f"RSS growth of the first query {p['resident_bytes_per_mask']:,.0f} B a mask, "
+            f"{p['uncached_rss_bytes_per_mask']:,.0f} B with the cache off (settled query "
+            f"then {p['uncached_settled_ms']:.1f} ms); on disk "
             f"{p['index_disk_bytes_per_mask']:,.0f} B")
         log(f"  cold start (median of {p['runs']} processes): import {p['import_ms']:.0f} ms, "
             f"connect {p['connect_ms']:.0f} ms, first query (settled) "
@@ -249,10 +263,15 @@ def markdown(results: list[dict]) -> str:
     row("settled filter: ms end to end", lambda r: f"{r['bounds']['ms']:.2f}")
     row("**bound pass per mask (ns, end to end)**",
         lambda r: f"**{r['bounds']['ns_per_mask']:.0f}**")
-    row("**resident index per mask (RSS, bytes)**",
-        lambda r: f"**{r['probe']['resident_bytes_per_mask']:,.0f}**")
-    row("index arrays held per mask (bytes)",
-        lambda r: f"{r['probe']['index_array_bytes_per_mask']:,.0f}")
+    row("**resident index per mask: held, compressed (bytes)**",
+        lambda r: f"**{r['probe']['index_held_bytes_per_mask']:,.0f}**")
+    row("decoded index per mask in the cache (bytes; bounded by MASKSEARCH_INDEX_CACHE)",
+        lambda r: f"{r['probe']['index_decoded_bytes_per_mask']:,.0f}")
+    row("RSS growth per mask, first query (default cache / cache off)",
+        lambda r: f"{r['probe']['resident_bytes_per_mask']:,.0f} / "
+                  f"{r['probe']['uncached_rss_bytes_per_mask']:,.0f}")
+    row("settled filter with the cache off (ms; every segment decoded)",
+        lambda r: f"{r['probe']['uncached_settled_ms']:.1f}")
     row("index on disk per mask (bytes)",
         lambda r: f"{r['probe']['index_disk_bytes_per_mask']:,.0f}")
     row("**ingest with index (masks/s)**", lambda r: f"**{r['ingest']['masks_per_s']:,.0f}**")

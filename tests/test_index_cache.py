@@ -18,7 +18,7 @@ from masksearch.index.chi import build_segment_index
 from masksearch.store.index_cache import (
     IndexCache,
     ResidentIndex,
-    default_budget,
+    configured_budget,
     index_cache,
     index_nbytes,
     parse_bytes,
@@ -34,7 +34,7 @@ from .test_engine_oracle import check_answers, databases, group_queries, queries
 def budget():
     """Set the process's index cache budget for one test; restored (and emptied) after."""
     cache = index_cache()
-    before = cache.budget
+    before = cache.fixed
     cache.clear()
     yield set_index_cache_budget
     cache.set_budget(before)
@@ -58,14 +58,34 @@ def test_parse_bytes():
             parse_bytes(bad)
 
 
-def test_default_budget_from_the_environment(monkeypatch):
+def test_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("MASKSEARCH_INDEX_CACHE", "64MiB")
-    assert default_budget() == 64 << 20
+    assert configured_budget() == 64 << 20
     monkeypatch.setenv("MASKSEARCH_INDEX_CACHE", "lots")
     with pytest.raises(ValueError, match="MASKSEARCH_INDEX_CACHE: 'lots' is not a size"):
-        default_budget()
+        configured_budget()
     monkeypatch.delenv("MASKSEARCH_INDEX_CACHE")
-    assert 0 < default_budget() <= 2 << 30
+    assert configured_budget() is None
+
+
+def test_the_default_budget_adapts_to_the_index_held():
+    """40% of memory, less what takes decoded and held index past 75%."""
+    cache = IndexCache(None, memory=1000)
+    assert cache.budget == 400
+
+    class Owner:
+        pass
+
+    a, b = Owner(), Owner()
+    cache.track_held(a, 300)
+    assert cache.budget == 400          # 300 + 400 <= 750
+    cache.track_held(b, 200)
+    assert cache.budget == 250          # 750 - 500
+    del a
+    assert cache.held == 200
+    assert cache.budget == 400
+    cache.set_budget(123)
+    assert cache.budget == 123
 
 
 def test_negative_budget_refused(budget):
@@ -80,6 +100,7 @@ def test_least_recently_used_goes_first():
     assert cache.get("a", lambda: a) is a
     assert cache.get("b", lambda: b) is b
     assert cache.get("a", lambda: pytest.fail("a is held")) is a   # a is now the newest
+    cache.new_pass()
     assert cache.get("c", lambda: c) is c                          # b goes
     assert cache.holds("a")
     assert cache.holds("c")
@@ -90,6 +111,28 @@ def test_least_recently_used_goes_first():
     assert cache.holds("c")
     assert not cache.holds("a")
     assert cache.used == size
+
+
+def test_a_pass_never_evicts_what_it_used():
+    """A pass over more than the cache holds keeps what came first (and finds it on the
+    next pass), rather than evicting each time what the next pass needs first."""
+    a, b, c = _index(3, 0), _index(3, 1), _index(3, 2)
+    size = index_nbytes(a)
+    cache = IndexCache(2 * size)
+    for _ in range(3):
+        cache.new_pass()
+        for key, ix in (("a", a), ("b", b), ("c", c)):
+            assert cache.get(key, lambda ix=ix: ix) is ix
+    # a and b were kept on the first pass; c, decoded on every pass, never displaced them.
+    assert cache.holds("a")
+    assert cache.holds("b")
+    assert not cache.holds("c")
+    assert cache.decoded == 3 + 1 + 1
+    cache.new_pass()
+    cache.get("c", lambda: c)           # a new pass: the oldest, unused so far, goes
+    assert cache.holds("c")
+    assert cache.holds("b")
+    assert not cache.holds("a")
 
 
 def test_an_index_larger_than_the_budget_is_not_kept():
@@ -170,7 +213,7 @@ def test_answers_do_not_depend_on_the_budget(size, database, specs):
     ms_, meta, cell, split = database
     cell, mode = cell if isinstance(cell, tuple) else (cell, "eager")
     cache = index_cache()
-    before = cache.budget
+    before = cache.fixed
     tmp = tempfile.mkdtemp()
     try:
         db = ms.connect(tmp + "/db", cell_size=cell, index=mode, segment_size=2)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, bound_tasks
-from ..parallel import run_sized
+from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, SegmentIndex, bound_tasks
+from ..parallel import CORES, for_chunks, run_sized
 from ..ranges import Cut
 from ..store.index_cache import ResidentIndex, index_cache
 from ..store.segments import Segment
@@ -50,10 +50,10 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
     ``low <= CP <= high`` (see ``index.chi.bound_tasks``)."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     for wave in index_waves(segments, segment_groups(seg)):
+        indexes = wave_indexes(segments, [k for k, _ in wave])
         tasks = []  # every segment's chunks at once: the cores never wait segment by segment
         for k, at in wave:
-            segment = segments[k]
-            index = segment.index
+            segment, index = segments[k], indexes.pop(k)
             built = index.built[row[at]]
             if not built.all():
                 at = np.arange(len(seg))[at][built]
@@ -66,19 +66,40 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
     return outs
 
 
+def wave_indexes(segments: Sequence[Segment], ks: list[int]) -> dict[int, SegmentIndex]:
+    """The indexes of segments ``ks``; those not in the cache decoded several at once."""
+    out: dict[int, SegmentIndex] = {}
+    missing = [k for k in ks if isinstance(source := segments[k].index_overview, ResidentIndex)
+               and not source.cached]
+
+    def decode(start: int, stop: int) -> None:
+        for k in missing[start:stop]:
+            out[k] = segments[k].index
+
+    if len(missing) > 1:
+        for_chunks(len(missing), 1, decode)
+    for k in ks:
+        if k not in out:
+            out[k] = segments[k].index
+    return out
+
+
 def index_waves(segments: Sequence[Segment], groups: list[tuple[int, slice | np.ndarray]],
                 ) -> list[list[tuple[int, slice | np.ndarray]]]:
     """``groups`` (segment, rows) in waves whose indexes, decoded, fit the index cache
     together: all in one wave unless the database's index outgrows the cache, so that a
-    query never holds more decoded index than the cache allows."""
-    budget = index_cache().budget
+    query never holds more decoded index than the cache allows (or than a segment per
+    core, decoded at once, when the cache is smaller)."""
+    cache = index_cache()
+    cache.new_pass()
+    budget = cache.budget
     waves: list[list[tuple[int, slice | np.ndarray]]] = [[]]
     size = 0
     for k, at in groups:
         source = segments[k].index_overview
         need = (source.decoded_nbytes()
                 if isinstance(source, ResidentIndex) and not source.cached else 0)
-        if waves[-1] and size + need > budget:
+        if len(waves[-1]) >= CORES and size + need > budget:
             waves.append([])
             size = 0
         waves[-1].append((k, at))

@@ -60,7 +60,10 @@ def decode_counts(data: bytes, dtype: np.dtype, size: int, offsets: np.ndarray,
     """Cumulative counts (``size`` values of ``dtype``) from ``encode_counts`` bytes.
     Raises ``ValueError`` when the bytes do not decode to that many values."""
     nbytes = size * dtype.itemsize
-    raw = np.frombuffer(CODEC.decompress(data, decompressed_size=nbytes), np.uint8)
+    # The system allocator hands a freed buffer back to the system; Arrow's default
+    # (mimalloc) keeps it, which held about 3 kB a mask after decoding a whole index.
+    raw = np.frombuffer(CODEC.decompress(data, decompressed_size=nbytes,
+                                         memory_pool=pa.system_memory_pool()), np.uint8)
     if raw.size != nbytes:
         raise ValueError(f"{raw.size} bytes of histograms, {nbytes} expected")
     if dtype.itemsize > 1:

@@ -2,15 +2,21 @@
 
 A segment's CHI counts are cumulative in memory (a bound reads four corners per rectangle),
 about 8.6 kB per 224x224 mask at the default settings, against about 1.1 kB compressed
-(``chi_file``). Holding every segment decoded would cap a 24 GB machine at a few million
-masks. So each segment keeps only its compressed counts (and the small per-mask arrays),
-and the decoded counts live in one process-wide cache of ``index_cache_budget()`` bytes,
-least recently used out first. Decoding a segment costs a few microseconds a mask; the
-queries of a working set that fits the cache never pay it twice.
+(``chi_file``). Holding every segment decoded would cap a 24 GB machine at about two million
+masks. So each segment keeps only its compressed counts and the small per-mask arrays
+(``ResidentIndex``), and the decoded counts live in one process-wide cache, evicting the
+least recently used. Decoding costs microseconds a mask, so a working set that fits the cache
+never pays it twice.
 
-The budget: ``MASKSEARCH_INDEX_CACHE`` (bytes, or with a unit: ``512MB``, ``2GiB``, ``0``
-for no cache), or ``set_index_cache_budget``; by default an eighth of the machine's memory,
-at most 2 GiB.
+The budget: ``MASKSEARCH_INDEX_CACHE`` (bytes, or with a unit: ``512MB``, ``2GiB``; ``0``
+for no cache) or ``set_index_cache_budget``. By default it adapts: 40% of the machine's
+memory, less what would take the decoded and the held (compressed) index together past 75%
+of it. On 24 GB, a million 224x224 masks are all held decoded (8.7 GB); ten million hold
+12.6 GB compressed and keep 5.4 GB decoded.
+
+A query's bound pass only evicts what it has not used itself (``new_pass``), so a database
+larger than the cache keeps a fixed part cached rather than evicting, segment after segment,
+the one the next pass needs first.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -27,7 +34,8 @@ import numpy as np
 from ..index.chi import SegmentIndex
 
 ENV = "MASKSEARCH_INDEX_CACHE"
-MAX_DEFAULT = 2 << 30
+CACHE_SHARE = 0.40     # of the machine's memory, decoded
+INDEX_SHARE = 0.75     # of the machine's memory, decoded and held together
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10,
           "mib": 1 << 20, "gib": 1 << 30}
 
@@ -40,19 +48,22 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def default_budget() -> int:
-    """``MASKSEARCH_INDEX_CACHE`` if set, else an eighth of the memory, at most 2 GiB."""
-    text = os.environ.get(ENV)
-    if text is not None:
-        try:
-            return parse_bytes(text)
-        except ValueError as e:
-            raise ValueError(f"{ENV}: {e}") from None
+def machine_memory() -> int:
     try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
-        memory = 8 << 30
-    return min(MAX_DEFAULT, memory // 8)
+        return 8 << 30
+
+
+def configured_budget() -> int | None:
+    """``MASKSEARCH_INDEX_CACHE`` in bytes, None when unset (the adaptive default)."""
+    text = os.environ.get(ENV, "")
+    if not text.strip():
+        return None
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise ValueError(f"{ENV}: {e}") from None
 
 
 def index_nbytes(index: SegmentIndex) -> int:
@@ -61,16 +72,40 @@ def index_nbytes(index: SegmentIndex) -> int:
                                   index.heights, index.widths, index.built, index.edges))
 
 
-class IndexCache:
-    """Decoded indexes by key, least recently used evicted first, within ``budget`` bytes.
-    An index larger than the whole budget is decoded for its caller and not kept."""
+@dataclass
+class _Entry:
+    index: SegmentIndex
+    size: int
+    used_in: int        # the pass that last used it
 
-    def __init__(self, budget: int):
-        self.budget = budget
+
+class IndexCache:
+    """Decoded indexes by key, least recently used evicted first, within the budget: fixed
+    (``budget``) or, with None, adapted to the index held (see the module's docstring). An
+    index that does not fit is decoded for its caller and not kept."""
+
+    def __init__(self, budget: int | None, memory: int | None = None):
+        self.fixed = budget
+        self.memory = machine_memory() if memory is None else memory
+        self.held = 0          # bytes of the compressed indexes alive (``track_held``)
         self.used = 0
         self.decoded = 0       # decodes so far (what a benchmark or a test watches)
-        self._entries: OrderedDict[Hashable, tuple[SegmentIndex, int]] = OrderedDict()
+        self.passes = 0
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def budget(self) -> int:
+        """Bytes of decoded index kept, now."""
+        if self.fixed is not None:
+            return self.fixed
+        return max(0, min(int(CACHE_SHARE * self.memory),
+                          int(INDEX_SHARE * self.memory) - self.held))
+
+    def new_pass(self) -> None:
+        """A new pass over the index begins: entries the passes before used may go."""
+        with self._lock:
+            self.passes += 1
 
     def get(self, key: Hashable, decode: Callable[[], SegmentIndex]) -> SegmentIndex:
         """The index under ``key``, decoded now if not held."""
@@ -78,52 +113,79 @@ class IndexCache:
             hit = self._entries.get(key)
             if hit is not None:
                 self._entries.move_to_end(key)
-                return hit[0]
+                hit.used_in = self.passes
+                return hit.index
         index = decode()       # outside the lock: other segments decode meanwhile
         size = index_nbytes(index)
         with self._lock:
             self.decoded += 1
-            if key not in self._entries and size <= self.budget:
-                self._entries[key] = (index, size)
+            if key not in self._entries and self._make_room(size):
+                self._entries[key] = _Entry(index, size, self.passes)
                 self.used += size
-                self._evict()
         return index
+
+    def _make_room(self, size: int) -> bool:
+        """Evict, oldest first, entries this pass has not used until ``size`` fits."""
+        budget = self.budget
+        if size > budget:
+            return False
+        while self.used + size > budget:
+            key, oldest = next(iter(self._entries.items()), (None, None))
+            if oldest is None or oldest.used_in == self.passes:
+                return False
+            del self._entries[key]
+            self.used -= oldest.size
+        return True
 
     def holds(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._entries
 
-    def set_budget(self, budget: int) -> None:
+    def track_held(self, owner: object, nbytes: int) -> None:
+        """Count ``nbytes`` of held index for as long as ``owner`` lives."""
         with self._lock:
-            self.budget = budget
-            self._evict()
+            self.held += nbytes
+        weakref.finalize(owner, self._release_held, nbytes)
+
+    def _release_held(self, nbytes: int) -> None:
+        with self._lock:
+            self.held -= nbytes
+
+    def set_budget(self, budget: int | None) -> None:
+        """A fixed budget in bytes; None: the adaptive default."""
+        with self._lock:
+            self.fixed = budget
+            self.shrink()
+
+    def shrink(self) -> None:
+        """Evict, oldest first, until the cache is within its budget (lock held)."""
+        budget = self.budget
+        while self.used > budget and self._entries:
+            _, oldest = self._entries.popitem(last=False)
+            self.used -= oldest.size
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self.used = 0
 
-    def _evict(self) -> None:
-        while self.used > self.budget and self._entries:
-            _, (_, size) = self._entries.popitem(last=False)
-            self.used -= size
-
 
 _CACHE: IndexCache | None = None
 
 
 def index_cache() -> IndexCache:
-    """The process's cache (made on first use, with ``default_budget()``)."""
+    """The process's cache (made on first use, with ``MASKSEARCH_INDEX_CACHE`` if set)."""
     global _CACHE
     if _CACHE is None:
-        _CACHE = IndexCache(default_budget())
+        _CACHE = IndexCache(configured_budget())
     return _CACHE
 
 
-def set_index_cache_budget(budget: int | str) -> None:
-    """Bytes of decoded index the process keeps (``"512MB"`` and the like accepted)."""
-    size = parse_bytes(budget) if isinstance(budget, str) else int(budget)
-    if size < 0:
+def set_index_cache_budget(budget: int | str | None) -> None:
+    """Bytes of decoded index the process keeps (``"512MB"`` and the like accepted; None:
+    the adaptive default)."""
+    size = parse_bytes(budget) if isinstance(budget, str) else budget
+    if size is not None and size < 0:
         raise ValueError(f"the index cache budget cannot be negative ({size})")
     index_cache().set_budget(size)
 
@@ -142,7 +204,8 @@ class ResidentIndex:
     heights: np.ndarray
     widths: np.ndarray
     built: np.ndarray        # all True: a full index
-    counts_nbytes: int
+    counts_nbytes: int       # decoded
+    compressed_nbytes: int   # held
     decode_counts: Callable[[], np.ndarray]
 
     def decoded(self) -> SegmentIndex:
@@ -158,6 +221,15 @@ class ResidentIndex:
         n = len(self.heights)
         return (self.counts_nbytes + self.offsets.nbytes + self.eq.nbytes
                 + self.stats.nbytes + 2 * 8 * n + n + self.edges.nbytes)
+
+    def __post_init__(self) -> None:
+        index_cache().track_held(self, self.held_nbytes())
+
+    def held_nbytes(self) -> int:
+        """What this object holds: the compressed counts and the small arrays."""
+        return (self.compressed_nbytes + self.offsets.nbytes + self.eq.nbytes
+                + self.stats.nbytes + self.heights.nbytes + self.widths.nbytes
+                + self.built.nbytes + self.edges.nbytes)
 
     @property
     def cached(self) -> bool:

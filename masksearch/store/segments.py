@@ -588,7 +588,7 @@ class Segment:
         assert seal is not None  # compressed: described by the seal
         key = (self.files.label(), str(seal["files"][counts_name]))
         return ResidentIndex(key, cell, edges, offsets, eq, stats, heights, widths,
-                             np.ones(n, bool), size * dtype.itemsize, decode)
+                             np.ones(n, bool), size * dtype.itemsize, blob.size, decode)
 
     @staticmethod
     def _merge(index: SegmentIndex, rows: np.ndarray, counts: np.ndarray, eq: np.ndarray,
