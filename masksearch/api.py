@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeGuard
 import numpy as np
 
 from .errors import StoreError
+from .store.numpy_arrow import array_numpy
 from .store.store import Store, WriteSettings
 
 # The query engine (parser, planner, executor), ingest, changes, checks and pictures load in
@@ -425,8 +426,8 @@ class Database:
             dtypes[s.dtype] = dtypes.get(s.dtype, 0) + s.live
         shapes: dict[str, int] = {}
         if table.num_rows:
-            h = table.column("height").to_numpy()
-            w = table.column("width").to_numpy()
+            h = array_numpy(table.column("height"))
+            w = array_numpy(table.column("width"))
             pairs, counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
             shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
         pixel_bytes = sum(s.pixel_bytes() for s in segments)

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from ..errors import QueryError
 from ..lang import ast
 from ..plan.operators import Project
+from ..store.numpy_arrow import numpy_array, scalar
 from .arrays import Array
 from .regions import Regions
 
@@ -36,7 +37,7 @@ class Env(Protocol):
 
 def area_array(env: Env, roi: ast.Roi) -> pa.Array:
     reg = env.region(roi)
-    return pa.array(reg.area, pa.int64(), mask=reg.null)
+    return numpy_array(reg.area, pa.int64(), mask=reg.null)
 
 
 def located(error: QueryError, node: object) -> QueryError:
@@ -72,7 +73,7 @@ def _eval(e: ast.Expr, env: Env) -> Value:
 
 
 def _literal(e: ast.Literal, env: Env) -> Value:
-    return pa.scalar(e.value)
+    return scalar(e.value)
 
 
 def _column(e: ast.Column, env: Env) -> Value:
@@ -96,7 +97,7 @@ def _binop(e: ast.BinOp, env: Env) -> Value:
     if e.op == "/":
         return divide(left, right)
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
-        return pa.scalar(None, pa.float64())
+        return scalar(None, pa.float64())
     try:
         return _ARITH[e.op](left, right)
     except pa.ArrowInvalid as err:     # e.g. integer overflow: say which operation
@@ -106,7 +107,7 @@ def _binop(e: ast.BinOp, env: Env) -> Value:
 def _compare(e: ast.Compare, env: Env) -> Value:
     left, right = _eval(e.left, env), _eval(e.right, env)
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
-        return pa.scalar(None, pa.bool_())
+        return scalar(None, pa.bool_())
     return _COMPARE[e.op](left, right)
 
 
@@ -146,9 +147,9 @@ def _as_bool(value: Value) -> Value:
 def divide(left: Value, right: Value) -> Value:
     """Float division where a zero (or NULL) divisor gives NULL."""
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
-        return pa.scalar(None, pa.float64())
+        return scalar(None, pa.float64())
     lf = pc.cast(left, pa.float64(), safe=False)
     rf = pc.cast(right, pa.float64(), safe=False)
-    zero = pc.equal(rf, 0.0)
-    safe = pc.if_else(zero, pa.scalar(1.0), rf)
-    return pc.if_else(zero, pa.scalar(None, pa.float64()), pc.divide(lf, safe))
+    zero = pc.equal(rf, scalar(0.0))
+    safe = pc.if_else(zero, scalar(1.0), rf)
+    return pc.if_else(zero, scalar(None, pa.float64()), pc.divide(lf, safe))

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from ..lang import ast
 from ..plan.operators import BoundFilter, GroupFilter
+from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Bools, Ints
 from .intervals import outcomes
 from .settings import ExecSettings
@@ -19,7 +20,7 @@ def truth(value: pa.Array) -> np.ndarray:
     """A predicate's values as booleans, NULL as FALSE."""
     if pa.types.is_null(value.type):
         return np.zeros(len(value), bool)
-    return np.asarray(value.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(array_numpy(value.fill_null(scalar(False))), dtype=bool)
 
 
 def filter_units(op: BoundFilter | GroupFilter, units: Units, records: StatsRecords,

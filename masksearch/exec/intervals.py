@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Array, Bools, Floats
 from .exact import Env, evaluate
 
@@ -65,11 +66,11 @@ def _widen(lo: Array, hi: Array) -> tuple[Array, Array]:
 
 def exact_interval(values: pa.Array) -> Interval:
     """An exact column as a (degenerate) interval; booleans count as 0 and 1."""
-    null = values.is_null().to_numpy(zero_copy_only=False).astype(bool)
+    null = array_numpy(values.is_null()).astype(bool)
     if pa.types.is_null(values.type):
         v = np.zeros(len(values))
     else:
-        v = values.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy(zero_copy_only=False)
+        v = array_numpy(values.cast(pa.float64(), safe=False).fill_null(scalar(0.0)))
     nan = np.isnan(v)
     lo, hi = np.where(nan, -np.inf, v), np.where(nan, np.inf, v)
     if pa.types.is_integer(values.type):
@@ -188,11 +189,11 @@ def _divide(a: Interval, b: Interval, may_null: Bools, must_null: Bools) -> Inte
 
 
 def _exact_outcomes(v: pa.Array) -> Outcomes:
-    null = v.is_null().to_numpy(zero_copy_only=False).astype(bool)
+    null = array_numpy(v.is_null()).astype(bool)
     if pa.types.is_null(v.type):
         t = np.zeros(len(v), bool)
     else:
-        t = v.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        t = array_numpy(v.fill_null(scalar(False))).astype(bool)
     return Outcomes(t & ~null, ~t & ~null, null)
 
 

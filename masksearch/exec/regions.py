@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Ints
 
 
@@ -42,7 +43,7 @@ def clip_boxes(raw: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.n
 
 
 def _ints(rows: pa.Table, name: str) -> Ints:
-    values: Ints = rows.column(name).to_numpy().astype(np.int64, copy=False)
+    values: Ints = array_numpy(rows.column(name)).astype(np.int64, copy=False)
     return values
 
 
@@ -58,8 +59,8 @@ def regions(roi: ast.Roi, rows: pa.Table) -> Regions:
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)):
         return Regions(_fixed_boxes(roi, heights, widths), null)
     col = rows.column(roi.name).combine_chunks()
-    null = col.is_null().to_numpy(zero_copy_only=False).astype(bool)
-    raw = np.stack([col.field(f).fill_null(0).to_numpy(zero_copy_only=False)
+    null = array_numpy(col.is_null()).astype(bool)
+    raw = np.stack([array_numpy(col.field(f).fill_null(scalar(0)))
                     for f in ("x0", "y0", "x1", "y1")], axis=1).astype(np.int64)
     raw[null] = 0
     return Regions(clip_boxes(raw, heights, widths), null)

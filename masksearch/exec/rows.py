@@ -15,6 +15,7 @@ from ..index.chi import segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import CPTerm
 from ..ranges import Cut
+from ..store.numpy_arrow import array_numpy, numpy_array
 from .context import ExecContext
 from .regions import Regions, regions
 from .row_counts import cp_bounds_many
@@ -94,12 +95,12 @@ class RowBatch:
     @cached_property
     def seg(self) -> np.ndarray:
         """Each row's segment (a position in the snapshot)."""
-        return np.asarray(self.rows.column("_seg").to_numpy())
+        return array_numpy(self.rows.column("_seg"))
 
     @cached_property
     def row(self) -> np.ndarray:
         """Each row's position in its segment."""
-        return np.asarray(self.rows.column("_row").to_numpy())
+        return array_numpy(self.rows.column("_row"))
 
     def region(self, roi: ast.Roi) -> Regions:
         reg = self._regions.get(roi)
@@ -110,7 +111,7 @@ class RowBatch:
     def take(self, idx: np.ndarray) -> RowBatch:
         """The rows ``idx``, sharing what is known about them."""
         idx = np.asarray(idx, np.int64)
-        sub = RowBatch(self.rows.take(idx), self.terms, self.ctx, self.state.take(idx),
+        sub = RowBatch(self.rows.take(numpy_array(idx)), self.terms, self.ctx, self.state.take(idx),
                        self.bounded.copy())
         sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
         return sub
@@ -246,4 +247,4 @@ class RowBatch:
         t = self.terms.position[cp]
         if not self.state.known[:, t].all():
             raise AssertionError("CP value used before it was resolved")
-        return pa.array(self.state.exact[:, t], pa.int64(), mask=self.state.null[:, t])
+        return numpy_array(self.state.exact[:, t], pa.int64(), mask=self.state.null[:, t])

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..plan.operators import BoundOrderTopK
+from ..store.numpy_arrow import array_numpy
 from .fragment import FragmentOutput, ShardReach
 from .selection import kth_best
 
@@ -64,7 +65,7 @@ class ShardedTopK:
         if out.keys is None or not out.keys.num_rows:
             return
         values = pc.cast(out.keys.column("k0"), pa.float64())
-        known = np.concatenate([self._best, values.to_numpy(zero_copy_only=False)])
+        known = np.concatenate([self._best, array_numpy(values)])
         known = np.sort(known[~np.isnan(known)])
         self._best = (known[::-1] if self.desc else known)[:self.k]   # the k best so far
         kth = kth_best(self._best, self.k, self.desc)

@@ -60,6 +60,7 @@ from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 from .files import Files, LocalFiles, RemoteFiles
 from .index_cache import ResidentIndex
+from .numpy_arrow import array_numpy
 from .overlays import read_parquet
 from .pixels_file import Blobs, RangedBlobs, WholeBlobs
 
@@ -368,8 +369,8 @@ class Segment:
     @cached_property
     def shapes(self) -> tuple[np.ndarray, np.ndarray]:
         """Heights and widths of the masks, by row (int64)."""
-        return (self.meta.column("height").to_numpy().astype(np.int64),
-                self.meta.column("width").to_numpy().astype(np.int64))
+        return (array_numpy(self.meta.column("height")).astype(np.int64),
+                array_numpy(self.meta.column("width")).astype(np.int64))
 
     @property
     def count(self) -> int:

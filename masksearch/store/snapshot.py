@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES
+from .numpy_arrow import array_numpy, numpy_array
 from .overlays import read_deleted, read_meta
 from .segments import Segment
 
@@ -92,15 +93,15 @@ class Snapshot:
         state = self.states[k]
         meta, rows = state.meta, state.live_rows()
         if len(rows) < meta.num_rows:
-            meta = meta.take(pa.array(rows))
+            meta = meta.take(numpy_array(rows))
         arrays = []
         for name, kind in self.columns.items():
             if name in meta.column_names:
                 arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
             else:
                 arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
-        arrays.append(pa.array(np.full(meta.num_rows, k, np.int32)))
-        arrays.append(pa.array(rows.astype(np.int32)))
+        arrays.append(numpy_array(np.full(meta.num_rows, k, np.int32)))
+        arrays.append(numpy_array(rows.astype(np.int32)))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _fetch_remote_metadata(self) -> None:
@@ -134,11 +135,11 @@ class Snapshot:
         """Sorted mask ids and, in that order, each mask's segment, row, height, width and
         position in ``table``."""
         table = self.table
-        ids = table.column("mask_id").to_numpy()
+        ids = array_numpy(table.column("mask_id"))
         order = np.argsort(ids, kind="stable")
 
         def column(name: str) -> np.ndarray:
-            return table.column(name).to_numpy().astype(np.int64)[order]
+            return array_numpy(table.column(name)).astype(np.int64)[order]
 
         return (ids[order], column("_seg"), column("_row"), column("height"),
                 column("width"), order.astype(np.int64))

@@ -28,6 +28,7 @@ from .durable import fsync_path, remove_file, remove_tree
 from .files import Traffic, files_at
 from .location import Location, location_of
 from .manifest import MANIFEST, Manifest, SegmentInfo, read_manifest, write_manifest
+from .numpy_arrow import array_numpy
 from .overlays import DELETED_PREFIX, META_PREFIX
 from .readers import ReaderPin, oldest_pinned
 from .segments import (
@@ -422,7 +423,7 @@ class Store:
                 raise
             del snapshot
             self.refresh()
-        alive = np.sort(self.table().column("mask_id").to_numpy())
+        alive = np.sort(array_numpy(self.table().column("mask_id")))
         result.cached_chis_removed = self.aggregate_cache.prune(alive)
         result.segments_after = len(self.segments)
         return result

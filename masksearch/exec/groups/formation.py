@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ...errors import QueryError
 from ...lang import ast
+from ...store.numpy_arrow import array_numpy, numpy_array
 from ..regions import clip_boxes
 from ..rows import RowBatch
 
@@ -53,17 +54,17 @@ def form_groups(members: RowBatch, keys: tuple[ast.Column, ...]) -> tuple[pa.Tab
     n = members.rows.num_rows
     if not keys:
         # Aggregates without GROUP BY: one group of every row.
-        return pa.table({"_group": [0]}), MemberRows(np.arange(n), np.array([0, n]))
+        return pa.table({"_group": numpy_array(np.zeros(1, np.int64))}), MemberRows(np.arange(n), np.array([0, n]))
     names = [k.name for k in keys]
-    table = members.rows.select(names).append_column("_i", pa.array(np.arange(n)))
+    table = members.rows.select(names).append_column("_i", numpy_array(np.arange(n, dtype=np.int64)))
     grouped = table.group_by(names, use_threads=False).aggregate([("_i", "list")])
     key_table = grouped.select(names)
-    key_table = key_table.append_column("_group", pa.array(np.arange(key_table.num_rows)))
+    key_table = key_table.append_column("_group", numpy_array(np.arange(key_table.num_rows, dtype=np.int64)))
     if not grouped.num_rows:
         return key_table, MemberRows(np.zeros(0, np.int64), np.zeros(1, np.int64))
     column = grouped.column("_i_list").combine_chunks()
-    offsets = column.offsets.to_numpy()
-    return key_table, MemberRows(column.flatten().to_numpy(), offsets - offsets[0])
+    offsets = array_numpy(column.offsets)
+    return key_table, MemberRows(array_numpy(column.flatten()), offsets - offsets[0])
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Groups:
         return len(self.member_rows)
 
     def take(self, idx: np.ndarray) -> Groups:
-        return Groups(self.keys.take(pa.array(idx, pa.int64())), self.members,
+        return Groups(self.keys.take(numpy_array(idx, pa.int64())), self.members,
                       self.member_rows.take(idx),
                       None if self.shapes is None else self.shapes[idx])
 
@@ -94,13 +95,13 @@ class Groups:
     @cached_property
     def mask_ids(self) -> np.ndarray:
         """The members' mask ids, by member row."""
-        return np.asarray(self.members.rows.column("mask_id").to_numpy())
+        return array_numpy(self.members.rows.column("mask_id"))
 
     def with_shapes(self) -> Groups:
         """These groups with ``shapes`` set; a group whose masks differ in shape is an
         error naming it."""
-        h = self.members.rows.column("height").to_numpy().astype(np.int64)
-        w = self.members.rows.column("width").to_numpy().astype(np.int64)
+        h = array_numpy(self.members.rows.column("height")).astype(np.int64)
+        w = array_numpy(self.members.rows.column("width")).astype(np.int64)
         flat, starts = self.member_rows.select(np.arange(len(self)))
         out = np.zeros((len(self), 2), np.int64)
         filled = starts[1:] > starts[:-1]
