@@ -130,3 +130,50 @@ def test_warmup_runs_every_query_shape_on_each_pixel_type():
     assert steps == ["bool masks, eager index", "bool masks, lazy index",
                      "uint8 masks, eager index", "uint8 masks, lazy index"]
     assert seconds > 0
+
+
+SMALL_QUERIES = (
+    "SELECT mask_id, CP(mask, box(1, 2, 13, 11), (0.5, 1.0]) AS c FROM masks "
+    "WHERE CP(mask, box(1, 2, 13, 11), (0.5, 1.0]) > 40 ORDER BY mask_id",
+    "SELECT mask_id, CP(mask, full, [0.2, 0.7)) AS c FROM masks ORDER BY c DESC, mask_id "
+    "LIMIT 5",
+    "SELECT mask_id, CP(mask, bbox, (0.5, 1.0]) / area(bbox) AS r FROM masks "
+    "WHERE CP(mask, bbox, (0.5, 1.0]) / area(bbox) < 0.5 ORDER BY mask_id",
+    "SELECT mask_id, label FROM masks WHERE label = 'b' AND CP(mask, full, (0.9, 1.0]) >= 30 "
+    "ORDER BY mask_id",
+)
+
+
+def test_a_query_on_a_small_database_loads_neither_numba_nor_pandas(tmp_path):
+    """A query's kernels run on their NumPy twins while the work is small
+    (``masksearch.kernels.dispatch``), and its Arrow conversions go through buffers
+    (``store.numpy_arrow``): the answers are those of the Numba kernels."""
+    rng = np.random.default_rng(5)
+    masks = rng.random((12, 16, 18)).astype("float32")
+    masks[3, 2:5, 4:9] = np.nan
+    db = ms.connect(tmp_path / "db.msdb")
+    db.ingest(masks, image_id=list(range(12)),
+              metadata={"label": list("abcabcabcabc"),
+                        "bbox": [(i % 4, i % 3, 10 + i % 5, 9 + i % 6) for i in range(12)]})
+    from masksearch.kernels import dispatch
+    with dispatch.force("numba"):
+        want = [db.query(sql).to_pylist() for sql in SMALL_QUERIES]
+    db.close()
+    code = ("import masksearch as ms\n"
+            "from masksearch.kernels import dispatch\n"
+            "db = ms.connect('db.msdb', create=False)\n"
+            f"out['rows'] = [db.query(sql).to_pylist() for sql in {SMALL_QUERIES!r}]\n"
+            "out['twins'] = dispatch.twin_time_ns() > 0\n"
+            "from masksearch.cli import main\n"
+            f"out['cli'] = main(['query', 'db.msdb', {SMALL_QUERIES[0]!r}])\n")
+    env_mode = os.environ.pop("MASKSEARCH_KERNELS", None)
+    try:
+        out = fresh(code, tmp_path)
+    finally:
+        if env_mode is not None:
+            os.environ["MASKSEARCH_KERNELS"] = env_mode
+    assert out["rows"] == want
+    assert any(want)
+    assert out["twins"] is True
+    assert out["cli"] == 0
+    assert not {"numba", "llvmlite", "pandas"} & set(out["loaded"])

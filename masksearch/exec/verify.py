@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import masksearch.kernels as kernels
+from masksearch.kernels import dispatch
 
 from ..index.chi import build_segment_index, cut_for_dtype, kernel_view
 from ..parallel import chunks_in_order, spread_chunk
@@ -35,10 +35,9 @@ class CountTask:
 
 def count_in_range(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int, lo_t: float,
                    lo_incl: bool, hi_t: float, hi_incl: bool) -> int:
-    """The pixels of ``pixels[y0:y1, x0:x1]`` in the range (``kernels.count_kernels``, loaded
-    on the first call)."""
-    return kernels.count_kernels.count_in_range(pixels, x0, y0, x1, y1, lo_t, lo_incl, hi_t,
-                                                hi_incl)
+    """The pixels of ``pixels[y0:y1, x0:x1]`` in the range (``kernels.count_kernels`` or its
+    twin, as ``kernels.dispatch`` chooses)."""
+    return dispatch.count_in_range(pixels, x0, y0, x1, y1, lo_t, lo_incl, hi_t, hi_incl)
 
 
 def read_mask(segments: Sequence[Segment], k: int, row: int,

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import masksearch.kernels as kernels
+from masksearch.kernels import dispatch
 
 from ..parallel import for_chunks, run_sized
 from ..ranges import Cut
@@ -238,7 +239,7 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     def bound(s: int, e: int) -> None:
         for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
                                                                      strict=True):
-            kernels.bound_kernels.chi_bounds(
+            dispatch.chi_bounds(
                 kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
                 (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
                 (lower[s:e], upper[s:e]))
@@ -276,7 +277,7 @@ def segment_cell_bounds(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray,
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
 
     def bound(s: int, e: int) -> None:
-        kernels.bound_kernels.chi_cell_bounds(
+        dispatch.chi_cell_bounds(
             kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
             (lo.t, lo.incl, hi.t, hi.incl), (lower[s:e], upper[s:e], covered[s:e]))
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 import masksearch.kernels as kernels
+from masksearch.kernels import dispatch
 
 from ..index.chi import SegmentIndex
 
@@ -68,8 +69,8 @@ def decode_counts(data: bytes, dtype: np.dtype, size: int, offsets: np.ndarray,
         raise ValueError(f"{raw.size} bytes of histograms, {nbytes} expected")
     if dtype.itemsize > 1:
         out = np.empty(nbytes, np.uint8)
-        kernels.codec_kernels.unshuffle_bytes(raw, dtype.itemsize, out)
+        dispatch.unshuffle_bytes(raw, dtype.itemsize, out)
         raw = out
     counts = np.empty(size, dtype)
-    kernels.chi_kernels.histograms_to_chi(raw.view(dtype), offsets, heights, widths, cell, n_edges + 1, counts)
+    dispatch.histograms_to_chi(raw.view(dtype), offsets, heights, widths, cell, n_edges + 1, counts)
     return counts

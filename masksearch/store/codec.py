@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 import masksearch.kernels as kernels
+from masksearch.kernels import dispatch
 
 CODECS = ("lz4", "zstd")
 
@@ -35,6 +36,6 @@ def decode_mask(blob: pa.Buffer, dtype: np.dtype, height: int, width: int,
     raw = np.frombuffer(_codec(codec).decompress(blob, decompressed_size=nbytes), np.uint8)
     if dtype.itemsize > 1:
         out = np.empty(nbytes, np.uint8)
-        kernels.codec_kernels.unshuffle_bytes(raw, dtype.itemsize, out)
+        dispatch.unshuffle_bytes(raw, dtype.itemsize, out)
         raw = out
     return raw.view(dtype).reshape(height, width)
