@@ -40,6 +40,7 @@ __all__ = [
     "attach_duckdb",
     "connect",
     "from_coco",
+    "set_index_cache",
 ]
 __version__ = "0.1.0"
 
@@ -81,3 +82,12 @@ def from_coco(path: str | os.PathLike[str],
     from .ingest.coco import from_coco as read
 
     return read(path, images_dir=images_dir)
+
+
+def set_index_cache(budget: int | str | None) -> None:
+    """Bytes of decoded index this process keeps in memory (``"512MB"``, ``"2GiB"``; ``0``:
+    none; None: the adaptive default). Also ``MASKSEARCH_INDEX_CACHE`` in the environment
+    (see ``masksearch.store.index_cache``)."""
+    from .store.index_cache import set_index_cache_budget
+
+    set_index_cache_budget(budget)
