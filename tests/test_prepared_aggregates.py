@@ -200,3 +200,20 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
     with ms.connect(tmp_path / "db", read_only=True) as ro, \
             pytest.raises(ms.StoreError, match="read-only"):
         ro.prepare_aggregates("label")
+
+
+def test_a_top_ks_first_look_builds_no_chis(tmp_path):
+    """A top-k over groups first reads groups with trivial bounds, as the brute force does;
+    building aggregated masks' CHIs there would make a cold query slower than the brute
+    force, so only the index's passes build them."""
+    db, rows = _pairs(tmp_path)
+    sql = f"SELECT image_id, {IOU} AS iou FROM masks GROUP BY image_id ORDER BY iou ASC LIMIT 3"
+    want = sorted(_iou_oracle(rows).items(), key=lambda kv: (kv[1] is None, kv[1] or 0,
+                                                             kv[0]))[:3]
+    first = db.query(sql)                   # 12 groups: the first look reads them all
+    assert first.rows() == want
+    assert first.stats.verified == 24
+    assert first.stats.chis_built == 0
+    asked = db.query(sql, settings=ExecSettings(probe_groups=0))    # the index at once
+    assert asked.rows() == want
+    assert asked.stats.chis_built > 0

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 
 from ..lang import ast
 from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
-from ..store.numpy_arrow import array_numpy, numpy_array
 from .arrays import Ints
 from .exact import evaluate
 from .filtering import truth
@@ -58,7 +57,7 @@ class Chooser:
         if not order_by:
             return self._tie_order(idx)
         table, keys = sort_keys(self.units.take(idx), order_by)
-        order = array_numpy(pc.sort_indices(table, sort_keys=keys))
+        order = np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())
         ordered: Ints = idx[order]
         return ordered
 
@@ -68,14 +67,14 @@ class Chooser:
         tie = list(self.units.tie_columns)
         col = self.units.rows.column(tie[0])
         if len(tie) == 1 and pa.types.is_integer(col.type) and not col.null_count:
-            values = array_numpy(col)[idx]
+            values = col.to_numpy()[idx]
             if (values[1:] >= values[:-1]).all():
                 return idx
             ordered: Ints = idx[np.argsort(values, kind="stable")]
             return ordered
         keys = sort_spec((), self.units.tie_columns)
-        table = self.units.rows.select(tie).take(numpy_array(idx, pa.int64())).rename_columns([k[0] for k in keys])
-        ordered = idx[array_numpy(pc.sort_indices(table, sort_keys=keys))]
+        table = self.units.rows.select(tie).take(idx).rename_columns([k[0] for k in keys])
+        ordered = idx[np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())]
         return ordered
 
 
@@ -255,10 +254,10 @@ class _TopK:
         cols = units.tie_columns
         if len(self.sel.order_by) != 1 or len(cols) != 1:
             return None
-        col = units.rows.column(cols[0]).take(numpy_array(idx, pa.int64()))
+        col = units.rows.column(cols[0]).take(pa.array(idx, pa.int64()))
         if col.null_count:
             return None
-        return np.unique(array_numpy(col), return_inverse=True)[1].reshape(-1)
+        return np.unique(col.to_numpy(), return_inverse=True)[1].reshape(-1)
 
     def _can_enter(self, part: np.ndarray, kth: float, kth_tie: int | None) -> np.ndarray:
         """The units of ``part`` whose (refined) bounds can still beat or tie the k-th."""
@@ -270,6 +269,14 @@ class _TopK:
             can_tie &= self.rank_of[part] < kth_tie
         enter: Ints = part[~fine.must_null & (beats | can_tie)]
         return enter
+
+    def _refine_pays(self, sample: np.ndarray, kth: float, kth_tie: int | None) -> bool:
+        """Refine ``sample``: whether that decided at least the share of it that pays."""
+        self.c.units.refine(sample)
+        left = self._can_enter(sample, kth, kth_tie)
+        exact = self.c.units.known[np.ix_(left, np.asarray(self.c.output_terms, np.int64))
+                                   ].all(axis=1).sum()
+        return bool(len(sample) - len(left) + exact >= self.c.settings.refine_pays * len(sample))
 
     def _kth(self, top: np.ndarray) -> tuple[float | None, int | None]:
         """The k-th exact value and its tie rank; None while a NULL or NaN k-th value can
@@ -306,6 +313,12 @@ class _TopK:
                 # Cell-by-cell bounds may make values exact, or show that some of these
                 # cannot beat the k-th value; they stop once they decide too few.
                 c.units.refine(part)
+            elif refine and kth is not None and getattr(c.units, "retest_refine", False):
+                # Groups: later parts (worse best cases) are decided more often than the
+                # first; a sample of each part says whether refining pays again.
+                refining = self._refine_pays(part[:max(1, len(part) // 8)], kth, kth_tie)
+                if refining:
+                    c.units.refine(part)
             if kth is not None:
                 before = len(part)
                 part = self._can_enter(part, kth, kth_tie)

@@ -24,6 +24,10 @@ class GroupBatch:
     the terms the query's aggregates and per-group CP terms (``aggregates``), bounded from
     the members' bounds and made exact from the members' exact values or pixels."""
 
+    # A top-k over groups tries refining again on later parts once it stopped paying (a
+    # group's cell bounds cost a third of reading it; later parts are decided more often).
+    retest_refine = True
+
     def __init__(self, groups: Groups, aggregates: tuple[ast.Expr, ...],
                  cuts: Mapping[ast.CP, CPTerm], tie_columns: tuple[str, ...],
                  aggregator: MaskAggregator, cache: AggregateCache | None,
@@ -113,7 +117,7 @@ class GroupBatch:
         assert all(isinstance(cp, ast.CP) for cp in cps)
         cuts = [self.cuts[cp] for cp in cps]  # type: ignore[index]
         counts = self.aggregator.count(self.groups, self.keys, cps, cuts,  # type: ignore[arg-type]
-                                       which)
+                                       which, build=not self.coarse_pending)
         filled = self.groups.member_rows.sizes(which) > 0
         self.state.exact[np.ix_(which[filled], np.asarray(terms, np.int64))] = counts[filled].astype(object)
         self.state.known[np.ix_(which, np.asarray(terms, np.int64))] = True

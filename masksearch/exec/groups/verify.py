@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from masksearch.kernels import dispatch
+import masksearch.kernels as kernels
 
 from ...errors import QueryError
 from ...index.chi import build_segment_index
@@ -58,8 +58,8 @@ def aggregate_counts(masks: list[np.ndarray], kinds: list[str], boxes: list[np.n
         if kind not in aggregated:
             aggregated[kind] = aggregate_pixels(kind, masks)
         x0, y0, x1, y1 = boxes[t]
-        out[t] = dispatch.count_in_range(aggregated[kind], x0, y0, x1, y1, lo.t, lo.incl,
-                                         hi.t, hi.incl)
+        out[t] = kernels.count_kernels.count_in_range(aggregated[kind], x0, y0, x1, y1,
+                                                      lo.t, lo.incl, hi.t, hi.incl)
     return aggregated
 
 
@@ -84,8 +84,10 @@ class MaskAggregator:
             return True
 
     def count(self, groups: Groups, keys: CacheKeys, cps: Sequence[ast.CP],
-              cuts: Sequence[CPTerm], which: np.ndarray) -> np.ndarray:
-        """(len(which), len(cps)) exact counts: each group's masks decoded once for all."""
+              cuts: Sequence[CPTerm], which: np.ndarray, build: bool = True) -> np.ndarray:
+        """(len(which), len(cps)) exact counts: each group's masks decoded once for all.
+        ``build=False``: no CHI is built for the cache (a top-k's first look with trivial
+        bounds reads what the brute force reads, and must not cost more)."""
         members, segments, collector = groups.members, self.ctx.segments, self.ctx.collector
         seg, row = members.seg, members.row
         kinds = [cp.mask.aggregate for cp in cps if cp.mask.aggregate is not None]
@@ -104,7 +106,7 @@ class MaskAggregator:
             return counted
         self.stats.bytes_read += sum(segments[int(seg[r])].blob_size(int(row[r]))
                                      for r in flat)
-        cache = self.cache
+        cache = self.cache if build else None
         # Worked out here, not in the threads: the key memo is a plain dict, and the
         # cache's files are read here.
         entries = {int(g): {k: keys.entry(k, int(g)) for k in kinds if k} for g in which} \
