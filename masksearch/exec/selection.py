@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from ..lang import ast
 from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
+from ..store.numpy_arrow import array_numpy, numpy_array
 from .arrays import Ints
 from .exact import evaluate
 from .filtering import truth
@@ -57,7 +58,7 @@ class Chooser:
         if not order_by:
             return self._tie_order(idx)
         table, keys = sort_keys(self.units.take(idx), order_by)
-        order = np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())
+        order = array_numpy(pc.sort_indices(table, sort_keys=keys))
         ordered: Ints = idx[order]
         return ordered
 
@@ -67,14 +68,14 @@ class Chooser:
         tie = list(self.units.tie_columns)
         col = self.units.rows.column(tie[0])
         if len(tie) == 1 and pa.types.is_integer(col.type) and not col.null_count:
-            values = col.to_numpy()[idx]
+            values = array_numpy(col)[idx]
             if (values[1:] >= values[:-1]).all():
                 return idx
             ordered: Ints = idx[np.argsort(values, kind="stable")]
             return ordered
         keys = sort_spec((), self.units.tie_columns)
-        table = self.units.rows.select(tie).take(idx).rename_columns([k[0] for k in keys])
-        ordered = idx[np.asarray(pc.sort_indices(table, sort_keys=keys).to_numpy())]
+        table = self.units.rows.select(tie).take(numpy_array(idx, pa.int64())).rename_columns([k[0] for k in keys])
+        ordered = idx[array_numpy(pc.sort_indices(table, sort_keys=keys))]
         return ordered
 
 
@@ -254,10 +255,10 @@ class _TopK:
         cols = units.tie_columns
         if len(self.sel.order_by) != 1 or len(cols) != 1:
             return None
-        col = units.rows.column(cols[0]).take(pa.array(idx, pa.int64()))
+        col = units.rows.column(cols[0]).take(numpy_array(idx, pa.int64()))
         if col.null_count:
             return None
-        return np.unique(col.to_numpy(), return_inverse=True)[1].reshape(-1)
+        return np.unique(array_numpy(col), return_inverse=True)[1].reshape(-1)
 
     def _can_enter(self, part: np.ndarray, kth: float, kth_tie: int | None) -> np.ndarray:
         """The units of ``part`` whose (refined) bounds can still beat or tie the k-th."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-import masksearch.kernels as kernels
+from masksearch.kernels import dispatch
 
 from ...errors import QueryError
 from ...index.chi import build_segment_index
@@ -58,8 +58,8 @@ def aggregate_counts(masks: list[np.ndarray], kinds: list[str], boxes: list[np.n
         if kind not in aggregated:
             aggregated[kind] = aggregate_pixels(kind, masks)
         x0, y0, x1, y1 = boxes[t]
-        out[t] = kernels.count_kernels.count_in_range(aggregated[kind], x0, y0, x1, y1,
-                                                      lo.t, lo.incl, hi.t, hi.incl)
+        out[t] = dispatch.count_in_range(aggregated[kind], x0, y0, x1, y1, lo.t, lo.incl,
+                                         hi.t, hi.incl)
     return aggregated
 
 
