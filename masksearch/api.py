@@ -432,7 +432,7 @@ class Database:
             shapes = {f"{a}x{b}": int(c) for (a, b), c in zip(pairs, counts, strict=True)}
         pixel_bytes = sum(s.pixel_bytes() for s in segments)
         snapshot = self._store.snapshot()
-        indexed = sum(int(state.segment.index.built[~state.deleted].sum())
+        indexed = sum(int(state.segment.index_overview.built[~state.deleted].sum())
                       for state in snapshot.states)
         index_bytes = sum(s.index_bytes() for s in segments)
         m = self._store.manifest
