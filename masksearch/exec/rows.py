@@ -228,8 +228,7 @@ class RowBatch:
         cuts = self.terms.cuts
         task = CountTask(self.ctx.segments, self.seg[need], self.row[need],
                          [self.region(cuts[t].roi).boxes[need] for t in every],
-                         [(cuts[t].lo, cuts[t].hi) for t in every],
-                         use_index=self.ctx.use_index)
+                         [(cuts[t].lo, cuts[t].hi) for t in every])
         remote = self.ctx.remote
         if remote is not None and len(need) >= self.ctx.settings.remote_masks:
             counts, nbytes = remote.count_rows(task.seg_of, task.row_of, task.boxes,

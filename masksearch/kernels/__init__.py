@@ -12,17 +12,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import (
-        bound_kernels,
-        checksum_kernels,
-        chi_kernels,
-        codec_kernels,
-        count_kernels,
-        tile_kernels,
-    )
+    from . import bound_kernels, checksum_kernels, chi_kernels, codec_kernels, count_kernels
 
-__all__ = ["bound_kernels", "checksum_kernels", "chi_kernels", "codec_kernels", "count_kernels",
-           "tile_kernels"]
+__all__ = ["bound_kernels", "checksum_kernels", "chi_kernels", "codec_kernels", "count_kernels"]
 _MODULES = frozenset(__all__)
 
 
