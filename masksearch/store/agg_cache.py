@@ -251,7 +251,7 @@ class AggregateCache:
             return hit[0].copy(), hit[1].copy()
         lower, upper = self._located_bounds(located, boxes, lo, hi)
         if len(self._bounds_memo) >= _BOUNDS_MEMO:
-            self._bounds_memo.pop(next(iter(self._bounds_memo)))
+            self._bounds_memo.clear()     # one call: safe with queries on other threads
         self._bounds_memo[memo] = (lower.copy(), upper.copy())
         return lower, upper
 
