@@ -201,6 +201,13 @@ class Database:
         themselves when too many small segments pile up.)"""
         return self._store.compact()
 
+    def upgrade(self) -> CompactionResult:
+        """Rewrite segments written before pixels were stored in tiles (so verification
+        decodes only the tiles the index cannot settle) into the current layout, in one
+        atomic commit, as ``compact`` does; answers stay the same. Databases of older
+        layouts are read and answered as they are: this only makes them faster."""
+        return self._store.upgrade()
+
     def build_index(self, progress: Callable[[int, int | None], None] | None = None) -> int:
         """Build every CHI that lazy indexing has not built yet; returns how many."""
         return self._store.build_index(progress)

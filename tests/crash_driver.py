@@ -145,8 +145,30 @@ def run_changes(path: Path, report) -> None:
         report(name)
 
 
+def prepare_upgrade(path: Path) -> None:
+    """The starting point of the upgrade scenario: the ingests' masks in whole-mask blobs
+    (the layout before tiles), in small segments, some rows deleted."""
+    from masksearch.store import tiles
+
+    tiled = tiles.TILED_CODECS
+    tiles.TILED_CODECS = frozenset()
+    try:
+        prepare_changes(path)
+        ms.connect(path).query("DELETE FROM masks WHERE op = 1 AND pair = 0")
+    finally:
+        tiles.TILED_CODECS = tiled
+
+
+def run_upgrade(path: Path, report) -> None:
+    db = ms.connect(path, segment_size=SEGMENT_SIZE)
+    report("open")
+    db.upgrade()
+    report("upgrade")
+
+
 SCENARIOS = {"ingest": (None, run_ingest), "index": (prepare_index, run_index),
-             "changes": (prepare_changes, run_changes)}
+             "changes": (prepare_changes, run_changes),
+             "upgrade": (prepare_upgrade, run_upgrade)}
 
 
 def main() -> None:

@@ -242,9 +242,12 @@ def test_databases_written_before_checksums_still_open(tmp_path, pristine):
     """Format 1 (no checksums): read unverified, reported as such, upgraded by a rebuild."""
     import json
 
-    root, expected = pristine
+    from .test_tiles import whole_mask_layout
+
+    _, expected = pristine
     copy = tmp_path / "db"
-    shutil.copytree(root / "eager", copy)
+    with whole_mask_layout():       # format 1 held whole-mask blobs (tiles: format 3)
+        build(copy, lazy=False).close()
     body = json.loads((copy / "manifest.json").read_text())
     body.pop("xxh64")
     body["format"] = 1

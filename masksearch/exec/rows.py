@@ -228,7 +228,8 @@ class RowBatch:
         cuts = self.terms.cuts
         task = CountTask(self.ctx.segments, self.seg[need], self.row[need],
                          [self.region(cuts[t].roi).boxes[need] for t in every],
-                         [(cuts[t].lo, cuts[t].hi) for t in every])
+                         [(cuts[t].lo, cuts[t].hi) for t in every],
+                         use_index=self.ctx.use_index)
         remote = self.ctx.remote
         if remote is not None and len(need) >= self.ctx.settings.remote_masks:
             counts, nbytes = remote.count_rows(task.seg_of, task.row_of, task.boxes,

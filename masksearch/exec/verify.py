@@ -1,4 +1,9 @@
-"""Verification: read undecided masks and count their pixels exactly, on all cores."""
+"""Verification: read undecided masks and count their pixels exactly, on all cores.
+
+Masks stored in tiles (segment format 3) are counted a segment's masks at a time by one
+kernel call that decodes only the tiles the index cannot settle (``tile_verify``); masks in
+whole-mask blobs, and masks lazy indexing has not indexed yet (their CHI is built from the
+whole mask), are decoded whole."""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ import numpy as np
 
 from masksearch.kernels import dispatch
 
-from ..index.chi import build_segment_index, cut_for_dtype, kernel_view
+from ..index.chi import build_segment_index, cut_for_dtype, kernel_view, segment_cuts
 from ..parallel import chunks_in_order, spread_chunk
 from ..ranges import Cut
 from ..store.segments import Segment
 from . import control
 from .collector import ChiCollector
+from .tile_verify import count_tiled, cut_array
 
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
 PREFETCH_ALL = 512   # masks whose bytes a verification asks for at once (object storage)
@@ -31,6 +37,7 @@ class CountTask:
     row_of: np.ndarray          # (M,) row of each mask in its segment
     boxes: list[np.ndarray]     # per term: (M, 4) clipped boxes
     cuts: list[tuple[Cut, Cut]]  # per term: (lo cut, hi cut)
+    use_index: bool = True      # the index may settle cells of tiled masks
 
 
 def count_in_range(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int, lo_t: float,
@@ -125,10 +132,18 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     if few:
         prefetch(task.segments, task.seg_of, task.row_of)
 
+    # Tiled masks: the cuts snapped to the bin edges too (the same for every value), so
+    # that the index settles every cell it can.
+    tiled_cuts = {k: cut_array(list(segment_cuts(
+        tuple(task.cuts), task.segments[k].dtype.str,
+        np.asarray(task.segments[k].info["edges"], np.float64).tobytes())))
+        for k in cuts_of if task.segments[k].tiles is not None}
+
     def count(start: int, stop: int) -> None:
         if not few:
             prefetch(task.segments, task.seg_of[start:stop], task.row_of[start:stop])
-        for j in range(start, stop):
+        whole = _count_tiled(task, (start, stop), tiled_cuts, boxes, collector, (out, nbytes))
+        for j in whole:
             ctl.check()
             k, row = int(task.seg_of[j]), int(task.row_of[j])
             pixels = kernel_view(read_mask(task.segments, k, row, collector))
@@ -143,3 +158,39 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
             if collector.full:
                 collector.save()
     return out, int(nbytes.sum())
+
+
+def _count_tiled(task: CountTask, span: tuple[int, int], cuts: dict[int, np.ndarray],
+                 boxes: np.ndarray, collector: ChiCollector,
+                 outs: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    """Count the masks of ``span`` stored in tiles (segments in ``cuts``), a segment's at a
+    time, into ``outs`` = (counts, bytes); returns the positions left to decode whole (older
+    layouts, and masks whose CHI lazy indexing has to build from their pixels)."""
+    start, stop = span
+    out, nbytes = outs
+    seg = task.seg_of[start:stop]
+    if not cuts or not np.isin(seg, list(cuts)).any():
+        return list(range(start, stop))
+    whole: list[int] = []
+    ctl = control.current()
+    for k in np.unique(seg).tolist():
+        at = np.flatnonzero(seg == k) + start
+        if k not in cuts:
+            whole += at.tolist()
+            continue
+        ctl.check()
+        segment = task.segments[k]
+        rows = task.row_of[at].astype(np.int64)
+        built = segment.index_overview.built[rows]
+        if not built.all():
+            # A mask without a CHI is read whole when the collector wants its CHI built.
+            wanted = np.array([not b and not collector.has_mask(k, int(r))
+                               for b, r in zip(built.tolist(), rows.tolist(), strict=True)])
+            whole += at[wanted].tolist()
+            at, rows, built = at[~wanted], rows[~wanted], built[~wanted]
+        if not len(at):
+            continue
+        out[at] = count_tiled(segment, rows, boxes[at], cuts[k],
+                              built if task.use_index else None)
+        nbytes[at] = [segment.blob_size(r) for r in rows.tolist()]
+    return sorted(whole)

@@ -12,9 +12,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import bound_kernels, checksum_kernels, chi_kernels, codec_kernels, count_kernels
+    from . import (
+        bound_kernels,
+        checksum_kernels,
+        chi_kernels,
+        codec_kernels,
+        count_kernels,
+        tile_kernels,
+    )
 
-__all__ = ["bound_kernels", "checksum_kernels", "chi_kernels", "codec_kernels", "count_kernels"]
+__all__ = ["bound_kernels", "checksum_kernels", "chi_kernels", "codec_kernels", "count_kernels",
+           "tile_kernels"]
 _MODULES = frozenset(__all__)
 
 

@@ -28,8 +28,9 @@ from ..index.chi import SegmentIndex, chi_offsets
 from .changes import Change
 from .durable import remove_tree, replace
 from .manifest import Manifest, SegmentInfo
-from .segments import write_copied_segment, write_segment
+from .segments import Segment, write_copied_segment, write_segment
 from .snapshot import Snapshot
+from .tiles import tile_codec, writes_tiles
 from .writer import segment_edges
 
 SMALL = 0.5            # a segment holding under half a full segment's masks is small
@@ -106,13 +107,36 @@ def rewrite(root: Path, snapshot: Snapshot, group: list[SegmentInfo], segment_ma
 
 def _can_copy(snapshot: Snapshot, positions: list[int]) -> bool:
     """Whether the masks can move as they are, compressed, with their CHIs: every segment
-    has checksums, the database's codec and cell size, the same bin edges, a full index."""
+    has checksums, the database's codec, pixel layout (``outdated``) and cell size, the
+    same bin edges, a full index."""
     manifest = snapshot.manifest
     segments = [snapshot.segments[k] for k in positions]
     first = segments[0].info
     return all(seg.sealed and seg.has_full_index() and seg.info["codec"] == manifest.codec
+               and not outdated(seg, manifest)
                and seg.info["cell_size"] == manifest.cell_size
                and seg.info["edges"] == first["edges"] for seg in segments)
+
+
+def outdated(segment: Segment, manifest: Manifest) -> bool:
+    """Whether the segment's pixels are not in the layout new segments get: whole-mask
+    blobs where the database writes tiles (``tiles.writes_tiles``), or tiles of another
+    codec than the one now chosen for its dtype."""
+    if not writes_tiles(manifest.codec):
+        return segment.tiles is not None
+    return segment.tiles != tile_codec(segment.dtype)
+
+
+def upgrade_groups(snapshot: Snapshot) -> list[list[SegmentInfo]]:
+    """The segments (grouped by pixel type) whose pixels ``outdated`` says to rewrite."""
+    manifest = snapshot.manifest
+    groups = []
+    for dtype in sorted({s.dtype for s in manifest.segments}):
+        old = [info for info, seg in zip(manifest.segments, snapshot.segments, strict=True)
+               if info.dtype == dtype and outdated(seg, manifest)]
+        if old:
+            groups.append(old)
+    return groups
 
 
 def _copy_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.ndarray,
@@ -135,8 +159,9 @@ def _copy_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.
     merged = np.concatenate(counts).astype(np.result_type(*(c.dtype for c in counts)))
     index = SegmentIndex(first.cell, first.edges, merged, offsets, np.stack(eq),
                          np.stack(stats), heights, widths, np.ones(len(rows), bool))
-    write_copied_segment(directory, snapshot.segments[int(segs[0])].dtype, blobs, digests,
-                         meta, index, snapshot.manifest.codec)
+    source = snapshot.segments[int(segs[0])]
+    write_copied_segment(directory, source.dtype, blobs, digests, meta, index,
+                         snapshot.manifest.codec, source.tiles)
 
 
 def _rewrite_masks(directory: Path, snapshot: Snapshot, segs: np.ndarray, rows: np.ndarray,

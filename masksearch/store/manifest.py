@@ -10,10 +10,11 @@ from .checksum import sealed_json, write_sealed_json
 from .files import Files, as_files
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 4          # 4: each commit names itself (``commit``)
-READABLE_FORMATS = (1, 2, 3, 4)  # 1: written before checksums; read without verification
-                                 # 2: the manifest and segment files carry checksums
-                                 # 3: segments may have deleted rows and rewritten metadata
+FORMAT_VERSION = 5          # 5: segments may hold their pixels in tiles (segment format 3)
+READABLE_FORMATS = (1, 2, 3, 4, 5)  # 1: written before checksums; read without verification
+                                    # 2: the manifest and segment files carry checksums
+                                    # 3: segments may have deleted rows and rewritten metadata
+                                    # 4: each commit names itself (``commit``)
 
 
 @dataclass(frozen=True)

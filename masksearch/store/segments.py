@@ -21,6 +21,11 @@ Files of a segment directory (format 2; every file is covered by a checksum):
 
 Segments written before checksums (format 1: no "format" key in segment.json) are read
 without verification; ``Store.check`` reports them as unverifiable.
+
+Format 3 stores each mask's blob as tiles aligned with the CHI's cells (``tiles``: layout
+in ``kernels.tile_kernels``; segment.json says ``"layout": "tiles"`` and the tile codec,
+``"tiles": {"codec", "shuffle", "min_match"}``), so that verification decodes only the tiles
+the index cannot settle. Formats 1 and 2 hold whole-mask blobs (``codec``), still read.
 """
 
 from __future__ import annotations
@@ -63,10 +68,12 @@ from .index_cache import ResidentIndex
 from .numpy_arrow import array_numpy
 from .overlays import read_parquet
 from .pixels_file import Blobs, RangedBlobs, WholeBlobs
+from .tiles import LAYOUT, TileCodec, decode_tiled, encode_tiled, tile_codec, writes_tiles
 
 BLOB_SCHEMA = pa.schema([("blob", pa.large_binary())])
 ENCODE_CHUNK = 32     # masks per unit of parallel ingest work
 SEGMENT_FORMAT = 2
+TILED_FORMAT = 3      # the masks' blobs in tiles (``tiles``)
 INDEX_FILES = ("chi_eq.npy", "chi_stats.npy", "chi_hist.lz4")
 LEGACY_COUNTS = "chi.npy"    # the counts, cumulative and uncompressed, before chi_hist.lz4
 INDEX_SEAL = "chi.json"
@@ -155,6 +162,7 @@ class EncodedSegment:
     index: SegmentIndex | None
     counts: CountsEncoder | None
     guessed: bool = False       # edges guessed right (see ``encode_segment``'s ``fit``)
+    tiles: TileCodec | None = None   # the blobs' tile codec (None: whole-mask blobs)
 
 
 def write_segment(directory: Path, masks: list[np.ndarray], meta: pa.Table, edges: np.ndarray,
@@ -180,8 +188,12 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
     With ``fit``, ``edges`` is a guess: the masks' value ranges (``value_ranges``) come from
     the same pass as the rest (the CHI's min and max, or without an index a pass over each
     mask while it is in cache), ``fit(ranges)`` gives the segment's edges, and the index is
-    built again with them if the guess was wrong (the result is the same either way)."""
+    built again with them if the guess was wrong (the result is the same either way).
+
+    A database of the ``lz4`` codec writes its blobs in tiles of ``cell`` pixels
+    (``tiles.writes_tiles``), of the tile codec measured best for the masks' dtype."""
     n = len(masks)
+    tiles = tile_codec(masks[0].dtype) if n and writes_tiles(codec) else None
     blobs: list[pa.Buffer | None] = [None] * n
     digests: list[str] = [""] * n
     ranges = np.empty((n, 2))
@@ -193,7 +205,8 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
         for i in range(start, stop):
             if fit is not None and index is None:
                 mask_range(masks[i], ranges[i])
-            blob = blobs[i] = encode_mask(masks[i], codec)
+            blob = blobs[i] = (encode_mask(masks[i], codec) if tiles is None
+                               else encode_tiled(masks[i], cell, tiles))
             digests[i] = digest(blob)
         if index is not None and counts is not None:
             fill_segment_index(index, start, masks[start:stop])
@@ -217,7 +230,7 @@ def encode_segment(masks: list[np.ndarray], edges: np.ndarray, cell: int, codec:
             index, counts = _new_index(masks, edges, cell, build_index)
             for_chunks(n, ENCODE_CHUNK, _index_chunks(index, counts, masks))
     return EncodedSegment(masks[0].dtype, packer.array(), digests, edges, cell, codec, index,
-                          counts, guessed)
+                          counts, guessed, tiles)
 
 
 def _chi_ranges(index: SegmentIndex) -> np.ndarray:
@@ -251,26 +264,28 @@ def write_encoded(directory: Path, encoded: EncodedSegment, meta: pa.Table) -> N
     """Write the files of an encoded segment into ``directory`` (made, empty), fsynced."""
     e = encoded
     _write_files(directory, e.dtype, e.blobs, e.digests, meta, e.edges, e.cell, e.codec,
-                 e.index, None if e.counts is None else e.counts.finish())
+                 e.index, None if e.counts is None else e.counts.finish(), e.tiles)
 
 
 def write_copied_segment(directory: Path, dtype: np.dtype, blobs: list[pa.Buffer],
                          digests: list[str], meta: pa.Table, index: SegmentIndex,
-                         codec: str) -> None:
-    """Write a segment of masks already compressed (``blobs``, their ``digests``) with their
-    CHIs (``index``, every mask built): compaction moves masks without decoding them."""
+                         codec: str, tiles: TileCodec | None = None) -> None:
+    """Write a segment of masks already compressed (``blobs``, their ``digests``; in tiles
+    of codec ``tiles``, or whole) with their CHIs (``index``, every mask built): compaction
+    moves masks without decoding them."""
     directory.mkdir(parents=True)
     faults.point("mkdir segment")
     _write_files(directory, dtype, _blob_array(blobs), digests, meta, index.edges,
-                 index.cell, codec, index)
+                 index.cell, codec, index, tiles=tiles)
 
 
 def _write_files(directory: Path, dtype: np.dtype, blobs: pa.Array, digests: list[str],
                  meta: pa.Table, edges: np.ndarray, cell: int, codec: str,
-                 index: SegmentIndex | None, counts: bytes | None = None) -> None:
+                 index: SegmentIndex | None, counts: bytes | None = None,
+                 tiles: TileCodec | None = None) -> None:
     """The files of a new segment (``blobs``: the compressed masks as one large_binary
-    array; ``counts``: the index's ``encode_counts``, if made), then its sealed
-    description, each fsynced."""
+    array, in tiles of codec ``tiles`` or whole; ``counts``: the index's
+    ``encode_counts``, if made), then its sealed description, each fsynced."""
     pixels_path = directory / "pixels.arrow"
     with pa.OSFile(str(pixels_path), "wb") as sink, \
             pa.ipc.new_file(sink, BLOB_SCHEMA) as writer:
@@ -288,6 +303,8 @@ def _write_files(directory: Path, dtype: np.dtype, blobs: pa.Array, digests: lis
             "files": {"pixels.arrow": describe_file(pixels_path),
                       "meta.parquet": {"size": meta_bytes.size, "xxh64": digest(meta_bytes)}},
             "blobs_xxh64": digests}
+    if tiles is not None:
+        info |= {"format": TILED_FORMAT, "layout": LAYOUT, "tiles": tiles.describe()}
     write_sealed_json(directory / "segment.json", info, atomic=False)
     fsync_path(directory)
 
@@ -330,7 +347,25 @@ class Segment:
                              f"{', '.join(missing)})")
         if info.get("format", 1) >= 2 and len(info["blobs_xxh64"]) != info["count"]:
             raise StoreError(f"{label}: the segment description is damaged (mask count)")
+        if info.get("format", 1) > TILED_FORMAT:
+            raise StoreError(f"{label}: segment format {info['format']} is newer than this "
+                             f"masksearch reads (up to {TILED_FORMAT}): upgrade masksearch")
+        if info.get("format", 1) >= TILED_FORMAT:
+            try:
+                if info.get("layout") != LAYOUT:
+                    raise ValueError(f"unknown layout {info.get('layout')!r}")
+                TileCodec.of(info.get("tiles"))
+            except ValueError as e:
+                raise StoreError(f"{label}: the segment description is damaged ({e})") \
+                    from None
         return info
+
+    @cached_property
+    def tiles(self) -> TileCodec | None:
+        """The tile codec of a segment whose blobs are tiles (format 3), else None."""
+        if self.info.get("format", 1) < TILED_FORMAT:
+            return None
+        return TileCodec.of(self.info["tiles"])
 
     @property
     def sealed(self) -> bool:
@@ -439,6 +474,24 @@ class Segment:
             self._verified[row] = blobs.keeps_bytes
         return blob
 
+    def blob_spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The blobs of masks ``rows`` for a kernel, each verified as ``blob`` verifies it:
+        (data, starts, stops), mask ``rows[j]``'s bytes ``data[starts[j]:stops[j]]``. A file
+        held whole gives its own (memory-mapped) bytes, not a copy; from object storage the
+        blobs are fetched and joined."""
+        rows = np.asarray(rows, np.int64)
+        blobs = self._blobs
+        if isinstance(blobs, WholeBlobs):
+            if self.sealed:
+                for row in rows[~self._verified[rows]].tolist():
+                    self.blob(row)
+            return (np.frombuffer(blobs.data, np.uint8), blobs.offsets[rows],
+                    blobs.offsets[rows + 1])
+        parts = [np.frombuffer(self.blob(row), np.uint8) for row in rows.tolist()]
+        stops = np.cumsum([p.size for p in parts], dtype=np.int64)
+        data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+        return data, stops - np.array([p.size for p in parts], np.int64), stops
+
     @property
     def fetches_ahead(self) -> bool:
         """Its masks come by a request each (object storage), so asking ahead pays."""
@@ -460,6 +513,10 @@ class Segment:
         blob = self.blob(row)
         heights, widths = self.shapes
         try:
+            tiles = self.tiles
+            if tiles is not None:
+                return decode_tiled(blob, self.dtype, int(heights[row]), int(widths[row]),
+                                    int(self.info["cell_size"]), tiles)
             return decode_mask(blob, self.dtype, int(heights[row]), int(widths[row]),
                                self.info["codec"])
         except MemoryError:  # pyarrow's ArrowMemoryError is one: not damage

@@ -23,7 +23,7 @@ from ..index.chi import DEFAULT_CELL_SIZE
 from .agg_cache import AggregateCache
 from .changes import Change, next_manifest, replaced_rows
 from .codec import CODECS
-from .compaction import CompactionResult, chosen, compaction_change
+from .compaction import CompactionResult, chosen, compaction_change, upgrade_groups
 from .durable import fsync_path, remove_file, remove_tree
 from .files import Traffic, files_at
 from .location import Location, location_of
@@ -404,6 +404,31 @@ class Store:
         commit) and drop cached CHIs of groups that can no longer exist."""
         with self.writing():
             result = self._compact(auto=False)
+            self.collect_retired()
+        return result
+
+    def upgrade(self) -> CompactionResult:
+        """Rewrite the segments whose pixels are not in the current layout (whole-mask blobs
+        of databases written before tiles, segment format 3) into it: like compaction, in
+        one manifest rename (a crash before it leaves the old state, after it the new one);
+        the old files are removed once no reader's snapshot uses them. Deleted rows are
+        dropped on the way. Nothing to do: no commit."""
+        with self.writing():
+            snapshot = self.snapshot()
+            groups = upgrade_groups(snapshot)
+            result = CompactionResult(segments_before=len(snapshot.segments))
+            if groups:
+                written: list[Path] = []
+                try:
+                    change, result.masks_rewritten = compaction_change(
+                        self.root, snapshot, groups, self.write.segment_masks, written)
+                    self.commit(snapshot, change)
+                except BaseException:
+                    self.roll_back(written)
+                    raise
+                del snapshot
+                self.refresh()
+            result.segments_after = len(self.segments)
             self.collect_retired()
         return result
 
