@@ -232,7 +232,7 @@ print(len(faults.trace()))
 
 
 def test_a_prepare_killed_at_any_crash_point_leaves_a_consistent_database(tmp_path):
-    """SIGKILLed at each crash point of its file writes (40 groups, saved in several
+    """SIGKILLed at each crash point of its file writes (40 groups, saved in one or more
     files), a preparation leaves a database that opens, passes ``check``, answers like the
     oracle, keeps no half-written file, and is prepared again to the end."""
     import subprocess
@@ -245,13 +245,17 @@ def test_a_prepare_killed_at_any_crash_point_leaves_a_consistent_database(tmp_pa
     run = [sys.executable, "-c", _PREPARE_KILLED, str(tmp_path / "db")]
     points = int(subprocess.run([*run, "0"], capture_output=True, text=True,
                                 check=True).stdout.split()[-1])
-    assert points >= 8          # several files, each written, synced and renamed
+    # Each file is written, synced and renamed; how many files (batches of CHIs saved as the
+    # verifying threads finish) varies from run to run, so a later point may not be reached.
+    assert points >= 4
+    killed = 0
     for n in range(1, points + 1):
         target = tmp_path / f"db-{n}"
         _copy_without_prepared(tmp_path / "db", target)
         proc = subprocess.run([sys.executable, "-c", _PREPARE_KILLED, str(target), str(n)],
                               capture_output=True, text=True)
-        assert proc.returncode == -9, proc.stderr[-2000:]
+        assert proc.returncode in (-9, 0), proc.stderr[-2000:]
+        killed += proc.returncode == -9
         with ms.connect(target, create=False) as db:
             assert db.check().ok
             assert db.query(sql, settings=ExecSettings(cached_groups=0)).rows() == want
@@ -260,6 +264,7 @@ def test_a_prepare_killed_at_any_crash_point_leaves_a_consistent_database(tmp_pa
             assert done.computed + done.already == 40
             assert db.query(sql, settings=ExecSettings(cached_groups=0)).rows() == want
             assert db.info()["prepared_aggregates"] == {"intersect": 40, "union": 40}
+    assert killed >= 4
 
 
 def _copy_without_prepared(src, dest) -> None:
