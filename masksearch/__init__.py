@@ -88,6 +88,6 @@ def set_index_cache(budget: int | str | None) -> None:
     """Bytes of decoded index this process keeps in memory (``"512MB"``, ``"2GiB"``; ``0``:
     none; None: the adaptive default). Also ``MASKSEARCH_INDEX_CACHE`` in the environment
     (see ``masksearch.store.index_cache``)."""
-    from .store.index_cache import set_index_cache_budget
+    from .api import set_index_cache as set_budget
 
-    set_index_cache_budget(budget)
+    set_budget(budget)

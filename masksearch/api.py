@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeGuard
 import numpy as np
 
 from .errors import StoreError
+from .store.index_cache import set_index_cache_budget
 from .store.numpy_arrow import array_numpy
 from .store.store import Store, WriteSettings
 
@@ -500,6 +501,13 @@ def _planned(sql: str, columns: tuple[tuple[str, str], ...]) -> PhysicalPlan:
     stmt = parse(sql)
     assert isinstance(stmt, (ast.Select, ast.Explain))
     return plan(bind(stmt, sql, dict(columns)))
+
+
+def set_index_cache(budget: int | str | None) -> None:
+    """Bytes of decoded index this process keeps in memory (``"512MB"``, ``"2GiB"``; ``0``:
+    none; None: the adaptive default). Also ``MASKSEARCH_INDEX_CACHE`` in the environment
+    (see ``masksearch.store.index_cache``)."""
+    set_index_cache_budget(budget)
 
 
 def connect(path: str | os.PathLike, *, create: bool = True, cell_size: int | None = None,
