@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeGuard
 import numpy as np
 
 from .errors import StoreError
-from .store.index_cache import set_index_cache_budget
+from .store.index_cache import index_cache, set_index_cache_budget
 from .store.numpy_arrow import array_numpy
 from .store.store import Store, WriteSettings
 
@@ -443,6 +443,9 @@ class Database:
         indexed = sum(int(state.segment.index_overview.built[~state.deleted].sum())
                       for state in snapshot.states)
         index_bytes = sum(s.index_bytes() for s in segments)
+        memory = [state.segment.index_memory() for state in snapshot.states]
+        held, decoded = sum(h for h, _ in memory), sum(d for _, d in memory)
+        cache = index_cache()
         m = self._store.manifest
         return {"path": self.path, "masks": table.num_rows, "segments": len(segments),
                 "dtypes": dtypes, "shapes": shapes, "columns": self._store.columns(),
@@ -450,6 +453,8 @@ class Database:
                 "indexed_masks": indexed, "pixel_bytes": pixel_bytes,
                 "index_bytes": index_bytes,
                 "index_share": index_bytes / pixel_bytes if pixel_bytes else 0.0,
+                "index_memory": {"held": held, "decoded": decoded,
+                                 "cache_budget": cache.budget, "cache_used": cache.used},
                 "prepared_aggregates": self._store.aggregate_cache.prepared_entries()}
 
     def __repr__(self) -> str:

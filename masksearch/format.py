@@ -117,6 +117,12 @@ def format_info(info: dict) -> str:
         f"index      {human_bytes(info['index_bytes'])} "
         f"({info['index_share'] * 100:.1f}% of the pixel bytes)",
     ]
+    memory = info.get("index_memory")
+    if memory:
+        lines.append(f"memory     index {human_bytes(memory['held'])} held, "
+                     f"{human_bytes(memory['decoded'])} decoded (cache "
+                     f"{human_bytes(memory['cache_used'])} of "
+                     f"{human_bytes(memory['cache_budget'])})")
     prepared = info.get("prepared_aggregates") or {}
     if prepared:
         lines.append(f"prepared   {_counts(prepared)} aggregated masks' CHIs "

@@ -169,6 +169,22 @@ def test_segments_hold_their_counts_compressed(tmp_path, budget):
     db.close()
 
 
+def test_info_reports_the_index_memory(tmp_path, budget):
+    budget(None)
+    db, _ = _database(str(tmp_path))
+    db.query("SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 100")
+    memory = db.info()["index_memory"]
+    held = sum(s.index_overview.held_nbytes() for s in db.store.segments)
+    decoded = sum(s.index_overview.decoded_nbytes() for s in db.store.segments)
+    assert memory["held"] == held
+    assert memory["decoded"] == decoded      # the query decoded every segment
+    assert memory["cache_used"] >= decoded
+    assert memory["cache_budget"] == index_cache().budget
+    budget(0)
+    assert db.info()["index_memory"]["decoded"] == 0
+    db.close()
+
+
 def test_waves_fit_the_budget(tmp_path, budget):
     db, _ = _database(str(tmp_path))
     segments = db.store.segments

@@ -64,7 +64,7 @@ from .chi_file import CountsEncoder, decode_counts, encode_counts
 from .codec import decode_mask, encode_mask
 from .durable import fsync_path, remove_file, write_atomic, write_bytes
 from .files import Files, LocalFiles, RemoteFiles
-from .index_cache import ResidentIndex
+from .index_cache import ResidentIndex, index_nbytes
 from .numpy_arrow import array_numpy
 from .overlays import read_parquet
 from .pixels_file import Blobs, RangedBlobs, WholeBlobs
@@ -548,6 +548,14 @@ class Segment:
         """The index's small per-mask arrays (``built``, ``stats``, ``eq``), without
         decoding its counts."""
         return self._index_source
+
+    def index_memory(self) -> tuple[int, int]:
+        """Bytes of this segment's index held in memory (compressed, or for a lazy or legacy
+        index its arrays) and decoded in the index cache now."""
+        source = self._index_source
+        if isinstance(source, ResidentIndex):
+            return source.held_nbytes(), source.decoded_nbytes() if source.cached else 0
+        return index_nbytes(source), 0
 
     @cached_property
     def _index_source(self) -> SegmentIndex | ResidentIndex:
