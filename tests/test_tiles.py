@@ -80,6 +80,16 @@ def test_lz4_blocks_round_trip_and_agree_with_pyarrow(data, keep):
         block = np.frombuffer(codec.compress(data.tobytes(), asbytes=True), np.uint8)
         assert tk.lz4_decompress(block, 0, block.size, out, n)
         assert np.array_equal(out, data)
+    # A second block with the table the first left (``origin``: no clearing): entries of
+    # the first are never taken as matches of the second.
+    table = np.full(1 << tk.HASH_LOG, -1, np.int32)
+    tk.lz4_compress(data, np.empty(cap, np.uint8), cap, table, keep, 0)
+    other = np.ascontiguousarray(data[::-1])
+    size2 = tk.lz4_compress(other, dst, cap, table, keep, n)
+    assert 0 < size2 <= cap
+    assert tk.lz4_decompress(dst, 0, size2, out, n)
+    assert np.array_equal(out, other)
+    size = tk.lz4_compress(data, dst, cap, np.empty(1 << tk.HASH_LOG, np.int32), keep)
     # Too little room: refused, never written past it.
     if size > 1:
         small = np.zeros(size - 1, np.uint8)

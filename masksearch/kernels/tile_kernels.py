@@ -91,12 +91,17 @@ def _emit(src: NDArray[np.uint8], anchor: int, n_lit: int, dst: NDArray[np.uint8
 
 @njit(cache=True, nogil=True)
 def lz4_compress(src: NDArray[np.uint8], dst: NDArray[np.uint8], cap: int,
-                 table: NDArray[np.int32], keep: int = MIN_MATCH) -> int:
+                 table: NDArray[np.int32], keep: int = MIN_MATCH, origin: int = -1) -> int:
     """LZ4 block of ``src`` into ``dst[:cap]``; its size, or -1 if it does not fit.
-    ``table``: 1 << HASH_LOG ints of scratch. Greedy matching; after 32 misses in a row the
-    step grows (as LZ4's own), so incompressible bytes pass fast."""
+    ``table``: 1 << HASH_LOG ints of scratch; matches shorter than ``keep`` bytes are not
+    taken. Greedy matching; after 32 misses in a row the step grows (as LZ4's own), so
+    incompressible bytes pass fast. ``origin`` >= 0: the table is not cleared but holds
+    positions counted from ``origin`` for this block, so that entries left by earlier blocks
+    (smaller positions) are never matched: many small blocks without clearing it each time."""
     n = src.shape[0]
-    table[:] = -1
+    if origin < 0:
+        table[:] = -1
+        origin = 0
     ip = 0
     anchor = 0
     op = 0
@@ -107,8 +112,8 @@ def lz4_compress(src: NDArray[np.uint8], dst: NDArray[np.uint8], cap: int,
             seq = _read32(src, ip)
             h = ((seq * np.uint32(2654435761)) & np.uint32(0xFFFFFFFF)) >> np.uint32(
                 32 - HASH_LOG)
-            ref = table[h]
-            table[h] = ip
+            ref = np.int64(table[h]) - origin
+            table[h] = origin + ip
             m = 0
             if ref >= 0 and ip - ref <= 65535 and _read32(src, ref) == seq:
                 end = n - LAST_LITERALS
@@ -220,6 +225,8 @@ def encode_tiles(pixels: NDArray[np.uint8], itemsize: int, cell: int, shuffle: b
     pos = 0
     flat = pixels.reshape(-1)
     line = w * itemsize
+    table[:] = -1       # once: each tile's positions start past the last tile's
+    done = 0            # raw bytes of the tiles so far: the next tile's ``origin``
     half = cell * cell * itemsize
     tile = scratch[:half]
     shuffled = scratch[half:2 * half]
@@ -241,7 +248,11 @@ def encode_tiles(pixels: NDArray[np.uint8], itemsize: int, cell: int, shuffle: b
             size = -1
             if compress:
                 # Stored compressed only when strictly smaller than the raw bytes.
-                size = lz4_compress(data, out[at:], raw - 1, table, keep)
+                if done + raw >= 2 ** 31 - 1:   # positions must fit the int32 table
+                    table[:] = -1
+                    done = 0
+                size = lz4_compress(data, out[at:], raw - 1, table, keep, done)
+                done += raw
             if size < 0:
                 _copy(out, at, data, 0, raw)
                 size = raw
