@@ -384,3 +384,25 @@ def test_kill_at_every_crash_point_of_upgrade(tmp_path):
             segs = {s.name for s in killed.store.manifest.segments}
             assert {p.name for p in (root / "segments").iterdir()} == segs, case
     assert hit == {"whole", "tiles"}
+
+
+def test_a_timeout_stops_tiled_verification(tmp_path, monkeypatch):
+    """Verification of tiled masks checks the query's control between segments (in the
+    worker threads, which have none of their own)."""
+    import time
+
+    import masksearch.exec.verify as verify
+
+    db = ms.connect(tmp_path / "db", segment_size=4)
+    db.ingest(_maps(24, 3), image_id=list(range(24)))
+    assert _layouts(db) == {"tiles"}
+    counted = verify.count_tiled
+
+    def slow(*args):
+        time.sleep(0.05 * len(args[1]))
+        return counted(*args)
+
+    monkeypatch.setattr(verify, "count_tiled", slow)
+    with pytest.raises(ms.QueryTimeout):
+        db.query("SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 3",
+                 use_index=False, timeout=0.2)

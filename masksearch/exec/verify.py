@@ -142,7 +142,8 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     def count(start: int, stop: int) -> None:
         if not few:
             prefetch(task.segments, task.seg_of[start:stop], task.row_of[start:stop])
-        whole = _count_tiled(task, (start, stop), tiled_cuts, boxes, collector, (out, nbytes))
+        whole = _count_tiled(task, (start, stop), tiled_cuts, boxes, (collector, ctl),
+                             (out, nbytes))
         for j in whole:
             ctl.check()
             k, row = int(task.seg_of[j]), int(task.row_of[j])
@@ -161,18 +162,20 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
 
 
 def _count_tiled(task: CountTask, span: tuple[int, int], cuts: dict[int, np.ndarray],
-                 boxes: np.ndarray, collector: ChiCollector,
+                 boxes: np.ndarray, context: tuple[ChiCollector, control.QueryControl],
                  outs: tuple[np.ndarray, np.ndarray]) -> list[int]:
     """Count the masks of ``span`` stored in tiles (segments in ``cuts``), a segment's at a
     time, into ``outs`` = (counts, bytes); returns the positions left to decode whole (older
-    layouts, and masks whose CHI lazy indexing has to build from their pixels)."""
+    layouts, and masks whose CHI lazy indexing has to build from their pixels). ``context``
+    = (the query's collector, its control, checked before each segment's call: a worker
+    thread has no control of its own)."""
+    collector, ctl = context
     start, stop = span
     out, nbytes = outs
     seg = task.seg_of[start:stop]
     if not cuts or not np.isin(seg, list(cuts)).any():
         return list(range(start, stop))
     whole: list[int] = []
-    ctl = control.current()
     for k in np.unique(seg).tolist():
         at = np.flatnonzero(seg == k) + start
         if k not in cuts:

@@ -367,19 +367,62 @@ def _count(vals: np.ndarray, tw: int, part: tuple[int, int, int, int],
     return n
 
 
+# float16 pixels are compared by an integer key of their bits, increasing with the value
+# (negative values: 0xFFFF - bits; others: bits + 0x8000): NaNs fall outside the keys of
+# [-inf, inf], and a range of values is a range of keys, found once per tile by binary search.
+KEY_NEG_INF = 0x03FF
+KEY_POS_INF = 0xFC00
+
+
+@njit(inline="always")
+def _key_value(key: int) -> float:
+    """The float16 value of a key."""
+    return _half(np.uint16(key - 0x8000 if key >= 0x8000 else 0xFFFF - key))
+
+
+@njit(cache=True, nogil=True)
+def _key_range(cut: tuple[float, bool, float, bool]) -> tuple[int, int]:
+    """The keys of the float16 values that fail the lo cut and pass the hi cut: [k0, k1]
+    (k0 > k1: none)."""
+    lo_t, lo_incl, hi_t, hi_incl = cut
+    a = KEY_NEG_INF             # smallest key above the lo cut
+    b = KEY_POS_INF + 1
+    while a < b:
+        mid = (a + b) >> 1
+        v = _key_value(mid)
+        if (v > lo_t) if lo_incl else (v >= lo_t):
+            b = mid
+        else:
+            a = mid + 1
+    c = KEY_NEG_INF - 1         # largest key below the hi cut
+    d = KEY_POS_INF
+    while c < d:
+        mid = (c + d + 1) >> 1
+        v = _key_value(mid)
+        if (v <= hi_t) if hi_incl else (v < hi_t):
+            c = mid
+        else:
+            d = mid - 1
+    return a, c
+
+
 @njit(cache=True, nogil=True)
 def _count_half(bits: NDArray[np.uint16], tw: int, part: tuple[int, int, int, int],
                 cut: tuple[float, bool, float, bool]) -> int:
-    """``_count`` of float16 pixels given as their bits."""
+    """``_count`` of float16 pixels given as their bits, by their keys."""
     x0, y0, x1, y1 = part
-    lo_t, lo_incl, hi_t, hi_incl = cut
+    k0, k1 = _key_range(cut)
+    if k0 > k1:
+        return 0
     n = 0
     for y in range(y0, y1):
-        for x in range(y * tw + x0, y * tw + x1):
-            v = _half(bits[x])
-            above = (v > lo_t) if lo_incl else (v >= lo_t)
-            below = (v <= hi_t) if hi_incl else (v < hi_t)
-            n += np.int64(above & below)
+        row = bits[y * tw + x0:y * tw + x1]
+        c = np.int32(0)
+        for x in range(row.shape[0]):
+            b = np.int32(row[x])
+            key = b ^ (((b >> 15) * 0x7FFF) | 0x8000)
+            c += np.int32((key >= k0) & (key <= k1))
+        n += c
     return n
 
 
