@@ -406,3 +406,25 @@ def test_a_timeout_stops_tiled_verification(tmp_path, monkeypatch):
     with pytest.raises(ms.QueryTimeout):
         db.query("SELECT mask_id FROM masks WHERE CP(mask, full, (0.5, 1.0]) > 3",
                  use_index=False, timeout=0.2)
+
+
+def test_float16_keys_count_every_value_as_numpy():
+    """float16 tiles are counted by an integer key of their bits: over all 65,536 values
+    (NaNs, infinities, -0 and +0, subnormals) and cuts on, between and beyond them, the
+    count equals NumPy's."""
+    bits = np.arange(65536, dtype=np.uint16)
+    values = bits.view(np.float16).astype(np.float64)
+    rng = np.random.default_rng(0)
+    finite = values[np.isfinite(values)]
+    ends = [-np.inf, np.inf, 0.0, -0.0, 1.0, 0.5, 65504.0, -65504.0, 6e-8, 1e-5, 0.1,
+            0.30000001, 1e6, *rng.normal(0, 10, 8), *rng.choice(finite, 8)]
+    for lo in ends:
+        for hi in ends:
+            for lo_incl in (False, True):
+                for hi_incl in (False, True):
+                    above = values > lo if lo_incl else values >= lo
+                    below = values <= hi if hi_incl else values < hi
+                    want = int((above & below).sum())
+                    got = tk._count_half(bits, 65536, (0, 0, 65536, 1),
+                                         (float(lo), lo_incl, float(hi), hi_incl))
+                    assert got == want, (lo, lo_incl, hi, hi_incl)
