@@ -8,6 +8,7 @@ older layout (byte shuffle + LZ4 frame of the whole mask).
     .venv/bin/python benchmarks/bench_tiles.py                # 300 maps of each generator
     .venv/bin/python benchmarks/bench_tiles.py --n 1000
     .venv/bin/python benchmarks/bench_tiles.py --engine 10000  # + both layouts, one run
+    .venv/bin/python benchmarks/bench_tiles.py --ingest 2000   # + ingest rate of both
 
 With ``--engine N``: bench_engine.py's databases of N maps (whole-mask blobs, as ingested
 before tiles; built if absent) are copied, the copies upgraded to tiles (``db.upgrade()``,
@@ -223,6 +224,38 @@ def layouts(generator: str, n: int, repeat: int, workdir: Path) -> dict:
     return out
 
 
+def ingest_rates(n: int, rounds: int, workdir: Path) -> dict:
+    """Ingest rate of n gradcam maps (one ``db.ingest``, the index built) writing whole-mask
+    blobs and writing tiles, alternating, ``rounds`` times each after an untimed round."""
+    import tempfile
+
+    import masksearch as ms
+    from masksearch.store import tiles
+
+    maps, _ = GENERATORS["gradcam"](n, 224, 0)
+    maps = np.ascontiguousarray(maps, np.float32)
+    tiled = tiles.TILED_CODECS
+    rates: dict[str, list[float]] = {"whole": [], "tiles": []}
+    try:
+        for k in range(rounds + 1):
+            for name in rates:
+                tiles.TILED_CODECS = frozenset() if name == "whole" else tiled
+                with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+                    db = ms.connect(Path(tmp) / "db")
+                    t0 = time.perf_counter()
+                    db.ingest(maps, image_id=np.arange(n))
+                    rate = n / (time.perf_counter() - t0)
+                    db.close()
+                if k:
+                    rates[name].append(rate)
+    finally:
+        tiles.TILED_CODECS = tiled
+    log(f"  ingest of {n:,} gradcam maps: whole-mask blobs "
+        f"{', '.join(f'{r:,.0f}' for r in rates['whole'])} masks/s; tiles "
+        f"{', '.join(f'{r:,.0f}' for r in rates['tiles'])} masks/s")
+    return {"n": n, "masks_per_s": rates}
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| maps | layout | bytes a mask | ratio | decode a mask (us) | "
              f"decode {BORDER} tiles (us) | encode (us) |", "|---|---|---:|---:|---:|---:|---:|"]
@@ -243,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", type=int, default=0,
                     help="also the verify query on both layouts, on N maps per generator")
     ap.add_argument("--only-engine", action="store_true", help="skip the codec table")
+    ap.add_argument("--ingest", type=int, default=0,
+                    help="also the ingest rate of N gradcam maps in both layouts")
     ap.add_argument("--repeat", type=int, default=15, help="timed runs of each layout (15)")
     ap.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "data")
     args = ap.parse_args(argv)
@@ -252,13 +287,21 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, maps in _variants(args.n, args.seed).items():
             rows += measure(name, maps)
+        ingest = ingest_rates(args.ingest, 3, args.workdir) if args.ingest else None
         table = markdown(rows)
+        if ingest is not None:
+            r = ingest["masks_per_s"]
+            table += (f"\n\nIngest of {ingest['n']:,} gradcam maps with the index, masks/s "
+                      f"(3 rounds, alternating): whole-mask blobs "
+                      f"{', '.join(f'{x:,.0f}' for x in r['whole'])}; tiles "
+                      f"{', '.join(f'{x:,.0f}' for x in r['tiles'])}")
         log("\n" + table)
         stem = args.results / f"tiles-{args.n}"
         Path(f"{stem}.md").write_text(table + "\n")
         write_json(Path(f"{stem}.json"), {"benchmark": "bench_tiles", "n": args.n,
                                           "seed": args.seed, "machine": machine(),
-                                          "engine": engine_version(), "results": rows})
+                                          "engine": engine_version(), "results": rows,
+                                          "ingest": ingest})
     if args.engine:
         log(f"the verify query on both layouts, {args.engine:,} maps per generator")
         runs = [layouts(g, args.engine, args.repeat, args.workdir)
