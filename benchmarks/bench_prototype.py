@@ -41,6 +41,7 @@ from benchmarks import prototype_baseline as pb  # noqa: E402
 from benchmarks.common import engine_version, fail, log, machine, write_json  # noqa: E402
 from benchmarks.datasets import GENERATORS, MODELS  # noqa: E402
 from benchmarks.workloads import Range  # noqa: E402
+from masksearch.exec.settings import ExecSettings  # noqa: E402
 
 SIZE = 224
 K = 25
@@ -335,14 +336,15 @@ def _check(w: Workload, side: str, got: tuple[list[int], list | None]) -> None:
              f"({len(want_keys)} rows)\n   {w.sql}")
 
 
-def run(d: Data, w: Workload, repeat: int, loop: float = 0.0) -> dict:
+def run(d: Data, w: Workload, repeat: int, loop: float = 0.0,
+        settings: ExecSettings | None = None) -> dict:
     t0 = time.perf_counter()
     first = w.baseline()                                    # the baseline's first run
     base_first = time.perf_counter() - t0
     _check(w, "the baseline", (first[0], first[1]))
     with ms.connect(d.path, create=False) as fresh:         # masksearch's first run
         t0 = time.perf_counter()
-        result = fresh.query(w.sql)
+        result = fresh.query(w.sql, settings=settings)
         ms_cold = time.perf_counter() - t0
     _check(w, "masksearch (new connection)", _masksearch_answer(result, w.ordered))
     with ms.connect(d.path, create=False) as fresh:         # the brute force's, to compare
@@ -350,20 +352,20 @@ def run(d: Data, w: Workload, repeat: int, loop: float = 0.0) -> dict:
         brute = fresh.query(w.sql, use_index=False)
         brute_cold = time.perf_counter() - t0
     _check(w, "masksearch's brute force", _masksearch_answer(brute, w.ordered))
-    d.db.query(w.sql)                                       # warm-up of the shared connection
+    d.db.query(w.sql, settings=settings)                    # warm-up of the shared connection
     t_base, t_ms = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
         got = w.baseline()
         t_base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        result = d.db.query(w.sql)
+        result = d.db.query(w.sql, settings=settings)
         t_ms.append(time.perf_counter() - t0)
         _check(w, "the baseline", (got[0], got[1]))
         _check(w, "masksearch", _masksearch_answer(result, w.ordered))
     end = time.perf_counter() + loop                        # for a profiler: masksearch only
     while time.perf_counter() < end:
-        d.db.query(w.sql)
+        d.db.query(w.sql, settings=settings)
     base_ms, ms_ms = statistics.median(t_base) * 1e3, statistics.median(t_ms) * 1e3
     row = {"workload": w.name, "sql": w.sql, "rows": len(w.expected[0]),
            "baseline_ms": base_ms, "masksearch_ms": ms_ms, "speedup": base_ms / ms_ms,
@@ -432,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run each masksearch query this many seconds more (for a profiler)")
     ap.add_argument("--no-prepare", action="store_true",
                     help="skip masksearch's prepare_aggregates (the automatic path only)")
+    ap.add_argument("--no-exact-groups", action="store_true",
+                    help="masksearch without the exact path of grouped queries (the general "
+                         "path only, to compare)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip `masksearch warmup` (smoke tests: compilation is then timed)")
     args = ap.parse_args(argv)
@@ -449,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             "before anything is timed)")
     d = prepare(args.images, args.generator, args.seed, args.workdir, not args.no_prepare)
     try:
-        rows = [run(d, w, args.repeat, args.loop) for w in workloads(d)
+        how = ExecSettings(exact_groups=False) if args.no_exact_groups else None
+        rows = [run(d, w, args.repeat, args.loop, how) for w in workloads(d)
                 if args.only is None or args.only in w.name]
     finally:
         d.db.close()
@@ -463,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only or args.loop:
         return 0                                            # a partial run: nothing written
     stem = args.results / (f"prototype-{args.generator}-{args.images}"
-                           + ("-no-prepare" if args.no_prepare else ""))
+                           + ("-no-prepare" if args.no_prepare else "")
+                           + ("-general" if args.no_exact_groups else ""))
     args.results.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.md").write_text(table + "\n")
     write_json(Path(f"{stem}.json"), {

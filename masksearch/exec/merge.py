@@ -17,6 +17,7 @@ from .exact import project
 from .filtering import filter_units
 from .fragment import FragmentOutput
 from .groups.batch import GroupBatch
+from .groups.exact_path import exact_groups, remembered
 from .groups.formation import Groups, form_groups
 from .groups.integer_keys import integer_groups
 from .groups.verify import MaskAggregator
@@ -74,11 +75,21 @@ def merge_groups(plan: PhysicalPlan, outs: Sequence[FragmentOutput], ctx: ExecCo
     assert isinstance(m, GroupMerge)
     records, settings = ctx.records, ctx.settings
     members = RowBatch.concat([o.members for o in outs if o.members is not None], ctx)
+    fast = ctx.use_index and settings.exact_groups
+    if fast:    # the same member rows' groups, their counts exact before: array operations
+        table = remembered(plan, members.rows, cache, records)
+        if table is not None:
+            return table
     with records.timed(m.aggregate) as rec:
         batch = group_batch(plan, members, ctx, cache)
         rec.rows += members.rows.num_rows
         rec.groups += len(batch.groups)
     groups = batch.groups
+    # Every group's aggregates exact from stored CHIs: the whole query in array operations.
+    if fast:
+        table = exact_groups(plan, batch, records)
+        if table is not None:
+            return table
     # A top-k over groups first tries the cheap bounds (see selection.bound_order).
     probe = isinstance(m.select, BoundOrderTopK) and m.filter is None and ctx.use_index
     with records.timed(m.bounds):

@@ -27,6 +27,10 @@ class ExecSettings:
     # caches at most this many groups' (or 2% of them), so one that has to verify every
     # group stays within a few percent of the brute force.
     cached_groups: int = 128
+    # Grouped queries whose aggregates the stored CHIs settle exactly for every group are
+    # answered in array operations (exec/groups/exact_path.py); False: the general path
+    # (tests compare both, benchmarks measure both).
+    exact_groups: bool = True
     chis_held: int = 4096       # built CHIs held in memory before they are saved
     shard_segments: int | None = None   # segments per shard; None: one shard of them all
     # On a cluster, the merge's verification of at least this many masks (groups' members)

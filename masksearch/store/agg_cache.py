@@ -28,6 +28,8 @@ from .files import Files, as_files
 DIRECTORY = "aggcache"
 MAX_PARTS = 8    # in-memory parts (files) before they are merged
 _BOUNDS_MEMO = 8         # answers of ``located_bounds`` kept
+_GROUPS_MEMO = 4          # grouped queries' exact counts kept (``remember_groups``)
+_COUNTS_MEMO = 4096      # exact counts of open entries kept (``remember_count``)
 _ON_THIS_THREAD = 4096   # bounds of at most this many entries are worked out on one thread
 PREPARED = "prepared-"   # name prefix of the files ``Database.prepare_aggregates`` writes
 
@@ -115,6 +117,14 @@ class AggregateCache:
         self._lookups: dict[str, _Lookup] = {}
         self._last: dict[str, tuple[bytes, bytes, Located]] = {}   # kind -> last located
         self._bounds_memo: dict[tuple, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+        # Exact counts of aggregated masks whose CHIs leave them open (pixels on a bin edge
+        # that is also a cut), counted from the pixels: (entry key, box, lo, hi) -> count.
+        # Valid as long as the entry's members exist (mask ids are never reused).
+        self._counts: dict[tuple[str, tuple[int, ...], Cut, Cut], int] = {}
+        # What the executor worked out for a grouped query's member rows whose aggregates
+        # the stored CHIs settle (exec/groups/exact_path.py), by those rows: kept across
+        # queries like the counts above, a few at a time.
+        self._groups: dict[tuple, object] = {}
 
     @property
     def directory(self) -> Path:
@@ -274,6 +284,27 @@ class AggregateCache:
             run_sized(tasks, REFINE_CHUNK)
         return lower, upper
 
+    def exact_count(self, key: str, box: tuple[int, ...], lo: Cut, hi: Cut) -> int | None:
+        """The count of entry ``key``'s mask in ``box`` and (lo, hi] remembered by
+        ``remember_count``, or None."""
+        return self._counts.get((key, box, lo, hi))
+
+    def remember_count(self, key: str, box: tuple[int, ...], lo: Cut, hi: Cut,
+                       count: int) -> None:
+        """Keep the exact count (from the pixels) of a mask whose CHI leaves it open."""
+        if len(self._counts) >= _COUNTS_MEMO:
+            self._counts = {}
+        self._counts[(key, box, lo, hi)] = count
+
+    def remembered_groups(self, key: tuple) -> object | None:
+        """What ``remember_groups`` kept under ``key``, or None."""
+        return self._groups.get(key)
+
+    def remember_groups(self, key: tuple, value: object) -> None:
+        if len(self._groups) >= _GROUPS_MEMO:
+            self._groups = {}
+        self._groups[key] = value
+
     @property
     def parts(self) -> int:
         """How many in-memory parts bounds look through (merged past ``MAX_PARTS``)."""
@@ -301,7 +332,7 @@ class AggregateCache:
         """Forget what was loaded: the next use reads the files again (another connection
         may have prepared aggregates meanwhile)."""
         self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
-        self._last, self._bounds_memo = {}, {}
+        self._last, self._bounds_memo, self._counts, self._groups = {}, {}, {}, {}
 
     def bounds(self, keys: list[str], boxes: np.ndarray, lo: Cut, hi: Cut,
                ) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
@@ -374,7 +405,7 @@ class AggregateCache:
             remove_file(path)
             removed += int((~keep).sum())
         self._parts, self._where, self._prepared, self._lookups = None, {}, set(), {}
-        self._last, self._bounds_memo = {}, {}
+        self._last, self._bounds_memo, self._counts, self._groups = {}, {}, {}, {}
         return removed
 
 
