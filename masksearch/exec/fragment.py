@@ -136,4 +136,6 @@ def _members(plan: PhysicalPlan, batch: RowBatch, candidates: np.ndarray,
         batch.resolve(check, range(len(batch.terms.cuts)))
         ok = truth(evaluate(plan.fragment.bound_filter.predicate, batch.take(check)))
         candidates = candidates[~np.isin(candidates, check[~ok])]
+    if len(candidates) == batch.rows.num_rows:
+        return batch        # every row (candidates ascend, without repeats): nothing to take
     return batch.take(candidates)

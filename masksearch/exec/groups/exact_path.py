@@ -50,9 +50,12 @@ class _Number:
     """Numeric values of every group: float64 ``v`` (0 where NULL), ``null`` per group, and
     whether the general path would hold them as integers (``integral``)."""
 
-    def __init__(self, v: np.ndarray, null: np.ndarray, integral: bool):
-        v = np.where(null, 0.0, v)
-        if not np.isfinite(v).all() or (integral and (np.abs(v) > _EXACT_INT).any()):
+    def __init__(self, v: np.ndarray, null: np.ndarray, integral: bool, nulls: bool = True):
+        if nulls:
+            v = np.where(null, 0.0, v)
+        # One reduction: NaN (from inf - inf, say) makes the largest magnitude NaN.
+        top = float(np.abs(v).max()) if len(v) else 0.0
+        if not top <= (_EXACT_INT if integral else np.inf):
             raise _Fallback
         self.v, self.null, self.integral = v, null, integral
 
@@ -71,10 +74,21 @@ class _Evaluator:
         self.counts = counts.astype(np.float64)
         self.n = len(counts)
         self.none = np.zeros(self.n, bool)
+        self._numbers: dict[int, tuple[ast.Expr, _Number]] = {}
 
     def number(self, e: ast.Expr) -> _Number:
+        """The values of ``e``; an expression met again (ORDER BY and the output, say) is
+        evaluated once."""
+        hit = self._numbers.get(id(e))
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        x = self._number(e)
+        self._numbers[id(e)] = (e, x)
+        return x
+
+    def _number(self, e: ast.Expr) -> _Number:
         if isinstance(e, ast.CP):
-            return _Number(self.counts[:, self.aggregates.index(e)], self.none, True)
+            return _Number(self.counts[:, self.aggregates.index(e)], self.none, True, False)
         if isinstance(e, ast.Literal):
             if type(e.value) not in (int, float):     # NULL, text, booleans: not here
                 raise _Fallback
@@ -134,7 +148,9 @@ def _order(ev: _Evaluator, idx: np.ndarray, order_by: tuple[ast.OrderItem, ...]
     for item in reversed(order_by):
         x = ev.number(item.expr)
         v, null = x.v[idx], x.null[idx]
-        keys += [np.where(null, 0.0, -v if item.descending else v), null]
+        keys.append(-v if item.descending else v)     # NULL's v is 0: NULLs come after
+        if null.any():
+            keys.append(null)
     ordered: np.ndarray = idx[np.lexsort(keys)]
     return ordered
 
