@@ -35,13 +35,16 @@ QUERIES = [
 
 def build(path: Path, lazy: bool) -> ms.Database:
     """Two float32 segments, one uint8 segment; a lazy database also gets index deltas, and
-    both get cached CHIs of aggregated masks (from the group query)."""
+    both get stored CHIs of aggregated masks (prepared, for the group query)."""
     maps, _ = saliency_maps(N_FLOAT, size=24, coarse=5, seed=3)
     db = ms.connect(path, index="lazy" if lazy else None, segment_size=12)
     db.ingest(maps, image_id=np.arange(N_FLOAT) // 2,
               metadata={"label": ["a", "b"] * (N_FLOAT // 2)})
     labels = np.random.default_rng(4).integers(0, 3, (N_UINT8, 24, 24)).astype(np.uint8)
     db.ingest(labels, image_id=np.arange(N_UINT8) + 100, metadata={"label": ["c"] * N_UINT8})
+    # A top-k's first look reads groups without caching their aggregated masks' CHIs: they
+    # are prepared here, so that the group query reads stored ones (damage must be reported).
+    db.prepare_aggregates("image_id", "intersect", where="image_id < 100")
     for sql, use_index in QUERIES:
         db.query(sql, use_index=use_index)
     return db
