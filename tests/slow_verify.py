@@ -7,7 +7,7 @@ import time
 import masksearch.exec.verify as verify
 from masksearch.cli import main
 
-_count = verify.count_in_range
+_count, _tiled = verify.count_in_range, verify.count_tiled
 
 
 def _slow_count(*args):
@@ -15,5 +15,11 @@ def _slow_count(*args):
     return _count(*args)
 
 
+def _slow_tiled(*args):           # masks stored in tiles: a segment's at a time
+    time.sleep(0.005 * len(args[1]) * len(args[3]))   # masks x terms
+    return _tiled(*args)
+
+
 verify.count_in_range = _slow_count
+verify.count_tiled = _slow_tiled
 sys.exit(main())

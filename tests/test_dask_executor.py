@@ -20,7 +20,7 @@ import masksearch as ms
 from masksearch.exec.settings import ExecSettings
 
 from . import oracle, test_mutations
-from .dask_faults import kill_a_worker, slow_down
+from .dask_faults import kill_a_worker, slow_down_masks
 from .strategies import examples
 from .test_engine_oracle import (
     _build,
@@ -148,7 +148,7 @@ def test_a_worker_killed_during_a_query_gives_the_exact_answer_or_a_clear_error(
                                        dashboard_address=":0")
     try:
         with distributed.Client(cluster) as c:
-            c.run(slow_down, "masksearch.exec.verify", "count_in_range", 0.1)
+            c.run(slow_down_masks, 0.1)
             db = ms.connect(tmp_path / "db", executor=c)
             got: list = []
 
@@ -394,13 +394,18 @@ def test_a_timeout_stops_the_wait_for_the_cluster(client, tmp_path, monkeypatch)
 
     saliency_db(tmp_path / "db")
     db = ms.connect(tmp_path / "db", executor=client)
-    count = verify.count_in_range
+    count, tiled = verify.count_in_range, verify.count_tiled
 
     def slow(*args):
         time.sleep(0.05)
         return count(*args)
 
+    def slow_tiled(*args):          # masks stored in tiles: a segment's at a time
+        time.sleep(0.05 * len(args[1]))
+        return tiled(*args)
+
     monkeypatch.setattr(verify, "count_in_range", slow)
+    monkeypatch.setattr(verify, "count_tiled", slow_tiled)
     start = time.perf_counter()
     with pytest.raises(ms.QueryTimeout):
         db.query(QUERIES[0], use_index=False, timeout=0.3)

@@ -26,6 +26,7 @@ from .tile_verify import count_tiled, cut_array
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
 PREFETCH_ALL = 512   # masks whose bytes a verification asks for at once (object storage)
 SMALLEST_CHUNK = 2   # a mask takes ~40 us to decode, about what a hand-off to a thread costs
+TILED_BATCH = 16     # tiled masks per kernel call (the query's control is checked between)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _count_tiled(task: CountTask, span: tuple[int, int], cuts: dict[int, np.ndar
     """Count the masks of ``span`` stored in tiles (segments in ``cuts``), a segment's at a
     time, into ``outs`` = (counts, bytes); returns the positions left to decode whole (older
     layouts, and masks whose CHI lazy indexing has to build from their pixels). ``context``
-    = (the query's collector, its control, checked before each segment's call: a worker
+    = (the query's collector, its control, checked around each segment's call: a worker
     thread has no control of its own)."""
     collector, ctl = context
     start, stop = span
@@ -193,7 +194,11 @@ def _count_tiled(task: CountTask, span: tuple[int, int], cuts: dict[int, np.ndar
             at, rows, built = at[~wanted], rows[~wanted], built[~wanted]
         if not len(at):
             continue
-        out[at] = count_tiled(segment, rows, boxes[at], cuts[k],
-                              built if task.use_index else None)
+        # TILED_BATCH masks a call: a cancel or timeout waits for at most that many.
+        for s in range(0, len(at), TILED_BATCH):
+            part = slice(s, s + TILED_BATCH)
+            out[at[part]] = count_tiled(segment, rows[part], boxes[at[part]], cuts[k],
+                                        built[part] if task.use_index else None)
+            ctl.check()
         nbytes[at] = [segment.blob_size(r) for r in rows.tolist()]
     return sorted(whole)
