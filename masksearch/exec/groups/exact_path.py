@@ -298,7 +298,7 @@ def remembered(plan: PhysicalPlan, members: pa.Table, cache: AggregateCache | No
                records: StatsRecords) -> pa.Table | None:
     """The answer from what ``exact_groups`` remembered for the same member rows and
     aggregates (a repeated query, or another over the same prepared aggregates), or None."""
-    if cache is None:
+    if cache is None or cache.empty():    # nothing stored: nothing was remembered
         return None
     key = _memo_key(plan, members)
     hit = cache.remembered_groups(key) if key is not None else None
