@@ -315,6 +315,8 @@ def test_aggregated_mask_cache_never_answers_for_a_changed_group(db):
            "GROUP BY image_id ORDER BY c DESC LIMIT 3")
     db.ingest(masks_of(8, 10), image_id=list(range(10)), model_id="b",
               metadata={"k": list(range(10))})
+    # Stored CHIs of every group's union (a top-k's first look caches none since f1d6aff).
+    db.prepare_aggregates("image_id", "union")
     first = db.query(sql)
     assert first.rows() == db.query(sql, use_index=False).rows()
     db.query("DELETE FROM masks WHERE model_id = 'b' AND image_id < 5")
