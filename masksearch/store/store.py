@@ -10,7 +10,7 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -414,28 +414,17 @@ class Store:
         the old files are removed once no reader's snapshot uses them. Deleted rows are
         dropped on the way. Nothing to do: no commit."""
         with self.writing():
-            snapshot = self.snapshot()
-            groups = upgrade_groups(snapshot)
-            result = CompactionResult(segments_before=len(snapshot.segments))
-            if groups:
-                written: list[Path] = []
-                try:
-                    change, result.masks_rewritten = compaction_change(
-                        self.root, snapshot, groups, self.write.segment_masks, written)
-                    self.commit(snapshot, change)
-                except BaseException:
-                    self.roll_back(written)
-                    raise
-                del snapshot
-                self.refresh()
+            result = self._rewrite(upgrade_groups)
             result.segments_after = len(self.segments)
             self.collect_retired()
         return result
 
-    def _compact(self, auto: bool) -> CompactionResult:
-        """Compaction of the latest state (the caller holds the writer lock)."""
+    def _rewrite(self, choose: Callable[[Snapshot], list[list[SegmentInfo]]]
+                 ) -> CompactionResult:
+        """Rewrite the groups of segments ``choose`` picks in the latest state, each into
+        new segments, in one commit (the caller holds the writer lock)."""
         snapshot = self.snapshot()
-        groups = chosen(snapshot.manifest, self.write.segment_masks, auto)
+        groups = choose(snapshot)
         result = CompactionResult(segments_before=len(snapshot.segments))
         if groups:
             written: list[Path] = []
@@ -448,6 +437,12 @@ class Store:
                 raise
             del snapshot
             self.refresh()
+        return result
+
+    def _compact(self, auto: bool) -> CompactionResult:
+        """Compaction of the latest state (the caller holds the writer lock)."""
+        result = self._rewrite(
+            lambda snapshot: chosen(snapshot.manifest, self.write.segment_masks, auto))
         alive = np.sort(array_numpy(self.table().column("mask_id")))
         result.cached_chis_removed = self.aggregate_cache.prune(alive)
         result.segments_after = len(self.segments)
