@@ -6,19 +6,21 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import QueryError
 from ..lang import ast
 from ..plan.operators import Project
+from ..store import arrow_compute as pc
 from ..store.numpy_arrow import numpy_array, scalar
 from .arrays import Array
 from .regions import Regions
 
-_COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
-            ">": pc.greater, ">=": pc.greater_equal}
+_COMPARE = {op: pc.function(name) for op, name in (
+    ("=", "equal"), ("!=", "not_equal"), ("<", "less"), ("<=", "less_equal"), (">", "greater"),
+    (">=", "greater_equal"))}
 # Checked: integer overflow is an error, never a wrapped value.
-_ARITH = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
+_ARITH = {"+": pc.function("add_checked"), "-": pc.function("subtract_checked"),
+          "*": pc.function("multiply_checked")}
 
 
 class Env(Protocol):
@@ -89,7 +91,7 @@ def _area(e: ast.Area, env: Env) -> Value:
 
 
 def _neg(e: ast.Neg, env: Env) -> Value:
-    return pc.negate(_eval(e.operand, env))
+    return pc.call("negate", _eval(e.operand, env))
 
 
 def _binop(e: ast.BinOp, env: Env) -> Value:
@@ -112,7 +114,7 @@ def _compare(e: ast.Compare, env: Env) -> Value:
 
 
 def _logic(e: ast.And | ast.Or, env: Env) -> Value:
-    combine = pc.and_kleene if isinstance(e, ast.And) else pc.or_kleene
+    combine = pc.function("and_kleene" if isinstance(e, ast.And) else "or_kleene")
     out = _eval(e.items[0], env)
     for x in e.items[1:]:
         out = combine(_as_bool(out), _as_bool(_eval(x, env)))
@@ -120,12 +122,12 @@ def _logic(e: ast.And | ast.Or, env: Env) -> Value:
 
 
 def _not(e: ast.Not, env: Env) -> Value:
-    return pc.invert(_as_bool(_eval(e.operand, env)))
+    return pc.call("invert", _as_bool(_eval(e.operand, env)))
 
 
 def _is_null(e: ast.IsNull, env: Env) -> Value:
     value = _eval(e.operand, env)
-    return pc.is_valid(value) if e.negated else pc.is_null(value)
+    return pc.call("is_valid" if e.negated else "is_null", value)
 
 
 _RULES: dict[type, Callable[[Any, Env], Value]] = {
@@ -148,8 +150,8 @@ def divide(left: Value, right: Value) -> Value:
     """Float division where a zero (or NULL) divisor gives NULL."""
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
         return scalar(None, pa.float64())
-    lf = pc.cast(left, pa.float64(), safe=False)
-    rf = pc.cast(right, pa.float64(), safe=False)
-    zero = pc.equal(rf, scalar(0.0))
-    safe = pc.if_else(zero, scalar(1.0), rf)
-    return pc.if_else(zero, scalar(None, pa.float64()), pc.divide(lf, safe))
+    lf = pc.cast_unsafe(left, pa.float64())
+    rf = pc.cast_unsafe(right, pa.float64())
+    zero = pc.call("equal", rf, scalar(0.0))
+    safe = pc.call("if_else", zero, scalar(1.0), rf)
+    return pc.call("if_else", zero, scalar(None, pa.float64()), pc.call("divide", lf, safe))

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from ..lang import ast
 from ..plan.operators import BoundFilter, GroupFilter
+from ..store.arrow_compute import fill_null
 from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Bools, Ints
 from .intervals import outcomes
@@ -20,7 +21,7 @@ def truth(value: pa.Array) -> np.ndarray:
     """A predicate's values as booleans, NULL as FALSE."""
     if pa.types.is_null(value.type):
         return np.zeros(len(value), bool)
-    return np.asarray(array_numpy(value.fill_null(scalar(False))), dtype=bool)
+    return np.asarray(array_numpy(fill_null(value, scalar(False))), dtype=bool)
 
 
 def filter_units(op: BoundFilter | GroupFilter, units: Units, records: StatsRecords,

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..plan.operators import BoundOrderTopK, Operator
 from ..plan.physical import PhysicalPlan
+from ..store.arrow_compute import filter_rows
 from ..store.numpy_arrow import numpy_array
 from .context import ExecContext
 from .exact import evaluate, project
@@ -100,7 +101,7 @@ def _bounded(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext
     if f.meta_filter is not None and rows.num_rows:
         with records.timed(f.meta_filter) as rec:
             keep = truth(evaluate(f.meta_filter.predicate, RowBatch(rows, terms, ctx)))
-            rows = rows.filter(numpy_array(np.asarray(keep, np.bool_)))
+            rows = filter_rows(rows, numpy_array(np.asarray(keep, np.bool_)))
             rec.seen += len(keep)
             rec.passed += rows.num_rows
     batch = RowBatch(rows, terms, ctx)

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from ..store.arrow_compute import cast_unsafe, fill_null
 from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Array, Bools, Floats
 from .exact import Env, evaluate
@@ -70,7 +71,7 @@ def exact_interval(values: pa.Array) -> Interval:
     if pa.types.is_null(values.type):
         v = np.zeros(len(values))
     else:
-        v = array_numpy(values.cast(pa.float64(), safe=False).fill_null(scalar(0.0)))
+        v = array_numpy(fill_null(cast_unsafe(values, pa.float64()), scalar(0.0)))
     nan = np.isnan(v)
     lo, hi = np.where(nan, -np.inf, v), np.where(nan, np.inf, v)
     if pa.types.is_integer(values.type):

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..plan.operators import AggregationStats, BoundOrderTopK, MergeRows
 from ..plan.physical import GroupMerge, PhysicalPlan
 from ..store.agg_cache import AggregateCache
+from ..store.arrow_compute import sort_indices, take
 from .context import ExecContext
 from .exact import project
 from .filtering import filter_units
@@ -38,10 +38,10 @@ def merge_rows(op: MergeRows, outs: Sequence[FragmentOutput], records: StatsReco
         if len(tables) > 1:
             table = pa.concat_tables(tables)
             keys = pa.concat_tables([o.keys for o in outs if o.keys is not None])
-            order = pc.sort_indices(keys, sort_keys=sort_spec(op.order_by, ("mask_id",)))
+            order = sort_indices(keys, sort_spec(op.order_by, ("mask_id",)))
             if op.limit is not None:
                 order = order[:op.limit]
-            result = table.take(order)
+            result = take(table, order)
         rec.rows += result.num_rows
     return result
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..lang import ast
+from ..store.arrow_compute import call, fill_null
 from ..store.numpy_arrow import array_numpy, scalar
 from .arrays import Ints
 
@@ -59,8 +60,8 @@ def regions(roi: ast.Roi, rows: pa.Table) -> Regions:
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)):
         return Regions(_fixed_boxes(roi, heights, widths), null)
     col = rows.column(roi.name).combine_chunks()
-    null = array_numpy(col.is_null()).astype(bool)
-    raw = np.stack([array_numpy(col.field(f).fill_null(scalar(0)))
+    null = array_numpy(call("is_null", col)).astype(bool)
+    raw = np.stack([array_numpy(fill_null(col.field(f), scalar(0)))
                     for f in ("x0", "y0", "x1", "y1")], axis=1).astype(np.int64)
     raw[null] = 0
     return Regions(clip_boxes(raw, heights, widths), null)

@@ -15,6 +15,7 @@ from ..index.chi import segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import CPTerm
 from ..ranges import Cut
+from ..store.arrow_compute import take
 from ..store.numpy_arrow import array_numpy, numpy_array
 from .context import ExecContext
 from .regions import Regions, regions
@@ -111,7 +112,7 @@ class RowBatch:
     def take(self, idx: np.ndarray) -> RowBatch:
         """The rows ``idx``, sharing what is known about them."""
         idx = np.asarray(idx, np.int64)
-        sub = RowBatch(self.rows.take(numpy_array(idx)), self.terms, self.ctx, self.state.take(idx),
+        sub = RowBatch(take(self.rows, numpy_array(idx)), self.terms, self.ctx, self.state.take(idx),
                        self.bounded.copy())
         sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
         return sub

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..lang import ast
 from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
+from ..store.arrow_compute import sort_indices, take
 from ..store.numpy_arrow import array_numpy, numpy_array
 from .arrays import Ints
 from .exact import evaluate
@@ -58,7 +58,7 @@ class Chooser:
         if not order_by:
             return self._tie_order(idx)
         table, keys = sort_keys(self.units.take(idx), order_by)
-        order = array_numpy(pc.sort_indices(table, sort_keys=keys))
+        order = array_numpy(sort_indices(table, keys))
         ordered: Ints = idx[order]
         return ordered
 
@@ -74,8 +74,9 @@ class Chooser:
             ordered: Ints = idx[np.argsort(values, kind="stable")]
             return ordered
         keys = sort_spec((), self.units.tie_columns)
-        table = self.units.rows.select(tie).take(numpy_array(idx, pa.int64())).rename_columns([k[0] for k in keys])
-        ordered = idx[array_numpy(pc.sort_indices(table, sort_keys=keys))]
+        table = take(self.units.rows.select(tie), numpy_array(idx, pa.int64())).rename_columns(
+            [k[0] for k in keys])
+        ordered = idx[array_numpy(sort_indices(table, keys))]
         return ordered
 
 
@@ -255,7 +256,7 @@ class _TopK:
         cols = units.tie_columns
         if len(self.sel.order_by) != 1 or len(cols) != 1:
             return None
-        col = units.rows.column(cols[0]).take(numpy_array(idx, pa.int64()))
+        col = take(units.rows.column(cols[0]), numpy_array(idx, pa.int64()))
         if col.null_count:
             return None
         return np.unique(array_numpy(col), return_inverse=True)[1].reshape(-1)

@@ -15,9 +15,9 @@ from collections import deque
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..plan.operators import BoundOrderTopK
+from ..store.arrow_compute import cast
 from ..store.numpy_arrow import array_numpy
 from .fragment import FragmentOutput, ShardReach
 from .selection import kth_best
@@ -64,7 +64,7 @@ class ShardedTopK:
         row that qualifies: k of them at least as good as the k-th best bound the floor)."""
         if out.keys is None or not out.keys.num_rows:
             return
-        values = pc.cast(out.keys.column("k0"), pa.float64())
+        values = cast(out.keys.column("k0"), pa.float64())
         known = np.concatenate([self._best, array_numpy(values)])
         known = np.sort(known[~np.isnan(known)])
         self._best = (known[::-1] if self.desc else known)[:self.k]   # the k best so far

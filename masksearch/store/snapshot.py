@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
+from .arrow_compute import cast, take
 from .manifest import Manifest, SegmentInfo
 from .metadata import ARROW_TYPES
 from .numpy_arrow import array_numpy, numpy_array
@@ -93,11 +94,11 @@ class Snapshot:
         state = self.states[k]
         meta, rows = state.meta, state.live_rows()
         if len(rows) < meta.num_rows:
-            meta = meta.take(numpy_array(rows))
+            meta = take(meta, numpy_array(rows))
         arrays = []
         for name, kind in self.columns.items():
             if name in meta.column_names:
-                arrays.append(meta.column(name).cast(ARROW_TYPES[kind]))
+                arrays.append(cast(meta.column(name), ARROW_TYPES[kind]))
             else:
                 arrays.append(pa.nulls(meta.num_rows, ARROW_TYPES[kind]))
         arrays.append(numpy_array(np.full(meta.num_rows, k, np.int32)))

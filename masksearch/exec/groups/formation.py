@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ...errors import QueryError
 from ...lang import ast
+from ...store.arrow_compute import take
 from ...store.numpy_arrow import array_numpy, numpy_array
 from ..regions import clip_boxes
 from ..rows import RowBatch
@@ -81,7 +82,7 @@ class Groups:
         return len(self.member_rows)
 
     def take(self, idx: np.ndarray) -> Groups:
-        return Groups(self.keys.take(numpy_array(idx, pa.int64())), self.members,
+        return Groups(take(self.keys, numpy_array(idx, pa.int64())), self.members,
                       self.member_rows.take(idx),
                       None if self.shapes is None else self.shapes[idx])
 
