@@ -24,24 +24,13 @@ def slow_down(module: str, name: str, seconds: float) -> None:
 
 
 def slow_down_masks(seconds: float) -> None:
-    """On a worker: every mask verification counts takes ``seconds`` more (masks read
-    whole, a call each, and masks stored in tiles, a segment's at a time)."""
-    import time
-
+    """On a worker: every mask verification counts takes ``seconds`` more."""
     import masksearch.exec.verify as verify
 
-    count, tiled = verify.count_in_range, verify.count_tiled
+    from .slowdown import slowed_counts
 
-    def slow(*args):
-        time.sleep(seconds)
-        return count(*args)
-
-    def slow_tiled(*args):
-        time.sleep(seconds * len(args[1]) * len(args[3]))   # masks x terms
-        return tiled(*args)
-
-    verify.count_in_range = slow
-    verify.count_tiled = slow_tiled
+    for name, fn in slowed_counts(seconds).items():
+        setattr(verify, name, fn)
 
 
 def kill_a_worker(client) -> None:

@@ -32,25 +32,7 @@ def unshuffle_bytes(src: NDArray[np.uint8], itemsize: int, out: NDArray[np.uint8
 @njit(cache=True, nogil=True)
 def shuffle_bytes(src: NDArray[np.uint8], itemsize: int, out: NDArray[np.uint8]) -> None:
     """Byte planes from values: the inverse of ``unshuffle_bytes``."""
-    n = src.shape[0] // itemsize
-    if itemsize == 4:
-        words = src.view(np.uint32)
-        for i in range(n):
-            w = words[i]
-            out[i] = w & 0xFF
-            out[n + i] = (w >> 8) & 0xFF
-            out[2 * n + i] = (w >> 16) & 0xFF
-            out[3 * n + i] = w >> 24
-    elif itemsize == 2:
-        halves = src.view(np.uint16)
-        for i in range(n):
-            h = halves[i]
-            out[i] = h & 0xFF
-            out[n + i] = h >> 8
-    else:
-        for b in range(itemsize):
-            for i in range(n):
-                out[b * n + i] = src[i * itemsize + b]
+    shuffle_bytes_part(src, itemsize, 0, src.shape[0] // itemsize, out)
 
 
 @njit(cache=True, nogil=True)
