@@ -34,7 +34,11 @@ class Rows:
     def __init__(self, table: pa.Table, exact: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                  null: np.ndarray):
         self.rows = table
+        self.num_rows = table.num_rows
         self.exact, self.lo, self.hi, self.null = exact, lo, hi, null
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.rows.column(name)
 
     def region(self, roi: ast.Roi) -> Regions:
         return regions(roi, self.rows)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import QueryError
 from ..lang import ast
 from ..plan.operators import Project
 from ..store import arrow_compute as pc
-from ..store.numpy_arrow import numpy_array, scalar
+from ..store.numpy_arrow import array_numpy, numpy_array, scalar
 from .arrays import Array
 from .regions import Regions
 
@@ -26,7 +27,14 @@ _ARITH = {"+": pc.function("add_checked"), "-": pc.function("subtract_checked"),
 class Env(Protocol):
     """What expressions are evaluated against: a batch of metadata rows and their CP values."""
 
-    rows: pa.Table
+    @property
+    def rows(self) -> pa.Table: ...
+
+    @property
+    def num_rows(self) -> int: ...
+
+    def column(self, name: str) -> pa.Array | pa.ChunkedArray:
+        """A metadata column of the rows (taken alone where that is cheaper)."""
 
     def region(self, roi: ast.Roi) -> Regions: ...
 
@@ -57,7 +65,7 @@ def evaluate(expr: ast.Expr, env: Env) -> pa.Array:
     except pa.ArrowInvalid as e:
         raise located(QueryError(f"cannot evaluate the expression: {e}"), expr) from None
     if isinstance(out, pa.Scalar):
-        out = pa.repeat(out, env.rows.num_rows)
+        out = pa.repeat(out, env.num_rows)
     return out
 
 
@@ -79,7 +87,7 @@ def _literal(e: ast.Literal, env: Env) -> Value:
 
 
 def _column(e: ast.Column, env: Env) -> Value:
-    return env.rows.column(e.name).combine_chunks()
+    return env.column(e.name).combine_chunks()
 
 
 def _term(e: ast.Expr, env: Env) -> Value:
@@ -150,8 +158,36 @@ def divide(left: Value, right: Value) -> Value:
     """Float division where a zero (or NULL) divisor gives NULL."""
     if pa.types.is_null(left.type) or pa.types.is_null(right.type):
         return scalar(None, pa.float64())
+    quotient = _divide_plain(left, right)
+    if quotient is not None:
+        return quotient
     lf = pc.cast_unsafe(left, pa.float64())
     rf = pc.cast_unsafe(right, pa.float64())
     zero = pc.call("equal", rf, scalar(0.0))
     safe = pc.call("if_else", zero, scalar(1.0), rf)
     return pc.call("if_else", zero, scalar(None, pa.float64()), pc.call("divide", lf, safe))
+
+
+def _divide_plain(left: Value, right: Value) -> pa.Array | None:
+    """``divide`` in NumPy when both sides are numeric arrays (or a numeric scalar and an
+    array) without NULLs, the common case (CP / area): the same IEEE division, without six
+    Arrow calls; None otherwise."""
+    lf, rf = _plain_float(left), _plain_float(right)
+    if lf is None or rf is None or (np.ndim(lf) == 0 and np.ndim(rf) == 0):
+        return None
+    zero = rf == 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        quotient = np.asarray(lf / np.where(zero, 1.0, rf), np.float64)
+    zero = np.broadcast_to(zero, quotient.shape)
+    return numpy_array(quotient, pa.float64(), mask=zero if zero.any() else None)
+
+
+def _plain_float(value: Value) -> np.ndarray | np.float64 | None:
+    """``value`` as float64 (an array, or a scalar) if it is numeric without NULLs."""
+    if not (pa.types.is_integer(value.type) or pa.types.is_floating(value.type)):
+        return None
+    if isinstance(value, pa.Scalar):
+        return np.float64(value.as_py()) if value.is_valid else None
+    if value.null_count:
+        return None
+    return array_numpy(value).astype(np.float64)

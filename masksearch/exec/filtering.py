@@ -28,7 +28,7 @@ def filter_units(op: BoundFilter | GroupFilter, units: Units, records: StatsReco
                  settings: ExecSettings, refine: bool = True) -> tuple[Ints, Bools]:
     """Run ``op`` over every unit, recording what it decided: the candidates (units that
     may satisfy its predicate) and, over all units, which the bounds left undecided."""
-    n = units.rows.num_rows
+    n = units.num_rows
     with records.timed(op) as rec:
         keep, undecided = bound_filter(units, op.predicate, settings, refine)
         kept, unsure = np.count_nonzero(keep), np.count_nonzero(undecided)

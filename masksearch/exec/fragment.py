@@ -114,7 +114,7 @@ def _bound(plan: PhysicalPlan, batch: RowBatch, ctx: ExecContext
     """Coarse bounds of every term for every row (once here: taken batches share them),
     then BoundFilter: the candidate rows, and which of them bounds leave undecided."""
     f = plan.fragment
-    n = batch.rows.num_rows
+    n = batch.num_rows
     candidates, undecided = np.arange(n), np.zeros(n, bool)
     op: Operator[Any] | None = f.bound_filter or f.verify
     if op is None:
@@ -137,6 +137,6 @@ def _members(plan: PhysicalPlan, batch: RowBatch, candidates: np.ndarray,
         batch.resolve(check, range(len(batch.terms.cuts)))
         ok = truth(evaluate(plan.fragment.bound_filter.predicate, batch.take(check)))
         candidates = candidates[~np.isin(candidates, check[~ok])]
-    if len(candidates) == batch.rows.num_rows:
+    if len(candidates) == batch.num_rows:
         return batch        # every row (candidates ascend, without repeats): nothing to take
     return batch.take(candidates)

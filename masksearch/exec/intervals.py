@@ -89,7 +89,7 @@ def _from_outcomes(o: Outcomes) -> Interval:
 def interval(e: ast.Expr, env: Env) -> Interval:
     """Bounds of a numeric (or boolean, as 0/1) expression for every row of ``env.rows``."""
     if isinstance(e, ast.Literal) and _small_number(e.value):
-        return _constant(float(e.value), env.rows.num_rows)   # no column of copies
+        return _constant(float(e.value), env.num_rows)   # no column of copies
     if isinstance(e, ast.Area):     # numbers straight from the regions, no Arrow round trip
         reg = env.region(e.roi)
         area = reg.area.astype(np.float64)

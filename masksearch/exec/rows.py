@@ -72,22 +72,52 @@ class RowBatch:
     coarse_pending = False
     tie_columns: tuple[str, ...] = ("mask_id",)
 
-    def __init__(self, rows: pa.Table, terms: RowTerms, ctx: ExecContext,
-                 state: RowState | None = None, bounded: np.ndarray | None = None):
-        self.rows = rows
+    def __init__(self, rows: pa.Table | None, terms: RowTerms, ctx: ExecContext,
+                 state: RowState | None = None, bounded: np.ndarray | None = None,
+                 taken: tuple[RowBatch, np.ndarray] | None = None):
+        # ``taken`` = (a batch, positions in it): these rows, whose metadata table is only
+        # taken from the batch's when something asks for it (a top-k's rounds take rows
+        # many times and rarely need more than their bounds and one column).
+        assert (rows is None) != (taken is None)
+        self._rows = rows
+        self._taken = taken
+        self.num_rows = rows.num_rows if rows is not None else len(taken[1])  # type: ignore[index]
         self.terms = terms
         self.ctx = ctx
-        n, t = rows.num_rows, len(terms.cuts)
+        n, t = self.num_rows, len(terms.cuts)
         self.state = RowState.empty(n, t) if state is None else state
         self.bounded = np.zeros(t, bool) if bounded is None else bounded  # per term: all rows
         self._regions: dict[ast.Roi, Regions] = {}
+        self._columns: dict[str, pa.Array | pa.ChunkedArray] = {}
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled without the context (a shard's members travel from a worker to the
-        merge, which gives them its own: ``concat``)."""
+        merge, which gives them its own: ``concat``), with its metadata table."""
+        self.rows  # noqa: B018 (taken now: the batch it was taken from stays here)
         state = dict(self.__dict__)
         state["ctx"] = None
+        state["_taken"] = None
         return state
+
+    @property
+    def rows(self) -> pa.Table:
+        """The rows' metadata (``_seg`` and ``_row`` say where each mask is)."""
+        if self._rows is None:
+            assert self._taken is not None
+            base, idx = self._taken
+            self._rows = take(base.rows, numpy_array(idx))
+        return self._rows
+
+    def column(self, name: str) -> pa.Array | pa.ChunkedArray:
+        """One metadata column (of a taken batch: taken alone)."""
+        if self._rows is not None:
+            return self._rows.column(name)
+        col = self._columns.get(name)
+        if col is None:
+            assert self._taken is not None
+            base, idx = self._taken
+            col = self._columns[name] = take(base.column(name), numpy_array(idx))
+        return col
 
     @property
     def known(self) -> np.ndarray:
@@ -96,24 +126,39 @@ class RowBatch:
     @cached_property
     def seg(self) -> np.ndarray:
         """Each row's segment (a position in the snapshot)."""
+        if self._taken is not None:
+            base, idx = self._taken
+            seg: np.ndarray = base.seg[idx]
+            return seg
         return array_numpy(self.rows.column("_seg"))
 
     @cached_property
     def row(self) -> np.ndarray:
         """Each row's position in its segment."""
+        if self._taken is not None:
+            base, idx = self._taken
+            row: np.ndarray = base.row[idx]
+            return row
         return array_numpy(self.rows.column("_row"))
 
     def region(self, roi: ast.Roi) -> Regions:
         reg = self._regions.get(roi)
         if reg is None:
-            reg = self._regions[roi] = regions(roi, self.rows)
+            if self._taken is not None:
+                base, idx = self._taken
+                reg = base.region(roi).take(idx)
+            else:
+                reg = regions(roi, self.rows)
+            self._regions[roi] = reg
         return reg
 
     def take(self, idx: np.ndarray) -> RowBatch:
         """The rows ``idx``, sharing what is known about them."""
         idx = np.asarray(idx, np.int64)
-        sub = RowBatch(take(self.rows, numpy_array(idx)), self.terms, self.ctx, self.state.take(idx),
-                       self.bounded.copy())
+        base, at = (self, idx) if self._taken is None else \
+            (self._taken[0], self._taken[1][idx])
+        sub = RowBatch(None, self.terms, self.ctx, self.state.take(idx), self.bounded.copy(),
+                       taken=(base, at))
         sub._regions = {k: v.take(idx) for k, v in self._regions.items()}
         return sub
 

@@ -58,7 +58,9 @@ class Chooser:
         if not order_by:
             return self._tie_order(idx)
         table, keys = sort_keys(self.units.take(idx), order_by)
-        order = array_numpy(sort_indices(table, keys))
+        order = numeric_sort_order(table, keys)
+        if order is None:
+            order = array_numpy(sort_indices(table, keys))
         ordered: Ints = idx[order]
         return ordered
 
@@ -66,7 +68,7 @@ class Chooser:
         """``idx`` by the tie columns alone, without taking the units: one integer column
         without NULLs (mask_id) in NumPy, where it is often in order already."""
         tie = list(self.units.tie_columns)
-        col = self.units.rows.column(tie[0])
+        col = self.units.column(tie[0])
         if len(tie) == 1 and pa.types.is_integer(col.type) and not col.null_count:
             values = array_numpy(col)[idx]
             if (values[1:] >= values[:-1]).all():
@@ -91,11 +93,35 @@ def sort_spec(order_by: tuple[ast.OrderItem, ...], tie_columns: tuple[str, ...])
         [(f"t_{name}", "ascending", "at_end") for name in tie_columns]
 
 
+def numeric_sort_order(table: pa.Table, spec: SortSpec) -> np.ndarray | None:
+    """``sort_indices(table, spec)`` in NumPy when every key is a numeric column without
+    NULLs (the usual ORDER BY a CP value): Arrow's order, NaNs after every value whatever
+    the direction, ties kept in row order (a stable sort); None otherwise."""
+    columns: list[np.ndarray] = []       # np.lexsort's keys, least significant first
+    for (_, direction, _), column in zip(reversed(spec), reversed(table.columns),
+                                            strict=True):
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            return None
+        if column.null_count:
+            return None          # Arrow places them (without its compute module loaded)
+        values = array_numpy(column)
+        if values.dtype.kind == "u" or (values.dtype.kind == "i" and len(values) and
+                                        values.min() == np.iinfo(values.dtype).min):
+            return None          # negating for a descending key must not wrap around
+        nan = np.isnan(values) if values.dtype.kind == "f" else None
+        if nan is not None and nan.any():
+            values = np.where(nan, 0, values)
+        columns.append(-values if direction == "descending" else values)
+        if nan is not None and nan.any():
+            columns.append(nan)
+    return np.lexsort(columns) if columns else None
+
+
 def sort_keys(units: Units, order_by: tuple[ast.OrderItem, ...]) -> tuple[pa.Table, SortSpec]:
     """The order keys and tie columns of ``units`` as a table, and how to sort it."""
     spec = sort_spec(order_by, units.tie_columns)
     arrays = [evaluate(item.expr, units) for item in order_by]
-    arrays += [units.rows.column(name) for name in units.tie_columns]
+    arrays += [units.column(name) for name in units.tie_columns]
     return pa.Table.from_arrays(arrays, names=[k[0] for k in spec]), spec
 
 
@@ -207,7 +233,7 @@ class _TopK:
         self.first = sel.order_by[0]
         self.desc = self.first.descending
         units = c.units
-        every = len(candidates) == units.rows.num_rows    # then candidates == arange
+        every = len(candidates) == units.num_rows    # then candidates == arange
         bounds = interval(self.first.expr, units if every else units.take(candidates))
         candidates, bounds = self._drop_hopeless(candidates, bounds)
         best = bounds.hi if self.desc else bounds.lo
@@ -220,7 +246,7 @@ class _TopK:
         self.ordered = candidates[order]
         self.best, self.never_value = best[order], bounds.must_null[order]
         self.tie_rank = tie_rank[order]
-        self.rank_of = np.zeros(units.rows.num_rows, np.int64)    # tie rank by unit
+        self.rank_of = np.zeros(units.num_rows, np.int64)    # tie rank by unit
         self.rank_of[self.ordered] = self.tie_rank
 
     def _drop_hopeless(self, candidates: np.ndarray,
@@ -256,7 +282,7 @@ class _TopK:
         cols = units.tie_columns
         if len(self.sel.order_by) != 1 or len(cols) != 1:
             return None
-        col = take(units.rows.column(cols[0]), numpy_array(idx, pa.int64()))
+        col = take(units.column(cols[0]), numpy_array(idx, pa.int64()))
         if col.null_count:
             return None
         return np.unique(array_numpy(col), return_inverse=True)[1].reshape(-1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -26,6 +27,10 @@ from .tile_verify import count_tiled, cut_array
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
 PREFETCH_ALL = 512   # masks whose bytes a verification asks for at once (object storage)
 SMALLEST_CHUNK = 2   # a mask takes ~40 us to decode, about what a hand-off to a thread costs
+# A tiled mask takes 3-30 us (only the tiles the index cannot settle are decoded): below
+# this many a chunk costs less than handing it to a thread (and the Python around each
+# kernel call holds the GIL, which the threads would contend for).
+SMALLEST_TILED_CHUNK = 48
 TILED_BATCH = 16     # tiled masks per kernel call (the query's control is checked between)
 
 
@@ -96,14 +101,16 @@ def _fetched_ahead(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
         yield segments[int(ks[i])], row[order[bounds[i]:bounds[i + 1]]].tolist()
 
 
-def in_parallel(n: int, largest: int, work: Callable[[int, int], None]) -> Iterator[int]:
-    """Run ``work(start, stop)`` over chunks of ``range(n)`` on all cores, checking the
-    query's control between items is ``work``'s part; yields how many are done as chunks
-    finish, after reporting progress. An error or Ctrl-C stops the chunks still running."""
+def in_parallel(n: int, largest: int, work: Callable[[int, int], None],
+                smallest: int = SMALLEST_CHUNK) -> Iterator[int]:
+    """Run ``work(start, stop)`` over chunks of ``range(n)`` (``smallest`` to ``largest``
+    items) on all cores, checking the query's control between items is ``work``'s part;
+    yields how many are done as chunks finish, after reporting progress. An error or Ctrl-C
+    stops the chunks still running."""
     ctl = control.current()
     done = 0
     try:
-        for start, stop in chunks_in_order(n, spread_chunk(n, largest, SMALLEST_CHUNK), work):
+        for start, stop in chunks_in_order(n, spread_chunk(n, largest, smallest), work):
             done += stop - start
             if ctl.progress is not None:
                 ctl.progress(done, n)
@@ -120,17 +127,22 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     if m == 0:
         return out, 0
     ctl = control.current()
+    # The masks in segment order, once: a chunk is then runs of one segment's masks.
+    order = np.argsort(task.seg_of, kind="stable")
+    seg_sorted = task.seg_of[order]
+    ks = seg_sorted[_run_starts(seg_sorted)].tolist()
     # Cuts depend on the segment's dtype only: work them out once, not per mask.
     cuts_of = {k: [(cut_for_dtype(lo, task.segments[k].dtype),
                     cut_for_dtype(hi, task.segments[k].dtype)) for lo, hi in task.cuts]
-               for k in np.unique(task.seg_of).tolist()}
+               for k in ks}
     boxes = np.stack(task.boxes, axis=1) if n_terms else np.zeros((m, 0, 4), np.int64)
     nbytes = np.zeros(m, np.int64)
 
     # From object storage: every mask's request at once when they are few, else a chunk's
     # with the chunk (a request waits for the network, not for a core).
+    remote = any(task.segments[k].fetches_ahead for k in ks)
     few = m <= PREFETCH_ALL
-    if few:
+    if remote and few:
         prefetch(task.segments, task.seg_of, task.row_of)
 
     # Tiled masks: the cuts snapped to the bin edges too (the same for every value), so
@@ -141,10 +153,11 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
         for k in cuts_of if task.segments[k].tiles is not None}
 
     def count(start: int, stop: int) -> None:
-        if not few:
-            prefetch(task.segments, task.seg_of[start:stop], task.row_of[start:stop])
-        whole = _count_tiled(task, (start, stop), tiled_cuts, boxes, (collector, ctl),
-                             (out, nbytes))
+        at = order[start:stop]
+        if remote and not few:
+            prefetch(task.segments, task.seg_of[at], task.row_of[at])
+        whole = _count_tiled(task, (at, seg_sorted[start:stop]), tiled_cuts, boxes,
+                             (collector, ctl), (out, nbytes))
         for j in whole:
             ctl.check()
             k, row = int(task.seg_of[j]), int(task.row_of[j])
@@ -155,30 +168,35 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
                 out[j, t] = count_in_range(pixels, x0, y0, x1, y1, lo.t, lo.incl, hi.t,
                                            hi.incl)
 
-    with prefetching(task.segments, task.seg_of, task.row_of):
-        for _ in in_parallel(m, CHUNK, count):
+    smallest = SMALLEST_TILED_CHUNK if len(tiled_cuts) == len(cuts_of) else SMALLEST_CHUNK
+    with prefetching(task.segments, task.seg_of if remote else task.seg_of[:0], task.row_of):
+        for _ in in_parallel(m, CHUNK, count, smallest):
             if collector.full:
                 collector.save()
     return out, int(nbytes.sum())
 
 
-def _count_tiled(task: CountTask, span: tuple[int, int], cuts: dict[int, np.ndarray],
-                 boxes: np.ndarray, context: tuple[ChiCollector, control.QueryControl],
+def _run_starts(seg: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of ``seg`` (sorted) begins."""
+    return np.flatnonzero(np.concatenate(([True], seg[1:] != seg[:-1])))
+
+
+def _count_tiled(task: CountTask, chunk: tuple[np.ndarray, np.ndarray],
+                 cuts: dict[int, np.ndarray], boxes: np.ndarray,
+                 context: tuple[ChiCollector, control.QueryControl],
                  outs: tuple[np.ndarray, np.ndarray]) -> list[int]:
-    """Count the masks of ``span`` stored in tiles (segments in ``cuts``), a segment's at a
-    time, into ``outs`` = (counts, bytes); returns the positions left to decode whole (older
+    """Count the masks of ``chunk`` = (their positions in ``task``, their segments, in
+    runs of one segment) stored in tiles (segments in ``cuts``), a segment's at a time,
+    into ``outs`` = (counts, bytes); returns the positions left to decode whole (older
     layouts, and masks whose CHI lazy indexing has to build from their pixels). ``context``
     = (the query's collector, its control, checked around each segment's call: a worker
     thread has no control of its own)."""
     collector, ctl = context
-    start, stop = span
+    positions, seg = chunk
     out, nbytes = outs
-    seg = task.seg_of[start:stop]
-    if not cuts or not np.isin(seg, list(cuts)).any():
-        return list(range(start, stop))
     whole: list[int] = []
-    for k in np.unique(seg).tolist():
-        at = np.flatnonzero(seg == k) + start
+    for begin, end in pairwise([*_run_starts(seg).tolist(), len(seg)]):
+        k, at = int(seg[begin]), positions[begin:end]
         if k not in cuts:
             whole += at.tolist()
             continue

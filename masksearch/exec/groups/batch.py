@@ -48,6 +48,14 @@ class GroupBatch:
     def known(self) -> np.ndarray:
         return self.state.known
 
+    @property
+    def num_rows(self) -> int:
+        return int(self.rows.num_rows)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """A column of the group keys."""
+        return self.rows.column(name)
+
     def take(self, idx: np.ndarray) -> GroupBatch:
         """The groups ``idx``, sharing what is known about them."""
         return GroupBatch(self.groups.take(idx), self.aggregates, self.cuts, self.tie_columns,

@@ -1,0 +1,123 @@
+"""The executor's NumPy shortcuts against the Arrow compute calls they stand in for: exact
+division (``exec.exact.divide``) and sorting by numeric keys
+(``exec.selection.numeric_sort_order``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from masksearch.exec.exact import divide
+from masksearch.exec.selection import numeric_sort_order
+from masksearch.store.numpy_arrow import scalar
+
+INTS = st.one_of(st.integers(-5, 5), st.integers(-2**62, 2**62),
+                 st.sampled_from([0, 2**53 + 1, -(2**63)]))
+FLOATS = st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
+    [0.0, -0.0, 1e308, -1e308, 5e-324, math.inf, -math.inf, math.nan]))
+
+
+def _arrow_divide(left: pa.Array | pa.Scalar, right: pa.Array | pa.Scalar) -> list:
+    """The division ``divide`` defines, with Arrow's own functions: a zero or NULL divisor
+    gives NULL."""
+    lf, rf = pc.cast(left, pa.float64(), safe=False), pc.cast(right, pa.float64(), safe=False)
+    zero = pc.equal(rf, 0.0)
+    out = pc.if_else(zero, pa.scalar(None, pa.float64()), pc.divide(lf, pc.if_else(zero, 1.0,
+                                                                                   rf)))
+    return out.to_pylist() if isinstance(out, pa.Array) else [out.as_py()]
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        (x is None and y is None) or (x is not None and y is not None and (
+            (x == y and math.copysign(1, x) == math.copysign(1, y)) or (x != x and y != y)))
+        for x, y in zip(a, b, strict=True))
+
+
+@st.composite
+def operands(draw: st.DrawFn) -> tuple[pa.Array | pa.Scalar, pa.Array | pa.Scalar]:
+    n = draw(st.integers(1, 8))
+    sides = []
+    for _ in range(2):
+        kind = draw(st.sampled_from(["int", "float", "int32", "float32", "scalar_int",
+                                     "scalar_float", "null_in"]))
+        if kind.startswith("scalar"):
+            value = draw(INTS if kind == "scalar_int" else FLOATS)
+            sides.append(scalar(value))
+            continue
+        values = draw(st.lists(FLOATS if "float" in kind else INTS, min_size=n, max_size=n))
+        if kind == "int32":
+            sides.append(pa.array([int(np.clip(v, -2**31, 2**31 - 1)) for v in values],
+                                  pa.int32()))
+        elif kind == "float32":
+            with np.errstate(over="ignore"):      # 1e308 becomes inf
+                sides.append(pa.array(np.array(values, np.float64).astype(np.float32)))
+        elif kind == "null_in":
+            sides.append(pa.array([None, *values[1:]], pa.int64()))
+        else:
+            sides.append(pa.array(values, pa.float64() if kind == "float" else pa.int64()))
+    return sides[0], sides[1]
+
+
+@settings(max_examples=500)
+@given(operands())
+def test_divide_matches_arrow(pair: tuple[pa.Array | pa.Scalar, pa.Array | pa.Scalar]) -> None:
+    left, right = pair
+    got = divide(left, right)
+    got_list = got.to_pylist() if isinstance(got, pa.Array) else [got.as_py()]
+    want = _arrow_divide(left, right)
+    if isinstance(got, pa.Array):
+        assert got.type == pa.float64()
+    assert _same(got_list, want), (left, right, got_list, want)
+
+
+@st.composite
+def sort_tables(draw: st.DrawFn) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    n = draw(st.integers(0, 12))
+    columns, spec = {}, []
+    for i in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["float", "int", "bool", "null_in", "uint"]))
+        name = f"k{i}"
+        if kind == "float":
+            columns[name] = pa.array(draw(st.lists(st.sampled_from(
+                [0.0, -0.0, 1.5, -2.0, math.nan, math.inf, -math.inf]), min_size=n,
+                max_size=n)), pa.float64())
+        elif kind == "int":
+            columns[name] = pa.array(draw(st.lists(st.sampled_from(
+                [0, 1, -1, 7, 2**62, -(2**63)]), min_size=n, max_size=n)), pa.int64())
+        elif kind == "uint":
+            columns[name] = pa.array(draw(st.lists(st.integers(0, 3), min_size=n,
+                                                   max_size=n)), pa.uint8())
+        elif kind == "bool":
+            columns[name] = pa.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+        else:
+            columns[name] = pa.array(draw(st.lists(st.one_of(st.none(), st.integers(-2, 2)),
+                                                   min_size=n, max_size=n)), pa.int64())
+        spec.append((name, draw(st.sampled_from(["ascending", "descending"])), "at_end"))
+    columns["t_mask_id"] = pa.array(draw(st.permutations(range(n))), pa.int64())
+    spec.append(("t_mask_id", "ascending", "at_end"))
+    return pa.table(columns), spec
+
+
+@settings(max_examples=500)
+@given(sort_tables())
+def test_numeric_sort_order_matches_arrow(case: tuple[pa.Table, list]) -> None:
+    table, spec = case
+    got = numeric_sort_order(table, spec)
+    want = pc.sort_indices(table, sort_keys=spec).to_numpy()
+    kinds = [table.column(name).type for name, _, _ in spec]
+    plain = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds) and \
+        not any(table.column(name).null_count for name, _, _ in spec)
+    if got is None:      # declined: only where Arrow's own sort is needed
+        assert not plain or any(pa.types.is_unsigned_integer(t) for t in kinds) or any(
+            pa.types.is_signed_integer(t) and len(table) and
+            pc.min(table.column(name)).as_py() == -(2**63)
+            for (name, _, _), t in zip(spec, kinds, strict=True))
+        return
+    assert plain
+    assert got.tolist() == want.tolist()
