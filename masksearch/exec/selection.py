@@ -11,7 +11,7 @@ import pyarrow as pa
 from ..lang import ast
 from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
 from ..store.arrow_compute import sort_indices, take
-from ..store.numpy_arrow import array_numpy, numpy_array
+from ..store.numpy_arrow import array_numpy, numeric_values_and_nulls, numpy_array
 from .arrays import Ints
 from .exact import evaluate
 from .filtering import truth
@@ -331,6 +331,10 @@ class _TopK:
         kth_tie: int | None = None
         pos, size = 0, max(k, settings.first_part)
         refining = refine
+        # One ORDER BY key whose ties the tie rank breaks: the best units so far kept with
+        # their values in NumPy (not sorted again by Arrow and evaluated again each part).
+        running = _RunningTop(self.first, c.units, self.rank_of, k) \
+            if self.with_ties else None
         while pos < len(self.ordered):
             if budget is not None and (pos >= budget or not np.isfinite(self.best[pos])):
                 return top, False   # spent, or nothing to stop at: an unbounded best case
@@ -354,10 +358,61 @@ class _TopK:
                     axis=1).sum()
                 refining = refining and before - len(part) + exact >= \
                     settings.refine_pays * before
-            top = c.sort(np.concatenate([top, c.qualify(part)]), self.sel.order_by)[:k]
+            chosen = c.qualify(part)
+            if running is not None and not running.add(chosen):
+                running = None              # values NumPy cannot order as Arrow does
+            if running is not None:
+                top = running.idx
+            else:
+                top = c.sort(np.concatenate([top, chosen]), self.sel.order_by)[:k]
             if len(top) < k or pos >= len(self.ordered):
                 continue
-            kth, kth_tie = self._kth(top)
+            kth, kth_tie = running.kth() if running is not None else self._kth(top)
             if kth is not None and self._done(pos, kth, kth_tie):
                 break
         return top, True
+
+
+class _RunningTop:
+    """The k best units read so far by their exact value of one ORDER BY key, ties by tie
+    rank: ``Chooser.sort``'s order (NULLs after NaNs after every value, in either
+    direction), in NumPy, with each unit's value evaluated once."""
+
+    def __init__(self, item: ast.OrderItem, units: Units, rank_of: np.ndarray, k: int):
+        self.item, self.units, self.rank_of, self.k = item, units, rank_of, k
+        self.idx = np.zeros(0, np.int64)
+        self.values: np.ndarray | None = None
+        self.null = np.zeros(0, np.bool_)
+
+    def add(self, idx: np.ndarray) -> bool:
+        """Take units ``idx`` (qualified, exact) in; False (nothing taken) when their values
+        are not numbers NumPy orders as Arrow does."""
+        if not len(idx):
+            return True
+        array = evaluate(self.item.expr, self.units.take(idx))
+        plain = numeric_values_and_nulls(array)
+        if plain is None:
+            return False
+        values, null = plain
+        if self.values is not None and values.dtype != self.values.dtype:
+            return False
+        if values.dtype.kind == "u" or (values.dtype.kind == "i" and
+                                        values.min() == np.iinfo(values.dtype).min):
+            return False        # a descending key is negated: it must not wrap around
+        idx = np.concatenate([self.idx, idx])
+        values = values if self.values is None else np.concatenate([self.values, values])
+        null = np.concatenate([self.null, null])
+        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
+        key = np.where(nan | null, 0, values)
+        order = np.lexsort((self.rank_of[idx], -key if self.item.descending else key, nan,
+                            null))[:self.k]
+        self.idx, self.values, self.null = idx[order], values[order], null[order]
+        return True
+
+    def kth(self) -> tuple[float | None, int | None]:
+        """``_TopK._kth`` of the k best (there are k)."""
+        assert self.values is not None
+        value = self.values[self.k - 1].item()
+        if self.null[self.k - 1] or value != value:
+            return None, None
+        return value, int(self.rank_of[self.idx[self.k - 1]])

@@ -55,6 +55,23 @@ def array_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def numeric_values_and_nulls(array: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """A numeric array's values (0 where NULL) and its NULL mask, without pandas; None for
+    other types."""
+    dtype = _NUMERIC.get(array.type)
+    if dtype is None:
+        return None
+    if not array.null_count:
+        return array_numpy(array), np.zeros(len(array), np.bool_)
+    n, offset = len(array), array.offset
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype, count=n, offset=offset * np.dtype(dtype).itemsize).copy()
+    bits = np.frombuffer(validity, np.uint8, count=(offset + n + 7) // 8)
+    null = ~np.unpackbits(bits, bitorder="little")[offset:offset + n].astype(np.bool_)
+    values[null] = 0
+    return values, null
+
+
 def numpy_array(values: np.ndarray, arrow_type: pa.DataType | None = None,
                 mask: np.ndarray | None = None) -> pa.Array:
     """``pa.array(values, arrow_type, mask=mask)`` without pandas for a 1-D numeric or
