@@ -165,8 +165,11 @@ class RowBatch:
     @staticmethod
     def concat(parts: Sequence[RowBatch], ctx: ExecContext) -> RowBatch:
         """The rows of several batches (of one query's shards), one after another, under
-        ``ctx`` from now on."""
+        ``ctx`` from now on (a single batch is itself, moved under ``ctx``)."""
         first = parts[0]
+        if len(parts) == 1 and first._taken is None:     # one shard (the usual): as it is
+            first.ctx = ctx
+            return first
         return RowBatch(pa.concat_tables([p.rows for p in parts]), first.terms, ctx,
                         RowState.concat([p.state for p in parts]),
                         np.logical_and.reduce([p.bounded for p in parts]))

@@ -26,7 +26,8 @@ from ...lang import ast
 from ...plan.operators import Project
 from ...plan.physical import GroupMerge, PhysicalPlan
 from ...store.agg_cache import AggregateCache
-from ...store.numpy_arrow import array_numpy
+from ...store.arrow_compute import take
+from ...store.numpy_arrow import array_numpy, numpy_array
 from ..exact import evaluate
 from ..stats import StatsRecords
 from .batch import GroupBatch
@@ -119,7 +120,7 @@ class _Evaluator:
         col = self.rows.column(name)
         if not pa.types.is_integer(col.type) or col.null_count:
             raise _Fallback
-        return _Number(np.asarray(col.to_numpy(), np.float64), self.none, True)
+        return _Number(np.asarray(array_numpy(col), np.float64), self.none, True)
 
     def truth(self, e: ast.Expr) -> _Truth:
         if isinstance(e, ast.Compare):
@@ -162,7 +163,7 @@ def _key_ordered(rows: pa.Table, tie_columns: tuple[str, ...]) -> bool:
     col = rows.column(tie_columns[0])
     if not pa.types.is_integer(col.type) or col.null_count:
         return False
-    values = col.to_numpy()
+    values = array_numpy(col)
     return bool((values[1:] > values[:-1]).all())
 
 
@@ -355,10 +356,10 @@ def _project(ev: _Evaluator, op: Project, rows: pa.Table, batch: GroupBatch | No
     ``batch``: without, _Fallback)."""
     arrays: list[pa.Array] = []
     rest: list[int] = []
-    idx = pa.array(chosen, pa.int64())
+    idx = numpy_array(np.asarray(chosen, np.int64))
     for i, e in enumerate(op.outputs):
         if isinstance(e, ast.Column):
-            arrays.append(rows.column(e.name).take(idx).combine_chunks())
+            arrays.append(take(rows.column(e.name), idx).combine_chunks())
             continue
         try:
             if not _has_term(e) or not len(chosen):
@@ -369,9 +370,10 @@ def _project(ev: _Evaluator, op: Project, rows: pa.Table, batch: GroupBatch | No
             rest.append(i)
             continue
         if x.integral:
-            arrays.append(pa.array(x.v[chosen].astype(np.int64), pa.int64()))
+            arrays.append(numpy_array(x.v[chosen].astype(np.int64), pa.int64()))
         else:
-            arrays.append(pa.array(x.v[chosen], pa.float64(), mask=x.null[chosen]))
+            arrays.append(numpy_array(np.asarray(x.v[chosen], np.float64), pa.float64(),
+                                      mask=x.null[chosen]))
     if rest:
         if batch is None:
             raise _Fallback
