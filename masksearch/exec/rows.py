@@ -78,10 +78,13 @@ class RowBatch:
         # ``taken`` = (a batch, positions in it): these rows, whose metadata table is only
         # taken from the batch's when something asks for it (a top-k's rounds take rows
         # many times and rarely need more than their bounds and one column).
-        assert (rows is None) != (taken is None)
         self._rows = rows
         self._taken = taken
-        self.num_rows = rows.num_rows if rows is not None else len(taken[1])  # type: ignore[index]
+        if rows is not None:
+            self.num_rows: int = rows.num_rows
+        else:
+            assert taken is not None, "rows or the batch they are taken from"
+            self.num_rows = len(taken[1])
         self.terms = terms
         self.ctx = ctx
         n, t = self.num_rows, len(terms.cuts)
