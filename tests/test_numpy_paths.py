@@ -121,3 +121,36 @@ def test_numeric_sort_order_matches_arrow(case: tuple[pa.Table, list]) -> None:
         return
     assert plain
     assert got.tolist() == want.tolist()
+
+
+@st.composite
+def positive_divisions(draw: st.DrawFn) -> tuple:
+    """Interval pairs a / b with a >= 0 and a finite b > 0 (``_divide``'s shortcut), with
+    NaN flags, infinite numerators and huge values among them."""
+    n = draw(st.integers(1, 6))
+    ends = st.one_of(st.floats(0, 1e6), st.sampled_from([0.0, 1e308, 2.0**53 + 1, 5e-324]))
+    a = sorted_pairs(draw, n, st.one_of(ends, st.just(math.inf)))
+    b = sorted_pairs(draw, n, st.one_of(st.floats(1e-300, 1e6), st.sampled_from([5e-324,
+                                                                                 1e308])))
+    flags = [np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))) for _ in range(4)]
+    return a, b, flags
+
+
+def sorted_pairs(draw: st.DrawFn, n: int, values: st.SearchStrategy) -> tuple:
+    pairs = [sorted(draw(st.tuples(values, values))) for _ in range(n)]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+@settings(max_examples=500)
+@given(positive_divisions())
+def test_positive_division_shortcut_matches_corners(case: tuple) -> None:
+    from masksearch.exec.intervals import Interval, _divide, _divide_any
+
+    (alo, ahi), (blo, bhi), (a_nan, b_nan, may_null, must_null) = case
+    a, b = Interval(alo, ahi, may_null, must_null, a_nan), Interval(blo, bhi, may_null,
+                                                                   must_null, b_nan)
+    fast = _divide(a, b, may_null, must_null)
+    full = _divide_any(a, b, may_null, must_null)
+    for field in ("lo", "hi", "may_null", "must_null"):
+        assert np.array_equal(getattr(fast, field), getattr(full, field)), field
+    assert np.array_equal(fast.nan(), full.nan())

@@ -171,6 +171,17 @@ def _corners(op: np.ufunc, a: Interval, b: Interval) -> tuple[Floats, Floats]:
 
 
 def _divide(a: Interval, b: Interval, may_null: Bools, must_null: Bools) -> Interval:
+    if len(b.lo) and b.lo.min() > 0 and a.lo.min() >= 0 and b.hi.max() < np.inf:
+        # The common CP / area: a non-negative numerator over a finite positive divisor.
+        # Division is monotonic there, so the corners' extremes are these two (the same
+        # correctly rounded quotients ``_divide_any`` picks).
+        with np.errstate(all="ignore"):
+            lo, hi = a.lo / b.hi, a.hi / b.lo
+        return _checked(lo, hi, may_null, must_null, a.nan() | b.nan())
+    return _divide_any(a, b, may_null, must_null)
+
+
+def _divide_any(a: Interval, b: Interval, may_null: Bools, must_null: Bools) -> Interval:
     b_zero_possible = _has_zero(b)
     b_only_zero = (b.lo == 0) & (b.hi == 0)
     away = ~b_zero_possible
