@@ -436,6 +436,23 @@ def test_update_sets_a_box_column_to_a_box(db):
     assert got.rows() == want
 
 
+def test_regions_remembered_for_a_snapshot_follow_an_update(db, tmp_path):
+    """The clipped boxes a query works out are kept with the snapshot's rows: after an
+    UPDATE of the box column (a new snapshot), queries here and on another connection see
+    the new boxes, not the remembered ones."""
+    db.query("ALTER TABLE masks ADD COLUMN bbox BOX")
+    db.query("UPDATE masks SET bbox = box(1, 2, 9, 10)")
+    sql = "SELECT mask_id, CP(mask, bbox, (0.5, 1.0]) AS c FROM masks ORDER BY mask_id"
+    masks = masks_of(3, 10)
+    assert db.query(sql).rows() == [(i, cp(m, (1, 2, 9, 10))) for i, m in enumerate(masks)]
+    assert db.query(sql).rows() == [(i, cp(m, (1, 2, 9, 10))) for i, m in enumerate(masks)]
+    db.query("UPDATE masks SET bbox = box(0, 5, 7, 16) WHERE k >= 4")
+    want = [(i, cp(m, (1, 2, 9, 10) if i < 4 else (0, 5, 7, 16))) for i, m in enumerate(masks)]
+    assert db.query(sql).rows() == want
+    other = ms.connect(db.store.root, create=False)
+    assert other.query(sql).rows() == want
+
+
 def test_a_refused_update_on_a_lazy_database_leaves_every_file(tmp_path):
     from .test_api import files_of
 

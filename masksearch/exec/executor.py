@@ -94,7 +94,8 @@ def _run(plan: PhysicalPlan, snapshot: Snapshot, cache: AggregateCache | None, u
         outs = runner.run(plan, snapshot, shards(snapshot, settings), use_index, settings)
     else:
         for shard in shards(snapshot, settings):
-            outs.append(run_fragment(plan, snapshot.rows_of(shard), context(StatsRecords())))
+            outs.append(run_fragment(plan, snapshot.rows_of(shard), context(StatsRecords()),
+                                     memo=snapshot.memo(("regions", tuple(shard)))))
     records = StatsRecords()
     for out in outs:
         records.add(out.records)

@@ -3,6 +3,7 @@ other shards."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,12 @@ def row_terms(plan: PhysicalPlan) -> RowTerms:
 
 
 def run_fragment(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext,
-                 floor: float | None = None) -> FragmentOutput:
+                 floor: float | None = None, memo: dict[Hashable, object] | None = None) -> FragmentOutput:
     """Scan -> MetaFilter -> BoundFilter -> (Select -> Project | PartialGroupBounds) over
     the shard whose metadata rows are ``rows``. ``floor``: for a top-k split over shards,
-    a value the k-th result is known to reach (from the other shards)."""
-    batch, candidates, undecided = _bounded(plan, rows, ctx)
+    a value the k-th result is known to reach (from the other shards). ``memo``: kept
+    with the snapshot for this shard's rows (regions worked out once, not per query)."""
+    batch, candidates, undecided = _bounded(plan, rows, ctx, memo)
     f, records = plan.fragment, ctx.records
     condition = f.bound_filter.predicate if f.bound_filter is not None else None
     if f.members is not None:
@@ -89,7 +91,7 @@ def reach_of_shard(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext) -> Shar
     return ShardReach(ctx.records, reach, sure)
 
 
-def _bounded(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext
+def _bounded(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext, memo: dict[Hashable, object] | None = None
              ) -> tuple[RowBatch, np.ndarray, np.ndarray]:
     """The shard's rows after Scan and MetaFilter, its candidates after BoundFilter, and
     which of them bounds leave undecided."""
@@ -104,7 +106,8 @@ def _bounded(plan: PhysicalPlan, rows: pa.Table, ctx: ExecContext
             rows = filter_rows(rows, numpy_array(np.asarray(keep, np.bool_)))
             rec.seen += len(keep)
             rec.passed += rows.num_rows
-    batch = RowBatch(rows, terms, ctx)
+            memo = None                 # other rows than the shard's
+    batch = RowBatch(rows, terms, ctx, regions_memo=memo)
     candidates, undecided = _bound(plan, batch, ctx)
     return batch, candidates, undecided
 

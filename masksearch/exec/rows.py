@@ -4,7 +4,7 @@ bounds, exact values), with verification of the rows whose values must be exact.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -23,6 +23,7 @@ from .row_counts import cp_bounds_many
 from .verify import CountTask, verify_candidates
 
 Index = np.ndarray | slice
+REGIONS_KEPT = 4     # regions of a snapshot's rows remembered across queries
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class RowBatch:
 
     def __init__(self, rows: pa.Table | None, terms: RowTerms, ctx: ExecContext,
                  state: RowState | None = None, bounded: np.ndarray | None = None,
-                 taken: tuple[RowBatch, np.ndarray] | None = None):
+                 taken: tuple[RowBatch, np.ndarray] | None = None,
+                 regions_memo: dict[Hashable, object] | None = None):
         # ``taken`` = (a batch, positions in it): these rows, whose metadata table is only
         # taken from the batch's when something asks for it (a top-k's rounds take rows
         # many times and rarely need more than their bounds and one column).
@@ -91,6 +93,8 @@ class RowBatch:
         self.state = RowState.empty(n, t) if state is None else state
         self.bounded = np.zeros(t, bool) if bounded is None else bounded  # per term: all rows
         self._regions: dict[ast.Roi, Regions] = {}
+        # Regions of these very rows kept across queries (a snapshot's shard): see region.
+        self._regions_memo = regions_memo
         self._columns: dict[str, pa.Array | pa.ChunkedArray] = {}
 
     def __getstate__(self) -> dict[str, object]:
@@ -100,6 +104,7 @@ class RowBatch:
         state = dict(self.__dict__)
         state["ctx"] = None
         state["_taken"] = None
+        state["_regions_memo"] = None      # the snapshot's, where the batch was made
         return state
 
     @property
@@ -151,8 +156,21 @@ class RowBatch:
                 base, idx = self._taken
                 reg = base.region(roi).take(idx)
             else:
-                reg = regions(roi, self.rows)
+                reg = self._remembered_region(roi)
             self._regions[roi] = reg
+        return reg
+
+    def _remembered_region(self, roi: ast.Roi) -> Regions:
+        """``regions(roi, rows)``, from the memo when an earlier query over the same rows
+        worked it out (a few regions kept: clipped boxes take 33 bytes a row)."""
+        memo = self._regions_memo
+        reg = memo.get(roi) if memo is not None else None
+        if not isinstance(reg, Regions):
+            reg = regions(roi, self.rows)
+            if memo is not None:
+                if len(memo) >= REGIONS_KEPT:
+                    memo.clear()
+                memo[roi] = reg
         return reg
 
     def take(self, idx: np.ndarray) -> RowBatch:

@@ -3,7 +3,7 @@ reads from its start to its end, whatever commits meanwhile."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -67,6 +67,12 @@ class Snapshot:
         self.manifest = manifest
         self.states = states
         self.segments = [s.segment for s in states]     # shared: do not modify
+        self._memos: dict[Hashable, dict[Hashable, object]] = {}
+
+    def memo(self, key: Hashable) -> dict[Hashable, object]:
+        """A dict kept with the snapshot under ``key``, for values the executor derives
+        from its rows alone (they never change: a change makes a new snapshot)."""
+        return self._memos.setdefault(key, {})
 
     @property
     def columns(self) -> dict[str, str]:
