@@ -12,9 +12,13 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masksearch.exec.exact import divide
+from masksearch.errors import QueryError
+from masksearch.exec.exact import divide, evaluate, numbers
 from masksearch.exec.selection import numeric_sort_order
-from masksearch.store.numpy_arrow import scalar
+from masksearch.lang import ast
+from masksearch.store.numpy_arrow import numeric_values_and_nulls, scalar
+
+from .test_intervals import NUMERIC, Rows, environments
 
 INTS = st.one_of(st.integers(-5, 5), st.integers(-2**62, 2**62),
                  st.sampled_from([0, 2**53 + 1, -(2**63)]))
@@ -154,3 +158,36 @@ def test_positive_division_shortcut_matches_corners(case: tuple) -> None:
     for field in ("lo", "hi", "may_null", "must_null"):
         assert np.array_equal(getattr(fast, field), getattr(full, field)), field
     assert np.array_equal(fast.nan(), full.nan())
+
+
+@settings(max_examples=1500)
+@given(environments(), NUMERIC)
+def test_numbers_match_evaluate(env: Rows, expr: ast.Expr) -> None:
+    """``exact.numbers`` gives ``evaluate``'s values, types and NULLs wherever it answers,
+    and leaves to ``evaluate`` every expression that raises there (int64 overflow)."""
+    got = numbers(expr, env)
+    try:
+        want = evaluate(expr, env)
+    except QueryError:
+        assert got is None, "evaluate raises: numbers must leave it to evaluate"
+        return
+    if got is None:
+        return
+    values, null = got
+    plain = numeric_values_and_nulls(want.combine_chunks() if isinstance(
+        want, pa.ChunkedArray) else want)
+    assert plain is not None, want.type
+    want_values, want_null = plain
+    assert values.dtype == want_values.dtype, (expr, values.dtype, want.type)
+    assert null.tolist() == want_null.tolist(), expr
+    ok = ~null
+    assert _same(values[ok].tolist(), want_values[ok].tolist()), (expr, values, want)
+
+
+@given(environments(), st.sampled_from([-(2**63), 2**63 - 1, -(2**53) - 1, 2**31, -(2**31)]),
+       st.sampled_from("+-*"), st.sampled_from([2, -1, 0.5, 2**33]))
+def test_numbers_leave_extreme_integers_to_evaluate(env: Rows, big: int, op: str,
+                                                    other: int | float) -> None:
+    expr = ast.BinOp(op, ast.Literal(big, str(big)), ast.Literal(other, str(other)))
+    test_numbers_match_evaluate.hypothesis.inner_test(env, expr)  # type: ignore[attr-defined]
+    test_numbers_match_evaluate.hypothesis.inner_test(env, ast.Neg(expr))  # type: ignore[attr-defined]

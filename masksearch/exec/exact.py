@@ -12,7 +12,7 @@ from ..errors import QueryError
 from ..lang import ast
 from ..plan.operators import Project
 from ..store import arrow_compute as pc
-from ..store.numpy_arrow import array_numpy, numpy_array, scalar
+from ..store.numpy_arrow import array_numpy, numeric_values_and_nulls, numpy_array, scalar
 from .arrays import Array
 from .regions import Regions
 
@@ -145,9 +145,109 @@ _RULES: dict[type, Callable[[Any, Env], Value]] = {
 }
 
 
+Numbers: TypeAlias = tuple[np.ndarray, np.ndarray]     # (values, NULL mask)
+_INT64_MIN = np.iinfo(np.int64).min
+_SAFE_FACTOR = 1 << 31      # |a|, |b| below it: a * b cannot overflow int64
+_EXACT_FLOAT_INT = 1 << 53  # integers up to it are exact in float64
+
+
+def numbers(e: ast.Expr, env: Env) -> Numbers | None:
+    """``evaluate(e, env)`` in NumPy for the arithmetic top-k and sorting do most: CP terms,
+    areas, numeric columns and literals under + - * / and negation, as (values: int64 or
+    float64, 0 where NULL; NULL mask), the values and types ``evaluate`` gives. None for
+    anything else, and wherever ``evaluate`` would raise (an int64 overflow): call it."""
+    try:
+        out = _numbers(e, env)
+    except _NotPlain:
+        return None
+    values, null = out
+    n = env.num_rows
+    return np.broadcast_to(values, (n,)).copy(), np.broadcast_to(null, (n,)).copy()
+
+
+class _NotPlain(Exception):
+    """An expression ``numbers`` leaves to ``evaluate``."""
+
+
+def _numbers(e: ast.Expr, env: Env) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(e, ast.Literal):
+        v = e.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                isinstance(v, int) and not -(1 << 63) <= v < (1 << 63)):
+            raise _NotPlain
+        return np.array(v, np.int64 if isinstance(v, int) else np.float64), np.array(False)
+    if isinstance(e, (ast.CP, ast.Aggregate, ast.Column)):
+        array = env.term_exact(e) if not isinstance(e, ast.Column) else \
+            env.column(e.name).combine_chunks()
+        plain = numeric_values_and_nulls(array)
+        if plain is None or plain[0].dtype not in (np.int64, np.float64):
+            raise _NotPlain
+        return plain
+    if isinstance(e, ast.Area):
+        reg = env.region(e.roi)
+        return np.where(reg.null, 0, reg.area).astype(np.int64), reg.null
+    if isinstance(e, ast.Neg):
+        v, null = _numbers(e.operand, env)
+        if v.dtype == np.int64 and (v == _INT64_MIN).any():
+            raise _NotPlain
+        return -v, null
+    if isinstance(e, ast.BinOp):
+        (a, a_null), (b, b_null) = _numbers(e.left, env), _numbers(e.right, env)
+        null = a_null | b_null
+        if e.op == "/":
+            af, bf = a.astype(np.float64), b.astype(np.float64)
+            zero = bf == 0.0
+            with np.errstate(all="ignore"):
+                q = af / np.where(zero, 1.0, bf)
+            null = null | zero
+            return np.where(null, 0.0, q), null
+        return _arith(e.op, a, b), null
+    raise _NotPlain
+
+
+def _beyond(x: np.ndarray, limit: int) -> bool:
+    """Whether an int64 value is outside [-limit, limit] (np.abs of the smallest int64 is
+    itself: not used)."""
+    return bool(((x > limit) | (x < -limit)).any())
+
+
+def _arith(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a op b`` as Arrow's checked kernels give it: int64 when both are, else float64;
+    an int64 overflow is left to them (they raise)."""
+    if a.dtype != np.int64 or b.dtype != np.int64:
+        # Arrow casts the integer side safely: one that no float holds exactly is an error.
+        if any(x.dtype == np.int64 and _beyond(x, _EXACT_FLOAT_INT) for x in (a, b)):
+            raise _NotPlain
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        with np.errstate(all="ignore"):
+            out: np.ndarray = {"+": np.add, "-": np.subtract, "*": np.multiply}[op](a, b)
+        return out
+    if op == "*":
+        if _beyond(a, _SAFE_FACTOR - 1) or _beyond(b, _SAFE_FACTOR - 1):
+            raise _NotPlain
+        product: np.ndarray = a * b
+        return product
+    with np.errstate(over="ignore"):
+        r: np.ndarray = a + b if op == "+" else a - b
+    wrapped = ((a ^ r) & (b ^ r)) < 0 if op == "+" else ((a ^ b) & (a ^ r)) < 0
+    if wrapped.any():
+        raise _NotPlain
+    return r
+
+
 def project(op: Project, env: Env) -> pa.Table:
     """The output columns of ``op`` over every row of ``env``."""
-    return pa.Table.from_arrays([evaluate(e, env) for e in op.outputs], names=list(op.names))
+    return pa.Table.from_arrays([_output(e, env) for e in op.outputs], names=list(op.names))
+
+
+def _output(e: ast.Expr, env: Env) -> pa.Array:
+    """``evaluate(e, env)``, through ``numbers`` for arithmetic over CP terms."""
+    plain = None if isinstance(e, (ast.Column, ast.Literal)) else numbers(e, env)
+    if plain is None:
+        return evaluate(e, env)
+    values, null = plain
+    return numpy_array(values, pa.int64() if values.dtype == np.int64 else pa.float64(),
+                       mask=null if null.any() else None)
 
 
 def _as_bool(value: Value) -> Value:

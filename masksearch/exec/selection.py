@@ -13,7 +13,7 @@ from ..plan.operators import BoundOrderTopK, KeyOrderTopK, Selection, VerifyAll
 from ..store.arrow_compute import sort_indices, take
 from ..store.numpy_arrow import array_numpy, numeric_values_and_nulls, numpy_array
 from .arrays import Ints
-from .exact import evaluate
+from .exact import evaluate, numbers
 from .filtering import truth
 from .intervals import Interval, interval
 from .settings import ExecSettings
@@ -389,8 +389,10 @@ class _RunningTop:
         are not numbers NumPy orders as Arrow does."""
         if not len(idx):
             return True
-        array = evaluate(self.item.expr, self.units.take(idx))
-        plain = numeric_values_and_nulls(array)
+        taken = self.units.take(idx)
+        plain = numbers(self.item.expr, taken)
+        if plain is None:       # evaluate's own (its errors, other types)
+            plain = numeric_values_and_nulls(evaluate(self.item.expr, taken))
         if plain is None:
             return False
         values, null = plain
