@@ -225,6 +225,9 @@ def kth_best(values: np.ndarray, k: int, desc: bool) -> float | None:
     return float(np.partition(values, at)[at])
 
 
+_SMALL_UNSIGNED = (pa.uint8(), pa.uint16(), pa.uint32())   # whose values fit int64
+
+
 class _TopK:
     """One pass of ``bound_order``: candidates ordered by the best value they can reach."""
 
@@ -275,16 +278,22 @@ class _TopK:
         return max(floors) if self.desc else min(floors)
 
     def _tie_ranks(self, idx: np.ndarray) -> np.ndarray | None:
-        """Ranks of the tie-break key of ``idx`` when one key orders and one column breaks
-        ties without NULLs; then a candidate that can at best tie the k-th value but has a
-        larger tie key cannot enter the result."""
+        """Keys that order ``idx`` as the tie-break column does (its integer values, or
+        ranks) when one key orders and one column breaks ties without NULLs; then a
+        candidate that can at best tie the k-th value but has a larger tie key cannot enter
+        the result."""
         units = self.c.units
         cols = units.tie_columns
         if len(self.sel.order_by) != 1 or len(cols) != 1:
             return None
-        col = take(units.column(cols[0]), numpy_array(idx, pa.int64()))
-        if col.null_count:
+        whole = units.column(cols[0])
+        if whole.null_count:
             return None
+        if pa.types.is_signed_integer(whole.type) or whole.type in _SMALL_UNSIGNED:
+            # Integer keys (mask_id, the usual group key) order as their own ranks.
+            ranks: np.ndarray = array_numpy(whole)[idx].astype(np.int64)
+            return ranks
+        col = take(whole, numpy_array(idx, pa.int64()))
         return np.unique(array_numpy(col), return_inverse=True)[1].reshape(-1)
 
     def _can_enter(self, part: np.ndarray, kth: float, kth_tie: int | None) -> np.ndarray:
