@@ -87,7 +87,13 @@ def _literal(e: ast.Literal, env: Env) -> Value:
 
 
 def _column(e: ast.Column, env: Env) -> Value:
-    return env.column(e.name).combine_chunks()
+    return column_array(env, e.name)
+
+
+def column_array(env: Env, name: str) -> pa.Array:
+    """A metadata column of ``env`` as one array."""
+    col = env.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def _term(e: ast.Expr, env: Env) -> Value:
@@ -178,7 +184,7 @@ def _numbers(e: ast.Expr, env: Env) -> tuple[np.ndarray, np.ndarray]:
         return np.array(v, np.int64 if isinstance(v, int) else np.float64), np.array(False)
     if isinstance(e, (ast.CP, ast.Aggregate, ast.Column)):
         array = env.term_exact(e) if not isinstance(e, ast.Column) else \
-            env.column(e.name).combine_chunks()
+            column_array(env, e.name)
         plain = numeric_values_and_nulls(array)
         if plain is None or plain[0].dtype not in (np.int64, np.float64):
             raise _NotPlain

@@ -16,7 +16,7 @@ from ..lang import ast
 from ..lang.binder import CPTerm
 from ..ranges import Cut
 from ..store.arrow_compute import take
-from ..store.numpy_arrow import array_numpy, numpy_array
+from ..store.numpy_arrow import array_numpy, numeric_values_and_nulls, numpy_array
 from .context import ExecContext
 from .regions import Regions, regions
 from .row_counts import cp_bounds_many
@@ -124,7 +124,15 @@ class RowBatch:
         if col is None:
             assert self._taken is not None
             base, idx = self._taken
-            col = self._columns[name] = take(base.column(name), numpy_array(idx))
+            whole = base.column(name)
+            one = whole.chunk(0) if isinstance(whole, pa.ChunkedArray) and \
+                whole.num_chunks == 1 else whole
+            plain = numeric_values_and_nulls(one) if isinstance(one, pa.Array) and \
+                not one.null_count else None
+            # A numeric column without NULLs (mask_id): indexed in NumPy, not by an Arrow call.
+            col = numpy_array(plain[0][idx], one.type) if plain is not None else \
+                take(whole, numpy_array(idx))
+            self._columns[name] = col
         return col
 
     @property

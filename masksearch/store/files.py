@@ -223,7 +223,7 @@ class LocalFiles(Files):
             raise StoreError(f"{self.label(name)}: the file is missing") from None
 
     def stat(self, name: str) -> tuple[int, ...]:
-        st = (self._path / name).stat()
+        st = os.stat(os.path.join(self._path, name))   # every query asks: no Path objects
         return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     def random_access(self, name: str) -> pa.MemoryMappedFile:
