@@ -23,7 +23,8 @@ from .row_counts import cp_bounds_many
 from .verify import CountTask, verify_candidates
 
 Index = np.ndarray | slice
-REGIONS_KEPT = 4     # regions of a snapshot's rows remembered across queries
+REGIONS_KEPT = 2             # box columns' regions of a shard remembered across queries
+REGIONS_ROWS = 1 << 21       # ... for shards of at most this many rows (66 MB each)
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,11 @@ class RowBatch:
 
     def _remembered_region(self, roi: ast.Roi) -> Regions:
         """``regions(roi, rows)``, from the memo when an earlier query over the same rows
-        worked it out (a few regions kept: clipped boxes take 33 bytes a row)."""
+        worked out a box column's regions (fixed boxes are cheap to clip again; clipped
+        boxes take 33 bytes a row, so only a few, of shards of at most REGIONS_ROWS)."""
         memo = self._regions_memo
+        if not isinstance(roi, ast.ColumnRoi) or self.num_rows > REGIONS_ROWS:
+            memo = None
         reg = memo.get(roi) if memo is not None else None
         if not isinstance(reg, Regions):
             reg = regions(roi, self.rows)
