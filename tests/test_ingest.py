@@ -244,8 +244,11 @@ def test_kill_during_ingest_leaves_a_consistent_database(tmp_path):
         out, _ = proc.communicate()
         reported = len(out.split())
         db = ms.connect(path)
-        rows = db.query("SELECT batch FROM masks").rows()
-        batches = [r[0] for r in rows]
+        if "batch" in db.store.columns():
+            batches = [r[0] for r in db.query("SELECT batch FROM masks").rows()]
+        else:   # killed before its first ingest was committed (a slow start): no masks
+            assert db.query("SELECT mask_id FROM masks").rows() == []
+            batches = []
         # Every ingest is all 100 masks or none, and each reported one is there.
         counts = {b: batches.count(b) for b in set(batches)}
         assert all(c % 100 == 0 for c in counts.values()), counts
