@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
-from masksearch.exec.row_counts import index_waves, segment_groups
+from masksearch.exec.row_counts import index_waves
+from masksearch.exec.segment_groups import segment_groups
 from masksearch.exec.settings import ExecSettings
 from masksearch.index.chi import build_segment_index
 from masksearch.store.index_cache import (

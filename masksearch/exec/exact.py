@@ -201,10 +201,7 @@ def _numbers(e: ast.Expr, env: Env) -> tuple[np.ndarray, np.ndarray]:
         (a, a_null), (b, b_null) = _numbers(e.left, env), _numbers(e.right, env)
         null = a_null | b_null
         if e.op == "/":
-            af, bf = a.astype(np.float64), b.astype(np.float64)
-            zero = bf == 0.0
-            with np.errstate(all="ignore"):
-                q = af / np.where(zero, 1.0, bf)
+            q, zero = _quotient(a.astype(np.float64), b.astype(np.float64))
             null = null | zero
             return np.where(null, 0.0, q), null
         return _arith(e.op, a, b), null
@@ -281,11 +278,18 @@ def _divide_plain(left: Value, right: Value) -> pa.Array | None:
     lf, rf = _plain_float(left), _plain_float(right)
     if lf is None or rf is None or (np.ndim(lf) == 0 and np.ndim(rf) == 0):
         return None
-    zero = rf == 0.0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        quotient = np.asarray(lf / np.where(zero, 1.0, rf), np.float64)
+    quotient, zero = _quotient(lf, rf)
     zero = np.broadcast_to(zero, quotient.shape)
     return numpy_array(quotient, pa.float64(), mask=zero if zero.any() else None)
+
+
+def _quotient(lf: np.ndarray | np.float64, rf: np.ndarray | np.float64
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``divide``'s float division in NumPy: the quotients, and where the divisor is zero
+    (there the quotient is a placeholder: the value is NULL)."""
+    zero = np.asarray(rf == 0.0)
+    with np.errstate(all="ignore"):
+        return np.asarray(lf / np.where(zero, 1.0, rf), np.float64), zero
 
 
 def _plain_float(value: Value) -> np.ndarray | np.float64 | None:

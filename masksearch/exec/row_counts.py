@@ -14,24 +14,10 @@ from ..store.index_cache import ResidentIndex, index_cache
 from ..store.segments import Segment
 from .collector import ChiCollector
 from .regions import box_areas
+from .segment_groups import segment_groups
 from .verify import CountTask, verify_candidates
 
 CHIS_HELD = 4096   # built CHIs held before they are saved
-
-
-def segment_groups(seg: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
-    """(segment, positions in ``seg`` of its rows) for every segment in ``seg``; the
-    positions are a slice where the rows are in segment order, as the store lists them."""
-    if not len(seg):
-        return []
-    if (seg[1:] >= seg[:-1]).all():
-        cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
-        return [(int(seg[a]), slice(a, b))
-                for a, b in zip([0, *cuts], [*cuts, len(seg)], strict=True)]
-    order = np.argsort(seg, kind="stable")
-    cuts = (np.flatnonzero(np.diff(seg[order])) + 1).tolist()
-    return [(int(seg[order[a]]), order[a:b])
-            for a, b in zip([0, *cuts], [*cuts, len(seg)], strict=True)]
 
 
 def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,

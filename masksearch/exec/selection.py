@@ -104,17 +104,25 @@ def numeric_sort_order(table: pa.Table, spec: SortSpec) -> np.ndarray | None:
             return None
         if column.null_count:
             return None          # Arrow places them (without its compute module loaded)
-        values = array_numpy(column)
-        if values.dtype.kind == "u" or (values.dtype.kind == "i" and len(values) and
-                                        values.min() == np.iinfo(values.dtype).min):
-            return None          # negating for a descending key must not wrap around
-        nan = np.isnan(values) if values.dtype.kind == "f" else None
-        if nan is not None and nan.any():
-            values = np.where(nan, 0, values)
-        columns.append(-values if direction == "descending" else values)
-        if nan is not None and nan.any():
-            columns.append(nan)
+        keys = _lexsort_keys(array_numpy(column), direction == "descending")
+        if keys is None:
+            return None
+        columns += keys
     return np.lexsort(columns) if columns else None
+
+
+def _lexsort_keys(values: np.ndarray, descending: bool) -> list[np.ndarray] | None:
+    """``np.lexsort`` keys (least significant first) that order numeric ``values`` as Arrow
+    does, NaNs after every value in either direction; None where negating for a descending
+    key would wrap around (unsigned integers, the smallest int64)."""
+    if values.dtype.kind == "u" or (values.dtype.kind == "i" and len(values) and
+                                    values.min() == np.iinfo(values.dtype).min):
+        return None
+    nan = np.isnan(values) if values.dtype.kind == "f" else None
+    if nan is None or not nan.any():
+        return [-values if descending else values]
+    values = np.where(nan, 0, values)
+    return [-values if descending else values, nan]
 
 
 def sort_keys(units: Units, order_by: tuple[ast.OrderItem, ...]) -> tuple[pa.Table, SortSpec]:
@@ -407,16 +415,13 @@ class _RunningTop:
         values, null = plain
         if self.values is not None and values.dtype != self.values.dtype:
             return False
-        if values.dtype.kind == "u" or (values.dtype.kind == "i" and
-                                        values.min() == np.iinfo(values.dtype).min):
-            return False        # a descending key is negated: it must not wrap around
         idx = np.concatenate([self.idx, idx])
         values = values if self.values is None else np.concatenate([self.values, values])
         null = np.concatenate([self.null, null])
-        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
-        key = np.where(nan | null, 0, values)
-        order = np.lexsort((self.rank_of[idx], -key if self.item.descending else key, nan,
-                            null))[:self.k]
+        keys = _lexsort_keys(np.where(null, 0, values), self.item.descending)
+        if keys is None:
+            return False
+        order = np.lexsort([self.rank_of[idx], *keys, null])[:self.k]
         self.idx, self.values, self.null = idx[order], values[order], null[order]
         return True
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from ..ranges import Cut
 from ..store.segments import Segment
 from . import control
 from .collector import ChiCollector
+from .segment_groups import segment_groups
 from .tile_verify import count_tiled, cut_array
 
 CHUNK = 64   # masks per unit of work: small enough for prompt progress and cancellation
@@ -90,16 +90,9 @@ def _fetched_ahead(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
                    ) -> Iterator[tuple[Segment, list[int]]]:
     """The segments of ``seg`` whose masks are fetched ahead (none on this machine), each
     with its rows of ``row``: one grouping, not a pass over the masks per segment."""
-    if not len(seg):
-        return
-    ks, inverse = np.unique(seg, return_inverse=True)
-    far = [i for i, k in enumerate(ks.tolist()) if segments[k].fetches_ahead]
-    if not far:
-        return
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(ks) + 1))
-    for i in far:
-        yield segments[int(ks[i])], row[order[bounds[i]:bounds[i + 1]]].tolist()
+    for k, at in segment_groups(seg):
+        if segments[k].fetches_ahead:
+            yield segments[k], row[at].tolist()
 
 
 def in_parallel(n: int, largest: int, work: Callable[[int, int], None],
@@ -131,7 +124,7 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     # The masks in segment order, once: a chunk is then runs of one segment's masks.
     order = np.argsort(task.seg_of, kind="stable")
     seg_sorted = task.seg_of[order]
-    ks = seg_sorted[_run_starts(seg_sorted)].tolist()
+    ks = [k for k, _ in segment_groups(seg_sorted)]
     # Cuts depend on the segment's dtype only: work them out once, not per mask.
     cuts_of = {k: [(cut_for_dtype(lo, task.segments[k].dtype),
                     cut_for_dtype(hi, task.segments[k].dtype)) for lo, hi in task.cuts]
@@ -179,11 +172,6 @@ def verify_candidates(task: CountTask, collector: ChiCollector) -> tuple[np.ndar
     return out, int(nbytes.sum())
 
 
-def _run_starts(seg: np.ndarray) -> np.ndarray:
-    """Where each run of equal values of ``seg`` (sorted) begins."""
-    return np.flatnonzero(np.concatenate(([True], seg[1:] != seg[:-1])))
-
-
 def _count_tiled(task: CountTask, chunk: tuple[np.ndarray, np.ndarray],
                  cuts: dict[int, np.ndarray], boxes: np.ndarray,
                  context: tuple[ChiCollector, control.QueryControl],
@@ -198,8 +186,8 @@ def _count_tiled(task: CountTask, chunk: tuple[np.ndarray, np.ndarray],
     positions, seg = chunk
     out, nbytes = outs
     whole: list[int] = []
-    for begin, end in pairwise([*_run_starts(seg).tolist(), len(seg)]):
-        k, at = int(seg[begin]), positions[begin:end]
+    for k, run in segment_groups(seg):
+        at = positions[run]
         if k not in cuts:
             whole += at.tolist()
             continue
