@@ -1,6 +1,6 @@
 """The executor's NumPy shortcuts against the Arrow compute calls they stand in for: exact
 division (``exec.exact.divide``) and sorting by numeric keys
-(``exec.selection.numeric_sort_order``)."""
+(``exec.selection.numeric_sort_order``); the k-th best of bounds against a sort."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from masksearch.errors import QueryError
 from masksearch.exec.exact import divide, evaluate, numbers
-from masksearch.exec.selection import numeric_sort_order
+from masksearch.exec.selection import kth_best, numeric_sort_order
 from masksearch.lang import ast
 from masksearch.store.numpy_arrow import numeric_values_and_nulls, scalar
 
@@ -191,3 +191,14 @@ def test_numbers_leave_extreme_integers_to_evaluate(env: Rows, big: int, op: str
     expr = ast.BinOp(op, ast.Literal(big, str(big)), ast.Literal(other, str(other)))
     test_numbers_match_evaluate.hypothesis.inner_test(env, expr)  # type: ignore[attr-defined]
     test_numbers_match_evaluate.hypothesis.inner_test(env, ast.Neg(expr))  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.5, -3.0, math.nan, math.inf]) |
+                st.floats(-10, 10), max_size=60), st.integers(0, 70), st.booleans())
+def test_kth_best_is_the_kth_of_the_sorted_values(values, k, desc):
+    """Many equal values (all-zero bounds) included: the k-th best ignoring NaN, None when
+    fewer than k values."""
+    plain = sorted((v for v in values if not math.isnan(v)), reverse=desc)
+    got = kth_best(np.array(values, np.float64), k, desc)
+    assert got == (plain[k - 1] if 1 <= k <= len(plain) else None)

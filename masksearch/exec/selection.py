@@ -229,6 +229,11 @@ def kth_best(values: np.ndarray, k: int, desc: bool) -> float | None:
     values = values[~np.isnan(values)]
     if k < 1 or len(values) < k:
         return None
+    # np.partition slows down tenfold on many equal values (bounds of masks with no pixel
+    # in range are all 0); when the best value is held k times, it is the answer at once.
+    best = values.max() if desc else values.min()
+    if np.count_nonzero(values == best) >= k:
+        return float(best)
     at = len(values) - k if desc else k - 1
     return float(np.partition(values, at)[at])
 
