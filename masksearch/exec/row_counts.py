@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..index.chi import BOUND_CHUNK, REFINE_CHUNK, SegmentIndex, bound_tasks
+from ..index.chi import (
+    BOUND_CHUNK,
+    REFINE_CHUNK,
+    BoxRects,
+    SegmentIndex,
+    bound_tasks,
+    box_rects,
+)
+from ..kernels import dispatch
 from ..parallel import CORES, for_chunks, run_sized
 from ..ranges import Cut
 from ..store.index_cache import ResidentIndex, index_cache
@@ -18,6 +26,10 @@ from .segment_groups import segment_groups
 from .verify import CountTask, verify_candidates
 
 CHIS_HELD = 4096   # built CHIs held before they are saved
+# Rows of a segment, one box on all of them, from which its corner planes pay (at least
+# this many, and at least a quarter of the segment): transposing a segment's counts costs
+# about what ten coarse passes over them without the planes do.
+PLANE_ROWS = 1024
 
 
 def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
@@ -30,10 +42,13 @@ def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, box
 def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray,
                    boxes: np.ndarray, ranges: list[tuple[Cut, Cut]], refine: bool,
                    decide: tuple[np.ndarray, np.ndarray] | None = None,
+                   gathered: dict[int, BoxRects] | None = None,
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``cp_bounds`` for several ranges over the same rows and boxes, in one pass; with
     ``decide = (low, high)`` per row, refining only what does not decide
-    ``low <= CP <= high`` (see ``index.chi.bound_tasks``)."""
+    ``low <= CP <= high`` (see ``index.chi.bound_tasks``). ``gathered``: for coarse bounds
+    of a box column's rows, the rows' ``box_rects`` by segment, kept by the caller for
+    these same rows and boxes (gathered here where missing)."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     for wave in index_waves(segments, segment_groups(seg)):
         indexes = wave_indexes(segments, [k for k, _ in wave])
@@ -44,12 +59,42 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
             if not built.all():
                 at = np.arange(len(seg))[at][built]
             if len(row[at]):
+                rects = None if gathered is None or refine else \
+                    segment_rects(gathered, k, segment, index, row[at], boxes[at])
                 tasks += bound_tasks(index, segment.dtype, row[at], boxes[at], ranges,
                                      refine, outs, at, None if decide is None else
-                                     (decide[0][at], decide[1][at]))
+                                     (decide[0][at], decide[1][at]),
+                                     None if rects is not None else
+                                     segment_planes(segment, index, boxes[at]), rects)
             del index
         run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
     return outs
+
+
+def segment_planes(segment: Segment, index: SegmentIndex,
+                   boxes: np.ndarray) -> np.ndarray | None:
+    """The segment's corner planes when the coarse bounds of these rows' ``boxes`` (clipped)
+    should read them: one box on enough of a full index's masks of one shape, with the
+    kernels in use; None otherwise (or when the index cache has no room for them)."""
+    source = segment.index_overview
+    if (not isinstance(source, ResidentIndex) or len(boxes) < PLANE_ROWS
+            or 4 * len(boxes) < len(source.heights) or not dispatch.kernels_in_use()
+            or not (boxes == boxes[0]).all()):
+        return None
+    return source.planes(index)
+
+
+def segment_rects(gathered: dict[int, BoxRects], k: int, segment: Segment,
+                  index: SegmentIndex, rows: np.ndarray, boxes: np.ndarray,
+                  ) -> BoxRects | None:
+    """Segment k's ``box_rects`` for these rows (``gathered[k]``, gathered now if missing)
+    when its index is full and the kernels are in use; None otherwise."""
+    if not isinstance(segment.index_overview, ResidentIndex) or not dispatch.kernels_in_use():
+        return None
+    rects = gathered.get(k)
+    if rects is None or len(rects.sizes) != len(rows):
+        rects = gathered[k] = box_rects(index, rows, boxes)
+    return rects
 
 
 def wave_indexes(segments: Sequence[Segment], ks: list[int]) -> dict[int, SegmentIndex]:

@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from ..index.chi import segment_cell_bounds
+from ..index.chi import BoxRects, segment_cell_bounds
 from ..lang import ast
 from ..lang.binder import CPTerm
 from ..ranges import Cut
@@ -25,6 +25,9 @@ from .verify import CountTask, verify_candidates
 Index = np.ndarray | slice
 REGIONS_KEPT = 2             # box columns' regions of a shard remembered across queries
 REGIONS_ROWS = 1 << 21       # ... for shards of at most this many rows (66 MB each)
+# The counts of their rows' boxes' grid rectangles, gathered (``index.chi.box_rects``), for
+# shards of at most this many rows (about 110 bytes a 224x224 mask: 115 MB each).
+RECT_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -180,10 +183,21 @@ class RowBatch:
         if not isinstance(reg, Regions):
             reg = regions(roi, self.rows)
             if memo is not None:
-                if len(memo) >= REGIONS_KEPT:
+                if sum(isinstance(v, Regions) for v in memo.values()) >= REGIONS_KEPT:
                     memo.clear()
                 memo[roi] = reg
         return reg
+
+    def _remembered_rects(self, roi: ast.Roi) -> dict[int, BoxRects] | None:
+        """The box rectangles' counts by segment (``row_counts.cp_bounds_many``) gathered
+        for a box column whose regions are remembered: kept (and forgotten) with them."""
+        memo = self._regions_memo
+        if (memo is None or self._taken is not None or roi not in memo
+                or self.num_rows > RECT_ROWS):
+            return None
+        gathered = memo.setdefault((roi, "rects"), {})
+        assert isinstance(gathered, dict)
+        return gathered
 
     def take(self, idx: np.ndarray) -> RowBatch:
         """The rows ``idx``, sharing what is known about them."""
@@ -215,8 +229,11 @@ class RowBatch:
         if not self.ctx.use_index:
             area = self.region(roi).area[idx]
             return [(np.zeros(len(area), np.int64), area.copy()) for _ in ranges]
-        return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx],
-                              self.region(roi).boxes[idx], ranges, refine)
+        boxes = self.region(roi).boxes[idx]
+        every = isinstance(idx, slice) and idx == slice(None)
+        gathered = self._remembered_rects(roi) if every and not refine else None
+        return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx], boxes, ranges,
+                              refine, gathered=gathered)
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut,
                     hi: Cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ REFINE_CHUNK = 256        # cell-by-cell bounds: microseconds a mask
 CELL_BOUND_CHUNK = 128
 BUILD_CHUNK = 16
 RANGE_CHUNK = 64          # masks per unit of the value-range pass: a pass over pixels
+PLANE_CHUNK = 256         # counts per mask transposed per unit (``corner_planes``)
 
 
 def kernel_view(pixels: np.ndarray) -> np.ndarray:
@@ -181,6 +182,45 @@ def build_segment_index(masks: list[np.ndarray], edges: np.ndarray, cell: int) -
     return index
 
 
+def one_shape(heights: np.ndarray, widths: np.ndarray) -> bool:
+    """Whether masks of these shapes all have one shape (and there is one at least)."""
+    return bool(len(heights)) and bool((heights == heights[0]).all()
+                                       and (widths == widths[0]).all())
+
+
+def corner_planes(index: SegmentIndex) -> np.ndarray:
+    """The index's counts transposed count by count (``kernels.plane_kernels``), on all
+    cores, for a segment whose masks all have one shape (``one_shape``)."""
+    n = len(index.heights)
+    per_mask = index.counts.size // n
+    planes = np.empty_like(index.counts)
+    for_chunks(per_mask, PLANE_CHUNK,
+               lambda s, e: dispatch.transpose_counts(index.counts, n, s, e, planes))
+    return planes
+
+
+@dataclass(frozen=True)
+class BoxRects:
+    """The counts of each row's box's outer and inner grid rectangles at every cut, and
+    the boxes' sizes, gathered for some rows of a segment (``box_rects``)."""
+
+    rects: np.ndarray       # (2 * cuts * rows,) as ``plane_kernels.gather_box_rects``
+    sizes: np.ndarray       # (rows, 3) int64: area, outer slack, inner slack
+
+
+def box_rects(index: SegmentIndex, rows: np.ndarray, boxes: np.ndarray) -> BoxRects:
+    """``BoxRects`` of ``rows`` with their (clipped) ``boxes``, on all cores: the coarse
+    bounds of these rows and boxes then read them in order (``bound_tasks``)."""
+    rows = rows.astype(np.int64, copy=False)
+    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+    out = BoxRects(np.empty(2 * (len(index.edges) + 1) * len(rows), index.counts.dtype),
+                   np.empty((len(rows), 3), np.int64))
+    for_chunks(len(rows), BOUND_CHUNK,
+               lambda s, e: dispatch.gather_box_rects(kernel_arrays(index), index.cell, rows,
+                                                      boxes, s, e, out.rects, out.sizes))
+    return out
+
+
 def cut_for_dtype(cut: Cut, dtype: np.dtype) -> Cut:
     """An equivalent cut for pixels of ``dtype``; integer pixels get strict integer cuts."""
     if dtype.kind in "ub" and math.isfinite(cut.t):
@@ -216,6 +256,7 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
                 ranges: list[tuple[Cut, Cut]], refine: bool,
                 outs: list[tuple[np.ndarray, np.ndarray]], at: np.ndarray | slice,
                 decide: tuple[np.ndarray, np.ndarray] | None = None,
+                planes: np.ndarray | None = None, gathered: BoxRects | None = None,
                 ) -> list[tuple[Callable[[], None], int]]:
     """Kernel calls, a chunk of rows each with its size, that write the CP bounds of
     ``rows`` of one segment (clipped ``boxes`` (M, 4)) for each range ``ranges[r]`` (as lo
@@ -224,8 +265,11 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
 
     ``refine=False`` gives the cheap bounds from the grid rectangles in and around each box;
     with ``decide = (low, high)`` (per row), ``refine`` narrows only the bounds that do not
-    tell whether ``low <= CP <= high``.
+    tell whether ``low <= CP <= high``. ``planes``: the segment's ``corner_planes``, given
+    when every row has one box on masks of one shape (the coarse bounds read them);
+    ``gathered``: the ``box_rects`` of exactly these rows and boxes (coarse bounds only).
     """
+    assert gathered is None or (not refine and decide is None)
     cuts = segment_cuts(tuple(ranges), dtype.str,
                         np.ascontiguousarray(index.edges, np.float64).tobytes())
     rows = rows.astype(np.int64, copy=False)
@@ -241,10 +285,18 @@ def bound_tasks(index: SegmentIndex, dtype: np.dtype, rows: np.ndarray, boxes: n
     def bound(s: int, e: int) -> None:
         for (lo, hi), (lower, upper), (out_lower, out_upper) in zip(cuts, parts, outs,
                                                                      strict=True):
-            dispatch.chi_bounds(
-                kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
-                (lo.t, lo.incl, hi.t, hi.incl), refine, (low[s:e], high[s:e]),
-                (lower[s:e], upper[s:e]))
+            cut = (lo.t, lo.incl, hi.t, hi.incl)
+            if gathered is not None:    # indexed like ``rows``: written at [s, e)
+                dispatch.box_rect_bounds(kernel_arrays(index), gathered.rects, gathered.sizes,
+                                         rows, s, e, cut, (lower, upper))
+            elif planes is not None:
+                dispatch.plane_bounds(kernel_arrays(index), planes, index.cell, rows[s:e],
+                                      boxes[0], cut, refine, (low[s:e], high[s:e]),
+                                      (lower[s:e], upper[s:e]))
+            else:
+                dispatch.chi_bounds(kernel_arrays(index), index.cell, rows[s:e], boxes[s:e],
+                                    cut, refine, (low[s:e], high[s:e]),
+                                    (lower[s:e], upper[s:e]))
             if scattered is not None:
                 out_lower[scattered[s:e]] = lower[s:e]
                 out_upper[scattered[s:e]] = upper[s:e]

@@ -18,11 +18,12 @@ if TYPE_CHECKING:
         chi_kernels,
         codec_kernels,
         count_kernels,
+        plane_kernels,
         tile_kernels,
     )
 
 __all__ = ["bound_kernels", "checksum_kernels", "chi_kernels", "codec_kernels", "count_kernels",
-           "tile_kernels"]
+           "plane_kernels", "tile_kernels"]
 _MODULES = frozenset(__all__)
 
 

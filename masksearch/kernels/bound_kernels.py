@@ -292,7 +292,7 @@ def _coarse_bounds(counts: np.ndarray, base: int, g: NDArray[np.int64], lo: CutS
 
 
 @njit(inline="always")
-def _decides(lower: int, upper: int, low: float, high: float) -> bool:
+def decides(lower: int, upper: int, low: float, high: float) -> bool:
     """Bounds that are tight or tell whether ``low <= CP <= high`` (NaN ends: never)."""
     return lower >= upper or (lower >= low and upper <= high) or upper < low or lower > high
 
@@ -351,7 +351,7 @@ def chi_bounds(chi: ChiArrays, cell: int, rows: NDArray[np.int64], boxes: NDArra
             base = offsets[i]
             lower, upper, il, iu = _coarse_bounds(counts, base,
                                                   geometry[0 if one else j - start], lo, hi)
-            if refine and not _decides(lower, upper, decide_low[j], decide_high[j]):
+            if refine and not decides(lower, upper, decide_low[j], decide_high[j]):
                 # Cell by cell along the box's edge, around the inner rectangle.
                 box = (boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3])
                 grid = (heights[i], widths[i], cell, n_edges + 1)

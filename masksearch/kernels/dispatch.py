@@ -51,6 +51,7 @@ COUNT_NS_PER_PIXEL = 4
 BOUND_NS_PER_ROW = 2_000
 CELL_NS = 60
 XXH64_NS_PER_BYTE = 120
+TRANSPOSE_NS_PER_COUNT = 2
 
 _KERNEL_PREFIX = "masksearch.kernels."
 _lock = threading.Lock()
@@ -94,6 +95,13 @@ def numba_loaded() -> bool:
     _numba_loaded = any(name.startswith(_KERNEL_PREFIX) and name.endswith("_kernels")
                         for name in list(sys.modules))
     return _numba_loaded
+
+
+def kernels_in_use() -> bool:
+    """Whether kernel calls run the Numba kernels now (forced, or loaded under ``auto``):
+    what is worth preparing only for them (the corner planes) is prepared then."""
+    chosen = mode()
+    return chosen == "numba" or (chosen == "auto" and numba_loaded())
 
 
 def use_twin(cost_ns: int) -> bool:
@@ -184,6 +192,54 @@ def chi_bounds(chi: tuple, cell: int, rows: NDArray[np.int64], boxes: NDArray[np
         twins.chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out)
     else:
         _kernels().bound_kernels.chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out)
+
+
+def transpose_counts(counts: np.ndarray, n_masks: int, start: int, stop: int,
+                     planes: np.ndarray) -> None:
+    """``plane_kernels.transpose_counts`` or its twin."""
+    if use_twin(CALL_NS + TRANSPOSE_NS_PER_COUNT * n_masks * (stop - start)):
+        twins.transpose_counts(counts, n_masks, start, stop, planes)
+    else:
+        _kernels().plane_kernels.transpose_counts(counts, n_masks, start, stop, planes)
+
+
+def plane_bounds(chi: tuple, planes: np.ndarray, cell: int, rows: NDArray[np.int64],
+                 box: NDArray[np.int64], cut: tuple[float, bool, float, bool], refine: bool,
+                 decide: tuple[NDArray[np.float64], NDArray[np.float64]],
+                 out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
+    """``plane_kernels.plane_bounds`` or its twin."""
+    n = int(rows.shape[0])
+    cost = CALL_NS * 4 + BOUND_NS_PER_ROW * n
+    if refine:
+        cost += CELL_NS * n * _cells_of(chi, cell, rows)
+    if use_twin(cost):
+        twins.plane_bounds(chi, planes, cell, rows, box, cut, refine, decide, out)
+    else:
+        _kernels().plane_kernels.plane_bounds(chi, planes, cell, rows, box, cut, refine,
+                                              decide, out)
+
+
+def gather_box_rects(chi: tuple, cell: int, rows: NDArray[np.int64],
+                     boxes: NDArray[np.int64], start: int, stop: int, rects: np.ndarray,
+                     sizes: NDArray[np.int64]) -> None:
+    """``plane_kernels.gather_box_rects`` or its twin."""
+    if use_twin(CALL_NS * 4 + BOUND_NS_PER_ROW * (stop - start)):
+        twins.gather_box_rects(chi, cell, rows, boxes, start, stop, rects, sizes)
+    else:
+        _kernels().plane_kernels.gather_box_rects(chi, cell, rows, boxes, start, stop, rects,
+                                                  sizes)
+
+
+def box_rect_bounds(chi: tuple, rects: np.ndarray, sizes: NDArray[np.int64],
+                    rows: NDArray[np.int64], start: int, stop: int,
+                    cut: tuple[float, bool, float, bool],
+                    out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
+    """``plane_kernels.box_rect_bounds`` or its twin."""
+    if use_twin(CALL_NS * 4 + BOUND_NS_PER_ROW * (stop - start)):
+        twins.box_rect_bounds(chi, rects, sizes, rows, start, stop, cut, out)
+    else:
+        _kernels().plane_kernels.box_rect_bounds(chi, rects, sizes, rows, start, stop, cut,
+                                                 out)
 
 
 def chi_cell_bounds(chi: tuple, cell: int, rows: NDArray[np.int64], boxes: NDArray[np.int64],

@@ -324,3 +324,78 @@ def chi_bounds(chi: tuple, cell: int, rows: NDArray[np.int64], boxes: NDArray[np
     out_lower, out_upper = out
     out_lower[...] = lower
     out_upper[...] = upper
+
+
+# --- plane_kernels -----------------------------------------------------------------------
+
+def transpose_counts(counts: np.ndarray, n_masks: int, start: int, stop: int,
+                     planes: np.ndarray) -> None:
+    """``plane_kernels.transpose_counts``: planes [start, stop) of masks' counts."""
+    per_mask = counts.shape[0] // n_masks
+    planes.reshape(per_mask, n_masks)[start:stop] = \
+        counts.reshape(n_masks, per_mask)[:, start:stop].T
+
+
+def plane_bounds(chi: tuple, planes: np.ndarray, cell: int, rows: NDArray[np.int64],
+                 box: NDArray[np.int64], cut: tuple[float, bool, float, bool], refine: bool,
+                 decide: tuple[NDArray[np.float64], NDArray[np.float64]],
+                 out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
+    """``plane_kernels.plane_bounds``: ``chi_bounds`` with the box on every row (the
+    planes hold the counts it reads, transposed)."""
+    boxes = np.tile(np.asarray(box, np.int64).reshape(1, 4), (rows.shape[0], 1))
+    chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out)
+
+
+def gather_box_rects(chi: tuple, cell: int, rows: NDArray[np.int64],
+                     boxes: NDArray[np.int64], start: int, stop: int, rects: np.ndarray,
+                     sizes: NDArray[np.int64]) -> None:
+    """``plane_kernels.gather_box_rects``: rows [start, stop)'s rectangle counts."""
+    if stop <= start:
+        return
+    counts = chi[0]
+    n_cuts = chi[4].shape[0] + 1
+    m = rows.shape[0]
+    _rows, base, h, w, x0, y0, x1, y1 = _row_arrays(chi, rows[start:stop], boxes[start:stop])
+    gw = (w + cell - 1) // cell
+    outer, inner = _box_grid(h, w, cell, x0, y0, x1, y1)
+    planes = rects.reshape(2 * n_cuts, m)
+    for r, grid in enumerate((outer, inner)):
+        rect = _grid_rect(grid[0], grid[1], grid[2], grid[3], gw, n_cuts)
+        for k in range(n_cuts):
+            planes[r * n_cuts + k, start:stop] = _rect_count(counts, base, rect,
+                                                             np.full(len(base), k, _I64))
+    area = (x1 - x0) * (y1 - y0)
+    sizes[start:stop, 0] = area
+    sizes[start:stop, 1] = _grid_area(outer, h, w, cell) - area
+    sizes[start:stop, 2] = area - _grid_area(inner, h, w, cell)
+
+
+def box_rect_bounds(chi: tuple, rects: np.ndarray, sizes: NDArray[np.int64],
+                    rows: NDArray[np.int64], start: int, stop: int,
+                    cut: tuple[float, bool, float, bool],
+                    out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
+    """``plane_kernels.box_rect_bounds``: the coarse bounds of rows [start, stop)."""
+    if stop <= start:
+        return
+    n_cuts = chi[4].shape[0] + 1
+    m = rows.shape[0]
+    planes = rects.reshape(2 * n_cuts, m)
+    sub = rows[start:stop].astype(_I64)
+    lo, hi = _specs(chi, sub, cut)
+    at = np.arange(start, stop)
+
+    def bounds(first: int) -> tuple[np.ndarray, np.ndarray]:
+        def cut_bounds(spec: Spec) -> tuple[np.ndarray, np.ndarray]:
+            kl, ku, fl, fu, slack = spec
+            lower = fl * planes[first + kl, at].astype(_I64)
+            return lower, np.minimum(fu * planes[first + ku, at].astype(_I64), lower + slack)
+        hl, hu = cut_bounds(hi)
+        ll, lu = cut_bounds(lo)
+        return np.maximum(hl - lu, 0), hu - ll
+
+    ol, ou = bounds(0)
+    il, iu = bounds(n_cuts)
+    area, outer_slack, inner_slack = (sizes[start:stop, c] for c in range(3))
+    empty = area <= 0
+    out[0][start:stop] = np.where(empty, 0, np.maximum(il, ol - outer_slack))
+    out[1][start:stop] = np.where(empty, 0, np.minimum(np.minimum(ou, iu + inner_slack), area))

@@ -17,6 +17,11 @@ of it. On 24 GB, a million 224x224 masks are all held decoded (8.7 GB); ten mill
 A query's bound pass only evicts what it has not used itself (``new_pass``), so a database
 larger than the cache keeps a fixed part cached rather than evicting, segment after segment,
 the one the next pass needs first.
+
+The cache also keeps, in room the decoded indexes leave spare, a segment's counts transposed
+into *corner planes* (``index.chi.corner_planes``): the coarse bounds of one box over most
+of a segment read them in order. They are made only where they fit without evicting
+anything, and are evicted like the rest.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from ..index.chi import SegmentIndex
+from ..index.chi import SegmentIndex, corner_planes, one_shape
 
 ENV = "MASKSEARCH_INDEX_CACHE"
 CACHE_SHARE = 0.40     # of the machine's memory, decoded
@@ -74,7 +80,7 @@ def index_nbytes(index: SegmentIndex) -> int:
 
 @dataclass
 class _Entry:
-    index: SegmentIndex
+    index: SegmentIndex | np.ndarray     # a decoded index, or corner planes
     size: int
     used_in: int        # the pass that last used it
 
@@ -109,12 +115,10 @@ class IndexCache:
 
     def get(self, key: Hashable, decode: Callable[[], SegmentIndex]) -> SegmentIndex:
         """The index under ``key``, decoded now if not held."""
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                hit.used_in = self.passes
-                return hit.index
+        hit = self._hit(key)
+        if hit is not None:
+            assert isinstance(hit, SegmentIndex)
+            return hit
         index = decode()       # outside the lock: other segments decode meanwhile
         size = index_nbytes(index)
         with self._lock:
@@ -123,6 +127,33 @@ class IndexCache:
                 self._entries[key] = _Entry(index, size, self.passes)
                 self.used += size
         return index
+
+    def _hit(self, key: Hashable) -> SegmentIndex | np.ndarray | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            hit.used_in = self.passes
+            return hit.index
+
+    def get_spare(self, key: Hashable, make: Callable[[], np.ndarray],
+                  size: int) -> np.ndarray | None:
+        """The array under ``key``; made now (``size`` bytes) only if it fits in the room
+        the cache has spare, without evicting anything; else None."""
+        hit = self._hit(key)
+        if hit is not None:
+            assert isinstance(hit, np.ndarray)
+            return hit
+        with self._lock:
+            if self.used + size > self.budget:
+                return None
+        made = make()
+        with self._lock:
+            if key not in self._entries and self.used + size <= self.budget:
+                self._entries[key] = _Entry(made, size, self.passes)
+                self.used += size
+        return made
 
     def _make_room(self, size: int) -> bool:
         """Evict, oldest first, entries this pass has not used until ``size`` fits."""
@@ -215,6 +246,20 @@ class ResidentIndex:
     def _decode(self) -> SegmentIndex:
         return SegmentIndex(self.cell, self.edges, self.decode_counts(), self.offsets,
                             self.eq, self.stats, self.heights, self.widths, self.built)
+
+    @cached_property
+    def one_shape(self) -> bool:
+        """Whether the segment's masks all have one shape (corner planes are for them)."""
+        return one_shape(self.heights, self.widths)
+
+    def planes(self, index: SegmentIndex) -> np.ndarray | None:
+        """The corner planes of this segment's decoded ``index`` (``index.chi.
+        corner_planes``), from the cache or made now if the cache has room to spare; None
+        if it has not, or the masks have several shapes."""
+        if not self.one_shape:
+            return None
+        return index_cache().get_spare((self.key, "planes"), lambda: corner_planes(index),
+                                       self.counts_nbytes)
 
     def decoded_nbytes(self) -> int:
         """What ``decoded()`` adds to the cache, without decoding."""

@@ -1,0 +1,177 @@
+"""Corner planes (``kernels.plane_kernels``): the coarse bounds of one box read from the
+transposed counts, and of a box per mask read from its rectangles' gathered counts, equal
+``chi_bounds``' bit for bit; the cache makes planes only in spare room; and queries that
+read either answer as the brute force does, the first time and the next."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import masksearch as ms
+from masksearch.exec import row_counts
+from masksearch.index.chi import box_rects, corner_planes, kernel_arrays, one_shape
+from masksearch.kernels import bound_kernels, dispatch, plane_kernels, twins
+from masksearch.store.index_cache import IndexCache, index_cache, index_nbytes
+
+from .strategies import examples
+from .test_engine_oracle import _check, databases, queries, saliency_db
+from .test_index_cache import _index
+from .test_twins import _decide, bound_cases, boxes, cut_values, masks
+from .test_twins import _index as twin_index
+
+
+@st.composite
+def plane_cases(draw):
+    """Masks of one shape, some of their rows, one box and a range's cuts."""
+    dtype, ms_ = draw(masks(one_shape=True))
+    cell = draw(st.sampled_from([1, 3, 4, 8, 16]))
+    index = twin_index(dtype, ms_, cell)
+    n = len(ms_)
+    rows = np.array(draw(st.lists(st.integers(0, n - 1), min_size=0, max_size=8)), np.int64)
+    box = np.array(draw(boxes(int(index.heights[0]), int(index.widths[0]))), np.int64)
+    cut = (draw(cut_values(index.edges)), draw(st.booleans()),
+           draw(cut_values(index.edges)), draw(st.booleans()))
+    return index, rows, box, cut
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(plane_cases(), st.booleans(), st.data())
+def test_plane_bounds_equal_chi_bounds(case, refine, data):
+    index, rows, box, cut = case
+    low, high = _decide(data.draw, len(rows))
+    planes = corner_planes(index)
+    chi = kernel_arrays(index)
+    every = np.tile(box, (len(rows), 1))
+    want = (np.full(len(rows), -7, np.int64), np.full(len(rows), -7, np.int64))
+    bound_kernels.chi_bounds(chi, index.cell, rows, every, cut, refine, (low, high), want)
+    for bounds in (plane_kernels.plane_bounds, twins.plane_bounds):
+        got = (np.full(len(rows), -7, np.int64), np.full(len(rows), -7, np.int64))
+        bounds(chi, planes, index.cell, rows, box, cut, refine, (low, high), got)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(bound_cases(), st.data())
+def test_box_rect_bounds_equal_chi_bounds(case, data):
+    """Rectangle counts gathered for all rows (in two parts), bounds of a part of them."""
+    index, rows, bx, cut = case
+    m = len(rows)
+    split = data.draw(st.integers(0, m))
+    start = data.draw(st.integers(0, m))
+    stop = data.draw(st.integers(start, m))
+    chi = kernel_arrays(index)
+    nan = np.full(m, np.nan)
+    want = (np.full(m, -7, np.int64), np.full(m, -7, np.int64))
+    bound_kernels.chi_bounds(chi, index.cell, rows, bx, cut, False, (nan, nan), want)
+    n_cuts = len(index.edges) + 1
+    whole = box_rects(index, rows, bx)
+    for gather, bounds in ((plane_kernels.gather_box_rects, plane_kernels.box_rect_bounds),
+                           (twins.gather_box_rects, twins.box_rect_bounds)):
+        rects = np.zeros(2 * n_cuts * m, index.counts.dtype)
+        sizes = np.zeros((m, 3), np.int64)
+        gather(chi, index.cell, rows, bx, 0, split, rects, sizes)
+        gather(chi, index.cell, rows, bx, split, m, rects, sizes)
+        np.testing.assert_array_equal(rects, whole.rects)
+        np.testing.assert_array_equal(sizes, whole.sizes)
+        got = (np.full(m, -7, np.int64), np.full(m, -7, np.int64))
+        bounds(chi, rects, sizes, rows, start, stop, cut, got)
+        np.testing.assert_array_equal(got[0][start:stop], want[0][start:stop])
+        np.testing.assert_array_equal(got[1][start:stop], want[1][start:stop])
+        assert (got[0][:start] == -7).all()
+        assert (got[0][stop:] == -7).all()
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.integers(1, 70), st.integers(1, 200), st.data())
+def test_transpose_counts_kernel_and_twin(n_masks, per_mask, data):
+    counts = np.arange(n_masks * per_mask, dtype=np.uint32).astype(np.uint16)
+    start = data.draw(st.integers(0, per_mask))
+    stop = data.draw(st.integers(start, per_mask))
+    want = counts.reshape(n_masks, per_mask).T.copy().reshape(-1)
+    for transpose in (plane_kernels.transpose_counts, twins.transpose_counts):
+        got = np.zeros_like(counts)
+        transpose(counts, n_masks, start, stop, got)
+        np.testing.assert_array_equal(got[start * n_masks:stop * n_masks],
+                                      want[start * n_masks:stop * n_masks])
+        assert not got[:start * n_masks].any()
+        assert not got[stop * n_masks:].any()
+
+
+def test_corner_planes_are_the_counts_transposed():
+    index = _index(5)
+    planes = corner_planes(index)
+    n = len(index.heights)
+    np.testing.assert_array_equal(planes.reshape(-1, n), index.counts.reshape(n, -1).T)
+    assert one_shape(index.heights, index.widths)
+    assert not one_shape(np.array([3, 3]), np.array([3, 4]))
+    assert not one_shape(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def test_planes_only_in_spare_room():
+    a, b = _index(3, 0), _index(3, 1)
+    size = index_nbytes(a)
+    planes = np.zeros(size // 2, np.uint8)
+    cache = IndexCache(2 * size)
+    cache.get("a", lambda: a)
+    assert cache.get_spare("p", lambda: planes, planes.nbytes) is planes
+    assert cache.holds("p")
+    assert cache.get_spare("p", lambda: pytest.fail("held"), planes.nbytes) is planes
+    # No room left for another without evicting: not made, nothing evicted.
+    assert cache.get_spare("q", lambda: pytest.fail("no room"), size) is None
+    assert cache.holds("a")
+    assert cache.holds("p")
+    # A decoded index needing the room evicts planes like any older entry.
+    cache.new_pass()
+    cache.get("b", lambda: b)
+    assert cache.holds("b")
+    assert not cache.holds("a")
+    assert cache.used <= 2 * size
+
+
+@pytest.fixture
+def planes_on_every_pass(monkeypatch):
+    """Corner planes read by every fixed-box pass over a full index, with the kernels."""
+    monkeypatch.setattr(row_counts, "PLANE_ROWS", 1)
+    index_cache().clear()
+    with dispatch.force("numba"):
+        yield
+    index_cache().clear()
+
+
+@settings(max_examples=examples(40))
+@given(saliency_db(), st.lists(queries(), min_size=1, max_size=4), st.sampled_from([4, 8, 16]))
+def test_queries_over_planes_equal_oracle(planes_on_every_pass, database, specs, cell):
+    ms_, meta = database
+    _check(ms_, meta, cell, len(ms_), specs)
+
+
+@settings(max_examples=examples(60))
+@given(databases(), st.lists(queries(), min_size=1, max_size=4))
+def test_queries_over_box_rects_equal_oracle(database, specs):
+    """With the kernels, queries over the bbox column gather its rectangles' counts on
+    the first pass and read them on the next."""
+    ms_, meta, cell, split = database
+    with dispatch.force("numba"):
+        _check(ms_, meta, cell, split, specs + specs)
+
+
+def test_a_fixed_box_filter_reads_the_planes(planes_on_every_pass, tmp_path):
+    """The planes are made and kept by a fixed-box query over a full index, and the
+    answer is the brute force's."""
+    rng = np.random.default_rng(5)
+    maps = rng.random((30, 40, 40), dtype=np.float32)
+    db = ms.connect(tmp_path / "db", cell_size=8)
+    db.ingest(maps, image_id=np.arange(30))
+    sql = "SELECT mask_id FROM masks WHERE CP(mask, box(3, 5, 29, 31), (0.5, 1.0]) > 330"
+    cache = index_cache()
+    before = {k for k in cache._entries if isinstance(k, tuple) and k[-1] == "planes"}
+    got = sorted(r[0] for r in db.query(sql).rows())
+    made = {k for k in cache._entries if isinstance(k, tuple) and k[-1] == "planes"}
+    assert made - before
+    want = [i for i, m in enumerate(maps) if (m[5:31, 3:29] > 0.5).sum() > 330]
+    assert got == want
+    assert 0 < len(want) < 30
