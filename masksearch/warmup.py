@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .api import connect
+from .exec.settings import ExecSettings
 
 _REGION = "box(3, 5, 27, 29)"
 _QUERIES = (
@@ -63,5 +64,7 @@ def warmup(dtypes: tuple[str, ...] = ("float32", "uint8", "bool", "uint16", "flo
                     for sql in _QUERIES:
                         db.query(sql)
                         db.query(sql, use_index=False)
+                        # Corner planes (made for large segments only) on these few masks.
+                        db.query(sql, settings=ExecSettings(plane_rows=1))
                     db.check()
     return time.perf_counter() - t0

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "repl": ENGINE | {"api", "result", "format"},
     "cli": ENGINE | {"api", "result", "format", "repl", "demo", "masksearch", "web", "warmup"},
     "demo": {"api", "format", "synth", "masksearch", "warmup"},
-    "warmup": {"api"},
+    "warmup": {"api", "exec"},
     "__main__": {"cli"},
     "web": ENGINE | {"api", "result", "format", "render"},
 }

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
-from masksearch.exec import row_counts
+from masksearch.exec.settings import ExecSettings
 from masksearch.index.chi import box_rects, corner_planes, kernel_arrays, one_shape
 from masksearch.kernels import bound_kernels, dispatch, plane_kernels, twins
 from masksearch.store.index_cache import IndexCache, index_cache, index_nbytes
@@ -132,10 +132,13 @@ def test_planes_only_in_spare_room():
     assert cache.used <= 2 * size
 
 
+EVERY_PASS = ExecSettings(plane_rows=1)
+
+
 @pytest.fixture
-def planes_on_every_pass(monkeypatch):
-    """Corner planes read by every fixed-box pass over a full index, with the kernels."""
-    monkeypatch.setattr(row_counts, "PLANE_ROWS", 1)
+def planes_on_every_pass():
+    """Corner planes read by every fixed-box pass over a full index (``EVERY_PASS``), with
+    the kernels."""
     index_cache().clear()
     with dispatch.force("numba"):
         yield
@@ -146,7 +149,7 @@ def planes_on_every_pass(monkeypatch):
 @given(saliency_db(), st.lists(queries(), min_size=1, max_size=4), st.sampled_from([4, 8, 16]))
 def test_queries_over_planes_equal_oracle(planes_on_every_pass, database, specs, cell):
     ms_, meta = database
-    _check(ms_, meta, cell, len(ms_), specs)
+    _check(ms_, meta, cell, len(ms_), specs, EVERY_PASS)
 
 
 @settings(max_examples=examples(60))
@@ -169,7 +172,7 @@ def test_a_fixed_box_filter_reads_the_planes(planes_on_every_pass, tmp_path):
     sql = "SELECT mask_id FROM masks WHERE CP(mask, box(3, 5, 29, 31), (0.5, 1.0]) > 330"
     cache = index_cache()
     before = {k for k in cache._entries if isinstance(k, tuple) and k[-1] == "planes"}
-    got = sorted(r[0] for r in db.query(sql).rows())
+    got = sorted(r[0] for r in db.query(sql, settings=EVERY_PASS).rows())
     made = {k for k in cache._entries if isinstance(k, tuple) and k[-1] == "planes"}
     assert made - before
     want = [i for i, m in enumerate(maps) if (m[5:31, 3:29] > 0.5).sum() > 330]

@@ -23,13 +23,11 @@ from ..store.segments import Segment
 from .collector import ChiCollector
 from .regions import box_areas
 from .segment_groups import segment_groups
+from .settings import ExecSettings
 from .verify import CountTask, verify_candidates
 
 CHIS_HELD = 4096   # built CHIs held before they are saved
-# Rows of a segment, one box on all of them, from which its corner planes pay (at least
-# this many, and at least a quarter of the segment): transposing a segment's counts costs
-# about what ten coarse passes over them without the planes do.
-PLANE_ROWS = 1024
+PLANE_ROWS = ExecSettings.plane_rows
 
 
 def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
@@ -43,12 +41,13 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
                    boxes: np.ndarray, ranges: list[tuple[Cut, Cut]], refine: bool,
                    decide: tuple[np.ndarray, np.ndarray] | None = None,
                    gathered: dict[int, BoxRects] | None = None,
-                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+                   plane_rows: int = PLANE_ROWS) -> list[tuple[np.ndarray, np.ndarray]]:
     """``cp_bounds`` for several ranges over the same rows and boxes, in one pass; with
     ``decide = (low, high)`` per row, refining only what does not decide
     ``low <= CP <= high`` (see ``index.chi.bound_tasks``). ``gathered``: for coarse bounds
     of a box column's rows, the rows' ``box_rects`` by segment, kept by the caller for
-    these same rows and boxes (gathered here where missing)."""
+    these same rows and boxes (gathered here where missing). ``plane_rows``: see
+    ``ExecSettings``."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     for wave in index_waves(segments, segment_groups(seg)):
         indexes = wave_indexes(segments, [k for k, _ in wave])
@@ -65,19 +64,20 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
                                      refine, outs, at, None if decide is None else
                                      (decide[0][at], decide[1][at]),
                                      None if rects is not None else
-                                     segment_planes(segment, index, boxes[at]), rects)
+                                     segment_planes(segment, index, boxes[at], plane_rows),
+                                     rects)
             del index
         run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
     return outs
 
 
-def segment_planes(segment: Segment, index: SegmentIndex,
-                   boxes: np.ndarray) -> np.ndarray | None:
+def segment_planes(segment: Segment, index: SegmentIndex, boxes: np.ndarray,
+                   plane_rows: int = PLANE_ROWS) -> np.ndarray | None:
     """The segment's corner planes when the coarse bounds of these rows' ``boxes`` (clipped)
     should read them: one box on enough of a full index's masks of one shape, with the
     kernels in use; None otherwise (or when the index cache has no room for them)."""
     source = segment.index_overview
-    if (not isinstance(source, ResidentIndex) or len(boxes) < PLANE_ROWS
+    if (not isinstance(source, ResidentIndex) or len(boxes) < plane_rows
             or 4 * len(boxes) < len(source.heights) or not dispatch.kernels_in_use()
             or not (boxes == boxes[0]).all()):
         return None

@@ -233,7 +233,8 @@ class RowBatch:
         every = isinstance(idx, slice) and idx == slice(None)
         gathered = self._remembered_rects(roi) if every and not refine else None
         return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx], boxes, ranges,
-                              refine, gathered=gathered)
+                              refine, gathered=gathered,
+                              plane_rows=self.ctx.settings.plane_rows)
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut,
                     hi: Cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,10 +37,14 @@ class ExecSettings:
     # runs on the workers; fewer are read where the query was asked (a round trip to the
     # workers costs about what reading a hundred masks here does).
     remote_masks: int = 256
+    # Rows of a segment, one box on all of them, from which its corner planes pay (at
+    # least this many, and at least a quarter of the segment): transposing a segment's
+    # counts costs about what ten coarse passes over them without the planes do.
+    plane_rows: int = 1024
 
     def __post_init__(self) -> None:
         counts = (self.first_part, self.largest_part, self.refine_sample, self.member_cells,
-                  self.chis_held)
+                  self.chis_held, self.plane_rows)
         if min(counts) < 1 or self.probe_groups < 0 or self.remote_masks < 0 or self.cached_groups < 0 or \
                 not 0 <= self.refine_pays <= 1 or (self.shard_segments is not None
                                                    and self.shard_segments < 1):
