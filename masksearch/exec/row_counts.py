@@ -28,6 +28,9 @@ from .verify import CountTask, verify_candidates
 
 CHIS_HELD = 4096   # built CHIs held before they are saved
 PLANE_ROWS = ExecSettings.plane_rows
+# Rows from which a pass reads corner planes already made (fewer: not worth a kernel call
+# of their own, ``plane_kernels.plane_bounds`` refines few rows from the masks' counts).
+REFINED_ROWS = 64
 
 
 def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
@@ -73,13 +76,17 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
 
 def segment_planes(segment: Segment, index: SegmentIndex, boxes: np.ndarray,
                    plane_rows: int = PLANE_ROWS) -> np.ndarray | None:
-    """The segment's corner planes when the coarse bounds of these rows' ``boxes`` (clipped)
-    should read them: one box on enough of a full index's masks of one shape, with the
-    kernels in use; None otherwise (or when the index cache has no room for them)."""
+    """The segment's corner planes when the bounds of these rows' ``boxes`` (clipped) should
+    read them: one box on a full index's masks of one shape, with the kernels in use, and
+    planes already made or enough rows to make them (``plane_rows``); None otherwise (or
+    when the index cache has no room for them)."""
     source = segment.index_overview
-    if (not isinstance(source, ResidentIndex) or len(boxes) < plane_rows
-            or 4 * len(boxes) < len(source.heights) or not dispatch.kernels_in_use()
+    if (not isinstance(source, ResidentIndex) or not dispatch.kernels_in_use()
             or not (boxes == boxes[0]).all()):
+        return None
+    if source.planes_cached and len(boxes) >= min(REFINED_ROWS, plane_rows):
+        return source.planes(index)     # made for an earlier pass: they serve this one
+    if len(boxes) < plane_rows or 4 * len(boxes) < len(source.heights):
         return None
     return source.planes(index)
 

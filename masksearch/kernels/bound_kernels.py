@@ -104,28 +104,36 @@ def cell_rect(r: int, s: int, gw: int, n_cuts: int) -> Rect:
     return grid_rect(r, s, r + 1, s + 1, gw, n_cuts)
 
 
+# The counts are read at ``counts[base + (offset + k) * stride]``: a mask's own counts from
+# ``base = offsets[i]`` with stride 1, or the segment's corner planes (``plane_kernels``)
+# from ``base = i`` with the segment's number of masks as the stride.
 @njit(cache=True, nogil=True)
-def rect_count(counts: np.ndarray, base: int, rect: Rect, k: int) -> int:
+def rect_count(counts: np.ndarray, base: int, rect: Rect, k: int, stride: int = 1) -> int:
     """C(k) of a grid rectangle of the mask whose counts start at ``base``."""
     a, b, c, d, fa, fb, fc, fd = rect
-    return (fa * np.int64(counts[base + a + k]) - fb * np.int64(counts[base + b + k])
-            - fc * np.int64(counts[base + c + k]) + fd * np.int64(counts[base + d + k]))
+    return (fa * np.int64(counts[base + (a + k) * stride])
+            - fb * np.int64(counts[base + (b + k) * stride])
+            - fc * np.int64(counts[base + (c + k) * stride])
+            + fd * np.int64(counts[base + (d + k) * stride]))
 
 
 @njit(cache=True, nogil=True)
-def cut_count_bounds(counts: np.ndarray, base: int, rect: Rect,
-                     spec: CutSpec) -> tuple[int, int]:
+def cut_count_bounds(counts: np.ndarray, base: int, rect: Rect, spec: CutSpec,
+                     stride: int = 1) -> tuple[int, int]:
     kl, ku, fl, fu, slack = spec
-    lower = fl * rect_count(counts, base, rect, kl)
-    return lower, min(fu * rect_count(counts, base, rect, ku), lower + slack)
+    at_kl = rect_count(counts, base, rect, kl, stride)
+    # A cut on an edge reads one count: not twice.
+    at_ku = at_kl if ku == kl else rect_count(counts, base, rect, ku, stride)
+    lower = fl * at_kl
+    return lower, min(fu * at_ku, lower + slack)
 
 
 @njit(cache=True, nogil=True)
 def range_count_bounds(counts: np.ndarray, base: int, rect: Rect, lo: CutSpec,
-                       hi: CutSpec) -> tuple[int, int]:
+                       hi: CutSpec, stride: int = 1) -> tuple[int, int]:
     """Bounds of the pixels of a grid rectangle that fail the lo cut and pass the hi cut."""
-    hl, hu = cut_count_bounds(counts, base, rect, hi)
-    ll, lu = cut_count_bounds(counts, base, rect, lo)
+    hl, hu = cut_count_bounds(counts, base, rect, hi, stride)
+    ll, lu = cut_count_bounds(counts, base, rect, lo, stride)
     return max(hl - lu, 0), hu - ll
 
 
@@ -154,21 +162,20 @@ def grid_area(g: GridBox, h: int, w: int, cell: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def boundary_bounds(counts: np.ndarray, base: int, grid: tuple[int, int, int, int],
-                    box: tuple[int, int, int, int], outer: GridBox, inner: GridBox,
-                    lo: CutSpec, hi: CutSpec) -> tuple[int, int]:
-    """Bounds of the in-range pixels of the box inside the cells of the outer grid rectangle
-    that are not in the inner one: a partly covered cell adds at most its covered pixels,
-    and at least its in-range pixels that cannot all lie in its uncovered part. ``grid`` =
-    (height, width, cell, cuts per cell) of the mask, ``box`` = (x0, y0, x1, y1)."""
+def boundary_cells(grid: tuple[int, int, int, int], box: tuple[int, int, int, int],
+                   outer: GridBox, inner: GridBox) -> NDArray[np.int64]:
+    """The cells of the outer grid rectangle that are not in the inner one and that the box
+    covers in part, one row each: the cell's ``cell_rect`` (8 values), then its pixels
+    inside the box and outside it. ``grid`` = (height, width, cell, cuts per cell) of the
+    mask, ``box`` = (x0, y0, x1, y1)."""
     h, w, cell, n_cuts = grid
     x0, y0, x1, y1 = box
     gw = (w + cell - 1) // cell
     r0o, s0o, r1o, s1o = outer
     r0i, s0i, r1i, s1i = inner
-    lower = 0
-    upper = 0
     has_inner = r1i > r0i and s1i > s0i
+    cells = np.empty((max(0, r1o - r0o) * max(0, s1o - s0o), 10), np.int64)
+    n = 0
     for r in range(r0o, r1o):
         cy0 = r * cell
         cy1 = min(cy0 + cell, h)
@@ -181,11 +188,39 @@ def boundary_bounds(counts: np.ndarray, base: int, grid: tuple[int, int, int, in
             covered = oy * (min(cx1, x1) - max(cx0, x0))
             if covered <= 0:
                 continue
-            cl, cu = range_count_bounds(counts, base, cell_rect(r, s, gw, n_cuts), lo, hi)
-            uncovered = (cy1 - cy0) * (cx1 - cx0) - covered
-            lower += max(0, cl - uncovered)
-            upper += min(cu, covered)
+            rect = cell_rect(r, s, gw, n_cuts)
+            for q in range(8):
+                cells[n, q] = rect[q]
+            cells[n, 8] = covered
+            cells[n, 9] = (cy1 - cy0) * (cx1 - cx0) - covered
+            n += 1
+    return cells[:n]
+
+
+@njit(cache=True, nogil=True)
+def cells_bounds(counts: np.ndarray, base: int, cells: NDArray[np.int64], lo: CutSpec,
+                 hi: CutSpec, stride: int = 1) -> tuple[int, int]:
+    """Bounds of the in-range pixels of the box inside ``cells`` (``boundary_cells``): a
+    partly covered cell adds at most its covered pixels, and at least its in-range pixels
+    that cannot all lie in its uncovered part."""
+    lower = 0
+    upper = 0
+    for c in range(cells.shape[0]):
+        rect = (cells[c, 0], cells[c, 1], cells[c, 2], cells[c, 3], cells[c, 4], cells[c, 5],
+                cells[c, 6], cells[c, 7])
+        cl, cu = range_count_bounds(counts, base, rect, lo, hi, stride)
+        lower += max(0, cl - cells[c, 9])
+        upper += min(cu, cells[c, 8])
     return lower, upper
+
+
+@njit(cache=True, nogil=True)
+def boundary_bounds(counts: np.ndarray, base: int, grid: tuple[int, int, int, int],
+                    box: tuple[int, int, int, int], outer: GridBox, inner: GridBox,
+                    lo: CutSpec, hi: CutSpec) -> tuple[int, int]:
+    """``cells_bounds`` of the box's ``boundary_cells`` in the mask whose counts start at
+    ``base``."""
+    return cells_bounds(counts, base, boundary_cells(grid, box, outer, inner), lo, hi)
 
 
 @njit(cache=True, nogil=True)

@@ -17,13 +17,14 @@ from .bound_kernels import (
     ChiArrays,
     CutSpec,
     RangeCut,
-    Rect,
-    boundary_bounds,
+    boundary_cells,
     box_geometry,
     box_grid,
+    cells_bounds,
     cut_spec,
     decides,
     query_cut,
+    range_count_bounds,
     rect_count,
 )
 
@@ -47,32 +48,10 @@ def transpose_counts(counts: np.ndarray, n_masks: int, start: int, stop: int,
                     planes[c * n_masks + i] = counts[base + c]
 
 
-@njit(inline="always")
-def _plane_rect_count(planes: np.ndarray, n: int, i: int, rect: Rect, k: int) -> int:
-    """C(k) of a grid rectangle of mask i (``bound_kernels.rect_count`` on planes)."""
-    a, b, c, d, fa, fb, fc, fd = rect
-    return (fa * np.int64(planes[(a + k) * n + i]) - fb * np.int64(planes[(b + k) * n + i])
-            - fc * np.int64(planes[(c + k) * n + i]) + fd * np.int64(planes[(d + k) * n + i]))
-
-
-@njit(inline="always")
-def _plane_cut_bounds(planes: np.ndarray, n: int, i: int, rect: Rect,
-                      spec: CutSpec) -> tuple[int, int]:
-    kl, ku, fl, fu, slack = spec
-    at_kl = _plane_rect_count(planes, n, i, rect, kl)
-    # A cut on an edge reads one count: not twice.
-    at_ku = at_kl if ku == kl else _plane_rect_count(planes, n, i, rect, ku)
-    lower = fl * at_kl
-    return lower, min(fu * at_ku, lower + slack)
-
-
-@njit(inline="always")
-def _plane_range_bounds(planes: np.ndarray, n: int, i: int, rect: Rect, lo: CutSpec,
-                        hi: CutSpec) -> tuple[int, int]:
-    """``bound_kernels.range_count_bounds`` on planes."""
-    hl, hu = _plane_cut_bounds(planes, n, i, rect, hi)
-    ll, lu = _plane_cut_bounds(planes, n, i, rect, lo)
-    return max(hl - lu, 0), hu - ll
+# Refinement reads the planes too when at least this share of the rows needs it: the cells
+# along a box's edge then lie side by side for neighbouring masks (fewer, they are better
+# read from each mask's own counts, a few cache lines per cell).
+DENSE_REFINE = 8
 
 
 @njit(cache=True, nogil=True)
@@ -81,9 +60,10 @@ def plane_bounds(chi: ChiArrays, planes: np.ndarray, cell: int, rows: NDArray[np
                  decide: tuple[NDArray[np.float64], NDArray[np.float64]],
                  out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
     """``bound_kernels.chi_bounds`` for one clipped ``box`` (x0, y0, x1, y1) on masks
-    ``rows`` of a segment whose masks all have one shape: the coarse bounds from the
-    segment's corner ``planes`` (``transpose_counts``), cell-by-cell refinement from its
-    counts. The same bounds, bit for bit."""
+    ``rows`` of a segment whose masks all have one shape, reading the segment's corner
+    ``planes`` (``transpose_counts``); the rows to refine cell by cell from the planes when
+    they are many (``DENSE_REFINE``), else from each mask's counts. The same bounds, bit for
+    bit."""
     counts, offsets, heights, widths, edges, eq, stats = chi
     lo_t, lo_incl, hi_t, hi_incl = cut
     decide_low, decide_high = decide
@@ -97,10 +77,13 @@ def plane_bounds(chi: ChiArrays, planes: np.ndarray, cell: int, rows: NDArray[np
     x0, y0, x1, y1 = box[0], box[1], box[2], box[3]
     outer, inner, area, outer_slack, inner_slack = box_geometry(h, w, cell, x0, y0, x1, y1,
                                                                 n_edges + 1)
-    outer_grid, inner_grid = box_grid(h, w, cell, x0, y0, x1, y1)
-    grid = (h, w, cell, n_edges + 1)
     lo_k, lo_on_edge = query_cut(lo_t, edges)
     hi_k, hi_on_edge = query_cut(hi_t, edges)
+    # The inner rectangle's bounds of the rows left to refine, which refinement adds to.
+    todo = np.empty(n_rows if refine else 0, np.int64)
+    inner_lower = np.empty(todo.shape[0], np.int64)
+    inner_upper = np.empty(todo.shape[0], np.int64)
+    n_todo = 0
     for j in range(n_rows):
         i = rows[j]
         lo = cut_spec(lo_k, lo_on_edge, eq, i, n_edges, stats[i, 0], stats[i, 1], lo_t,
@@ -109,17 +92,35 @@ def plane_bounds(chi: ChiArrays, planes: np.ndarray, cell: int, rows: NDArray[np
                       hi_incl)
         lower = upper = il = iu = 0
         if area > 0:
-            ol, ou = _plane_range_bounds(planes, n, i, outer, lo, hi)
-            il, iu = _plane_range_bounds(planes, n, i, inner, lo, hi)
+            ol, ou = range_count_bounds(planes, i, outer, lo, hi, n)
+            il, iu = range_count_bounds(planes, i, inner, lo, hi, n)
             lower = max(il, ol - outer_slack)
             upper = min(ou, iu + inner_slack, area)
-        if refine and not decides(lower, upper, decide_low[j], decide_high[j]):
-            cl, cu = boundary_bounds(counts, offsets[i], grid, (x0, y0, x1, y1), outer_grid,
-                                     inner_grid, lo, hi)
-            lower = max(lower, il + cl)
-            upper = min(upper, iu + cu)
         out_lower[j] = lower
         out_upper[j] = upper
+        if refine and not decides(lower, upper, decide_low[j], decide_high[j]):
+            todo[n_todo] = j
+            inner_lower[n_todo] = il
+            inner_upper[n_todo] = iu
+            n_todo += 1
+    if n_todo == 0:
+        return
+    outer_grid, inner_grid = box_grid(h, w, cell, x0, y0, x1, y1)
+    cells = boundary_cells((h, w, cell, n_edges + 1), (x0, y0, x1, y1), outer_grid, inner_grid)
+    dense = n_todo * DENSE_REFINE >= n
+    for t in range(n_todo):
+        j = todo[t]
+        i = rows[j]
+        lo = cut_spec(lo_k, lo_on_edge, eq, i, n_edges, stats[i, 0], stats[i, 1], lo_t,
+                      lo_incl)
+        hi = cut_spec(hi_k, hi_on_edge, eq, i, n_edges, stats[i, 0], stats[i, 1], hi_t,
+                      hi_incl)
+        if dense:
+            cl, cu = cells_bounds(planes, i, cells, lo, hi, n)
+        else:
+            cl, cu = cells_bounds(counts, offsets[i], cells, lo, hi)
+        out_lower[j] = max(out_lower[j], inner_lower[t] + cl)
+        out_upper[j] = min(out_upper[j], inner_upper[t] + cu)
 
 
 # --- a box per mask: its rectangles' counts gathered ------------------------------------

@@ -252,6 +252,10 @@ class ResidentIndex:
         """Whether the segment's masks all have one shape (corner planes are for them)."""
         return one_shape(self.heights, self.widths)
 
+    @property
+    def planes_cached(self) -> bool:
+        return index_cache().holds((self.key, "planes"))
+
     def planes(self, index: SegmentIndex) -> np.ndarray | None:
         """The corner planes of this segment's decoded ``index`` (``index.chi.
         corner_planes``), from the cache or made now if the cache has room to spare; None
