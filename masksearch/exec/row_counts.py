@@ -28,9 +28,10 @@ from .verify import CountTask, verify_candidates
 
 CHIS_HELD = 4096   # built CHIs held before they are saved
 PLANE_ROWS = ExecSettings.plane_rows
-# Rows from which a pass reads corner planes already made (fewer: not worth a kernel call
-# of their own, ``plane_kernels.plane_bounds`` refines few rows from the masks' counts).
-REFINED_ROWS = 64
+# A pass reads corner planes already made when it bounds at least 1 / PLANE_SHARE of the
+# segment's rows: fewer, read in the order of a top-k's parts, would each cost a cache line
+# per count read, more than their own counts do.
+PLANE_SHARE = 8
 
 
 def cp_bounds(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray, boxes: np.ndarray,
@@ -78,13 +79,13 @@ def segment_planes(segment: Segment, index: SegmentIndex, boxes: np.ndarray,
                    plane_rows: int = PLANE_ROWS) -> np.ndarray | None:
     """The segment's corner planes when the bounds of these rows' ``boxes`` (clipped) should
     read them: one box on a full index's masks of one shape, with the kernels in use, and
-    planes already made or enough rows to make them (``plane_rows``); None otherwise (or
-    when the index cache has no room for them)."""
+    planes already made (``PLANE_SHARE``) or enough rows to make them (``plane_rows``);
+    None otherwise (or when the index cache has no room for them)."""
     source = segment.index_overview
     if (not isinstance(source, ResidentIndex) or not dispatch.kernels_in_use()
             or not (boxes == boxes[0]).all()):
         return None
-    if source.planes_cached and len(boxes) >= min(REFINED_ROWS, plane_rows):
+    if source.planes_cached and PLANE_SHARE * len(boxes) >= len(source.heights):
         return source.planes(index)     # made for an earlier pass: they serve this one
     if len(boxes) < plane_rows or 4 * len(boxes) < len(source.heights):
         return None
