@@ -179,16 +179,21 @@ def _cells_of(chi: tuple, cell: int, rows: NDArray[np.int64]) -> int:
     return ((h + cell - 1) // cell) * ((w + cell - 1) // cell)
 
 
+def _bounds_cost(chi: tuple, cell: int, rows: NDArray[np.int64], refine: bool) -> int:
+    """The twin's estimated time for bounds of ``rows``, cell by cell with ``refine``."""
+    n = int(rows.shape[0])
+    cost = CALL_NS * 4 + BOUND_NS_PER_ROW * n
+    if refine:
+        cost += CELL_NS * n * _cells_of(chi, cell, rows)
+    return cost
+
+
 def chi_bounds(chi: tuple, cell: int, rows: NDArray[np.int64], boxes: NDArray[np.int64],
                cut: tuple[float, bool, float, bool], refine: bool,
                decide: tuple[NDArray[np.float64], NDArray[np.float64]],
                out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
     """``bound_kernels.chi_bounds`` or its twin."""
-    n = int(rows.shape[0])
-    cost = CALL_NS * 4 + BOUND_NS_PER_ROW * n
-    if refine:
-        cost += CELL_NS * n * _cells_of(chi, cell, rows)
-    if use_twin(cost):
+    if use_twin(_bounds_cost(chi, cell, rows, refine)):
         twins.chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out)
     else:
         _kernels().bound_kernels.chi_bounds(chi, cell, rows, boxes, cut, refine, decide, out)
@@ -208,11 +213,7 @@ def plane_bounds(chi: tuple, planes: np.ndarray, cell: int, rows: NDArray[np.int
                  decide: tuple[NDArray[np.float64], NDArray[np.float64]],
                  out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
     """``plane_kernels.plane_bounds`` or its twin."""
-    n = int(rows.shape[0])
-    cost = CALL_NS * 4 + BOUND_NS_PER_ROW * n
-    if refine:
-        cost += CELL_NS * n * _cells_of(chi, cell, rows)
-    if use_twin(cost):
+    if use_twin(_bounds_cost(chi, cell, rows, refine)):
         twins.plane_bounds(chi, planes, cell, rows, box, cut, refine, decide, out)
     else:
         _kernels().plane_kernels.plane_bounds(chi, planes, cell, rows, box, cut, refine,
