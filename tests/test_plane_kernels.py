@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
+import masksearch.store.index_cache as index_cache_module
 from masksearch.exec.settings import ExecSettings
 from masksearch.index.chi import box_rects, corner_planes, kernel_arrays, one_shape
 from masksearch.kernels import bound_kernels, dispatch, plane_kernels, twins
@@ -119,7 +120,11 @@ def test_planes_only_in_spare_room():
     planes = np.zeros(size // 2, np.uint8)
     cache = IndexCache(2 * size)
     cache.get("a", lambda: a)
-    assert cache.get_spare("p", lambda: planes, planes.nbytes) is planes
+    # Made on the third time of asking.
+    assert cache.get_spare("p", lambda: pytest.fail("asked once"), planes.nbytes, 3) is None
+    assert cache.get_spare("p", lambda: pytest.fail("asked twice"), planes.nbytes, 3) is None
+    assert not cache.holds("p")
+    assert cache.get_spare("p", lambda: planes, planes.nbytes, 3) is planes
     assert cache.holds("p")
     assert cache.get_spare("p", lambda: pytest.fail("held"), planes.nbytes) is planes
     # No room left for another without evicting: not made, nothing evicted.
@@ -138,9 +143,10 @@ EVERY_PASS = ExecSettings(plane_rows=1)
 
 
 @pytest.fixture
-def planes_on_every_pass():
-    """Corner planes read by every fixed-box pass over a full index (``EVERY_PASS``), with
-    the kernels."""
+def planes_on_every_pass(monkeypatch):
+    """Corner planes made on the first pass that asks (``EVERY_PASS``: every fixed-box
+    pass over a full index asks), with the kernels."""
+    monkeypatch.setattr(index_cache_module, "PLANES_ASKED", 1)
     index_cache().clear()
     with dispatch.force("numba"):
         yield
@@ -180,3 +186,27 @@ def test_a_fixed_box_filter_reads_the_planes(planes_on_every_pass, tmp_path):
     want = [i for i, m in enumerate(maps) if (m[5:31, 3:29] > 0.5).sum() > 330]
     assert got == want
     assert 0 < len(want) < 30
+
+
+def _planes_held() -> set:
+    return {k for k in index_cache()._entries if isinstance(k, tuple) and k[-1] == "planes"}
+
+
+def test_planes_are_made_on_the_third_pass(tmp_path):
+    """A process that queries once or twice (a CLI call) never pays for the planes."""
+    index_cache().clear()
+    rng = np.random.default_rng(6)
+    maps = rng.random((20, 32, 32), dtype=np.float32)
+    db = ms.connect(tmp_path / "db", cell_size=8)
+    db.ingest(maps, image_id=np.arange(20))
+    # A box on the cell lines and a range on the bin edges: settled by the coarse pass
+    # alone, one pass (one ask) a query.
+    sql = "SELECT mask_id FROM masks WHERE CP(mask, box(8, 8, 32, 32), (0.5, 1.0]) > 290"
+    want = [i for i, m in enumerate(maps) if (m[8:32, 8:32] > 0.5).sum() > 290]
+    assert 0 < len(want) < 20
+    with dispatch.force("numba"):
+        for passes in (1, 2, 3, 4):
+            got = sorted(r[0] for r in db.query(sql, settings=EVERY_PASS).rows())
+            assert got == want
+            assert bool(_planes_held()) == (passes >= 3)
+    index_cache().clear()

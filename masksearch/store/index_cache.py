@@ -20,8 +20,8 @@ the one the next pass needs first.
 
 The cache also keeps, in room the decoded indexes leave spare, a segment's counts transposed
 into *corner planes* (``index.chi.corner_planes``): the coarse bounds of one box over most
-of a segment read them in order. They are made only where they fit without evicting
-anything, and are evicted like the rest.
+of a segment read them in order. They are made on the third pass that asks for them, only
+where they fit without evicting anything, and are evicted like the rest.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ from ..index.chi import SegmentIndex, corner_planes, one_shape
 ENV = "MASKSEARCH_INDEX_CACHE"
 CACHE_SHARE = 0.40     # of the machine's memory, decoded
 INDEX_SHARE = 0.75     # of the machine's memory, decoded and held together
+# Passes that ask for a segment's corner planes before they are made (transposing a
+# segment costs ~15 ms per 1,000 masks, about a hundred passes' gain): a process that
+# queries once or twice, a CLI call, never pays it.
+PLANES_ASKED = 3
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10,
           "mib": 1 << 20, "gib": 1 << 30}
 
@@ -98,6 +102,7 @@ class IndexCache:
         self.decoded = 0       # decodes so far (what a benchmark or a test watches)
         self.passes = 0
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._asked: dict[Hashable, int] = {}      # by ``get_spare``, not made yet
         self._lock = threading.Lock()
 
     @property
@@ -137,10 +142,11 @@ class IndexCache:
             hit.used_in = self.passes
             return hit.index
 
-    def get_spare(self, key: Hashable, make: Callable[[], np.ndarray],
-                  size: int) -> np.ndarray | None:
-        """The array under ``key``; made now (``size`` bytes) only if it fits in the room
-        the cache has spare, without evicting anything; else None."""
+    def get_spare(self, key: Hashable, make: Callable[[], np.ndarray], size: int,
+                  asks: int = 1) -> np.ndarray | None:
+        """The array under ``key``; made now (``size`` bytes) on the ``asks``-th time it is
+        asked for, and only if it fits in the room the cache has spare, without evicting
+        anything; else None."""
         hit = self._hit(key)
         if hit is not None:
             assert isinstance(hit, np.ndarray)
@@ -148,6 +154,10 @@ class IndexCache:
         with self._lock:
             if self.used + size > self.budget:
                 return None
+            self._asked[key] = self._asked.get(key, 0) + 1
+            if self._asked[key] < asks:
+                return None
+            del self._asked[key]
         made = make()
         with self._lock:
             if key not in self._entries and self.used + size <= self.budget:
@@ -263,7 +273,7 @@ class ResidentIndex:
         if not self.one_shape:
             return None
         return index_cache().get_spare((self.key, "planes"), lambda: corner_planes(index),
-                                       self.counts_nbytes)
+                                       self.counts_nbytes, PLANES_ASKED)
 
     def decoded_nbytes(self) -> int:
         """What ``decoded()`` adds to the cache, without decoding."""
