@@ -42,9 +42,9 @@ from ..index.chi import SegmentIndex, corner_planes, one_shape
 ENV = "MASKSEARCH_INDEX_CACHE"
 CACHE_SHARE = 0.40     # of the machine's memory, decoded
 INDEX_SHARE = 0.75     # of the machine's memory, decoded and held together
-# Passes that ask for a segment's corner planes before they are made (transposing a
-# segment costs ~15 ms per 1,000 masks, about a hundred passes' gain): a process that
-# queries once or twice, a CLI call, never pays it.
+# Passes that ask for a segment's corner planes before they are made (making them costs
+# ~11 ms per 1,000 224x224 masks, mostly first touches of new memory: what tens of passes
+# gain): a process that queries once or twice, a CLI call, never pays it.
 PLANES_ASKED = 3
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10,
           "mib": 1 << 20, "gib": 1 << 30}
