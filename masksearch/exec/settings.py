@@ -39,7 +39,7 @@ class ExecSettings:
     remote_masks: int = 256
     # Rows of a segment, one box on all of them, from which its corner planes pay (at
     # least this many, and at least a quarter of the segment): transposing a segment's
-    # counts costs about what ten coarse passes over them without the planes do.
+    # counts costs what tens of later passes over it gain.
     plane_rows: int = 1024
 
     def __post_init__(self) -> None:

@@ -208,6 +208,7 @@ class IndexCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._asked.clear()
             self.used = 0
 
 
