@@ -6,15 +6,18 @@ read either answer as the brute force does, the first time and the next."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
 import masksearch.store.index_cache as index_cache_module
+from masksearch.exec.regions import regions
 from masksearch.exec.settings import ExecSettings
 from masksearch.index.chi import box_rects, corner_planes, kernel_arrays, one_shape
 from masksearch.kernels import bound_kernels, dispatch, plane_kernels, twins
+from masksearch.lang import ast
 from masksearch.store.index_cache import IndexCache, index_cache, index_nbytes
 
 from .strategies import examples
@@ -210,3 +213,21 @@ def test_planes_are_made_on_the_third_pass(tmp_path):
             assert got == want
             assert bool(_planes_held()) == (passes >= 3)
     index_cache().clear()
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=0, max_size=6),
+       st.sampled_from([ast.FullRoi(), ast.BoxRoi(-3, 2, 17, 50), ast.BoxRoi(5, 5, 5, 9)]),
+       st.data())
+def test_regions_say_one_box_only_when_every_row_has_it(shapes, roi, data):
+    """``Regions.one_box`` lets the planes be read without comparing boxes: it must never
+    be set where the boxes differ (taken rows included)."""
+    rows = pa.table({"height": [h for h, _ in shapes], "width": [w for _, w in shapes]})
+    reg = regions(roi, rows)
+    idx = np.array(data.draw(st.lists(st.integers(0, max(0, len(shapes) - 1)), max_size=5))
+                   if shapes else [], np.int64)
+    for r in (reg, reg.take(idx)):
+        if r.one_box:
+            assert (r.boxes == r.boxes[:1]).all()
+    same = len({s for s in shapes}) == 1
+    assert reg.one_box == same

@@ -15,17 +15,19 @@ from .arrays import Ints
 
 @dataclass(frozen=True)
 class Regions:
-    """Clipped boxes (N, 4) as x0, y0, x1, y1 with x0 <= x1, y0 <= y1; ``null`` where NULL."""
+    """Clipped boxes (N, 4) as x0, y0, x1, y1 with x0 <= x1, y0 <= y1; ``null`` where NULL;
+    ``one_box``: known to be one box on every row (False: not known)."""
 
     boxes: np.ndarray
     null: np.ndarray
+    one_box: bool = False
 
     @property
     def area(self) -> np.ndarray:
         return box_areas(self.boxes)
 
     def take(self, idx: np.ndarray) -> Regions:
-        return Regions(self.boxes.take(idx, axis=0), self.null.take(idx))
+        return Regions(self.boxes.take(idx, axis=0), self.null.take(idx), self.one_box)
 
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -61,7 +63,8 @@ def regions(roi: ast.Roi, rows: pa.Table) -> Regions:
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)) and n and \
             heights.min() == heights.max() and widths.min() == widths.max():
         # one box on masks of one size (the common case): clipped once
-        return Regions(np.tile(_fixed_boxes(roi, heights[:1], widths[:1]), (n, 1)), null)
+        return Regions(np.tile(_fixed_boxes(roi, heights[:1], widths[:1]), (n, 1)), null,
+                       one_box=True)
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)):
         return Regions(_fixed_boxes(roi, heights, widths), null)
     col = rows.column(roi.name).combine_chunks()

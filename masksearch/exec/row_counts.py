@@ -45,13 +45,14 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
                    boxes: np.ndarray, ranges: list[tuple[Cut, Cut]], refine: bool,
                    decide: tuple[np.ndarray, np.ndarray] | None = None,
                    gathered: dict[int, BoxRects] | None = None,
-                   plane_rows: int = PLANE_ROWS) -> list[tuple[np.ndarray, np.ndarray]]:
+                   plane_rows: int = PLANE_ROWS, one_box: bool = False,
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``cp_bounds`` for several ranges over the same rows and boxes, in one pass; with
     ``decide = (low, high)`` per row, refining only what does not decide
     ``low <= CP <= high`` (see ``index.chi.bound_tasks``). ``gathered``: for coarse bounds
     of a box column's rows, the rows' ``box_rects`` by segment, kept by the caller for
     these same rows and boxes (gathered here where missing). ``plane_rows``: see
-    ``ExecSettings``."""
+    ``ExecSettings``. ``one_box``: every row's box is known to be the same (not checked)."""
     outs = [(np.zeros(len(seg), np.int64), box_areas(boxes)) for _ in ranges]
     for wave in index_waves(segments, segment_groups(seg)):
         indexes = wave_indexes(segments, [k for k, _ in wave])
@@ -68,7 +69,8 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
                                      refine, outs, at, None if decide is None else
                                      (decide[0][at], decide[1][at]),
                                      None if rects is not None else
-                                     segment_planes(segment, index, boxes[at], plane_rows),
+                                     segment_planes(segment, index, boxes[at], plane_rows,
+                                                    one_box),
                                      rects)
             del index
         run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
@@ -76,14 +78,15 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
 
 
 def segment_planes(segment: Segment, index: SegmentIndex, boxes: np.ndarray,
-                   plane_rows: int = PLANE_ROWS) -> np.ndarray | None:
+                   plane_rows: int = PLANE_ROWS, one_box: bool = False) -> np.ndarray | None:
     """The segment's corner planes when the bounds of these rows' ``boxes`` (clipped) should
     read them: one box on a full index's masks of one shape, with the kernels in use, and
     planes already made (``PLANE_SHARE``) or enough rows to make them (``plane_rows``);
-    None otherwise (or when the index cache has no room for them)."""
+    None otherwise (or when the index cache has no room for them). ``one_box``: the boxes
+    are known to be one box (else they are compared)."""
     source = segment.index_overview
     if (not isinstance(source, ResidentIndex) or not dispatch.kernels_in_use()
-            or not (boxes == boxes[0]).all()):
+            or not (one_box or (boxes == boxes[0]).all())):
         return None
     if source.planes_cached and PLANE_SHARE * len(boxes) >= len(source.heights):
         return source.planes(index)     # made for an earlier pass: they serve this one

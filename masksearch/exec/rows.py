@@ -229,12 +229,13 @@ class RowBatch:
         if not self.ctx.use_index:
             area = self.region(roi).area[idx]
             return [(np.zeros(len(area), np.int64), area.copy()) for _ in ranges]
-        boxes = self.region(roi).boxes[idx]
+        region = self.region(roi)
         every = isinstance(idx, slice) and idx == slice(None)
         gathered = self._remembered_rects(roi) if every and not refine else None
-        return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx], boxes, ranges,
-                              refine, gathered=gathered,
-                              plane_rows=self.ctx.settings.plane_rows)
+        return cp_bounds_many(self.ctx.segments, self.seg[idx], self.row[idx],
+                              region.boxes[idx], ranges, refine, gathered=gathered,
+                              plane_rows=self.ctx.settings.plane_rows,
+                              one_box=region.one_box)
 
     def cell_bounds(self, idx: np.ndarray, roi: ast.Roi, lo: Cut,
                     hi: Cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
