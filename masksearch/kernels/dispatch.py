@@ -179,10 +179,15 @@ def _cells_of(chi: tuple, cell: int, rows: NDArray[np.int64]) -> int:
     return ((h + cell - 1) // cell) * ((w + cell - 1) // cell)
 
 
+def _rows_cost(n: int) -> int:
+    """A bound twin's estimated time for ``n`` rows, from the grid rectangles alone."""
+    return CALL_NS * 4 + BOUND_NS_PER_ROW * n
+
+
 def _bounds_cost(chi: tuple, cell: int, rows: NDArray[np.int64], refine: bool) -> int:
     """The twin's estimated time for bounds of ``rows``, cell by cell with ``refine``."""
     n = int(rows.shape[0])
-    cost = CALL_NS * 4 + BOUND_NS_PER_ROW * n
+    cost = _rows_cost(n)
     if refine:
         cost += CELL_NS * n * _cells_of(chi, cell, rows)
     return cost
@@ -224,7 +229,7 @@ def gather_box_rects(chi: tuple, cell: int, rows: NDArray[np.int64],
                      boxes: NDArray[np.int64], start: int, stop: int, rects: np.ndarray,
                      sizes: NDArray[np.int64]) -> None:
     """``plane_kernels.gather_box_rects`` or its twin."""
-    if use_twin(CALL_NS * 4 + BOUND_NS_PER_ROW * (stop - start)):
+    if use_twin(_rows_cost(stop - start)):
         twins.gather_box_rects(chi, cell, rows, boxes, start, stop, rects, sizes)
     else:
         _kernels().plane_kernels.gather_box_rects(chi, cell, rows, boxes, start, stop, rects,
@@ -236,7 +241,7 @@ def box_rect_bounds(chi: tuple, rects: np.ndarray, sizes: NDArray[np.int64],
                     cut: tuple[float, bool, float, bool],
                     out: tuple[NDArray[np.int64], NDArray[np.int64]]) -> None:
     """``plane_kernels.box_rect_bounds`` or its twin."""
-    if use_twin(CALL_NS * 4 + BOUND_NS_PER_ROW * (stop - start)):
+    if use_twin(_rows_cost(stop - start)):
         twins.box_rect_bounds(chi, rects, sizes, rows, start, stop, cut, out)
     else:
         _kernels().plane_kernels.box_rect_bounds(chi, rects, sizes, rows, start, stop, cut,
@@ -248,8 +253,7 @@ def chi_cell_bounds(chi: tuple, cell: int, rows: NDArray[np.int64], boxes: NDArr
                     out: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
                     ) -> None:
     """``bound_kernels.chi_cell_bounds`` or its twin."""
-    n = int(rows.shape[0])
-    if use_twin(CALL_NS * 4 + BOUND_NS_PER_ROW * n + CELL_NS * n * _cells_of(chi, cell, rows)):
+    if use_twin(_bounds_cost(chi, cell, rows, True)):
         twins.chi_cell_bounds(chi, cell, rows, boxes, cut, out)
     else:
         _kernels().bound_kernels.chi_cell_bounds(chi, cell, rows, boxes, cut, out)

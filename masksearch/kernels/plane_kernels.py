@@ -15,7 +15,6 @@ from numpy.typing import NDArray
 
 from .bound_kernels import (
     ChiArrays,
-    CutSpec,
     RangeCut,
     boundary_cells,
     box_geometry,
@@ -156,20 +155,9 @@ def gather_box_rects(chi: ChiArrays, cell: int, rows: NDArray[np.int64],
         sizes[j, 2] = inner_slack
 
 
-@njit(inline="always")
-def _gathered_cut_bounds(rects: np.ndarray, at: int, m: int, spec: CutSpec) -> tuple[int, int]:
-    kl, ku, fl, fu, slack = spec
-    lower = fl * np.int64(rects[kl * m + at])
-    return lower, min(fu * np.int64(rects[ku * m + at]), lower + slack)
-
-
-@njit(inline="always")
-def _gathered_range_bounds(rects: np.ndarray, at: int, m: int, lo: CutSpec,
-                           hi: CutSpec) -> tuple[int, int]:
-    """``range_count_bounds`` of the rectangle whose counts start at ``rects[at]``."""
-    hl, hu = _gathered_cut_bounds(rects, at, m, hi)
-    ll, lu = _gathered_cut_bounds(rects, at, m, lo)
-    return max(hl - lu, 0), hu - ll
+# A gathered rectangle as a "grid rectangle" of one corner: its count at cut k is read at
+# ``rects[at + k * m]`` by ``range_count_bounds`` with stride m.
+_GATHERED = (0, 0, 0, 0, 1, 0, 0, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -198,7 +186,7 @@ def box_rect_bounds(chi: ChiArrays, rects: np.ndarray, sizes: NDArray[np.int64],
                       lo_incl)
         hi = cut_spec(hi_k, hi_on_edge, eq, i, n_edges, stats[i, 0], stats[i, 1], hi_t,
                       hi_incl)
-        ol, ou = _gathered_range_bounds(rects, j, m, lo, hi)
-        il, iu = _gathered_range_bounds(rects, inner + j, m, lo, hi)
+        ol, ou = range_count_bounds(rects, j, _GATHERED, lo, hi, m)
+        il, iu = range_count_bounds(rects, inner + j, _GATHERED, lo, hi, m)
         out_lower[j] = max(il, ol - sizes[j, 1])
         out_upper[j] = min(ou, iu + sizes[j, 2], area)
