@@ -202,3 +202,24 @@ def test_kth_best_is_the_kth_of_the_sorted_values(values, k, desc):
     plain = sorted((v for v in values if not math.isnan(v)), reverse=desc)
     got = kth_best(np.array(values, np.float64), k, desc)
     assert got == (plain[k - 1] if 1 <= k <= len(plain) else None)
+
+
+@settings(max_examples=150)
+@given(st.integers(0, 2**32 - 1), st.integers(1000, 5000), st.integers(1, 300), st.booleans(),
+       st.sampled_from(["random", "few values", "sorted", "reversed", "with NaN"]))
+def test_kth_best_of_many_values_is_the_kth_of_the_sorted_values(seed, n, k, desc, shape):
+    """Enough values for the prefilter (PREFILTER_VALUES), in orders that could fool it."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=n)
+    if shape == "few values":
+        values = rng.integers(0, 4, n).astype(np.float64)
+    elif shape == "sorted":
+        values.sort()
+    elif shape == "reversed":
+        values = np.sort(values)[::-1].copy()
+    elif shape == "with NaN":
+        values[rng.random(n) < 0.3] = np.nan
+    plain = np.sort(values[~np.isnan(values)])
+    plain = plain[::-1] if desc else plain
+    got = kth_best(values, k, desc)
+    assert got == (float(plain[k - 1]) if k <= len(plain) else None)
