@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import masksearch as ms
+import masksearch.exec.rows as rows_module
 import masksearch.store.index_cache as index_cache_module
 from masksearch.exec.regions import regions
 from masksearch.exec.settings import ExecSettings
@@ -167,10 +168,11 @@ def test_queries_over_planes_equal_oracle(planes_on_every_pass, database, specs,
 @given(databases(), st.lists(queries(), min_size=1, max_size=4))
 def test_queries_over_box_rects_equal_oracle(database, specs):
     """With the kernels, queries over the bbox column gather its rectangles' counts on
-    the first pass and read them on the next."""
+    the first pass and read them on the next; a fixed box's are gathered on its second
+    query and read on the third."""
     ms_, meta, cell, split = database
     with dispatch.force("numba"):
-        _check(ms_, meta, cell, split, specs + specs)
+        _check(ms_, meta, cell, split, specs * 3)
 
 
 def test_a_fixed_box_filter_reads_the_planes(planes_on_every_pass, tmp_path):
@@ -196,22 +198,58 @@ def _planes_held() -> set:
 
 
 def test_planes_are_made_on_the_third_pass(tmp_path):
-    """A process that queries once or twice (a CLI call) never pays for the planes."""
+    """A process that queries once or twice (a CLI call) never pays for the planes; a new
+    box each time (a repeated one gathers its own rectangles, below)."""
     index_cache().clear()
     rng = np.random.default_rng(6)
     maps = rng.random((20, 32, 32), dtype=np.float32)
     db = ms.connect(tmp_path / "db", cell_size=8)
     db.ingest(maps, image_id=np.arange(20))
-    # A box on the cell lines and a range on the bin edges: settled by the coarse pass
-    # alone, one pass (one ask) a query.
-    sql = "SELECT mask_id FROM masks WHERE CP(mask, box(8, 8, 32, 32), (0.5, 1.0]) > 290"
-    want = [i for i, m in enumerate(maps) if (m[8:32, 8:32] > 0.5).sum() > 290]
-    assert 0 < len(want) < 20
     with dispatch.force("numba"):
-        for passes in (1, 2, 3, 4):
+        for passes, x0 in enumerate((8, 0, 16, 8), start=1):
+            # Boxes on the cell lines and a range on the bin edges: settled by the coarse
+            # pass alone, one pass (one ask) a query.
+            sql = (f"SELECT mask_id FROM masks WHERE CP(mask, box({x0}, 8, 32, 32), "
+                   "(0.5, 1.0]) > 200")
+            want = [i for i, m in enumerate(maps) if (m[8:32, x0:32] > 0.5).sum() > 200]
             got = sorted(r[0] for r in db.query(sql, settings=EVERY_PASS).rows())
             assert got == want
             assert bool(_planes_held()) == (passes >= 3)
+    index_cache().clear()
+
+
+def _gathered(db: ms.Database) -> dict:
+    """The rectangles gathered for the regions the connection's snapshot remembers, by
+    region."""
+    memos = [m for k, m in db._store.snapshot()._memos.items() if k[0] == "regions"]
+    return {k[0]: v for m in memos for k, v in m.items() if isinstance(k, tuple)
+            and k[1:] == ("rects",) and v}
+
+
+def test_a_repeated_fixed_box_gathers_its_rectangles_on_its_second_query(tmp_path):
+    """The first query with a box reads the planes (or each mask's counts); the second
+    gathers the box's rectangles; later ones read them; at most RECTS_KEPT regions keep
+    theirs. Every answer is the brute force's."""
+    index_cache().clear()
+    rng = np.random.default_rng(7)
+    maps = rng.random((24, 32, 32), dtype=np.float32)
+    db = ms.connect(tmp_path / "db", cell_size=8)
+    db.ingest(maps, image_id=np.arange(24))
+    boxes = [(3, 5, 29, 30), (1, 2, 20, 27), (0, 9, 31, 31)]
+    with dispatch.force("numba"):
+        for box in boxes:
+            x0, y0, x1, y1 = box
+            half = (x1 - x0) * (y1 - y0) // 2
+            sql = (f"SELECT mask_id FROM masks WHERE CP(mask, box({x0}, {y0}, {x1}, {y1}), "
+                   f"(0.5, 1.0]) > {half}")
+            want = [i for i, m in enumerate(maps) if (m[y0:y1, x0:x1] > 0.5).sum() > half]
+            for query in range(3):
+                got = sorted(r[0] for r in db.query(sql).rows())
+                assert got == want
+                held = _gathered(db)
+                assert (ast.BoxRoi(*box) in held) == (query >= 1)
+                assert len(held) <= rows_module.RECTS_KEPT
+            assert 0 < len(want) < 24
     index_cache().clear()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ class Regions:
     null: np.ndarray
     one_box: bool = False
 
-    @property
+    @cached_property
     def area(self) -> np.ndarray:
         return box_areas(self.boxes)
 
@@ -62,9 +63,10 @@ def regions(roi: ast.Roi, rows: pa.Table) -> Regions:
     null = np.zeros(n, dtype=bool)
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)) and n and \
             heights.min() == heights.max() and widths.min() == widths.max():
-        # one box on masks of one size (the common case): clipped once
-        return Regions(np.tile(_fixed_boxes(roi, heights[:1], widths[:1]), (n, 1)), null,
-                       one_box=True)
+        # One box on masks of one size (the common case): clipped once, and every row's
+        # box and NULL flag a read-only view of it (nothing written per row).
+        return Regions(np.broadcast_to(_fixed_boxes(roi, heights[:1], widths[:1]), (n, 4)),
+                       np.broadcast_to(False, n), one_box=True)
     if isinstance(roi, (ast.FullRoi, ast.BoxRoi)):
         return Regions(_fixed_boxes(roi, heights, widths), null)
     col = rows.column(roi.name).combine_chunks()

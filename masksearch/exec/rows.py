@@ -24,10 +24,12 @@ from .verify import CountTask, verify_candidates
 
 Index = np.ndarray | slice
 REGIONS_KEPT = 2             # box columns' regions of a shard remembered across queries
+ONE_BOX_KEPT = 16            # ... and one box's on masks of one size (a view of one box)
 REGIONS_ROWS = 1 << 21       # ... for shards of at most this many rows (66 MB each)
 # The counts of their rows' boxes' grid rectangles, gathered (``index.chi.box_rects``), for
 # shards of at most this many rows (about 110 bytes a 224x224 mask: 115 MB each).
 RECT_ROWS = 1 << 20
+RECTS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class RowBatch:
         self._regions: dict[ast.Roi, Regions] = {}
         # Regions of these very rows kept across queries (a snapshot's shard): see region.
         self._regions_memo = regions_memo
+        self._remembered: set[ast.Roi] = set()     # regions found in the memo
         self._columns: dict[str, pa.Array | pa.ChunkedArray] = {}
 
     def __getstate__(self) -> dict[str, object]:
@@ -174,28 +177,41 @@ class RowBatch:
 
     def _remembered_region(self, roi: ast.Roi) -> Regions:
         """``regions(roi, rows)``, from the memo when an earlier query over the same rows
-        worked out a box column's regions (fixed boxes are cheap to clip again; clipped
-        boxes take 33 bytes a row, so only a few, of shards of at most REGIONS_ROWS)."""
+        worked out its regions (a box column's clipped boxes take 33 bytes a row, so only a
+        few, of shards of at most REGIONS_ROWS; one box on masks of one size, nothing)."""
         memo = self._regions_memo
-        if not isinstance(roi, ast.ColumnRoi) or self.num_rows > REGIONS_ROWS:
+        if self.num_rows > REGIONS_ROWS:
             memo = None
         reg = memo.get(roi) if memo is not None else None
-        if not isinstance(reg, Regions):
+        if isinstance(reg, Regions):
+            self._remembered.add(roi)
+        else:
             reg = regions(roi, self.rows)
             if memo is not None:
-                if sum(isinstance(v, Regions) for v in memo.values()) >= REGIONS_KEPT:
-                    memo.clear()
+                _make_room(memo, reg.one_box)
                 memo[roi] = reg
         return reg
 
     def _remembered_rects(self, roi: ast.Roi) -> dict[int, BoxRects] | None:
         """The box rectangles' counts by segment (``row_counts.cp_bounds_many``) gathered
-        for a box column whose regions are remembered: kept (and forgotten) with them."""
+        for a region that is remembered: kept (and forgotten) with it, for at most
+        RECTS_KEPT regions (110 bytes a row each)."""
         memo = self._regions_memo
         if (memo is None or self._taken is not None or roi not in memo
                 or self.num_rows > RECT_ROWS):
             return None
-        gathered = memo.setdefault((roi, "rects"), {})
+        region = memo[roi]
+        if isinstance(region, Regions) and region.one_box and roi not in self._remembered:
+            # One box on every row: the first query reads the corner planes (any box), a
+            # second with the same box gathers its rectangles for the ones after it.
+            return None
+        key = (roi, "rects")
+        if key not in memo:
+            held = [k for k in memo if isinstance(k, tuple) and k[1:] == ("rects",)]
+            if len(held) >= RECTS_KEPT:
+                for k in held:
+                    del memo[k]
+        gathered = memo.setdefault(key, {})
         assert isinstance(gathered, dict)
         return gathered
 
@@ -350,3 +366,17 @@ class RowBatch:
         if not self.state.known[:, t].all():
             raise AssertionError("CP value used before it was resolved")
         return numpy_array(self.state.exact[:, t], pa.int64(), mask=self.state.null[:, t])
+
+
+def _make_room(memo: dict[Hashable, object], one_box: bool) -> None:
+    """Forget remembered regions of the kind about to be added (one box on masks of one
+    size, or clipped boxes per row, with the rectangles gathered for them) when there are
+    as many as that kind keeps."""
+    kept = ONE_BOX_KEPT if one_box else REGIONS_KEPT
+    same = [k for k, v in memo.items() if isinstance(v, Regions) and v.one_box == one_box]
+    if len(same) < kept:
+        return
+    for roi in same:
+        del memo[roi]
+        memo.pop((roi, "rects"), None)
+
