@@ -197,16 +197,18 @@ def _planes_held() -> set:
     return {k for k in index_cache()._entries if isinstance(k, tuple) and k[-1] == "planes"}
 
 
-def test_planes_are_made_on_the_third_pass(tmp_path):
-    """A process that queries once or twice (a CLI call) never pays for the planes; a new
-    box each time (a repeated one gathers its own rectangles, below)."""
+@pytest.mark.parametrize("x0s", [(8, 0, 16, 8), (8, 8, 8, 8)])
+def test_planes_are_made_on_the_third_pass(tmp_path, x0s):
+    """A process that queries once or twice (a CLI call) never pays for the planes; the
+    third pass of one box makes them, whether the boxes are new or the same (whose later
+    passes read its gathered rectangles, but whose refinement may read the planes)."""
     index_cache().clear()
     rng = np.random.default_rng(6)
     maps = rng.random((20, 32, 32), dtype=np.float32)
     db = ms.connect(tmp_path / "db", cell_size=8)
     db.ingest(maps, image_id=np.arange(20))
     with dispatch.force("numba"):
-        for passes, x0 in enumerate((8, 0, 16, 8), start=1):
+        for passes, x0 in enumerate(x0s, start=1):
             # Boxes on the cell lines and a range on the bin edges: settled by the coarse
             # pass alone, one pass (one ask) a query.
             sql = (f"SELECT mask_id FROM masks WHERE CP(mask, box({x0}, 8, 32, 32), "

@@ -65,13 +65,14 @@ def cp_bounds_many(segments: Sequence[Segment], seg: np.ndarray, row: np.ndarray
             if len(row[at]):
                 rects = None if gathered is None or refine else \
                     segment_rects(gathered, k, segment, index, row[at], boxes[at])
+                # One box's pass asks for the planes even when it reads gathered
+                # rectangles: a refinement over many of the segment's rows reads them.
+                planes = None if rects is not None and not one_box else \
+                    segment_planes(segment, index, boxes[at], plane_rows, one_box)
                 tasks += bound_tasks(index, segment.dtype, row[at], boxes[at], ranges,
                                      refine, outs, at, None if decide is None else
                                      (decide[0][at], decide[1][at]),
-                                     None if rects is not None else
-                                     segment_planes(segment, index, boxes[at], plane_rows,
-                                                    one_box),
-                                     rects)
+                                     planes if rects is None else None, rects)
             del index
         run_sized(tasks, REFINE_CHUNK if refine and decide is None else BOUND_CHUNK)
     return outs
