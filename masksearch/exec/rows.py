@@ -379,4 +379,3 @@ def _make_room(memo: dict[Hashable, object], one_box: bool) -> None:
     for roi in same:
         del memo[roi]
         memo.pop((roi, "rects"), None)
-
